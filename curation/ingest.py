@@ -1,0 +1,219 @@
+"""The one ingest path every source uses: decode and normalise, dedupe, store atomically, then catalog.
+
+Order matters for crash safety: the bytes are in the store (atomic rename) before the catalog row that
+points at them is committed, so a kill at any moment leaves at worst an unreferenced file that the next run
+reuses (same sha256, same path), never a row without its file.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import imagehash
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from tqdm import tqdm
+
+from curation.catalog import Image, NearDuplicate, utcnow
+from curation.errors import GhostsError
+from curation.imaging import ImageRejected, decode_image
+from curation.store import put_bytes, sha256_bytes
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"}
+
+
+@dataclass
+class IngestResult:
+    status: str  # added | duplicate | rejected
+    sha256: str
+    image_id: int | None = None
+    reason: str | None = None
+    near_duplicates: list[int] = field(default_factory=list)
+    conversion: str | None = None
+
+
+@dataclass
+class ImportSummary:
+    added: int = 0
+    duplicates: int = 0
+    near_duplicates: int = 0
+    converted: int = 0
+    skipped: int = 0  # files in folders without an image extension (READMEs, XML, ...)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    image_ids: list[int] = field(default_factory=list)
+
+    def count(self, result: IngestResult, label: str) -> None:
+        if result.status == "added":
+            self.added += 1
+            self.image_ids.append(result.image_id)
+            self.near_duplicates += bool(result.near_duplicates)
+            self.converted += bool(result.conversion)
+        elif result.status == "duplicate":
+            self.duplicates += 1
+        else:
+            self.rejected.append({"path": label, "reason": result.reason or "rejected"})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "duplicates": self.duplicates,
+            "near_duplicates": self.near_duplicates,
+            "converted": self.converted,
+            "skipped": self.skipped,
+            "rejected": self.rejected,
+        }
+
+
+class Ingestor:
+    """Ingests many images into one workspace, keeping the perceptual hashes it compares against in memory.
+
+    The hash cache is topped up from the catalog before each image (only rows newer than the last one seen),
+    so concurrent ingesters in other processes are still seen.
+    """
+
+    def __init__(self, ws):
+        self.ws = ws
+        self._ids = np.zeros(0, np.int64)
+        self._hashes = np.zeros(0, np.uint64)
+        self._max_id = 0
+
+    def _refresh(self, session) -> None:
+        rows = session.execute(
+            select(Image.id, Image.phash).where(Image.id > self._max_id, Image.phash.is_not(None)).order_by(Image.id)
+        ).all()
+        if rows:
+            self._ids = np.concatenate([self._ids, np.array([r[0] for r in rows], np.int64)])
+            self._hashes = np.concatenate([self._hashes, np.array([int(r[1], 16) for r in rows], np.uint64)])
+        last = session.execute(select(Image.id).order_by(Image.id.desc()).limit(1)).scalar()
+        self._max_id = max(self._max_id, last or 0)
+
+    def _near(self, phash: str) -> list[tuple[int, int]]:
+        if not len(self._hashes):
+            return []
+        x = np.bitwise_xor(self._hashes, np.uint64(int(phash, 16)))
+        dist = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+        hit = dist <= self.ws.settings.near_dup_distance
+        return [(int(i), int(d)) for i, d in zip(self._ids[hit], dist[hit])]
+
+    def add(
+        self,
+        data: bytes,
+        *,
+        name: str,
+        source_kind: str,
+        source_ref: str | None,
+        provenance: dict[str, Any] | None = None,
+        query: str | None = None,
+        owner: str | None = None,
+        shortcode: str | None = None,
+        post_url: str | None = None,
+        taken_at: dt.datetime | None = None,
+        likes: int | None = None,
+    ) -> IngestResult:
+        digest = sha256_bytes(data)
+        meta = dict(
+            source_kind=source_kind, source_ref=source_ref, query=query, owner=owner, shortcode=shortcode,
+            post_url=post_url, taken_at=taken_at, likes=likes,
+            provenance={"name": name, **(provenance or {})}, size_bytes=len(data),
+        )
+        with self.ws.session() as s:
+            known = s.execute(select(Image).where(Image.sha256 == digest)).scalar_one_or_none()
+            if known is not None:
+                if known.status == "rejected":
+                    return IngestResult("rejected", digest, known.id, known.reject_reason)
+                return IngestResult("duplicate", digest, known.id)
+        try:
+            dec = decode_image(data, self.ws.settings.max_pixels)
+        except ImageRejected as e:
+            return self._insert(Image(sha256=digest, status="rejected", reject_reason=e.reason, **meta),
+                                IngestResult("rejected", digest, reason=e.reason))
+        phash = str(imagehash.phash(PILImage.fromarray(dec.rgb)))
+        _, rel = put_bytes(self.ws, data, dec.ext)
+        row = Image(
+            sha256=digest, phash=phash, path=rel, width=dec.width, height=dec.height, format=dec.format,
+            mode=dec.mode, conversion=dec.conversion, status="new", **meta,
+        )
+        return self._insert(row, IngestResult("added", digest, conversion=dec.conversion), phash)
+
+    def _insert(self, row: Image, result: IngestResult, phash: str | None = None) -> IngestResult:
+        try:
+            with self.ws.session() as s:
+                if phash:
+                    self._refresh(s)
+                    near = self._near(phash)
+                s.add(row)
+                s.flush()
+                if phash:
+                    for other, dist in near:
+                        s.add(NearDuplicate(image_id=row.id, other_id=other, distance=dist))
+                    result.near_duplicates = [o for o, _ in near]
+                result.image_id = row.id
+        except IntegrityError:
+            # Another process ingested the same bytes between our check and our insert.
+            with self.ws.session() as s:
+                known = s.execute(select(Image).where(Image.sha256 == result.sha256)).scalar_one()
+                return IngestResult("duplicate", result.sha256, known.id)
+        return result
+
+
+def ingest_bytes(ws, data: bytes, **kwargs) -> IngestResult:
+    """Ingest one image's bytes (see Ingestor.add for the keyword arguments)."""
+    return Ingestor(ws).add(data, **kwargs)
+
+
+def collect_files(paths: Iterable[str | os.PathLike], recursive: bool = False) -> tuple[list[Path], int]:
+    """Files to import, sorted: named files as given, and image files found in named folders.
+
+    Returns (files, skipped) where skipped counts folder entries without an image extension.
+    """
+    files: list[Path] = []
+    skipped = 0
+    for p in map(Path, paths):
+        if not p.exists():
+            raise GhostsError(f"no such file or folder: {p}")
+        if p.is_file():
+            files.append(p)
+            continue
+        entries = p.rglob("*") if recursive else p.iterdir()
+        for f in sorted(entries):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            if f.suffix.lower() in IMAGE_EXTS:
+                files.append(f)
+            else:
+                skipped += 1
+    return files, skipped
+
+
+def ingest_paths(ws, paths: Iterable[str | os.PathLike], recursive: bool = False, progress: bool = True) -> ImportSummary:
+    """Import local files and folders. One bad file never stops the batch: it gets a reason and the rest go on."""
+    files, skipped = collect_files(paths, recursive)
+    summary = ImportSummary(skipped=skipped)
+    ingestor = Ingestor(ws)
+    for f in tqdm(files, desc="import", unit="img", disable=not progress):
+        label = str(f)
+        try:
+            data = f.read_bytes()
+        except OSError as e:
+            summary.rejected.append({"path": label, "reason": f"cannot read file: {e.strerror or e}"})
+            continue
+        stat = f.stat()
+        result = ingestor.add(
+            data,
+            name=f.name,
+            source_kind="local",
+            source_ref=str(f.resolve()),
+            provenance={
+                "source": "local",
+                "original_path": str(f.resolve()),
+                "mtime": dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).isoformat(),
+                "imported_at": utcnow().isoformat(),
+            },
+        )
+        summary.count(result, label)
+    return summary

@@ -1,0 +1,1 @@
+"""Where images come from: local folders (curation.ingest), Instagram hashtags, URL lists."""

@@ -1,0 +1,93 @@
+"""The content-addressed image store and atomic file writes.
+
+Every file the pipeline must not leave half-written goes through `atomic_writer`: the bytes land in a temp file
+in the target folder, are fsynced, and only then renamed over the target, so a crash leaves the old file or the
+new one, never a torn one.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Iterator
+
+TMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, mode: str = "wb", tmp_dir: str | os.PathLike | None = None) -> Iterator[IO]:
+    """Open a temp file (beside `path`, or in `tmp_dir` on the same filesystem); on success fsync it and
+    rename it to `path`, on error remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=tmp_dir or path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, tmp_dir: str | os.PathLike | None = None) -> None:
+    with atomic_writer(path, "wb", tmp_dir) as fh:
+        fh.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Make the rename itself durable; not every platform lets you open a directory.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def store_relpath(sha256: str, ext: str) -> str:
+    """`images/ab/<sha256>.<ext>`: two hex digits of fan-out keep folders small at 100k images."""
+    return f"images/{sha256[:2]}/{sha256}.{ext.lstrip('.').lower()}"
+
+
+def put_bytes(ws, data: bytes, ext: str) -> tuple[str, str]:
+    """Store `data` once under its sha256; return (sha256, path relative to the workspace)."""
+    digest = sha256_bytes(data)
+    rel = store_relpath(digest, ext)
+    target = ws.abspath(rel)
+    if not target.exists() or target.stat().st_size != len(data):
+        # The temp file lives in the workspace's tmp/ so the store itself never holds a partial file.
+        ws.tmp_dir.mkdir(exist_ok=True)
+        atomic_write_bytes(target, data, tmp_dir=ws.tmp_dir)
+    return digest, rel
+
+
+def sweep_temp_files(folder: Path, older_than_s: float = 3600.0) -> int:
+    """Remove temp files left by a killed writer (never referenced by the catalog).
+
+    Only old ones: a young temp file may belong to a writer that is still running in another process.
+    """
+    removed = 0
+    now = time.time()
+    if folder.exists():
+        for tmp in folder.rglob(TMP_PREFIX + "*"):
+            with contextlib.suppress(OSError):
+                if now - tmp.stat().st_mtime >= older_than_s:
+                    tmp.unlink()
+                    removed += 1
+    return removed

@@ -1,0 +1,135 @@
+"""The `ghosts` command line: one click group; each room's commands live in flows/cli_<room>.py."""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from curation.errors import GhostsError
+
+data_option = click.option(
+    "--data",
+    "data",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="GHOSTS_DATA",
+    default=None,
+    show_default="./data",
+    help="Workspace folder (env GHOSTS_DATA).",
+)
+
+
+def open_ws(data: Path | None):
+    """The workspace named by --data / GHOSTS_DATA / ./data, which must have been initialised."""
+    from curation.settings import Settings
+    from curation.workspace import open_workspace
+
+    return open_workspace(data, Settings())
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+class GhostsGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GhostsError as e:
+            click.echo(f"ghosts: error: {e}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=GhostsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="ghosts")
+def main() -> None:
+    """ghosts: hashtags -> aligned faces -> reviewed dataset -> StyleGAN2-ADA.
+
+    Typical order: init, import or scrape, analyze, review, freeze, train, generate.
+    """
+
+
+@main.command()
+@data_option
+def init(data: Path | None) -> None:
+    """Create a workspace (catalog, image store, folders); safe to run again."""
+    from curation.settings import Settings
+    from curation.workspace import init_workspace
+
+    ws = init_workspace(data, Settings())
+    click.echo(f"workspace ready at {ws.root} (catalog: {ws.db_url.split('?')[0]})")
+
+
+@main.command(name="import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@data_option
+def import_(paths: tuple[Path, ...], recursive: bool, as_json: bool, data: Path | None) -> None:
+    """Import local image files and folders into the catalog.
+
+    Bad files are refused with a reason and never stop the batch; exact duplicates are skipped and near
+    duplicates linked. Exit status is 0 whenever the batch ran.
+    """
+    from curation.ingest import ingest_paths
+
+    ws = open_ws(data)
+    summary = ingest_paths(ws, paths, recursive=recursive, progress=not as_json)
+    if as_json:
+        echo_json(summary.as_dict())
+        return
+    click.echo(
+        f"added {summary.added}, duplicates {summary.duplicates}, near duplicates {summary.near_duplicates}, "
+        f"converted {summary.converted}, refused {len(summary.rejected)}, skipped non-images {summary.skipped}"
+    )
+    for r in summary.rejected:
+        click.echo(f"  refused {r['path']}: {r['reason']}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable counts.")
+@data_option
+def status(as_json: bool, data: Path | None) -> None:
+    """Counts of images, faces, decisions, datasets and training runs."""
+    from curation.status import workspace_status
+
+    st = workspace_status(open_ws(data))
+    if as_json:
+        echo_json(st)
+        return
+    im, fa = st["images"], st["faces"]
+    click.echo(f"workspace {st['workspace']}")
+    click.echo(f"images   {im['total']}  " + "  ".join(f"{k}={v}" for k, v in sorted(im["by_status"].items())))
+    click.echo("sources  " + "  ".join(f"{k}={v}" for k, v in sorted(im["by_source"].items())))
+    if im["by_tag"]:
+        click.echo("tags     " + "  ".join(f"#{k}={v}" for k, v in sorted(im["by_tag"].items())))
+    click.echo(f"faces    {fa['total']}  manual={fa['manual']}  flagged={fa['flagged']}  "
+               + "  ".join(f"{k}={v}" for k, v in sorted(fa["by_decision"].items())))
+    for d in st["datasets"]:
+        click.echo(f"dataset  {d['name']} v{d['version']}  {d['count']} x {d['resolution']}px  {d['path']}")
+    if st["training_runs"]:
+        click.echo("runs     " + "  ".join(f"{k}={v}" for k, v in st["training_runs"].items()))
+
+
+# Each room contributes its commands from its own module (COMMANDS = [...]).
+ROOM_MODULES = (
+    "flows.cli_align",
+    "flows.cli_archive",
+    "flows.cli_review",
+    "flows.cli_sources",
+    "flows.cli_train",
+    "flows.cli_latent",
+    "flows.cli_flows",
+)
+
+for _name in ROOM_MODULES:
+    try:
+        _mod = importlib.import_module(_name)
+    except ModuleNotFoundError as _e:  # TODO(lead): remove once every room module exists
+        if _e.name != _name:
+            raise
+        continue
+    for _cmd in _mod.COMMANDS:
+        main.add_command(_cmd)
