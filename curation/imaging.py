@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ def decode_image(src: str | os.PathLike | bytes, max_pixels: int | None = None) 
     fp = io.BytesIO(src) if isinstance(src, (bytes, bytearray, memoryview)) else Path(src)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below decides
             im = Image.open(fp)
             fmt = im.format or "?"
             if fmt not in ACCEPTED_FORMATS:
@@ -73,7 +74,10 @@ def decode_image(src: str | os.PathLike | bytes, max_pixels: int | None = None) 
     except UnidentifiedImageError:
         raise ImageRejected("not an image (unrecognised file format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageRejected(f"too large: {e}") from None
+        # Pillow refuses headers far past its own limit before we can read the size; its message has the count.
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(m.group(1)) / 1e6:.0f} MP" if m else "the image"
+        raise ImageRejected(f"too large: {size} exceeds the {max_pixels / 1e6:.0f} MP limit (decompression bomb?)") from None
     except (OSError, SyntaxError, ValueError) as e:
         msg = str(e)
         if "truncated" in msg or "broken data stream" in msg or "image file is" in msg:
