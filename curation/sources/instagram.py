@@ -1,0 +1,705 @@
+"""Instagram hashtag source: walk a tag's feed with instaloader and ingest the images of every post.
+
+For each tag: `Hashtag.from_name`, then the resumable recent-posts iterator (a NodeIterator whose position
+can be frozen), falling back to the tag's top posts when Instagram refuses the recent feed. Every image of a
+post (single images and the image items of sidecars; videos are skipped and counted) goes through the one
+ingest path, with its provenance.
+
+Resuming and never duplicating:
+- Before each post is fetched, the tag's state file `scrape/<tag>.json` is rewritten atomically with the
+  frozen iterator (positioned to give this post again) and the post's shortcode as "in flight". A run that is
+  killed at any point resumes at that post; the post in flight is re-fetched, and its images already in the
+  catalog are not downloaded again.
+- Posts whose shortcode is already in the catalog are skipped without any request.
+- A post that could not be finished (a failed download, the --limit reached in the middle of a sidecar, a
+  kill) is listed as incomplete in the state and finished first on the next run.
+
+Refusals: 401 ("Please wait a few minutes"), 403 / login redirects (login required), checkpoints and
+challenges stop the tag with a message saying what to do; everything fetched so far stays. These are
+account-wide, so the remaining tags are not tried either (pushing on makes a block longer).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import instaloader
+import requests
+from instaloader import FrozenNodeIterator, Hashtag, NodeIterator, Post
+from instaloader.exceptions import (
+    AbortDownloadException,
+    BadResponseException,
+    ConnectionException,
+    InstaloaderException,
+    InvalidArgumentException,
+    LoginRequiredException,
+    PostChangedException,
+    QueryReturnedBadRequestException,
+    QueryReturnedForbiddenException,
+    QueryReturnedNotFoundException,
+    TooManyRequestsException,
+)
+from sqlalchemy import select
+from tqdm import tqdm
+
+from curation.catalog import Image, utcnow
+from curation.errors import GhostsError
+from curation.ingest import Ingestor, IngestResult
+from curation.sources.instagram_rate import ReportingRateController
+from curation.sources.instagram_session import check_username, choose_session, load_session
+from curation.store import atomic_write_bytes
+
+log = logging.getLogger("ghosts.instagram")
+
+# Instagram hashtags are word characters (any script) only; this also makes them safe file names.
+TAG_RE = re.compile(r"^\w{1,100}$", re.UNICODE)
+POST_URL = "https://www.instagram.com/p/{}/"
+# 401 "Please wait" and 403 "login_required" are not worth instaloader's three retries: each retry makes a
+# temporary block longer. As fatal codes they abort at once (instaloader's `--abort-on`).
+FATAL_STATUS_CODES = (401, 403)
+# Kinds of refusal that concern the account or the IP address, not one tag: the whole run stops on them.
+ACCOUNT_WIDE = {"login", "logged_out", "wait", "checkpoint", "blocked", "rate"}
+
+
+# ----------------------------------------------------------------------------------------------- the loader
+
+def make_loader(
+    *,
+    sleep: Callable[[float], None] = time.sleep,  # how rate-limit waits are spent (tests pass a no-op)
+    on_wait: Callable[[float], None] | None = None,
+    max_requests_per_hour: int | None = None,  # an extra cap over instaloader's own sliding windows
+    pause_between_requests: bool = True,  # instaloader's short random pause before each request (mean ~1.7 s)
+    request_timeout: float = 60.0,  # seconds per HTTP request (instaloader's default of 300 hides hangs)
+    max_connection_attempts: int = 3,  # instaloader's default; 429s are retried after its backoff
+) -> instaloader.Instaloader:
+    """An Instaloader configured for scraping: reported waits, quiet, no video or metadata files."""
+    loader = instaloader.Instaloader(
+        sleep=pause_between_requests,
+        quiet=True,
+        download_videos=False,
+        download_video_thumbnails=False,
+        save_metadata=False,
+        max_connection_attempts=max_connection_attempts,
+        request_timeout=request_timeout,
+        rate_controller=lambda ctx: ReportingRateController(
+            ctx, sleep=sleep, on_wait=on_wait, max_requests_per_hour=max_requests_per_hour
+        ),
+        fatal_status_codes=list(FATAL_STATUS_CODES),
+        # The "high quality" image URL costs one more request per post on the mobile API, whose budget is
+        # the tightest (about 200 per 30 minutes); the feed's display_url is already 1080 px wide.
+        iphone_support=False,
+    )
+    _route_messages_to_log(loader.context)
+    return loader
+
+
+def _route_messages_to_log(ctx: instaloader.InstaloaderContext) -> None:
+    # instaloader prints to stdout/stderr; ours go through logging (its messages never contain cookies).
+    def error(msg, repeat_at_end=True):
+        log.warning("instaloader: %s", msg)
+
+    def info(*msg, sep="", end="\n", flush=False):
+        text = sep.join(map(str, msg)).strip()
+        if text:
+            log.debug("instaloader: %s", text)
+
+    ctx.error, ctx.log = error, info
+
+
+def rate_controller(loader: instaloader.Instaloader) -> ReportingRateController:
+    return loader.context._rate_controller  # instaloader exposes no accessor for the controller it built
+
+
+# ----------------------------------------------------------------------------------------------- refusals
+
+@dataclass
+class Refusal:
+    kind: str  # login | logged_out | wait | checkpoint | blocked | rate | not_found | refused | network | error
+    detail: str
+    advice: str
+
+    @property
+    def account_wide(self) -> bool:
+        return self.kind in ACCOUNT_WIDE
+
+    def message(self, tag: str) -> str:
+        return f"#{tag}: {self.advice} [{self.detail}]"
+
+
+def _statuses(text: str) -> set[int]:
+    # instaloader writes statuses as '401 Unauthorized' or '"403 Forbidden"'; digits inside URLs and cursors
+    # are preceded by '/', '=' or letters, so only whitespace- or quote-delimited codes count.
+    return {int(m) for m in re.findall(r'(?:^|[\s"])([45]\d\d)(?=[\s"]|$)', text)}
+
+
+def classify(err: BaseException, username: str | None) -> Refusal:
+    """What an instaloader exception means for the user, and what they should do about it."""
+    text = str(err)
+    low = text.lower()
+    codes = _statuses(text)
+    who = username or "USER"
+    relogin = (f"run `ghosts login {who}` (or log in with Firefox and run `ghosts login {who} --cookies firefox`)"
+               f", then scrape with `--session {who}`")
+    if "checkpoint_required" in low or "challenge_required" in low or "checkpoint" in low:
+        return Refusal("checkpoint", text, f"Instagram wants a security check (checkpoint) for {who}: open "
+                       f"instagram.com in Firefox, log in and follow its steps, then run "
+                       f"`ghosts login {who} --cookies firefox` and scrape again")
+    if "feedback_required" in low:
+        return Refusal("blocked", text, "Instagram has temporarily blocked this account's requests "
+                       "(feedback_required): stop for a few hours, then scrape fewer tags or use "
+                       "--max-requests-per-hour")
+    login_wanted = isinstance(err, LoginRequiredException) or "login_required" in low or "redirected to login" in low
+    if login_wanted and username is None:
+        return Refusal("login", text, f"Instagram requires a logged-in session for hashtags: {relogin}")
+    if login_wanted or "logged out" in low:
+        return Refusal("logged_out", text, f"Instagram no longer accepts the session of {who} (logged out): wait "
+                       f"an hour or so, then {relogin}")
+    if 401 in codes or "please wait a few minutes" in low:
+        hint = "" if username else "; scraping with a logged-in session (`ghosts login USER`) also helps"
+        return Refusal("wait", text, "Instagram asks to wait (401 \"Please wait a few minutes\"): stop now and "
+                       f"try again in 30 minutes or more; use --max-requests-per-hour to go slower{hint}")
+    if isinstance(err, TooManyRequestsException) or 429 in codes:
+        return Refusal("rate", text, "Instagram kept answering 429 Too Many Requests even after waiting: try "
+                       "again in an hour, with --max-requests-per-hour 100 or lower")
+    if 403 in codes or isinstance(err, QueryReturnedForbiddenException):
+        if username is None:
+            return Refusal("login", text, f"Instagram refused an anonymous request (403): {relogin}")
+        return Refusal("logged_out", text, f"Instagram refused the session of {who} (403): {relogin}")
+    if isinstance(err, QueryReturnedNotFoundException):
+        return Refusal("not_found", text, "Instagram has no such hashtag (404)")
+    if isinstance(err, QueryReturnedBadRequestException) or isinstance(err, BadResponseException):
+        return Refusal("refused", text, "Instagram refused the request (400 or an unexpected answer)")
+    if isinstance(err, (ConnectionException, requests.RequestException)):
+        return Refusal("network", text, "could not reach Instagram: check the network connection and try again")
+    return Refusal("error", f"{type(err).__name__}: {text}", "unexpected answer from Instagram")
+
+
+REFUSALS = (InstaloaderException, AbortDownloadException, requests.RequestException, KeyError, TypeError)
+
+
+# ------------------------------------------------------------------------------------------ per-tag state
+
+@dataclass
+class TagState:
+    """What `scrape/<tag>.json` remembers between runs."""
+
+    path: Path
+    tag: str
+    frozen: dict[str, Any] | None = None  # instaloader's FrozenNodeIterator, as a dict
+    in_flight: str | None = None  # shortcode of the post being fetched when the state was written
+    incomplete: dict[str, dict[str, Any]] = field(default_factory=dict)  # shortcode -> {"reason", "tries"}
+    finished_at: str | None = None  # when the recent feed was last walked to its end
+    updated_at: str | None = None
+
+    @classmethod
+    def load(cls, ws, tag: str) -> "TagState":
+        path = ws.scrape_dir / f"{tag}.json"
+        state = cls(path=path, tag=tag)
+        if not path.exists():
+            return state
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+            state.frozen = doc.get("frozen")
+            state.in_flight = doc.get("in_flight")
+            state.incomplete = dict(doc.get("incomplete") or {})
+            state.finished_at = doc.get("finished_at")
+            state.updated_at = doc.get("updated_at")
+        except (ValueError, AttributeError, TypeError) as e:
+            # Only ever written atomically, so this is a hand edit or a foreign file: keep it, start afresh.
+            damaged = path.with_suffix(".damaged.json")
+            path.replace(damaged)
+            log.warning("#%s: unreadable scrape state (%s) moved to %s; starting from the newest posts",
+                        tag, e, damaged)
+        if state.in_flight:
+            # The last run died while fetching this post: finish it first.
+            state.incomplete.setdefault(state.in_flight, {"reason": "interrupted", "tries": 0})
+            state.in_flight = None
+        return state
+
+    def save(self) -> None:
+        self.updated_at = utcnow().isoformat()
+        doc = {
+            "tag": self.tag,
+            "frozen": self.frozen,
+            "in_flight": self.in_flight,
+            "incomplete": self.incomplete,
+            "finished_at": self.finished_at,
+            "updated_at": self.updated_at,
+            "instaloader_version": instaloader.__version__,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8"))
+
+
+def check_tag(tag: str) -> str:
+    name = (tag or "").strip().lstrip("#").lower()
+    if not TAG_RE.match(name):
+        raise GhostsError(f"not a hashtag: {tag!r} (letters, digits and '_' only, without spaces)")
+    return name
+
+
+# ---------------------------------------------------------------------------------------------- summaries
+
+@dataclass
+class TagOutcome:
+    tag: str
+    feed: str | None = None  # recent | top
+    resumed: bool = False
+    finished: bool = False  # the feed was walked to its end
+    added: int = 0
+    duplicates: int = 0
+    near_duplicates: int = 0
+    posts_seen: int = 0
+    posts_known: int = 0  # already in the catalog: not fetched again
+    videos_skipped: int = 0
+    rejected: list[dict[str, str]] = field(default_factory=list)  # refused by ingest, with reasons
+    failed: list[dict[str, str]] = field(default_factory=list)  # downloads that failed; retried next run
+    incomplete: int = 0  # posts left to finish on the next run
+    stopped: str | None = None  # why the tag stopped early (a message for the user)
+    stop_kind: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. why the top posts were used instead
+    image_ids: list[int] = field(default_factory=list)
+
+    @property
+    def fetched(self) -> int:
+        return self.added + self.duplicates + len(self.rejected)
+
+    def count(self, result: IngestResult, label: str) -> None:
+        if result.status == "added":
+            self.added += 1
+            self.near_duplicates += bool(result.near_duplicates)
+            self.image_ids.append(result.image_id)
+        elif result.status == "duplicate":
+            self.duplicates += 1
+        else:
+            self.rejected.append({"url": label, "reason": result.reason or "rejected"})
+
+
+@dataclass
+class ScrapeSummary:
+    session: str | None
+    tags: list[TagOutcome] = field(default_factory=list)
+    skipped_tags: list[str] = field(default_factory=list)  # not tried after an account-wide refusal
+    waited_s: float = 0.0
+
+    added = property(lambda self: sum(t.added for t in self.tags))
+    duplicates = property(lambda self: sum(t.duplicates for t in self.tags))
+    fetched = property(lambda self: sum(t.fetched for t in self.tags))
+
+    @property
+    def stopped(self) -> list[str]:
+        return [t.stopped for t in self.tags if t.stopped]
+
+    @property
+    def nothing_fetched_because_refused(self) -> bool:
+        """The run should exit non-zero: something stopped it and not a single image came in."""
+        return bool(self.stopped) and self.fetched == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        tags = []
+        for t in self.tags:
+            d = asdict(t)
+            d.pop("image_ids")
+            tags.append(d)
+        return {
+            "session": self.session,
+            "added": self.added,
+            "duplicates": self.duplicates,
+            "near_duplicates": sum(t.near_duplicates for t in self.tags),
+            "videos_skipped": sum(t.videos_skipped for t in self.tags),
+            "posts_known": sum(t.posts_known for t in self.tags),
+            "rejected": [r for t in self.tags for r in t.rejected],
+            "failed": [f for t in self.tags for f in t.failed],
+            "stopped": self.stopped,
+            "skipped_tags": self.skipped_tags,
+            "waited_s": round(self.waited_s, 1),
+            "tags": tags,
+        }
+
+
+class _Stop(Exception):
+    """Internal: a refusal that ends the current tag."""
+
+    def __init__(self, refusal: Refusal):
+        super().__init__(refusal.detail)
+        self.refusal = refusal
+
+
+class _DownloadFailed(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------- scraping
+
+class TagScraper:
+    """Scrapes one tag into the catalog; one instance per tag and run."""
+
+    def __init__(
+        self,
+        ws,
+        loader: instaloader.Instaloader,
+        tag: str,
+        *,
+        limit: int | None = None,  # new images to add for this tag; None: walk the whole feed
+        top_only: bool = False,  # only the tag's top posts (one request fewer per page, no resume)
+        restart: bool = False,  # ignore the saved position and start again from the newest posts
+        progress: bool = True,
+        ingestor: Ingestor | None = None,
+        sleep: Callable[[float], None] = time.sleep,  # backoff between download retries
+        download_attempts: int = 3,  # tries per image before it is left for the next run
+        max_image_bytes: int = 50_000_000,  # Instagram serves at most ~1-2 MB per photo
+        max_post_tries: int = 3,  # runs that may try to finish an incomplete post before it is given up
+    ):
+        self.ws = ws
+        self.loader = loader
+        self.ctx = loader.context
+        self.tag = check_tag(tag)
+        self.limit = limit
+        self.top_only = top_only
+        self.restart = restart
+        self.ingestor = ingestor or Ingestor(ws)
+        self.sleep = sleep
+        self.download_attempts = download_attempts
+        self.max_image_bytes = max_image_bytes
+        self.max_post_tries = max_post_tries
+        self.out = TagOutcome(self.tag)
+        self.state = TagState.load(ws, self.tag)
+        self.bar = tqdm(total=limit, desc=f"#{self.tag}", unit="img", disable=not progress, leave=True)
+
+    @property
+    def username(self) -> str | None:
+        return self.ctx.username
+
+    def _limit_reached(self) -> bool:
+        return self.limit is not None and self.out.added >= self.limit
+
+    def show_wait(self, secs: float) -> None:
+        self.bar.set_postfix_str(f"waiting {round(secs)} s for Instagram" if secs >= 1 else "", refresh=True)
+
+    # -- the run
+
+    def run(self) -> TagOutcome:
+        try:
+            hashtag = self._call(lambda: Hashtag.from_name(self.ctx, self.tag))
+            self._finish_incomplete()
+            if not self._limit_reached():
+                self._walk_feed(hashtag)
+        except _Stop as stop:
+            self.out.stopped = stop.refusal.message(self.tag)
+            self.out.stop_kind = stop.refusal.kind
+            log.warning("%s", self.out.stopped)
+        finally:
+            self.out.incomplete = len(self.state.incomplete)
+            self.state.save()
+            self.bar.close()
+        return self.out
+
+    def _call(self, fn):
+        try:
+            return fn()
+        except REFUSALS as e:
+            raise _Stop(classify(e, self.username)) from e
+
+    def _walk_feed(self, hashtag: Hashtag) -> None:
+        iterator: Iterator[Post] | None = None
+        if not self.top_only:
+            try:
+                iterator = hashtag.get_posts_resumable()
+                self.out.feed = "recent"
+            except REFUSALS as e:
+                refusal = classify(e, self.username)
+                if refusal.account_wide and refusal.kind != "login":
+                    raise _Stop(refusal) from e
+                # Top posts come with the tag's page we already have: worth a try before giving up.
+                note = f"the recent feed was refused ({refusal.detail}); used the top posts instead"
+                self.out.notes.append(note)
+                log.warning("#%s: %s", self.tag, note)
+        if iterator is not None:
+            self._resume(iterator)
+        else:
+            self.out.feed = "top"
+            iterator = self._call(hashtag.get_top_posts)
+        self._walk(iterator)
+
+    def _resume(self, iterator: NodeIterator) -> None:
+        frozen = self.state.frozen
+        if not frozen or self.restart:
+            return
+        try:
+            fni = FrozenNodeIterator(**frozen)
+            if fni.best_before and dt.datetime.fromtimestamp(fni.best_before) < dt.datetime.now():
+                raise InvalidArgumentException("the saved position is too old (its cursor has expired)")
+            iterator.thaw(fni)
+            self.out.resumed = True
+            log.info("#%s: resuming after %d posts", self.tag, fni.total_index)
+        except (TypeError, InvalidArgumentException) as e:
+            # e.g. saved by another account: cursors belong to the session that made them.
+            log.warning("#%s: not resuming from the saved position (%s); starting from the newest posts",
+                        self.tag, e)
+            self.state.frozen = None
+
+    def _walk(self, iterator: Iterable[Post]) -> None:
+        it = iter(iterator)
+        resumable = isinstance(it, NodeIterator)
+        while not self._limit_reached():
+            try:
+                post = next(it)
+            except StopIteration:
+                self.out.finished = True
+                if resumable:
+                    self.state.frozen = None
+                    self.state.finished_at = utcnow().isoformat()
+                return
+            except REFUSALS as e:
+                raise _Stop(classify(e, self.username)) from e
+            self.out.posts_seen += 1
+            if resumable:
+                # Frozen now, the iterator gives this very post again: a crash below loses nothing.
+                self.state.frozen = it.freeze()._asdict()
+            self._post(post, feed=self.out.feed or "recent")
+
+    def _finish_incomplete(self) -> None:
+        for shortcode in list(self.state.incomplete):
+            if self._limit_reached():
+                return
+            entry = self.state.incomplete[shortcode]
+            if entry.get("tries", 0) >= self.max_post_tries:
+                log.warning("#%s: giving up on post %s after %d tries (%s)", self.tag, shortcode,
+                            entry["tries"], entry.get("reason"))
+                del self.state.incomplete[shortcode]
+                continue
+            try:
+                post = Post.from_shortcode(self.ctx, shortcode)
+            except (QueryReturnedNotFoundException, BadResponseException, PostChangedException) as e:
+                log.warning("#%s: post %s is gone (%s)", self.tag, shortcode, e)
+                del self.state.incomplete[shortcode]
+                continue
+            except REFUSALS as e:
+                raise _Stop(classify(e, self.username)) from e
+            self._post(post, feed="retry")
+
+    # -- one post
+
+    def _known_items(self, shortcode: str) -> set[int | None] | None:
+        """Sidecar indices (None for a single image) of this post already in the catalog; None if none."""
+        with self.ws.session() as s:
+            rows = s.execute(select(Image.provenance).where(Image.shortcode == shortcode)).scalars().all()
+        if not rows:
+            return None
+        return {(p or {}).get("sidecar_index") for p in rows}
+
+    def _post(self, post: Post, feed: str) -> None:
+        shortcode = post.shortcode
+        retry = shortcode in self.state.incomplete
+        if post.is_video:
+            self.out.videos_skipped += 1
+            return
+        known = self._known_items(shortcode)
+        if known is not None and not retry:
+            self.out.posts_known += 1
+            return
+        known = known or set()
+        self.state.in_flight = shortcode
+        self.state.save()
+        problem: str | None = None  # why the post cannot be finished in this run
+        counts_as_try = True  # a failure, as opposed to the --limit stopping inside the post
+        try:
+            meta = self._call(lambda: post_provenance(post, self.tag, feed))
+            items = self._call(lambda: image_items(post))
+        except _Stop as stop:
+            if stop.refusal.account_wide:
+                raise
+            # This one post is broken (deleted, unexpected answer): note it and go on with the feed.
+            problem = stop.refusal.detail
+            items = []
+        for index, is_video, url in items:
+            if is_video:
+                self.out.videos_skipped += 1
+                continue
+            if index in known:
+                continue
+            if self._limit_reached():
+                if not problem:
+                    problem, counts_as_try = "--limit reached inside the post", False
+                break
+            label = f"{POST_URL.format(shortcode)} #{index}" if index is not None else POST_URL.format(shortcode)
+            try:
+                data = self._download(url)
+            except _DownloadFailed as e:
+                problem = str(e)
+                self.out.failed.append({"url": label, "reason": str(e)})
+                continue
+            prov = {**meta, "sidecar_index": index, "image_url": url, "scraped_at": utcnow().isoformat()}
+            result = self.ingestor.add(
+                data,
+                name=f"{shortcode}_{index}.jpg" if index is not None else f"{shortcode}.jpg",
+                source_kind="instagram",
+                source_ref=meta["post_url"],
+                provenance=prov,
+                query=self.tag,
+                owner=meta["owner_username"],
+                shortcode=shortcode,
+                post_url=meta["post_url"],
+                taken_at=_parse_iso(meta["taken_at"]),
+                likes=meta["likes"],
+            )
+            self.out.count(result, label)
+            if result.status == "added":
+                self.bar.update(1)
+        if problem:
+            tries = self.state.incomplete.get(shortcode, {}).get("tries", 0)
+            self.state.incomplete[shortcode] = {"reason": problem, "tries": tries + int(retry and counts_as_try)}
+        else:
+            self.state.incomplete.pop(shortcode, None)
+        self.state.in_flight = None
+        self.state.save()
+
+    def _download(self, url: str) -> bytes:
+        last: BaseException | None = None
+        for attempt in range(1, self.download_attempts + 1):
+            try:
+                resp = self.ctx.get_raw(url)
+                try:
+                    return read_limited(resp, self.max_image_bytes)
+                finally:
+                    resp.close()
+            except (QueryReturnedForbiddenException, QueryReturnedNotFoundException) as e:
+                # An expired URL signature or a deleted image: a retry now cannot help; the next run
+                # fetches the post again with fresh URLs.
+                raise _DownloadFailed(f"image refused: {e}") from e
+            except _DownloadFailed:
+                raise
+            except (ConnectionException, requests.RequestException) as e:
+                last = e
+                log.warning("download of %s failed (%s), attempt %d of %d", url, e, attempt, self.download_attempts)
+                if attempt < self.download_attempts:
+                    self.sleep(2.0 * attempt)
+        raise _DownloadFailed(f"download failed after {self.download_attempts} attempts: {last}")
+
+
+def read_limited(resp: requests.Response, max_bytes: int) -> bytes:
+    """The body of a streamed response, refusing it as soon as it grows past max_bytes."""
+    declared = resp.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise _DownloadFailed(f"image larger than {max_bytes} bytes ({declared} declared)")
+    chunks, size = [], 0
+    for chunk in resp.iter_content(chunk_size=1 << 16):
+        size += len(chunk)
+        if size > max_bytes:
+            raise _DownloadFailed(f"image larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def image_items(post: Post) -> list[tuple[int | None, bool, str]]:
+    """(sidecar index or None, is_video, URL) for each item of a post."""
+    if post.typename == "GraphSidecar":
+        return [(i, node.is_video, node.display_url) for i, node in enumerate(post.get_sidecar_nodes())]
+    return [(None, post.is_video, post.url)]
+
+
+def post_provenance(post: Post, tag: str, feed: str) -> dict[str, Any]:
+    """Everything the catalog keeps about where an image came from (may fetch the post's metadata once)."""
+    taken = post.date_utc.replace(tzinfo=dt.timezone.utc)
+    return {
+        "source": "instagram",
+        "query": tag,
+        "feed": feed,
+        "shortcode": post.shortcode,
+        "post_url": POST_URL.format(post.shortcode),
+        "media_id": str(post.mediaid),
+        "typename": post.typename,
+        "owner_username": post.owner_username,
+        "owner_id": str(post.owner_id),
+        "caption": post.caption,
+        "caption_hashtags": post.caption_hashtags,
+        "likes": post.likes,
+        "taken_at": taken.isoformat(),
+        "instaloader_version": instaloader.__version__,
+    }
+
+
+def _parse_iso(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+# ------------------------------------------------------------------------------------------------ the API
+
+class _WaitDisplay:
+    """Shows rate-limit waits on the progress bar of the tag being scraped."""
+
+    scraper: TagScraper | None = None
+
+    def __call__(self, secs: float) -> None:
+        if self.scraper is not None:
+            self.scraper.show_wait(secs)
+
+
+def scrape_tags(
+    ws,
+    tags: Iterable[str],
+    *,
+    session: str | None = None,  # saved session to use; None: the only one saved, else anonymous
+    limit: int | None = None,  # new images per tag
+    top_only: bool = False,
+    restart: bool = False,
+    max_requests_per_hour: int | None = None,
+    progress: bool = True,
+    loader: instaloader.Instaloader | None = None,  # tests pass one built by make_loader with instant sleeps
+    sleep: Callable[[float], None] = time.sleep,
+) -> ScrapeSummary:
+    """Scrape each tag in turn into the catalog; stops early on an account-wide refusal (see module doc)."""
+    tags = list(dict.fromkeys(check_tag(t) for t in tags))
+    if not tags:
+        raise GhostsError("no hashtag given: pass --tag TAG (several times for several tags)")
+    if limit is not None and limit < 1:
+        raise GhostsError("--limit must be at least 1")
+    display = _WaitDisplay()
+    if loader is None:
+        loader = make_loader(sleep=sleep, max_requests_per_hour=max_requests_per_hour, on_wait=display)
+    controller = rate_controller(loader)
+    if isinstance(controller, ReportingRateController):
+        controller.on_wait = controller.on_wait or display
+        if max_requests_per_hour is not None:
+            controller.max_requests_per_hour = max_requests_per_hour
+    if loader.context.username is None:
+        user = choose_session(ws, session)
+        if user:
+            load_session(ws, loader, user)
+        else:
+            log.warning("no Instagram session saved: trying anonymously (Instagram usually refuses hashtags "
+                        "without one; see `ghosts login`)")
+    summary = ScrapeSummary(session=loader.context.username)
+    ingestor = Ingestor(ws)
+    for i, tag in enumerate(tags):
+        scraper = TagScraper(ws, loader, tag, limit=limit, top_only=top_only, restart=restart,
+                             progress=progress, ingestor=ingestor, sleep=sleep)
+        display.scraper = scraper
+        outcome = scraper.run()
+        summary.tags.append(outcome)
+        if outcome.stop_kind in ACCOUNT_WIDE:
+            summary.skipped_tags = tags[i + 1:]
+            if summary.skipped_tags:
+                log.warning("not trying %s after that refusal", ", ".join("#" + t for t in summary.skipped_tags))
+            break
+    if isinstance(controller, ReportingRateController):
+        summary.waited_s = controller.waited_s
+    return summary
+
+
+def scrape_error_message(summary: ScrapeSummary) -> str:
+    """The message of a run that fetched nothing because Instagram refused it."""
+    lines = ["nothing could be fetched from Instagram:"] + [f"  {m}" for m in summary.stopped]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "Refusal", "ScrapeSummary", "TagOutcome", "TagScraper", "TagState", "check_tag", "check_username",
+    "classify", "make_loader", "post_provenance", "scrape_error_message", "scrape_tags",
+]
