@@ -1,0 +1,148 @@
+"""Review rounds: a round is open while people review, and "Selection done" closes it.
+
+A pipeline that waits for the review (the Prefect review-gate flow) opens or joins the round with its paused flow
+run id; closing the round resumes that run with the selection's figures. Prefect is imported only then, so the
+review app starts fast and works without a Prefect server.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from curation.catalog import ReviewRound, utcnow
+from curation.errors import GhostsError
+from curation.review.decisions import decision_counts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TARGET = 1000  # faces wanted when nobody said otherwise (~1k is enough for StyleGAN2-ADA's small-data regime)
+
+
+def current_round(session) -> ReviewRound | None:
+    """The open round (the newest, if several were left open)."""
+    return session.scalars(
+        select(ReviewRound).where(ReviewRound.done_at.is_(None)).order_by(ReviewRound.id.desc()).limit(1)
+    ).first()
+
+
+def last_round(session) -> ReviewRound | None:
+    return session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(1)).first()
+
+
+def open_round(ws, target: int | None = None, flow_run_id: str | None = None, reviewer: str | None = None) -> ReviewRound:
+    """Return the open review round, creating it if none is open.
+
+    `target` (faces wanted) and `flow_run_id` (a paused flow run to resume when the selection is done) update
+    the open round when given. A new round inherits the last round's target, or DEFAULT_TARGET.
+    """
+    if target is not None and target < 1:
+        raise GhostsError(f"review target must be at least 1 (got {target})")
+    if flow_run_id is not None:
+        _parse_run_id(flow_run_id)
+    with ws.session() as s:
+        rnd = current_round(s)
+        if rnd is None:
+            prev = last_round(s)
+            rnd = ReviewRound(target=target or (prev.target if prev and prev.target else DEFAULT_TARGET),
+                              reviewer=reviewer, started_at=utcnow())
+            s.add(rnd)
+        if target is not None:
+            rnd.target = target
+        if flow_run_id is not None:
+            rnd.flow_run_id = str(flow_run_id)
+        s.flush()
+        return rnd
+
+
+def _parse_run_id(flow_run_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(flow_run_id))
+    except ValueError:
+        raise GhostsError(f"not a Prefect flow run id: {flow_run_id!r}") from None
+
+
+@dataclass
+class Completion:
+    """What "Selection done" did: the closed round and what became of the run waiting on it."""
+
+    round: ReviewRound
+    resumed: bool  # a waiting flow run was resumed
+    note: str  # one line for the reviewer
+
+
+def complete_selection(ws, reviewer: str) -> ReviewRound:
+    """Close the open review round ("Selection done") and resume the flow run waiting on it, if any.
+
+    The round gets `done_at`, `reviewer` and `accepted` (live faces whose current decision is accepted). When
+    the round has a `flow_run_id`, that paused Prefect flow run is resumed with
+    `prefect.flow_runs.resume_flow_run(flow_run_id, run_input=...)` where run_input is:
+
+        {"accepted": int,    # faces accepted when the selection was closed
+         "reviewer": str,    # who pressed "Selection done"
+         "round_id": int}    # ReviewRound.id, to read the round back from the catalog
+
+    The round is committed closed before the resume, so the resumed run reads a finished round. If the resume
+    fails for a reason that may pass (Prefect API unreachable), the round is reopened and a GhostsError raised,
+    so pressing the button again retries. If the run is no longer paused (already resumed, timed out, gone),
+    the round stays closed and a warning is logged. With no round open, one is created and closed at once.
+    """
+    return finish_round(ws, reviewer).round
+
+
+def finish_round(ws, reviewer: str) -> Completion:
+    """`complete_selection`, also saying whether a waiting run was resumed (for the page's message)."""
+    if not reviewer:
+        raise GhostsError("completing a selection needs a reviewer name")
+    with ws.session() as s:
+        rnd = current_round(s)
+        if rnd is None:
+            prev = last_round(s)
+            rnd = ReviewRound(target=prev.target if prev and prev.target else DEFAULT_TARGET, started_at=utcnow())
+            s.add(rnd)
+        rnd.accepted = decision_counts(s)["accepted"]
+        rnd.reviewer = reviewer
+        rnd.done_at = utcnow()
+        s.flush()
+        round_id, run_id, accepted = rnd.id, rnd.flow_run_id, rnd.accepted
+    note = f"selection done: {accepted} faces accepted"
+    resumed = False
+    if run_id:
+        resumed = _resume(ws, round_id, run_id, {"accepted": accepted, "reviewer": reviewer, "round_id": round_id})
+        note += f"; pipeline run {run_id} resumed" if resumed else f"; pipeline run {run_id} was not waiting any more"
+    with ws.session() as s:
+        return Completion(s.get(ReviewRound, round_id), resumed, note)
+
+
+def _resume(ws, round_id: int, run_id: str, run_input: dict) -> bool:
+    from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
+    from prefect.flow_runs import resume_flow_run
+
+    try:
+        # _sync: this is a plain function even when a caller happens to run inside an event loop.
+        resume_flow_run(_parse_run_id(run_id), run_input=run_input, _sync=True)
+        return True
+    except (NotPausedError, FlowPauseTimeout, ObjectNotFound) as e:
+        log.warning("review round %s closed, but flow run %s was not waiting any more: %s", round_id, run_id, e)
+        return False
+    except Exception as e:
+        with ws.session() as s:
+            rnd = s.get(ReviewRound, round_id)
+            rnd.done_at = None
+        raise GhostsError(
+            f"could not resume the pipeline run {run_id} waiting on this review ({type(e).__name__}: {e}); "
+            "the round is still open: check that the Prefect server is reachable and press Selection done again"
+        ) from e
+
+
+def review_counts(ws) -> dict:
+    """Faces per decision plus the round's target: what the counter "accepted N / target T" shows."""
+    with ws.session() as s:
+        counts = decision_counts(s)
+        rnd = current_round(s) or last_round(s)
+        counts["target"] = (rnd.target if rnd and rnd.target else DEFAULT_TARGET)
+        counts["round_id"] = rnd.id if rnd else None
+        counts["round_open"] = bool(rnd and rnd.done_at is None)
+        return counts
