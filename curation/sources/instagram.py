@@ -25,9 +25,10 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import instaloader
 import requests
@@ -173,7 +174,7 @@ def classify(err: BaseException, username: str | None) -> Refusal:
         return Refusal("logged_out", text, f"Instagram refused the session of {who} (403): {relogin}")
     if isinstance(err, QueryReturnedNotFoundException):
         return Refusal("not_found", text, "Instagram has no such hashtag (404)")
-    if isinstance(err, QueryReturnedBadRequestException) or isinstance(err, BadResponseException):
+    if isinstance(err, (QueryReturnedBadRequestException, BadResponseException)):
         return Refusal("refused", text, "Instagram refused the request (400 or an unexpected answer)")
     if isinstance(err, (ConnectionException, requests.RequestException)):
         return Refusal("network", text, "could not reach Instagram: check the network connection and try again")
@@ -198,7 +199,7 @@ class TagState:
     updated_at: str | None = None
 
     @classmethod
-    def load(cls, ws, tag: str) -> "TagState":
+    def load(cls, ws, tag: str) -> TagState:
         path = ws.scrape_dir / f"{tag}.json"
         state = cls(path=path, tag=tag)
         if not path.exists():
@@ -355,6 +356,7 @@ class TagScraper:
         download_attempts: int = 3,  # tries per image before it is left for the next run
         max_image_bytes: int = 50_000_000,  # Instagram serves at most ~1-2 MB per photo
         max_post_tries: int = 3,  # runs that may try to finish an incomplete post before it is given up
+        caught_up_after: int = 36,  # known posts in a row (3 feed pages) that end a walk from the newest
     ):
         self.ws = ws
         self.loader = loader
@@ -368,6 +370,7 @@ class TagScraper:
         self.download_attempts = download_attempts
         self.max_image_bytes = max_image_bytes
         self.max_post_tries = max_post_tries
+        self.caught_up_after = caught_up_after
         self.out = TagOutcome(self.tag)
         self.state = TagState.load(ws, self.tag)
         self.bar = tqdm(total=limit, desc=f"#{self.tag}", unit="img", disable=not progress, leave=True)
@@ -447,6 +450,10 @@ class TagScraper:
     def _walk(self, iterator: Iterable[Post]) -> None:
         it = iter(iterator)
         resumable = isinstance(it, NodeIterator)
+        # After a walk that reached the end of the feed, a new walk from the newest post can stop once it
+        # meets a run of posts it already has: everything older was walked before.
+        incremental = resumable and not self.out.resumed and self.state.finished_at is not None
+        streak = 0
         while not self._limit_reached():
             try:
                 post = next(it)
@@ -462,7 +469,15 @@ class TagScraper:
             if resumable:
                 # Frozen now, the iterator gives this very post again: a crash below loses nothing.
                 self.state.frozen = it.freeze()._asdict()
-            self._post(post, feed=self.out.feed or "recent")
+            seen = self._post(post, feed=self.out.feed or "recent")
+            if seen != "video":
+                streak = streak + 1 if seen == "known" else 0
+            if incremental and streak >= self.caught_up_after:
+                self.out.finished = True
+                self.out.notes.append(f"caught up: {streak} posts in a row were already in the catalog")
+                self.state.frozen = None
+                self.state.finished_at = utcnow().isoformat()
+                return
 
     def _finish_incomplete(self) -> None:
         for shortcode in list(self.state.incomplete):
@@ -494,16 +509,17 @@ class TagScraper:
             return None
         return {(p or {}).get("sidecar_index") for p in rows}
 
-    def _post(self, post: Post, feed: str) -> None:
+    def _post(self, post: Post, feed: str) -> str:
+        """Fetch the post's new images; returns "video", "known" (nothing fetched) or "fetched"."""
         shortcode = post.shortcode
         retry = shortcode in self.state.incomplete
         if post.is_video:
             self.out.videos_skipped += 1
-            return
+            return "video"
         known = self._known_items(shortcode)
         if known is not None and not retry:
             self.out.posts_known += 1
-            return
+            return "known"
         known = known or set()
         self.state.in_flight = shortcode
         self.state.save()
@@ -559,6 +575,7 @@ class TagScraper:
             self.state.incomplete.pop(shortcode, None)
         self.state.in_flight = None
         self.state.save()
+        return "fetched"
 
     def _download(self, url: str) -> bytes:
         last: BaseException | None = None
@@ -606,7 +623,7 @@ def image_items(post: Post) -> list[tuple[int | None, bool, str]]:
 
 def post_provenance(post: Post, tag: str, feed: str) -> dict[str, Any]:
     """Everything the catalog keeps about where an image came from (may fetch the post's metadata once)."""
-    taken = post.date_utc.replace(tzinfo=dt.timezone.utc)
+    taken = post.date_utc.replace(tzinfo=dt.UTC)
     return {
         "source": "instagram",
         "query": tag,

@@ -15,8 +15,8 @@ import re
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import instaloader
 from instaloader.exceptions import (
@@ -69,7 +69,7 @@ def save_session(ws, loader: instaloader.Instaloader, method: str) -> Path:
     doc = {
         "username": username,
         "method": method,
-        "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "saved_at": dt.datetime.now(dt.UTC).isoformat(),
         "instaloader_version": instaloader.__version__,
         "cookies": loader.save_session(),
     }

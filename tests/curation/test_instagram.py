@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
+import instaloader
 import numpy as np
 import pytest
 import requests
@@ -24,10 +25,9 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-import instaloader
 from curation.catalog import Image
-from curation.sources.instagram import TagState, classify, make_loader, rate_controller, scrape_tags
-from curation.sources.instagram_session import save_session
+from curation.sources.instagram import TagScraper, TagState, classify, make_loader, rate_controller, scrape_tags
+from curation.sources.instagram_session import load_session, save_session
 from flows.cli import main
 
 TAG = "ghostfaces"
@@ -133,12 +133,19 @@ class FakeInstagram:
     bodies: dict[str, bytes] = field(default_factory=dict)  # URL path -> image bytes
 
     def __post_init__(self):
-        self.posts = {p.shortcode: p for page in self.pages for p in page} | {p.shortcode: p for p in self.top}
-        seed = 0
-        for p in self.posts.values():
-            for i in range(len(p.items)):
-                seed += 1
-                self.bodies[urlsplit(p.url(i)).path] = jpeg(seed)
+        self.posts = {}
+        for p in [p for page in self.pages for p in page] + self.top:
+            self._register(p)
+
+    def _register(self, post: FakePost) -> None:
+        self.posts[post.shortcode] = post
+        for i in range(len(post.items)):
+            self.bodies[urlsplit(post.url(i)).path] = jpeg(len(self.bodies) + 1)
+
+    def publish(self, post: FakePost) -> None:
+        """A new post on the tag: it appears first in the recent feed."""
+        self.pages[0].insert(0, post)
+        self._register(post)
 
     def fault(self, endpoint: str, *answers) -> None:
         self.faults.setdefault(endpoint, []).extend(answers)
@@ -305,7 +312,7 @@ def test_two_page_feed_stores_images_only_with_provenance(logged_in, fake, loade
     im = by_key[("C0bbbbbbbb2", 2)]
     assert (im.query, im.owner, im.likes, im.post_url) == (TAG, "ben", 40, "https://www.instagram.com/p/C0bbbbbbbb2/")
     assert im.source_ref == im.post_url
-    assert im.taken_at.replace(tzinfo=dt.timezone.utc) == dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.timezone.utc)
+    assert im.taken_at.replace(tzinfo=dt.UTC) == dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC)
     p = im.provenance
     assert p["source"] == "instagram" and p["query"] == TAG and p["shortcode"] == "C0bbbbbbbb2"
     assert p["media_id"] == str(instaloader.Post.shortcode_to_mediaid("C0bbbbbbbb2"))
@@ -477,6 +484,17 @@ def test_limit_counts_new_images_and_the_rest_follows_next_run(logged_in, fake, 
     assert len({im.sha256 for im in rows(logged_in)}) == len(rows(logged_in)) == 8
 
 
+def test_a_walk_from_the_newest_stops_once_caught_up(logged_in, fake, loader_factory):
+    scrape(logged_in, loader_factory)  # walks the whole feed once
+    fake.publish(FakePost("C0newnewnew", ["image"], owner="nora"))
+    fake.calls.clear()
+    loader = loader_factory()
+    load_session(logged_in, loader, USER)
+    t = TagScraper(logged_in, loader, TAG, progress=False, caught_up_after=2).run()
+    assert t.added == 1 and t.finished and t.posts_known == 2 and "caught up" in t.notes[0]
+    assert fake.keys("feed") == ["0"] and fake.keys("media") == ["C0newnewnew"]  # page 2 was not asked for
+
+
 def test_top_posts_when_the_recent_feed_is_refused_and_top_only(logged_in, loader_factory):
     top = [FakePost("C0hhhhhhhh8", ["image"], owner="hana"), FakePost("C0iiiiiiii9", ["image", "image"], owner="ivo")]
     ig = FakeInstagram(standard_pages(), top=top)
@@ -530,10 +548,10 @@ def test_scrape_cli_summary(logged_in, fake, monkeypatch):
 
 
 @pytest.mark.parametrize("text,kind", [
-    ('Query to https://www.instagram.com/graphql/query responded with "401 Unauthorized": '
-     '{"message":"Please wait a few minutes before you try again.","status":"fail"}', "wait"),
-    ('JSON Query to graphql/query: 403 Forbidden - "fail" status, message "login_required" when accessing '
-     'https://www.instagram.com/graphql/query?query_hash=x', "logged_out"),
+    (('Query to https://www.instagram.com/graphql/query responded with "401 Unauthorized": '
+      '{"message":"Please wait a few minutes before you try again.","status":"fail"}'), "wait"),
+    (('JSON Query to graphql/query: 403 Forbidden - "fail" status, message "login_required" when accessing '
+      'https://www.instagram.com/graphql/query?query_hash=x'), "logged_out"),
     ('JSON Query to api/v1/tags/web_info/: 400 Bad Request - "fail" status, message "feedback_required"', "blocked"),
     ('JSON Query to graphql/query: 429 Too Many Requests when accessing https://www.instagram.com/x?oe=6650A429',
      "rate"),

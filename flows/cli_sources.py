@@ -1,0 +1,129 @@
+"""`ghosts login`, `ghosts scrape` and `ghosts import-urls`: the network sources."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from curation.errors import GhostsError
+from curation.sources.instagram_session import BROWSERS
+from flows.cli import data_option, echo_json, open_ws
+
+
+@click.command()
+@click.argument("username")
+@click.option("--cookies", "browser", type=click.Choice(BROWSERS, case_sensitive=False), default=None,
+              help="Import the login of this browser instead of typing a password (the way instaloader "
+                   "recommends when a password login hits a checkpoint).")
+@click.option("--cookie-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The browser's cookie database (Firefox: cookies.sqlite), when it is not found by itself.")
+@data_option
+def login(username: str, browser: str | None, cookie_file: Path | None, data: Path | None) -> None:
+    """Log in to Instagram as USERNAME and save the session in the workspace (mode 0600).
+
+    Without --cookies, asks for the password (and a two-factor code when Instagram wants one). The
+    password is never stored or logged; only the session cookies are kept, in DATA/sessions/USERNAME.json.
+    """
+    from curation.sources.instagram import make_loader
+    from curation.sources.instagram_session import check_username, login_with_cookies, login_with_password
+
+    username = check_username(username)
+    ws = open_ws(data)
+    loader = make_loader()
+    if browser or cookie_file:
+        path = login_with_cookies(ws, loader, username, browser=(browser or "firefox"), cookie_file=cookie_file)
+    else:
+        path = login_with_password(
+            ws, loader, username,
+            ask_password=lambda: click.prompt(f"Instagram password for {username}", hide_input=True,
+                                              err=True),
+            ask_code=lambda: click.prompt("Two-factor code from your app or SMS", err=True),
+        )
+    click.echo(f"logged in as {username}; session saved to {path}")
+    click.echo(f"scrape with: ghosts scrape --session {username} --tag TAG")
+
+
+@click.command()
+@click.option("--tag", "tags", multiple=True, required=True, metavar="TAG",
+              help="Hashtag to scrape, without '#'; repeat for several tags.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="New images to add per tag (posts already in the catalog do not count).")
+@click.option("--session", "session_user", default=None, metavar="USER",
+              help="Saved session to use (see `ghosts login`); default: the only one saved.")
+@click.option("--top-only", is_flag=True, help="Only the tag's top posts, not the recent feed.")
+@click.option("--restart", is_flag=True, help="Forget where the last run of each tag stopped; start from the newest.")
+@click.option("--max-requests-per-hour", type=click.IntRange(min=1), default=None,
+              help="Cap on requests to Instagram per hour, on top of instaloader's own limits.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@data_option
+def scrape(tags: tuple[str, ...], limit: int | None, session_user: str | None, top_only: bool, restart: bool,
+           max_requests_per_hour: int | None, as_json: bool, data: Path | None) -> None:
+    """Scrape the images of Instagram posts by hashtag into the catalog.
+
+    Resumable and incremental: each tag continues where its last run stopped, and posts already in the
+    catalog are not fetched again. Videos are skipped. When Instagram refuses (login required, "please
+    wait", checkpoint) the tag stops with what to do; the exit status is 1 when nothing could be fetched.
+    """
+    from curation.sources.instagram import scrape_error_message, scrape_tags
+
+    ws = open_ws(data)
+    summary = scrape_tags(ws, tags, session=session_user, limit=limit, top_only=top_only, restart=restart,
+                          max_requests_per_hour=max_requests_per_hour, progress=not as_json)
+    if as_json:
+        echo_json(summary.as_dict())
+    else:
+        for t in summary.tags:
+            resumed = ", resumed" if t.resumed else ""
+            walked = ", feed done" if t.finished else ""
+            click.echo(f"#{t.tag} ({t.feed or 'no feed'}{resumed}{walked}): added {t.added}, duplicates "
+                       f"{t.duplicates}, near duplicates {t.near_duplicates}, already in catalog {t.posts_known} "
+                       f"posts, videos skipped {t.videos_skipped}, refused {len(t.rejected)}, failed "
+                       f"{len(t.failed)}, left for next run {t.incomplete} posts")
+            for r in t.rejected + t.failed:
+                click.echo(f"  {r['url']}: {r['reason']}")
+            for note in t.notes:
+                click.echo(f"  note: {note}")
+        if summary.waited_s >= 1:
+            click.echo(f"waited {round(summary.waited_s)} s for Instagram's rate limits")
+    if summary.nothing_fetched_because_refused:
+        raise GhostsError(scrape_error_message(summary))
+    for message in summary.stopped:
+        click.echo(f"ghosts: warning: stopped {message}", err=True)
+    if summary.skipped_tags:
+        click.echo("ghosts: warning: not tried: " + " ".join("#" + t for t in summary.skipped_tags), err=True)
+
+
+@click.command(name="import-urls")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="Seconds to wait for a server's answer (connecting: at most 10).")
+@click.option("--max-mb", type=click.FloatRange(min=0.001), default=50.0, show_default=True,
+              help="Largest image to download, in megabytes.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@data_option
+def import_urls(file: Path, timeout: float, max_mb: float, as_json: bool, data: Path | None) -> None:
+    """Import the images at the URLs listed in FILE (one per line, or a CSV with a `url` column).
+
+    Each URL must answer with an image content type within the size limit. Servers that send
+    `X-Robots-Tag: noai` or `noimageai` are respected: those images are refused. Failures are listed with
+    their reasons and never stop the batch; URLs imported before are not fetched again.
+    """
+    from curation.sources.urls import import_urls as fetch_all
+    from curation.sources.urls import read_url_list
+
+    ws = open_ws(data)
+    urls = read_url_list(file)
+    if not urls:
+        raise GhostsError(f"no URLs in {file}: expected one http(s) URL per line or a CSV with a `url` column")
+    summary = fetch_all(ws, urls, timeout=(min(10.0, timeout), timeout), max_bytes=int(max_mb * 1_000_000),
+                        progress=not as_json)
+    if as_json:
+        echo_json(summary.as_dict())
+        return
+    click.echo(f"added {summary.added}, duplicates {summary.duplicates}, near duplicates "
+               f"{summary.near_duplicates}, converted {summary.converted}, refused {len(summary.rejected)}")
+    for r in summary.rejected:
+        click.echo(f"  refused {r['url']}: {r['reason']}")
+
+
+COMMANDS = [login, scrape, import_urls]
