@@ -79,6 +79,8 @@ def scrape(tags: tuple[str, ...], limit: int | None, session_user: str | None, t
                        f"{t.duplicates}, near duplicates {t.near_duplicates}, already in catalog {t.posts_known} "
                        f"posts, videos skipped {t.videos_skipped}, refused {len(t.rejected)}, failed "
                        f"{len(t.failed)}, left for next run {t.incomplete} posts")
+            if t.posts_taken_down:
+                click.echo(f"  skipped {t.posts_taken_down} posts of accounts that asked for a takedown")
             for r in t.rejected + t.failed:
                 click.echo(f"  {r['url']}: {r['reason']}")
             for note in t.notes:

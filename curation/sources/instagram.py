@@ -49,7 +49,7 @@ from instaloader.exceptions import (
 from sqlalchemy import select
 from tqdm import tqdm
 
-from curation.catalog import Image, utcnow
+from curation.catalog import Image, Takedown, utcnow
 from curation.errors import GhostsError
 from curation.ingest import Ingestor, IngestResult
 from curation.sources.instagram_rate import ReportingRateController
@@ -258,6 +258,7 @@ class TagOutcome:
     near_duplicates: int = 0
     posts_seen: int = 0
     posts_known: int = 0  # already in the catalog: not fetched again
+    posts_taken_down: int = 0  # by an account that asked to be taken down (`ghosts takedown --owner`)
     videos_skipped: int = 0
     rejected: list[dict[str, str]] = field(default_factory=list)  # refused by ingest, with reasons
     failed: list[dict[str, str]] = field(default_factory=list)  # downloads that failed; retried next run
@@ -315,6 +316,7 @@ class ScrapeSummary:
             "near_duplicates": sum(t.near_duplicates for t in self.tags),
             "videos_skipped": sum(t.videos_skipped for t in self.tags),
             "posts_known": sum(t.posts_known for t in self.tags),
+            "posts_taken_down": sum(t.posts_taken_down for t in self.tags),
             "rejected": [r for t in self.tags for r in t.rejected],
             "failed": [f for t in self.tags for f in t.failed],
             "stopped": self.stopped,
@@ -373,6 +375,7 @@ class TagScraper:
         self.caught_up_after = caught_up_after
         self.out = TagOutcome(self.tag)
         self.state = TagState.load(ws, self.tag)
+        self.taken_down_owners = taken_down_owners(ws)
         self.bar = tqdm(total=limit, desc=f"#{self.tag}", unit="img", disable=not progress, leave=True)
 
     @property
@@ -534,6 +537,13 @@ class TagScraper:
             # This one post is broken (deleted, unexpected answer): note it and go on with the feed.
             problem = stop.refusal.detail
             items = []
+        if items and meta["owner_username"].lower() in self.taken_down_owners:
+            # This account asked to be taken down: none of its posts come back in.
+            self.out.posts_taken_down += 1
+            self.state.incomplete.pop(shortcode, None)
+            self.state.in_flight = None
+            self.state.save()
+            return "known"
         for index, is_video, url in items:
             if is_video:
                 self.out.videos_skipped += 1
@@ -598,6 +608,12 @@ class TagScraper:
                 if attempt < self.download_attempts:
                     self.sleep(2.0 * attempt)
         raise _DownloadFailed(f"download failed after {self.download_attempts} attempts: {last}")
+
+
+def taken_down_owners(ws) -> set[str]:
+    with ws.session() as s:
+        values = s.execute(select(Takedown.value).where(Takedown.kind == "owner")).scalars().all()
+    return {v.strip().lstrip("@").lower() for v in values}
 
 
 def read_limited(resp: requests.Response, max_bytes: int) -> bytes:

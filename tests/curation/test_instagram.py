@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from curation.catalog import Image
+from curation.catalog import Image, Takedown
 from curation.sources.instagram import TagScraper, TagState, classify, make_loader, rate_controller, scrape_tags
 from curation.sources.instagram_session import load_session, save_session
 from flows.cli import main
@@ -493,6 +493,15 @@ def test_a_walk_from_the_newest_stops_once_caught_up(logged_in, fake, loader_fac
     t = TagScraper(logged_in, loader, TAG, progress=False, caught_up_after=2).run()
     assert t.added == 1 and t.finished and t.posts_known == 2 and "caught up" in t.notes[0]
     assert fake.keys("feed") == ["0"] and fake.keys("media") == ["C0newnewnew"]  # page 2 was not asked for
+
+
+def test_accounts_that_asked_for_a_takedown_are_not_scraped(logged_in, fake, loader_factory):
+    with logged_in.session() as s:
+        s.add(Takedown(kind="owner", value="@Ben", reason="asked by mail", image_ids=[]))
+    t = scrape(logged_in, loader_factory).tags[0]
+    assert t.added == 6 and t.posts_taken_down == 1
+    assert "ben" not in {im.owner for im in rows(logged_in)}
+    assert not any(k.startswith("C0bbbbbbbb2") for k in fake.keys("cdn"))
 
 
 def test_top_posts_when_the_recent_feed_is_refused_and_top_only(logged_in, loader_factory):
