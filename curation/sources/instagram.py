@@ -53,7 +53,7 @@ from curation.catalog import Image, Takedown, utcnow
 from curation.errors import GhostsError
 from curation.ingest import Ingestor, IngestResult
 from curation.sources.instagram_rate import ReportingRateController
-from curation.sources.instagram_session import check_username, choose_session, load_session
+from curation.sources.instagram_session import choose_session, load_session
 from curation.store import atomic_write_bytes
 
 log = logging.getLogger("ghosts.instagram")
@@ -733,6 +733,6 @@ def scrape_error_message(summary: ScrapeSummary) -> str:
 
 
 __all__ = [
-    "Refusal", "ScrapeSummary", "TagOutcome", "TagScraper", "TagState", "check_tag", "check_username",
-    "classify", "make_loader", "post_provenance", "scrape_error_message", "scrape_tags",
+    "Refusal", "ScrapeSummary", "TagOutcome", "TagScraper", "TagState", "check_tag", "classify", "make_loader",
+    "post_provenance", "scrape_error_message", "scrape_tags",
 ]

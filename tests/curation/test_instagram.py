@@ -26,7 +26,14 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from curation.catalog import Image, Takedown
-from curation.sources.instagram import TagScraper, TagState, classify, make_loader, rate_controller, scrape_tags
+from curation.sources.instagram import (
+    TagScraper,
+    TagState,
+    classify,
+    make_loader,
+    rate_controller,
+    scrape_tags,
+)
 from curation.sources.instagram_session import load_session, save_session
 from flows.cli import main
 
