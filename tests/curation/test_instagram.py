@@ -11,9 +11,13 @@ import datetime as dt
 import io
 import json
 import logging
+import signal
 import stat
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import instaloader
@@ -35,8 +39,8 @@ from curation.sources.instagram import (
     scrape_tags,
 )
 from curation.sources.instagram_session import load_session, save_session
-from flows.cli import main
 
+REPO = Path(__file__).resolve().parents[2]
 TAG = "ghostfaces"
 USER = "ghostuser"
 HASHTAG_QUERY = "9b498c08113f1e09617a1703c22b2f32"  # instaloader 4.x's hashtag feed query_hash
@@ -284,6 +288,12 @@ def logged_in(workspace, loader_factory):
     return workspace
 
 
+def cli(args):
+    from flows.cli import main  # imported here: the kill -9 test's child process imports this module
+
+    return CliRunner().invoke(main, args)
+
+
 def scrape(ws, make, **kw):
     kw.setdefault("session", USER)
     return scrape_tags(ws, [TAG], loader=make(), progress=False, sleep=lambda s: None, **kw)
@@ -363,7 +373,7 @@ def test_401_please_wait_stops_every_tag_and_exits_nonzero(logged_in, fake, monk
     monkeypatch.setattr(instaloader.InstaloaderContext, "do_sleep", lambda self: None)
     fake.fault("web_info", (401, {"message": "Please wait a few minutes before you try again.",
                                   "require_login": True, "status": "fail"}))
-    r = CliRunner().invoke(main, ["scrape", "--tag", TAG, "--tag", "othertag", "--json", "--data",
+    r = cli(["scrape", "--tag", TAG, "--tag", "othertag", "--json", "--data",
                                   str(logged_in.root)])
     assert r.exit_code == 1
     assert "nothing could be fetched" in r.stderr and "try again in 30 minutes" in r.stderr
@@ -376,7 +386,7 @@ def test_401_please_wait_stops_every_tag_and_exits_nonzero(logged_in, fake, monk
 def test_login_redirect_without_a_session_says_how_to_log_in(workspace, fake, monkeypatch):
     monkeypatch.setattr(instaloader.InstaloaderContext, "do_sleep", lambda self: None)
     fake.fault("web_info", (302, "", {"Location": "https://www.instagram.com/accounts/login/?next=/explore/"}))
-    r = CliRunner().invoke(main, ["scrape", "--tag", TAG, "--data", str(workspace.root)])
+    r = cli(["scrape", "--tag", TAG, "--data", str(workspace.root)])
     assert r.exit_code == 1
     assert "requires a logged-in session" in r.stderr
     assert "ghosts login USER" in r.stderr and "--cookies firefox" in r.stderr
@@ -455,28 +465,41 @@ def test_resume_after_an_exception_mid_feed_loses_and_duplicates_nothing(logged_
     assert TagState.load(logged_in, TAG).frozen is None
 
 
-def test_a_crash_inside_a_sidecar_is_finished_on_the_next_run(logged_in, fake, loader_factory):
-    """What kill -9 leaves: the state written before the post (in flight), part of its images stored."""
-    def second_image_crashes():
-        raise KeyboardInterrupt  # stands in for the process dying mid-download
+KILLED_SCRAPE = """
+import os, signal, sys
+import responses
+from curation.sources.instagram import make_loader, scrape_tags
+from curation.workspace import open_workspace
+from tests.curation.test_instagram import TAG, USER, FakeInstagram, standard_pages
 
-    fake.fault("cdn", lambda: (200, {"Content-Type": "image/jpeg"},
-                               fake.bodies[urlsplit(fake.posts["C0aaaaaaaa1"].url(0)).path]),
-               lambda: (200, {"Content-Type": "image/jpeg"},
-                        fake.bodies[urlsplit(fake.posts["C0bbbbbbbb2"].url(0)).path]),
-               second_image_crashes)
-    with pytest.raises(KeyboardInterrupt):
-        scrape(logged_in, loader_factory)
-    assert len(rows(logged_in)) == 2
+ig = FakeInstagram(standard_pages())
+serve = ig.cdn
+def cdn(request):
+    if ig.count("cdn") == 2:  # the second image of the sidecar C0bbbbbbbb2, after two stored images
+        os.kill(os.getpid(), signal.SIGKILL)
+    return serve(request)
+ig.cdn = cdn
+with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+    ig.install(rsps)
+    scrape_tags(open_workspace(sys.argv[1]), [TAG], session=USER, progress=False,
+                loader=make_loader(sleep=lambda s: None, pause_between_requests=False))
+"""
+
+
+def test_kill_9_inside_a_sidecar_loses_nothing_and_the_next_run_finishes_it(logged_in, fake, loader_factory):
+    proc = subprocess.run([sys.executable, "-c", KILLED_SCRAPE, str(logged_in.root)], cwd=REPO, check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert [(im.shortcode, im.provenance["sidecar_index"]) for im in rows(logged_in)] == [
+        ("C0aaaaaaaa1", None), ("C0bbbbbbbb2", 0)]
+    assert all(logged_in.abspath(im.path).is_file() for im in rows(logged_in))
     state = json.loads((logged_in.scrape_dir / f"{TAG}.json").read_text())
     assert state["in_flight"] == "C0bbbbbbbb2"
-    assert not list(logged_in.tmp_dir.iterdir())  # no partial file anywhere
-    assert not [p for p in logged_in.images_dir.rglob("*") if p.name.startswith(".tmp-")]
+    assert not [p for p in logged_in.root.rglob(".tmp-*")]  # no partial file anywhere
 
-    fake.calls.clear()
     t = scrape(logged_in, loader_factory).tags[0]
     assert t.added == 6 and t.finished and t.incomplete == 0
-    assert fake.keys("cdn").count("C0bbbbbbbb2_0_n.jpg") == 0  # the stored half of the sidecar is not fetched
+    assert "C0bbbbbbbb2_0_n.jpg" not in fake.keys("cdn")  # the stored half of the sidecar is not fetched again
     per_post = Counter(im.shortcode for im in rows(logged_in))
     assert per_post["C0bbbbbbbb2"] == 2 and sum(per_post.values()) == 8
 
@@ -546,19 +569,19 @@ def test_session_file_is_private_and_scrape_names_a_missing_one(logged_in, monke
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(logged_in.sessions_dir.stat().st_mode) == 0o700
     assert json.loads(path.read_text())["cookies"]["sessionid"] == "4242%3Asecret"
-    r = CliRunner().invoke(main, ["scrape", "--tag", TAG, "--session", "nobody", "--data", str(logged_in.root)])
+    r = cli(["scrape", "--tag", TAG, "--session", "nobody", "--data", str(logged_in.root)])
     assert r.exit_code == 1 and "ghosts login nobody" in r.stderr
-    r = CliRunner().invoke(main, ["scrape", "--tag", "not a tag!", "--data", str(logged_in.root)])
+    r = cli(["scrape", "--tag", "not a tag!", "--data", str(logged_in.root)])
     assert r.exit_code == 1 and "not a hashtag" in r.stderr
 
 
 def test_scrape_cli_summary(logged_in, fake, monkeypatch):
     monkeypatch.setattr(instaloader.InstaloaderContext, "do_sleep", lambda self: None)
-    r = CliRunner().invoke(main, ["scrape", "--tag", "#GhostFaces", "--json", "--data", str(logged_in.root)])
+    r = cli(["scrape", "--tag", "#GhostFaces", "--json", "--data", str(logged_in.root)])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["session"] == USER and out["added"] == 8 and out["videos_skipped"] == 2 and out["stopped"] == []
-    r = CliRunner().invoke(main, ["scrape", "--tag", TAG, "--data", str(logged_in.root)])
+    r = cli(["scrape", "--tag", TAG, "--data", str(logged_in.root)])
     assert r.exit_code == 0 and f"#{TAG} (recent, feed done): added 0" in r.stdout
     assert "already in catalog 6 posts" in r.stdout
 
