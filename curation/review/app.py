@@ -1,0 +1,70 @@
+"""The review web app: FastAPI, server-side Jinja2 pages and a little plain JavaScript (no build step).
+
+`create_app(ws, config)` builds the app over an opened workspace; `ghosts review` serves it with uvicorn.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from curation.errors import GhostsError
+from curation.review.config import LOOPBACK_NAMES, ReviewConfig
+from curation.review.media import NotFound, PhotoCache
+from curation.review.security import Guard, make_middleware
+from curation.review.selection import open_round
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class ReviewContext:
+    """Everything a request handler needs, built once per app."""
+
+    ws: object  # curation.workspace.Workspace
+    config: ReviewConfig
+    guard: Guard
+    templates: Jinja2Templates
+    photos: PhotoCache
+
+
+def allowed_hosts(config: ReviewConfig) -> set[str] | None:
+    """Host names a loopback server answers to; None (any) off loopback, where the token protects it."""
+    if not config.loopback:
+        return None
+    return {"127.0.0.1", "localhost", "::1", "[::1]", config.host.lower(), *(h.lower() for h in config.extra_hosts)}
+
+
+def create_app(ws, config: ReviewConfig | None = None) -> FastAPI:
+    """The review app over `ws`. Opens a review round (or joins the open one) with the configured target."""
+    from curation.review.routers import api, media, pages, rounds
+
+    config = config or ReviewConfig()
+    open_round(ws, target=config.target, reviewer=config.reviewer)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.autoescape = True
+    ctx = ReviewContext(ws, config, Guard(config.token, allowed_hosts(config)), templates, PhotoCache())
+
+    app = FastAPI(title="ghosts review", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.ctx = ctx
+    app.middleware("http")(make_middleware(ctx.guard))
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    for r in (pages.router, api.router, media.router, rounds.router):
+        app.include_router(r)
+
+    @app.exception_handler(GhostsError)
+    async def _ghosts_error(request: Request, exc: GhostsError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound):
+        return PlainTextResponse("not found\n", status_code=404)
+
+    return app
+
+
+__all__ = ["create_app", "ReviewContext", "LOOPBACK_NAMES"]

@@ -1,0 +1,89 @@
+"""Pictures for the review page, found by catalog id only: a client never names a file.
+
+Previews are served as the files the analysis wrote (after checking they lie inside the workspace's previews
+folder). Photos are decoded the one pipeline way (`load_rgb`: EXIF-upright RGB, whatever the stored format) and
+re-encoded as a JPEG of bounded size, so box and landmark coordinates, which are in decoded pixels, line up.
+"""
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from PIL import Image as PILImage
+
+from curation.catalog import Face, Image
+from curation.imaging import ImageRejected, load_rgb
+
+PHOTO_MAX_SIDE = 1600  # detail view: sharp on a laptop screen, a few hundred kB
+THUMB_MAX_SIDE = 256  # photo tiles (the photos-without-faces view, near-duplicate strips)
+JPEG_QUALITY = 88
+
+
+class NotFound(LookupError):
+    """Nothing servable for this id (unknown, refused at ingest, file gone or outside the workspace)."""
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def preview_file(ws, face_id: int) -> Path:
+    """The preview file of a face, which must be a regular file inside the previews folder."""
+    with ws.session() as s:
+        face = s.get(Face, face_id)
+        rel = face.preview_path if face is not None else None
+    if not rel:
+        raise NotFound(f"face {face_id} has no preview")
+    path = ws.abspath(rel)
+    if not _inside(path, ws.previews_dir) or not path.is_file():
+        raise NotFound(f"preview of face {face_id} is missing")
+    return path
+
+
+class PhotoCache:
+    """Recently rendered photo JPEGs, keyed by (image id, size); small, in memory, thread-safe."""
+
+    def __init__(self, capacity: int = 64):  # ~64 x 300 kB: a reviewer flipping back and forth
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ws, image_id: int, max_side: int) -> bytes:
+        key = (image_id, max_side)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        data = render_photo(ws, image_id, max_side)
+        with self._lock:
+            self._items[key] = data
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return data
+
+
+def render_photo(ws, image_id: int, max_side: int = PHOTO_MAX_SIDE) -> bytes:
+    with ws.session() as s:
+        img = s.get(Image, image_id)
+        rel = img.path if img is not None else None
+    if not rel:
+        raise NotFound(f"image {image_id} is not in the store")
+    path = ws.abspath(rel)
+    if not _inside(path, ws.images_dir) or not path.is_file():
+        raise NotFound(f"file of image {image_id} is missing")
+    try:
+        rgb = load_rgb(path, ws.settings.max_pixels)
+    except ImageRejected as e:
+        raise NotFound(f"image {image_id} cannot be decoded: {e.reason}") from None
+    im = PILImage.fromarray(rgb)
+    if max(im.size) > max_side:
+        im.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return buf.getvalue()

@@ -1,0 +1,50 @@
+"""Pictures by catalog id (previews, photos) and the manual crop made from four clicks on a photo."""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import FileResponse
+
+from curation.review.app import ReviewContext
+from curation.review.manual import add_manual_face, manual_preview_jpeg
+from curation.review.media import PHOTO_MAX_SIDE, THUMB_MAX_SIDE, preview_file
+from curation.review.models import ManualFaceOut, ManualPointsIn
+from curation.review.routers import get_ctx
+from curation.review.routers.api import counts
+
+router = APIRouter(tags=["media"])
+Ctx = Annotated[ReviewContext, Depends(get_ctx)]
+
+# Previews and photos never change under an id (a new crop is a new face), so browsers may keep them a day;
+# private: they are people's photos, not for shared caches.
+IMAGE_CACHE = "private, max-age=86400"
+
+
+# `{face_id:int}` matches digits only: any other path (a traversal attempt included) is a plain 404.
+@router.get("/faces/{face_id:int}/preview")
+def face_preview(ctx: Ctx, face_id: int) -> FileResponse:
+    path = preview_file(ctx.ws, face_id)
+    media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
+    return FileResponse(path, media_type=media, headers={"cache-control": IMAGE_CACHE})
+
+
+@router.get("/images/{image_id:int}/photo")
+def photo(ctx: Ctx, image_id: int, size: Annotated[Literal["full", "thumb"], Query()] = "full") -> Response:
+    data = ctx.photos.get(ctx.ws, image_id, PHOTO_MAX_SIDE if size == "full" else THUMB_MAX_SIDE)
+    return Response(data, media_type="image/jpeg", headers={"cache-control": IMAGE_CACHE})
+
+
+@router.post("/api/images/{image_id:int}/manual/preview")
+def manual_preview(ctx: Ctx, image_id: int, body: ManualPointsIn) -> Response:
+    """The aligned crop the four points would give, before anything is saved."""
+    data, quad = manual_preview_jpeg(ctx.ws, image_id, body.model_dump())
+    return Response(data, media_type="image/jpeg",
+                    headers={"cache-control": "no-store", "x-ghosts-quad": json.dumps(quad)})
+
+
+@router.post("/api/images/{image_id:int}/manual", response_model=ManualFaceOut)
+def manual_save(ctx: Ctx, image_id: int, body: ManualPointsIn) -> ManualFaceOut:
+    face = add_manual_face(ctx.ws, image_id, body.model_dump(), ctx.config.reviewer)
+    return ManualFaceOut(face_id=face.id, image_id=face.image_id, quad=face.quad, score=face.score, counts=counts(ctx))

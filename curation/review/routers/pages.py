@@ -1,0 +1,79 @@
+"""The HTML pages: the face grid, photos (to crop the faces the detector missed) and the detail view."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from curation.catalog import Face, Image
+from curation.review.app import ReviewContext
+from curation.review.detail import photo_detail
+from curation.review.grid import FLAG_LABELS, SORT_LABELS, GridQuery, facet_values, list_faces
+from curation.review.routers import get_ctx
+from curation.review.security import csrf_token
+from curation.review.selection import review_counts
+
+router = APIRouter(tags=["pages"])
+Ctx = Annotated[ReviewContext, Depends(get_ctx)]
+
+
+def _page(ctx: ReviewContext, request: Request, name: str, **data) -> HTMLResponse:
+    data.update(
+        request=request, csrf=csrf_token(ctx.guard, request), counts=review_counts(ctx.ws),
+        reviewer=ctx.config.reviewer,
+    )
+    return ctx.templates.TemplateResponse(request, name, data)
+
+
+@router.get("/", response_class=HTMLResponse)
+def grid(ctx: Ctx, request: Request, q: Annotated[GridQuery, Query()]) -> HTMLResponse:
+    with ctx.ws.session() as s:
+        page = list_faces(s, q, ctx.config.per_page)
+        facets = facet_values(s)
+    return _page(ctx, request, "grid.html", page=page, q=q, facets=facets, sort_labels=SORT_LABELS,
+                 flag_labels=FLAG_LABELS, view="faces")
+
+
+class PhotoQuery(BaseModel):
+    status: Literal["no_face", "analyzed", "new", "all"] = "no_face"
+    page: int = Field(1, ge=1, le=100_000)
+
+
+@router.get("/photos", response_class=HTMLResponse)
+def photos(ctx: Ctx, request: Request, q: Annotated[PhotoQuery, Query()]) -> HTMLResponse:
+    """Photos by status (default: those where no face was found), to add faces by hand."""
+    per_page = ctx.config.per_page
+    conds = [Image.path.is_not(None)]
+    if q.status != "all":
+        conds.append(Image.status == q.status)
+    with ctx.ws.session() as s:
+        total = s.scalar(select(func.count(Image.id)).where(*conds)) or 0
+        faces = func.count(Face.id).filter(Face.deleted.is_(False))
+        rows = s.execute(
+            select(Image.id, Image.query, Image.owner, Image.status, faces)
+            .outerjoin(Face, Face.image_id == Image.id).where(*conds).group_by(Image.id)
+            .order_by(Image.id).limit(per_page).offset((q.page - 1) * per_page)
+        ).all()
+    pages = max(1, -(-total // per_page))
+    return _page(ctx, request, "photos.html", rows=rows, q=q, total=total, pages=pages, view="photos")
+
+
+def _detail(ctx: ReviewContext, image_id: int, face: int | None):
+    detail = photo_detail(ctx.ws, image_id, focus=face)
+    if detail is None:
+        raise HTTPException(404, f"no image {image_id}")
+    return detail
+
+
+@router.get("/images/{image_id:int}", response_class=HTMLResponse)
+def detail_page(ctx: Ctx, request: Request, image_id: int, face: int | None = None) -> HTMLResponse:
+    return _page(ctx, request, "detail.html", d=_detail(ctx, image_id, face), view="detail")
+
+
+@router.get("/images/{image_id:int}/panel", response_class=HTMLResponse)
+def detail_panel(ctx: Ctx, request: Request, image_id: int, face: int | None = None) -> HTMLResponse:
+    """The detail view as a fragment, for the grid's overlay."""
+    return ctx.templates.TemplateResponse(request, "panel.html", {"d": _detail(ctx, image_id, face)})

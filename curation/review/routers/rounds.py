@@ -1,0 +1,33 @@
+"""The review round: its state, and "Selection done"."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from curation.catalog import ReviewRound
+from curation.review.app import ReviewContext
+from curation.review.models import RoundOut
+from curation.review.routers import get_ctx
+from curation.review.selection import current_round, finish_round, last_round
+
+router = APIRouter(prefix="/api", tags=["rounds"])
+Ctx = Annotated[ReviewContext, Depends(get_ctx)]
+
+
+def _out(rnd: ReviewRound, message: str) -> RoundOut:
+    return RoundOut(id=rnd.id, target=rnd.target, accepted=rnd.accepted, reviewer=rnd.reviewer,
+                    done=rnd.done_at is not None, flow_run_id=rnd.flow_run_id, message=message)
+
+
+@router.get("/round", response_model=RoundOut | None)
+def get_round(ctx: Ctx) -> RoundOut | None:
+    with ctx.ws.session() as s:
+        rnd = current_round(s) or last_round(s)
+        return _out(rnd, "open" if rnd.done_at is None else "done") if rnd else None
+
+
+@router.post("/rounds/complete", response_model=RoundOut)
+def post_complete(ctx: Ctx) -> RoundOut:
+    done = finish_round(ctx.ws, ctx.config.reviewer)
+    return _out(done.round, done.note)

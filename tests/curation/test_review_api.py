@@ -1,0 +1,323 @@
+"""The review app over HTTP (FastAPI TestClient on a real workspace): pages, decisions, undo, rounds, safety."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import insert, select
+
+from curation.catalog import Decision, Face, Image, ReviewRound
+from curation.errors import GhostsError
+from curation.review import create_app, make_config
+from curation.review.config import ReviewConfig
+from tests.curation.test_review_support import add_face, link_duplicates, make_catalog
+
+
+def client_for(ws, **cfg) -> TestClient:
+    cfg.setdefault("reviewer", "ann")
+    return TestClient(create_app(ws, ReviewConfig(**cfg)), base_url="http://127.0.0.1")
+
+
+def csrf_of(client: TestClient, path: str = "/") -> str:
+    r = client.get(path)
+    assert r.status_code == 200, r.text
+    return re.search(r'data-csrf="([0-9a-f]+)"', r.text).group(1)
+
+
+def tile_ids(html: str) -> list[int]:
+    return [int(x) for x in re.findall(r'class="tile[^"]*" data-face-id="(\d+)"', html)]
+
+
+@pytest.fixture
+def cat(workspace):
+    return make_catalog(workspace)
+
+
+@pytest.fixture
+def client(workspace, cat):
+    with client_for(workspace, target=5) as c:
+        yield c
+
+
+# --- the grid --------------------------------------------------------------------------------------------------
+
+def test_grid_lists_faces_best_first_with_counter(client, cat, workspace):
+    r = client.get("/")
+    ids = tile_ids(r.text)
+    assert sorted(ids) == sorted(cat["faces"])
+    with workspace.session() as s:
+        scores = [s.get(Face, i).score for i in ids]
+    assert scores == sorted(scores, reverse=True)
+    assert re.search(r'id="count-accepted">0<', r.text) and re.search(r'id="count-target">5<', r.text)
+    assert f'src="/faces/{ids[0]}/preview" loading="lazy"' in r.text
+
+
+def test_grid_sorts_filters_and_pages(workspace, cat):
+    with client_for(workspace, per_page=12) as c:
+        by_likes = tile_ids(c.get("/?sort=likes").text)
+        with workspace.session() as s:
+            likes = [s.get(Image, s.get(Face, i).image_id).likes for i in by_likes]
+        assert likes == sorted(likes, reverse=True)
+        flagged = tile_ids(c.get("/?flag=flagged").text)
+        assert len(flagged) == 6 and all(i in cat["faces"] for i in flagged)
+        assert len(tile_ids(c.get("/?flag=upscaled").text)) == 6
+        assert len(tile_ids(c.get("/?tag=selfie").text)) == 4
+        assert tile_ids(c.get("/?min_score=0.95").text) == []
+        assert c.get("/?sort=nonsense").status_code == 422
+        assert c.get("/?page=0").status_code == 422
+    with client_for(workspace, per_page=12) as c:
+        page1, page2 = tile_ids(c.get("/?sort=id").text), tile_ids(c.get("/?sort=id&page=2").text)
+    assert page1 == sorted(cat["faces"])  # 12 faces, one page
+    assert page2 == []
+
+
+def test_grid_pages_cover_every_face_once(workspace):
+    make_catalog(workspace, photos=13, faces_per_photo=2)  # 26 faces, pages of 12
+    with client_for(workspace, per_page=12) as c:
+        pages = [tile_ids(c.get(f"/?page={p}").text) for p in (1, 2, 3)]
+        assert [len(p) for p in pages] == [12, 12, 2]
+        assert len(set(sum(pages, []))) == 26
+        assert 'rel="next" href="/?page=2"' in c.get("/").text
+
+
+def test_decision_filter_and_json_api(client, cat):
+    csrf = csrf_of(client)
+    a, b = cat["faces"][:2]
+    client.post("/api/decisions", json={"face_ids": [a], "decision": "accepted"}, headers={"x-csrf-token": csrf})
+    client.post("/api/decisions", json={"face_ids": [b], "decision": "rejected"}, headers={"x-csrf-token": csrf})
+    assert tile_ids(client.get("/?decision=accepted").text) == [a]
+    assert tile_ids(client.get("/?decision=rejected").text) == [b]
+    assert len(tile_ids(client.get("/?decision=undecided").text)) == len(cat["faces"]) - 2
+    data = client.get("/api/faces?decision=accepted").json()
+    assert data["total"] == 1 and data["faces"][0]["id"] == a and data["faces"][0]["decision"] == "accepted"
+    states = client.get(f"/api/faces/state?ids={a},{b}").json()
+    assert {s["id"]: s["decision"] for s in states} == {a: "accepted", b: "rejected"}
+
+
+# --- decisions, undo, counter ----------------------------------------------------------------------------------
+
+def test_decide_and_undo_over_http(client, cat, workspace):
+    csrf = csrf_of(client)
+    h = {"x-csrf-token": csrf}
+    f1, f2, f3 = cat["faces"][:3]
+    r = client.post("/api/decisions", json={"face_ids": [f1], "decision": "accepted"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["counts"]["accepted"] == 1 and r.json()["changes"] == [
+        {"face_id": f1, "decision": "accepted", "previous": "undecided"}]
+    client.post("/api/decisions", json={"face_ids": [f2, f3], "decision": "rejected", "reason": "blurry"}, headers=h)
+    with workspace.session() as s:
+        assert s.get(Face, f2).decision == "rejected" and s.get(Face, f2).reason == "blurry"
+        assert s.get(Face, f2).reviewer == "ann"
+    undo = client.post("/api/undo", headers=h).json()  # the bulk reject is one step
+    assert sorted(c["face_id"] for c in undo["changes"]) == [f2, f3]
+    assert undo["counts"]["rejected"] == 0 and undo["counts"]["accepted"] == 1
+    undo = client.post("/api/undo", headers=h).json()
+    assert undo["changes"][0]["face_id"] == f1 and undo["counts"]["accepted"] == 0
+    assert client.post("/api/undo", headers=h).status_code == 409
+    with workspace.session() as s:
+        assert all(s.get(Face, f).decision == "undecided" for f in (f1, f2, f3))
+        assert s.scalar(select(Decision.id).where(Decision.reason == "undo #1")) is not None
+
+
+def test_bad_decisions_are_refused_with_a_message(client, cat):
+    h = {"x-csrf-token": csrf_of(client)}
+    assert client.post("/api/decisions", json={"face_ids": [], "decision": "accepted"}, headers=h).status_code == 422
+    assert client.post("/api/decisions", json={"face_ids": [cat["faces"][0]], "decision": "maybe"},
+                       headers=h).status_code == 422
+    r = client.post("/api/decisions", json={"face_ids": [cat["faces"][0]], "decision": "accepted",
+                                            "reason": "<script>"}, headers=h)
+    assert r.status_code == 422 and "short tag" in r.text
+    r = client.post("/api/decisions", json={"face_ids": [999999], "decision": "accepted"}, headers=h)
+    assert r.status_code == 200 and r.json()["kept"] == [999999] and r.json()["changes"] == []
+
+
+def test_two_reviewers_last_write_wins(workspace, cat):
+    face = cat["faces"][0]
+    with client_for(workspace, reviewer="ann") as ann, client_for(workspace, reviewer="bob") as bob:
+        ha, hb = {"x-csrf-token": csrf_of(ann)}, {"x-csrf-token": csrf_of(bob)}
+        ann.post("/api/decisions", json={"face_ids": [face], "decision": "accepted"}, headers=ha)
+        bob.post("/api/decisions", json={"face_ids": [face], "decision": "rejected"}, headers=hb)
+        for c in (ann, bob):  # both see bob's later write on refresh
+            html = c.get("/").text
+            assert re.search(rf'data-face-id="{face}" data-image-id="\d+" data-decision="rejected"', html)
+        # Ann's undo must not overwrite Bob's newer decision.
+        out = ann.post("/api/undo", headers=ha).json()
+        assert out["changes"] == [] and out["kept"] == [face]
+        assert bob.get(f"/api/faces/state?ids={face}").json()[0]["decision"] == "rejected"
+
+
+def test_delete_a_wrong_detection(client, cat, workspace):
+    h = {"x-csrf-token": csrf_of(client)}
+    face = cat["faces"][0]
+    before = client.get("/api/counts").json()["total"]
+    assert client.post(f"/api/faces/{face}/delete", headers=h).json()["total"] == before - 1
+    assert face not in tile_ids(client.get("/").text)
+    with workspace.session() as s:
+        assert s.get(Face, face).deleted
+    assert client.post("/api/faces/999999/delete", headers=h).status_code == 404
+
+
+# --- rounds ----------------------------------------------------------------------------------------------------
+
+def test_selection_done_closes_the_round(client, cat, workspace):
+    h = {"x-csrf-token": csrf_of(client)}
+    client.post("/api/decisions", json={"face_ids": cat["faces"][:3], "decision": "accepted"}, headers=h)
+    out = client.post("/api/rounds/complete", headers=h).json()
+    assert out["done"] and out["accepted"] == 3 and out["target"] == 5 and "3 faces accepted" in out["message"]
+    with workspace.session() as s:
+        rnd = s.get(ReviewRound, out["id"])
+        assert rnd.done_at is not None and rnd.reviewer == "ann"
+    # Decisions after that open a new round with the same target.
+    client.post("/api/decisions", json={"face_ids": [cat["faces"][3]], "decision": "accepted"}, headers=h)
+    now = client.get("/api/round").json()
+    assert now["id"] != out["id"] and not now["done"] and now["target"] == 5
+
+
+# --- detail view -----------------------------------------------------------------------------------------------
+
+def test_detail_panel_shows_faces_measures_provenance_and_duplicates(client, cat, workspace):
+    img_a, img_b = cat["images"][:2]
+    link_duplicates(workspace, img_b, img_a, distance=4)
+    with workspace.session() as s:
+        faces_a = list(s.scalars(select(Face.id).where(Face.image_id == img_a)))
+        faces_b = list(s.scalars(select(Face.id).where(Face.image_id == img_b)))
+    html = client.get(f"/images/{img_a}/panel?face={faces_a[0]}").text
+    assert html.count("<rect ") == len(faces_a)  # every face boxed
+    assert html.count("<circle ") >= 68 * len(faces_a)  # and its landmarks drawn
+    assert 'href="https://www.instagram.com/p/SC0/"' in html and "@user0" in html and "#portrait" in html
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html and "<b>bold</b>" not in html  # captions are escaped
+    assert "sharpness" in html and "upscaled" in html  # the quality measures
+    assert "distance 4" in html and all(f'data-face-id="{f}"' in html for f in faces_b)
+    page = client.get(f"/images/{img_a}")
+    assert page.status_code == 200 and 'class="panel"' in page.text
+    assert client.get("/images/999999").status_code == 404
+
+
+def test_unsafe_post_links_are_not_rendered(client, workspace, cat):
+    with workspace.session() as s:
+        s.get(Image, cat["images"][0]).post_url = "javascript:alert(1)"
+    assert "javascript:" not in client.get(f"/images/{cat['images'][0]}/panel").text
+
+
+# --- pictures --------------------------------------------------------------------------------------------------
+
+def test_previews_and_photos_by_id_with_cache_headers(client, cat):
+    r = client.get(f"/faces/{cat['faces'][0]}/preview")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert "max-age" in r.headers["cache-control"] and r.content[:4] == b"\x89PNG"
+    r = client.get(f"/images/{cat['images'][0]}/photo")
+    assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
+    r = client.get(f"/images/{cat['images'][0]}/photo?size=thumb")
+    assert r.status_code == 200
+    assert client.get("/faces/999999/preview").status_code == 404
+
+
+TRAVERSALS = (
+    "/faces/..%2F..%2Fcatalog.sqlite/preview",
+    "/faces/%2e%2e/preview",
+    "/faces/1/../../catalog.sqlite",
+    "/faces/-1/preview",
+    "/faces/1.0/preview",
+    "/images/..%2Fcatalog.sqlite/photo",
+    "/images/1/photo/..%2F..%2Fcatalog.sqlite",
+    "/static/..%2F..%2F..%2Fcatalog.sqlite",
+    "/static/%2e%2e/app.py",
+    "/previews/test/1.png",
+    "/catalog.sqlite",
+)
+
+
+def test_traversal_attempts_get_404(client, cat):
+    for path in TRAVERSALS:
+        assert client.get(path).status_code == 404, path
+
+
+def test_preview_path_outside_previews_is_not_served(client, cat, workspace):
+    with workspace.session() as s:
+        s.get(Face, cat["faces"][0]).preview_path = "../../etc/passwd"
+        s.get(Face, cat["faces"][1]).preview_path = "catalog.sqlite"
+    assert client.get(f"/faces/{cat['faces'][0]}/preview").status_code == 404
+    assert client.get(f"/faces/{cat['faces'][1]}/preview").status_code == 404
+
+
+# --- safety ----------------------------------------------------------------------------------------------------
+
+def test_security_headers(client):
+    r = client.get("/")
+    csp = r.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["cache-control"] == "no-store"
+    assert client.get("/static/review.js").headers["x-content-type-options"] == "nosniff"
+
+
+def test_state_changes_need_post_and_csrf(client, cat):
+    body = {"face_ids": [cat["faces"][0]], "decision": "accepted"}
+    assert client.post("/api/decisions", json=body).status_code == 403
+    csrf = csrf_of(client)
+    assert client.post("/api/decisions", json=body, headers={"x-csrf-token": "0" * 64}).status_code == 403
+    evil = {"x-csrf-token": csrf, "origin": "http://evil.example"}
+    assert client.post("/api/decisions", json=body, headers=evil).status_code == 403
+    assert client.post("/api/decisions", json=body, headers={"x-csrf-token": csrf}).status_code == 200
+    assert client.get("/api/decisions").status_code == 405  # no state change by GET
+    # Another browser (its own CSRF cookie) cannot replay this page's token.
+    with TestClient(client.app, base_url="http://127.0.0.1") as other:
+        other.get("/")
+        assert other.post("/api/decisions", json=body, headers={"x-csrf-token": csrf}).status_code == 403
+
+
+def test_loopback_server_refuses_foreign_host_header(client):
+    assert client.get("/", headers={"host": "evil.example:8765"}).status_code == 400
+    assert client.get("/", headers={"host": "localhost:8765"}).status_code == 200
+
+
+def test_non_loopback_host_needs_a_token():
+    with pytest.raises(GhostsError, match="without an access token"):
+        make_config(host="0.0.0.0")
+    with pytest.raises(GhostsError, match="at least 16"):
+        make_config(host="0.0.0.0", token="short")
+    assert make_config(host="0.0.0.0", token="t" * 20).token == "t" * 20
+    assert make_config(host="::1").token is None  # loopback: no token needed
+
+
+def test_token_checked_on_every_request(workspace, cat):
+    token = "s3cret-token-for-tests"
+    with client_for(workspace, host="0.0.0.0", token=token) as c:
+        for path in ("/", "/api/counts", f"/faces/{cat['faces'][0]}/preview", "/static/review.js"):
+            assert c.get(path).status_code == 401, path
+        assert c.get("/", headers={"x-ghosts-token": "wrong-token-wrong-token"}).status_code == 401
+        assert c.get("/", headers={"x-ghosts-token": token}).status_code == 200
+        assert c.get("/?token=wrong").status_code == 401
+        # ?token= on the first visit becomes an HttpOnly cookie and leaves the address bar.
+        r = c.get(f"/?sort=likes&token={token}", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/?sort=likes"
+        assert "HttpOnly" in r.headers["set-cookie"] and "SameSite=strict" in r.headers["set-cookie"]
+        assert c.get("/api/counts").status_code == 200  # the cookie now rides along
+        csrf = csrf_of(c)
+        r = c.post("/api/decisions", json={"face_ids": [cat["faces"][0]], "decision": "accepted"},
+                   headers={"x-csrf-token": csrf})
+        assert r.status_code == 200
+
+
+# --- scale -----------------------------------------------------------------------------------------------------
+
+def test_ten_thousand_faces_open_fast(workspace):
+    """The first grid page of 10,000 candidates is one indexed query: well under a second."""
+    ids = make_catalog(workspace, photos=2, faces_per_photo=1)["images"]
+    with workspace.session() as s:
+        s.execute(insert(Face), [
+            {"image_id": ids[i % 2], "index": i + 2, "detector": "hog", "score": (i * 7919 % 1000) / 1000,
+             "flagged": i % 5 == 0, "decision": "undecided", "deleted": False, "manual": False, "upscaled": False}
+            for i in range(10_000)
+        ])
+    with client_for(workspace) as c:
+        c.get("/")  # warm the templates
+        for path in ("/", "/?sort=likes", "/?sort=date&decision=undecided", "/?flag=flagged&page=16"):
+            t0 = time.perf_counter()
+            r = c.get(path)
+            elapsed = time.perf_counter() - t0
+            assert r.status_code == 200 and len(tile_ids(r.text)) == 120, path
+            assert elapsed < 1.0, f"{path} took {elapsed:.2f} s"

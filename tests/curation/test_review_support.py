@@ -1,0 +1,93 @@
+"""Helpers shared by the review tests (no tests in here): real workspaces with candidate faces.
+
+The photos go through the real ingest path; the face rows and their 256-px preview files are written the way
+the analysis writes them, so the review app is exercised on a real catalog without running dlib.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import numpy as np
+from PIL import Image as PILImage
+
+from curation.catalog import Face, Image, NearDuplicate
+from curation.ingest import ingest_bytes
+
+TAGS = ("portrait", "selfie", "streetphoto")
+
+
+def photo_bytes(seed: int, w: int = 320, h: int = 240) -> bytes:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 / w, yy * 255 / h, np.full((h, w), rng.integers(0, 255))], -1)
+    base = base + rng.normal(0, 20, base.shape)
+    buf = io.BytesIO()
+    PILImage.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def preview_image(seed: int, size: int = 64) -> PILImage.Image:
+    rng = np.random.default_rng(seed)
+    colour = rng.integers(40, 255, 3)
+    a = np.zeros((size, size, 3), np.uint8) + colour.astype(np.uint8)
+    a[size // 3: size // 3 + 4, size // 4: 3 * size // 4] = 0  # "eyes"
+    return PILImage.fromarray(a)
+
+
+def landmarks_in(box: list[float]) -> list[list[float]]:
+    """68 points spread over a face box (enough for drawing; not a real face)."""
+    x0, y0, x1, y1 = box
+    t = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2.4, (y1 - y0) / 2.4
+    return [[float(cx + rx * np.cos(a)), float(cy + ry * np.sin(a))] for a in t]
+
+
+def add_face(ws, image_id: int, *, index: int = 0, score: float = 0.5, seed: int = 0, box=None, flagged=False,
+             upscaled=False, padding: float = 0.0, yaw: float = 0.0, preview: bool = True, **extra) -> int:
+    box = box or [40.0 + 10 * index, 30.0, 140.0 + 10 * index, 150.0]
+    x0, y0, x1, y1 = box
+    with ws.session() as s:
+        face = Face(
+            image_id=image_id, index=index, detector="hog", det_score=1.0, box=box, landmarks=landmarks_in(box),
+            quad=[[x0, y0], [x0, y1], [x1, y1], [x1, y0]], eye_dist=(x1 - x0) / 3, quad_size=x1 - x0,
+            padding=padding, blur=0.8, roll=0.0, yaw=yaw, upscaled=upscaled, flagged=flagged, score=score,
+            quality={"score": score, "sharpness": 0.8}, **extra,
+        )
+        s.add(face)
+        s.flush()
+        fid = face.id
+        if preview:
+            rel = f"previews/test/{fid}.png"
+            path = ws.abspath(rel)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            preview_image(seed + fid).save(path)
+            face.preview_path = rel
+    return fid
+
+
+def make_catalog(ws, photos: int = 6, faces_per_photo: int = 2) -> dict[str, list[int]]:
+    """Photos from three hashtags with likes, owners and captions; faces with graded scores."""
+    image_ids, face_ids = [], []
+    for i in range(photos):
+        tag = TAGS[i % len(TAGS)]
+        r = ingest_bytes(
+            ws, photo_bytes(i), name=f"post{i}.png", source_kind="instagram",
+            source_ref=f"https://www.instagram.com/p/SC{i}/", query=tag, owner=f"user{i}", shortcode=f"SC{i}",
+            post_url=f"https://www.instagram.com/p/SC{i}/", likes=10 * i,
+            taken_at=dt.datetime(2024, 1, 1 + i, tzinfo=dt.timezone.utc),
+            provenance={"caption": f"photo {i} #{tag} <b>bold</b>", "caption_hashtags": [tag, "friends"]},
+        )
+        assert r.status == "added", r
+        image_ids.append(r.image_id)
+        with ws.session() as s:
+            s.get(Image, r.image_id).status = "analyzed"
+        for k in range(faces_per_photo):
+            face_ids.append(add_face(ws, r.image_id, index=k, score=round(0.1 + 0.8 * ((i * 7 + k * 3) % 10) / 10, 2),
+                                     seed=i * 10 + k, flagged=(k == 1), upscaled=(k == 1)))
+    return {"images": image_ids, "faces": face_ids}
+
+
+def link_duplicates(ws, a: int, b: int, distance: int = 3) -> None:
+    with ws.session() as s:
+        s.add(NearDuplicate(image_id=a, other_id=b, distance=distance))
