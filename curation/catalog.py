@@ -32,7 +32,7 @@ DECISIONS = ("undecided", "accepted", "rejected", "skipped")
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Base(DeclarativeBase):
@@ -66,7 +66,7 @@ class Image(Base):
     reject_reason: Mapped[str | None] = mapped_column(Text)
     analyzed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
-    faces: Mapped[list["Face"]] = relationship(back_populates="image", order_by="Face.index")
+    faces: Mapped[list[Face]] = relationship(back_populates="image", order_by="Face.index")
 
 
 class NearDuplicate(Base):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import imagehash
 import numpy as np
@@ -211,7 +212,7 @@ def ingest_paths(ws, paths: Iterable[str | os.PathLike], recursive: bool = False
             provenance={
                 "source": "local",
                 "original_path": str(f.resolve()),
-                "mtime": dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).isoformat(),
+                "mtime": dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(),
                 "imported_at": utcnow().isoformat(),
             },
         )

@@ -11,8 +11,9 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 TMP_PREFIX = ".tmp-"
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker

@@ -97,7 +97,7 @@ def make_demo_posts(folder: str | Path, n: int = 60, seed: int = 0, faces_fracti
     cameraman = _sample("camera").crop(CAMERAMAN_HEAD)
     cache: dict = {}
     n_broken = min(broken, n)
-    n_face = int(round((n - n_broken) * faces_fraction))
+    n_face = round((n - n_broken) * faces_fraction)
     n_plain = n - n_broken - n_face
     captions = []
     for i in range(n_face):

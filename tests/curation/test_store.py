@@ -9,10 +9,9 @@ from curation.store import atomic_write_bytes, atomic_writer, put_bytes, sweep_t
 def test_atomic_writer_keeps_old_file_when_the_write_fails(tmp_path):
     target = tmp_path / "f.bin"
     atomic_write_bytes(target, b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_writer(target) as fh:
-            fh.write(b"new, half")
-            raise RuntimeError("disk on fire")
+    with pytest.raises(RuntimeError), atomic_writer(target) as fh:
+        fh.write(b"new, half")
+        raise RuntimeError("disk on fire")
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f.bin"]
 
