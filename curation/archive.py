@@ -22,9 +22,10 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator
+from typing import Any, Self
 
 import numpy as np
 from PIL import Image
@@ -208,8 +209,8 @@ def render_card(f: CardFacts) -> str:
         "", "## Files", "",
         "- `NNNNN/imgNNNNNNNN.png`: the images, in the order of provenance.jsonl",
         "- `dataset.json`: class labels for StyleGAN2-ADA (`null` when unlabelled)",
-        "- `provenance.jsonl`: one JSON line per image: source, post or file, face landmarks and crop, quality, "
-        "review decision, and the sha256 of the PNG",
+        ("- `provenance.jsonl`: one JSON line per image: source, post or file, face landmarks and crop, quality, "
+         "review decision, and the sha256 of the PNG"),
         "",
     ]
     return "\n".join(lines)
@@ -283,7 +284,7 @@ class ArchiveWriter:
         self._labels.append(label)
         return name
 
-    def finish(self, card: str | Callable[["ArchiveWriter"], str]) -> ArchiveInfo:
+    def finish(self, card: str | Callable[[ArchiveWriter], str]) -> ArchiveInfo:
         """Write dataset.json, provenance.jsonl and the card, then move the archive into place."""
         if not self._records:
             raise ArchiveError("no images to archive")
@@ -316,7 +317,7 @@ class ArchiveWriter:
         with contextlib.suppress(FileNotFoundError):
             self.tmp_path.unlink()
 
-    def __enter__(self) -> "ArchiveWriter":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -442,7 +443,7 @@ class Archive:
     def close(self) -> None:
         self._zip.close()
 
-    def __enter__(self) -> "Archive":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -578,7 +579,7 @@ def _check_images(zf: zipfile.ZipFile, rep: VerifyReport, progress: bool) -> dic
         try:
             with Image.open(io.BytesIO(data)) as im:
                 im.load()
-        except Exception as e:  # Pillow raises many kinds for damaged data
+        except Exception as e:  # noqa: BLE001 - Pillow raises many kinds for damaged data; each is a fault
             rep.fault(f"{name} does not decode: {e}")
             continue
         if width != height or not is_power_of_two(width) or width < MIN_RESOLUTION:

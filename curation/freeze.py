@@ -21,9 +21,10 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -131,7 +132,7 @@ def code_version() -> str:
     if (repo / ".git").exists():
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                 text=True, timeout=10)
+                                 text=True, timeout=10, check=False)
             if out.returncode == 0 and out.stdout.strip():
                 version += "+g" + out.stdout.strip()
     return version
@@ -228,8 +229,8 @@ def _iso(t: dt.datetime | None) -> str | None:
     if t is None:
         return None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)  # the catalog stores UTC; SQLite hands it back naive
-    return t.astimezone(dt.timezone.utc).isoformat()
+        t = t.replace(tzinfo=dt.UTC)  # the catalog stores UTC; SQLite hands it back naive
+    return t.astimezone(dt.UTC).isoformat()
 
 
 def _tags(prov: dict[str, Any], caption: str | None) -> list[str] | None:
@@ -292,8 +293,8 @@ def card_facts(records: list[dict[str, Any]], *, title: str, date: str, resoluti
     selection = [
         "faces accepted in human review" + (f" ({len(reviewers)} reviewers)" if len(reviewers) > 1 else "")
         + ", not deleted, from images not excluded by a takedown",
-        f"aligned with the FFHQ recipe to {resolution} px from each face's stored crop quad (from 68 dlib "
-        "landmarks, or from eye and mouth points placed by hand for manual crops); no re-detection",
+        (f"aligned with the FFHQ recipe to {resolution} px from each face's stored crop quad (from 68 dlib "
+         "landmarks, or from eye and mouth points placed by hand for manual crops); no re-detection"),
         "ordered by the sha256 of the source image, then the face's index in it",
     ]
     if class_names:

@@ -15,13 +15,14 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
 from curation.archive import (
@@ -134,7 +135,7 @@ def probe_image(path: Path, root: Path) -> Probe:
                 if im.getexif().get(0x0112, 1) in _TRANSPOSING:
                     width, height = height, width
                 return Probe(path, rel, width, height, im.mode)
-    except Exception as e:  # Pillow's errors for unreadable files vary by format
+    except Exception as e:  # noqa: BLE001 - Pillow's errors for unreadable files vary by format
         raise GhostsError(f"{rel}: cannot read as an image ({e})") from None
 
 

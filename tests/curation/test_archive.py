@@ -138,16 +138,13 @@ def test_reader_api(good, faces_dir):
 
 def test_writer_refuses_mixed_sizes_and_leaves_nothing(tmp_path, faces_dir):
     out = tmp_path / "mixed.zip"
-    with pytest.raises(ArchiveError, match="differs from the first image"):
-        with ArchiveWriter(out) as w:
-            w.add(encode_png(photo_crops(faces_dir, 1, size=64)[0]))
-            w.add(encode_png(photo_crops(faces_dir, 1, size=32)[0]))
-    with pytest.raises(ArchiveError, match="not square"):
-        with ArchiveWriter(out) as w:
-            w.add(encode_png(np.zeros((32, 64, 3), np.uint8)))
-    with pytest.raises(ArchiveError, match="no images"):
-        with ArchiveWriter(out) as w:
-            w.finish("# empty")
+    with pytest.raises(ArchiveError, match="differs from the first image"), ArchiveWriter(out) as w:
+        w.add(encode_png(photo_crops(faces_dir, 1, size=64)[0]))
+        w.add(encode_png(photo_crops(faces_dir, 1, size=32)[0]))
+    with pytest.raises(ArchiveError, match="not square"), ArchiveWriter(out) as w:
+        w.add(encode_png(np.zeros((32, 64, 3), np.uint8)))
+    with pytest.raises(ArchiveError, match="no images"), ArchiveWriter(out) as w:
+        w.finish("# empty")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -223,15 +220,15 @@ def test_verify_refuses_archives_beyond_the_size_limit(good):
 
 def test_verify_catches_format_faults(good, tmp_path, faces_dir):
     cases = {
-        "deflated.zip": (dict(), "compressed"),
-        "nojson.zip": (dict(drop=("dataset.json",)), "dataset.json is missing"),
-        "gap.zip": (dict(drop=(archive_name(2),)), "without gaps"),
-        "small.zip": (dict(change={archive_name(4): lambda _: encode_png(photo_crops(faces_dir, 1, 32)[0])}),
+        "deflated.zip": ({}, "compressed"),
+        "nojson.zip": ({"drop": ("dataset.json",)}, "dataset.json is missing"),
+        "gap.zip": ({"drop": (archive_name(2),)}, "without gaps"),
+        "small.zip": ({"change": {archive_name(4): lambda _: encode_png(photo_crops(faces_dir, 1, 32)[0])}},
                       "unlike the first image"),
-        "extra.zip": (dict(add=[("notes.txt", b"hi")]), "unexpected member notes.txt"),
-        "nocard.zip": (dict(drop=("DATASET.md",)), "DATASET.md (the dataset card) is missing"),
-        "labels.zip": (dict(change={"dataset.json": lambda d: json.dumps(
-            {"labels": json.loads(d)["labels"][:-1]}).encode()}), f"{archive_name(4)} has no label"),
+        "extra.zip": ({"add": [("notes.txt", b"hi")]}, "unexpected member notes.txt"),
+        "nocard.zip": ({"drop": ("DATASET.md",)}, "DATASET.md (the dataset card) is missing"),
+        "labels.zip": ({"change": {"dataset.json": lambda d: json.dumps(
+            {"labels": json.loads(d)["labels"][:-1]}).encode()}}, f"{archive_name(4)} has no label"),
     }
     for fname, (kw, expected) in cases.items():
         if fname == "deflated.zip":

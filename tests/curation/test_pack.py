@@ -172,9 +172,8 @@ def test_ordered_map_keeps_order_and_raises_in_turn():
             raise ValueError("five")
         return x
 
-    got = []
+    results = ordered_map(fail_at_5, range(50), workers=2, chunk=1)
+    assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="five"):
-        for v in ordered_map(fail_at_5, range(50), workers=2, chunk=1):
-            got.append(v)
-    assert got == [0, 1, 2, 3, 4]
+        next(results)
     assert archive_name(5) == "00000/img00000005.png"
