@@ -1,0 +1,304 @@
+"""`ghosts run ...`, `ghosts serve` and `ghosts server`: the Prefect flows from the command line.
+
+Prefect is imported inside the commands: importing it takes seconds, and `ghosts --help` should not.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+
+from curation.errors import GhostsError
+from flows.cli import data_option, echo_json
+
+LOCAL_API = "http://127.0.0.1:4200/api"  # where `ghosts server` (prefect server start) listens by default
+
+
+# ------------------------------------------------------------------------------------------ shared options
+
+def _source_options(fn):
+    for opt in reversed([
+        click.option("--tag", "tags", multiple=True, metavar="TAG", help="Hashtag to scrape, without '#'; repeat for several."),
+        click.option("--import", "paths", multiple=True, metavar="PATH", type=click.Path(exists=True),
+                     help="Local file or folder to import (recursively) instead of, or besides, tags; repeatable."),
+        click.option("--limit", type=click.IntRange(min=1), default=None, help="New images to add per tag."),
+        click.option("--session", default=None, metavar="USER", help="Saved Instagram session (see `ghosts login`)."),
+        click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
+                     help="Face detector for analysis."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="Images per analysis task."),
+        click.option("--runner", type=click.Choice(["threads", "processes", "dask"]), default="threads",
+                     show_default=True, help="Where analysis tasks run."),
+        click.option("--workers", type=click.IntRange(min=1), default=None, help="Analysis threads/processes."),
+        click.option("--dask-address", default=None, metavar="tcp://HOST:PORT",
+                     help="A Dask scheduler to fan analysis out to (implies --runner dask)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _train_options(fn):
+    for opt in reversed([
+        click.option("--kimg", type=float, default=5000, show_default=True, help="Training length in kimg."),
+        click.option("--cfg", type=click.Choice(["auto", "stylegan2", "paper256", "paper512", "paper1024"]),
+                     default="auto", show_default=True, help="Training configuration preset."),
+        click.option("--mirror/--no-mirror", default=True, show_default=True, help="Add x-flipped copies."),
+        click.option("--batch", type=int, default=None, help="Override the total batch size."),
+        click.option("--cbase", type=int, default=None, help="Override channel_base."),
+        click.option("--cmax", type=int, default=None, help="Override the channel maximum."),
+        click.option("--resume-from", "resume", default=None, metavar="SNAPSHOT",
+                     help="Transfer-learn from this snapshot (same resolution)."),
+        click.option("--freezed", type=int, default=0, show_default=True, help="Freeze-D: first N D blocks fixed."),
+        click.option("--snap", type=int, default=50, show_default=True, help="Ticks between snapshots."),
+        click.option("--tick", "tick_kimg", type=float, default=4, show_default=True, help="kimg per tick."),
+        click.option("--metrics", default="swd", show_default=True, help="Comma list of swd,fid,kid, or none."),
+        click.option("--train-workers", type=int, default=3, show_default=True, help="Data-loader processes."),
+        click.option("--device", default=None, help="cpu or cuda (default: cuda when present)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _settings(kw: dict):
+    """Pop the training options out of `kw` into a validated TrainSettings."""
+    from pydantic import ValidationError
+
+    from flows.train import TrainSettings
+
+    names = ("kimg", "cfg", "mirror", "batch", "cbase", "cmax", "resume", "freezed", "snap", "tick_kimg",
+             "metrics", "device")
+    values = {k: kw.pop(k) for k in names}
+    values["workers"] = kw.pop("train_workers")
+    try:
+        return TrainSettings(**values)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise GhostsError(f"--{'-'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+
+
+def _workspace(data: Path | None) -> str:
+    from flows.cli import open_ws
+
+    return str(open_ws(data).root)
+
+
+def _print(result, as_json: bool) -> None:
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(json.dumps(result, indent=2, default=str))
+
+
+def _configured_api_url() -> str | None:
+    """PREFECT_API_URL from the environment or the active Prefect profile (`prefect config set ...`)."""
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url or None
+
+
+def _foreground(fn):
+    """Run a flow in this process; say where its runs are shown."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not _configured_api_url():
+            click.echo("ghosts: running on a temporary Prefect server in this process (set PREFECT_API_URL, "
+                       "e.g. after `ghosts server`, to see the run in the Prefect UI)", err=True)
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+@click.group(name="run")
+def run() -> None:
+    """Run a Prefect flow once, in the foreground (pipeline, scrape-and-align, review-gate, freeze, train)."""
+
+
+@run.command(name="pipeline")
+@_source_options
+@click.option("--target", type=click.IntRange(min=1), default=1000, show_default=True, help="Faces wanted from review.")
+@click.option("--auto-accept", "auto_accept_rule", default=None, metavar="RULE",
+              help='Skip the human review: accept faces by rule, e.g. "score>=0.6,max=200".')
+@click.option("--name", default="ghosts", show_default=True, help="Dataset name.")
+@click.option("--resolution", type=int, default=256, show_default=True, help="Dataset side in px.")
+@click.option("--labels", type=click.Choice(["none", "source-tag"]), default="none", show_default=True)
+@click.option("--no-train", "no_train", is_flag=True, help="Stop after freezing.")
+@_train_options
+@click.option("--review-url", default="http://127.0.0.1:8765/", show_default=True, help="Where reviewers go.")
+@click.option("--review-timeout", type=float, default=72, show_default=True, help="Hours to wait for the review.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@data_option
+@_foreground
+def run_pipeline(**kw) -> None:
+    """scrape/import -> analyse -> review gate -> freeze -> train, once.
+
+    Without --auto-accept the run pauses at the review gate: open the review page (`ghosts review`) and press
+    "Selection done" to go on.
+    """
+    from curation.autoaccept import parse_rule
+    from flows.pipeline import pipeline
+
+    settings = _settings(kw)
+    if not kw["tags"] and not kw["paths"]:
+        raise GhostsError("nothing to bring in: give --tag TAG (or --import FOLDER)")
+    if kw["auto_accept_rule"]:
+        parse_rule(kw["auto_accept_rule"])  # a typo fails now, not after the scrape
+    data = _workspace(kw.pop("data"))
+    as_json = kw.pop("as_json")
+    result = pipeline(
+        tags=list(kw["tags"]), paths=[str(Path(p).resolve()) for p in kw["paths"]], limit=kw["limit"],
+        session=kw["session"], target=kw["target"], auto_accept_rule=kw["auto_accept_rule"], name=kw["name"],
+        resolution=kw["resolution"], labels=kw["labels"], train_after=not kw["no_train"], settings=settings,
+        data=data, detector=kw["detector"], batch_size=kw["batch_size"], runner=kw["runner"],
+        workers=kw["workers"], dask_address=kw["dask_address"], review_url=kw["review_url"],
+        review_timeout_hours=kw["review_timeout"])
+    _print(_brief(result), as_json)
+
+
+def _brief(result: dict) -> dict:
+    scrape, frozen, trained = result.get("scrape") or {}, result.get("freeze") or {}, result.get("train")
+    return {
+        "new_images": scrape.get("new_images"), "faces": scrape.get("faces"), "review": result.get("review"),
+        "dataset": {k: frozen.get(k) for k in ("name", "version", "path", "sha256", "count", "resolution")},
+        "train": None if trained is None else {k: trained.get(k) for k in
+                                               ("skipped", "reason", "run_dir", "snapshot", "kimg")},
+    }
+
+
+@run.command(name="scrape-and-align")
+@_source_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@data_option
+@_foreground
+def run_scrape_and_align(**kw) -> None:
+    """Scrape the tags and import the folders, then analyse every new image."""
+    from flows.scrape import scrape_and_align
+
+    if not kw["tags"] and not kw["paths"]:
+        raise GhostsError("nothing to bring in: give --tag TAG (or --import FOLDER)")
+    data = _workspace(kw.pop("data"))
+    as_json = kw.pop("as_json")
+    result = scrape_and_align(tags=list(kw["tags"]), paths=[str(Path(p).resolve()) for p in kw["paths"]],
+                              limit=kw["limit"], session=kw["session"], data=data, detector=kw["detector"],
+                              batch_size=kw["batch_size"], runner=kw["runner"], workers=kw["workers"],
+                              dask_address=kw["dask_address"])
+    _print(result, as_json)
+
+
+@run.command(name="review-gate")
+@click.option("--target", type=click.IntRange(min=1), default=1000, show_default=True, help="Faces wanted.")
+@click.option("--review-url", default="http://127.0.0.1:8765/", show_default=True, help="Where reviewers go.")
+@click.option("--timeout", type=float, default=72, show_default=True, help="Hours to wait.")
+@data_option
+@_foreground
+def run_review_gate(target: int, review_url: str, timeout: float, data: Path | None) -> None:
+    """Wait (paused) until "Selection done" is pressed on the review page."""
+    from flows.review_gate import review_gate
+
+    _print(review_gate(target=target, data=_workspace(data), review_url=review_url, timeout_hours=timeout), False)
+
+
+@run.command(name="freeze")
+@click.option("--name", default="ghosts", show_default=True, help="Dataset name.")
+@click.option("--resolution", type=int, default=256, show_default=True, help="Side in px (power of two).")
+@click.option("--labels", type=click.Choice(["none", "source-tag"]), default="none", show_default=True)
+@click.option("--mirror-check", is_flag=True, help="Refuse mirrored or duplicate face pairs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@data_option
+@_foreground
+def run_freeze(name: str, resolution: int, labels: str, mirror_check: bool, as_json: bool, data: Path | None) -> None:
+    """Freeze the accepted faces and emit `ghosts.dataset.frozen` (which starts training when served)."""
+    from flows.freeze import freeze
+
+    _print(freeze(name=name, resolution=resolution, labels=labels, mirror_check=mirror_check,
+                  data=_workspace(data)), as_json)
+
+
+@run.command(name="train")
+@click.option("--archive", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Dataset archive written by freeze.")
+@_train_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@data_option
+@_foreground
+def run_train(archive: Path, as_json: bool, data: Path | None, **kw) -> None:
+    """Train on an archive once (a second run for the same archive skips, or resumes a failed one)."""
+    from flows.train import train
+
+    settings = _settings(kw)
+    _print(train(archive=str(archive.resolve()), settings=settings, data=_workspace(data)), as_json)
+
+
+# ------------------------------------------------------------------------------------------- serve, server
+
+def _api_url() -> str:
+    """PREFECT_API_URL, else a Prefect server on this machine's default port; else a clear error."""
+    url = _configured_api_url()
+    if url:
+        return url
+    try:
+        with urllib.request.urlopen(f"{LOCAL_API}/health", timeout=3) as resp:
+            if resp.status == 200:
+                return LOCAL_API
+    except (urllib.error.URLError, OSError):
+        pass
+    raise GhostsError(f"no Prefect server: start one with `ghosts server` (or `make server`) in another terminal, "
+                      f"or point PREFECT_API_URL at yours (looked at {LOCAL_API})")
+
+
+@click.command()
+@click.option("--cron", default=None, metavar='"0 3 * * *"',
+              help="Schedule of scrape-and-align (cron syntax); without it, nothing is scheduled.")
+@click.option("--timezone", default="UTC", show_default=True, help="Time zone of the schedule.")
+@_source_options
+@click.option("--no-train-on-freeze", "no_train", is_flag=True, help="Do not train when a dataset is frozen.")
+@_train_options
+@data_option
+def serve(cron: str | None, timezone: str, no_train: bool, data: Path | None, **kw) -> None:
+    """Serve the ghosts deployments until stopped (Ctrl-C): scrape-and-align on --cron, train on every freeze.
+
+    Needs a Prefect server (`ghosts server`); the schedule and the runs show in its UI. Freezing a dataset
+    (`ghosts run freeze`, the pipeline) emits `ghosts.dataset.frozen`, which starts the `train` deployment.
+    """
+    settings = _settings(kw)
+    workspace = _workspace(data)
+    url = _api_url()
+    from prefect import serve as prefect_serve
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deploy import ServeOptions, build_deployments
+    from flows.scrape import ensure_instagram_limit
+
+    opts = ServeOptions(data=workspace, cron=cron, timezone=timezone, tags=list(kw["tags"]),
+                        paths=[str(Path(p).resolve()) for p in kw["paths"]], limit=kw["limit"],
+                        session=kw["session"], detector=kw["detector"], runner=kw["runner"], workers=kw["workers"],
+                        dask_address=kw["dask_address"], train_on_freeze=not no_train, settings=settings)
+    deployments = build_deployments(opts)
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        ensure_instagram_limit()
+        click.echo(f"serving {len(deployments)} deployments on {url.removesuffix('/api')} "
+                   f"(schedule: {cron + ' ' + timezone if cron else 'none'}; train on freeze: {not no_train})")
+        prefect_serve(*deployments)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=4200, show_default=True, help="Port of the API and UI.")
+def server(host: str, port: int) -> None:
+    """Start a local Prefect server with its UI (runs until Ctrl-C); `make server` does the same."""
+    api = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/api"
+    click.echo(f"Prefect UI: {api.removesuffix('/api')}\nIn other terminals: export PREFECT_API_URL={api}  "
+               f"(then `ghosts serve ...`; workers: `prefect worker start --pool process`)", err=True)
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED",
+                                                                              "false")}
+    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
+    os.execvpe(argv[0], argv, env)
+
+
+COMMANDS = [run, serve, server]

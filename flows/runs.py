@@ -1,0 +1,117 @@
+"""Training runs in the catalog, claimed by idempotency key so that one archive is trained once.
+
+The `train` flow can be started twice for the same archive: the `ghosts.dataset.frozen` event delivered
+twice, the pipeline training in the foreground while a served deployment reacts to the same freeze, or a
+retry after a crash. The key `train-<archive sha256>` is unique in `training_runs`; whoever inserts it
+trains. Later claimants skip while the owner is alive, take over (resuming from the last snapshot) when the
+owner failed or went silent, and skip for good once the run completed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from curation.catalog import DatasetVersion, TrainingRun, utcnow
+
+# A run whose owner has not reported a tick for this long is presumed dead (a killed process leaves its
+# Prefect flow run "Running" until something notices). Ticks at 1024 px on one GPU take tens of minutes.
+STALE_AFTER_S = 6 * 3600
+
+
+@dataclass
+class Claim:
+    run_id: int  # TrainingRun.id
+    action: str  # start | resume | skip
+    reason: str | None
+    outdir: str
+    status: str  # the row's status after the claim
+    last_snapshot: str | None = None
+
+
+def training_key(sha256: str) -> str:
+    return f"train-{sha256}"
+
+
+def _aware(t: dt.datetime | None) -> dt.datetime | None:
+    return t.replace(tzinfo=dt.timezone.utc) if t is not None and t.tzinfo is None else t
+
+
+def claim_training_run(
+    ws,
+    *,
+    sha256: str,
+    outdir: Path,
+    cfg: str,
+    kimg: float,
+    options: dict[str, Any],
+    owner: str | None,  # the claiming Prefect flow run id
+    owner_alive: Callable[[str], bool],  # is that flow run still going (not in a final state)?
+    stale_after_s: float = STALE_AFTER_S,
+) -> Claim:
+    key = training_key(sha256)
+    now = utcnow()
+    body = {**options, "outdir": str(outdir), "flow_run_id": owner, "heartbeat": now.isoformat()}
+    try:
+        with ws.session() as s:
+            dataset = s.scalars(select(DatasetVersion).where(DatasetVersion.sha256 == sha256)
+                                .order_by(DatasetVersion.id.desc()).limit(1)).first()
+            row = TrainingRun(run_dir=str(outdir), dataset_id=dataset.id if dataset else None, dataset_sha256=sha256,
+                              cfg=cfg, kimg_target=kimg, status="running", started_at=now, options=body,
+                              idempotency_key=key)
+            s.add(row)
+            s.flush()
+            return Claim(row.id, "start", None, str(outdir), "running")
+    except IntegrityError:
+        pass
+
+    with ws.session() as s:
+        row = s.scalars(select(TrainingRun).where(TrainingRun.idempotency_key == key)).one()
+        run_id, status, started = row.id, row.status, row.started_at
+        prev = dict(row.options or {})
+        outdir_prev, snap = prev.get("outdir") or row.run_dir, row.last_snapshot
+    holder = prev.get("flow_run_id")
+    if status == "completed":
+        return Claim(run_id, "skip", f"this archive was already trained (run {outdir_prev})", outdir_prev, status, snap)
+    if status == "running" and holder and holder != owner:
+        beat = _aware(dt.datetime.fromisoformat(prev["heartbeat"])) if prev.get("heartbeat") else _aware(started)
+        fresh = beat is not None and (now - beat).total_seconds() < stale_after_s
+        if fresh and owner_alive(holder):
+            return Claim(run_id, "skip", f"flow run {holder} is training this archive already", outdir_prev,
+                         status, snap)
+    # Failed, crashed, stale, or our own earlier attempt: take the run over, unless someone else just did.
+    with ws.session() as s:
+        taken = s.execute(
+            update(TrainingRun)
+            .where(TrainingRun.id == run_id, TrainingRun.status == status, TrainingRun.started_at == started)
+            .values(status="running", started_at=now, finished_at=None, cfg=cfg, kimg_target=kimg,
+                    options={**prev, **body, "taken_over_from": holder})
+        ).rowcount
+    if not taken:
+        return Claim(run_id, "skip", "another flow run took this training over a moment ago", outdir_prev, status, snap)
+    return Claim(run_id, "resume", f"taking over from {status} run (flow run {holder})", outdir_prev, "running", snap)
+
+
+def record_tick(ws, run_id: int, kimg: float, snapshot: str | None = None) -> None:
+    """Heartbeat: the owner is alive at `kimg`; remember the newest snapshot."""
+    with ws.session() as s:
+        row = s.get(TrainingRun, run_id)
+        row.options = {**(row.options or {}), "heartbeat": utcnow().isoformat(), "kimg": kimg}
+        if snapshot:
+            row.last_snapshot = snapshot
+
+
+def finish_training_run(ws, run_id: int, status: str, run_dir: str | None = None,
+                        last_snapshot: str | None = None) -> None:
+    with ws.session() as s:
+        row = s.get(TrainingRun, run_id)
+        row.status = status
+        row.finished_at = utcnow()
+        if run_dir:
+            row.run_dir = run_dir
+        if last_snapshot:
+            row.last_snapshot = last_snapshot

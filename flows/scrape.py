@@ -1,0 +1,202 @@
+"""`scrape-and-align`: bring new photos in (Instagram tags and/or local folders), then analyse every new image.
+
+Idempotent by construction: each tag resumes from its saved feed position and never re-fetches a post that
+is in the catalog, and analysis takes every image still marked `new`, so re-running after a crash continues
+where the last run stopped.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_image_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.tasks import exponential_backoff
+from sqlalchemy import func, select
+
+from curation.catalog import Face, Image
+from curation.errors import GhostsError
+from flows.artifacts import artifact_key, contact_sheet, data_uri
+from flows.runners import make_task_runner
+from flows.workspace import open_data, resolve_data
+
+INSTAGRAM_LIMIT = "instagram"  # the global concurrency limit every Instagram request holds a slot of
+CONTACT_SHEET_FACES = 64  # faces on the run's contact sheet
+
+
+class ScrapeNetworkError(GhostsError):
+    """Instagram could not be reached: worth retrying later (unlike a refusal, which retrying makes worse)."""
+
+
+def _retry_on_network(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except ScrapeNetworkError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def ensure_instagram_limit(slots: int = 1) -> None:
+    """Create the `instagram` global concurrency limit when missing (an existing one, maybe edited in the UI,
+    is left alone): one account, one request stream, however many runs are going."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(INSTAGRAM_LIMIT)
+            return
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=INSTAGRAM_LIMIT, limit=slots))
+        except ObjectAlreadyExists:
+            pass  # another run created it first
+
+
+# ----------------------------------------------------------------------------------------------- tasks
+
+@task(name="scrape-tag", task_run_name="scrape #{tag}", cache_policy=NO_CACHE, retries=3,
+      retry_delay_seconds=exponential_backoff(backoff_factor=60), retry_jitter_factor=0.5,
+      retry_condition_fn=_retry_on_network)
+def scrape_tag(data: str, tag: str, limit: int | None = None, session: str | None = None,
+               max_requests_per_hour: int | None = None) -> dict[str, Any]:
+    """Scrape one tag, holding the `instagram` slot so parallel runs never gang up on the account."""
+    from curation.sources.instagram import ACCOUNT_WIDE, scrape_tags
+
+    ws = open_data(data)
+    with concurrency(INSTAGRAM_LIMIT, occupy=1):
+        summary = scrape_tags(ws, [tag], session=session, limit=limit, progress=False,
+                              max_requests_per_hour=max_requests_per_hour)
+    outcome = summary.tags[0]
+    if outcome.stop_kind == "network" and outcome.fetched == 0:
+        raise ScrapeNetworkError(outcome.stopped or f"#{tag}: could not reach Instagram")
+    result = summary.as_dict()["tags"][0]
+    result["fetched"] = outcome.fetched
+    result["account_wide_stop"] = outcome.stop_kind in ACCOUNT_WIDE
+    return result
+
+
+@task(name="import-paths", cache_policy=NO_CACHE)
+def import_paths(data: str, paths: list[str], recursive: bool = True) -> dict[str, Any]:
+    from curation.ingest import ingest_paths
+
+    return ingest_paths(open_data(data), paths, recursive=recursive, progress=False).as_dict()
+
+
+@task(name="pending-images", cache_policy=NO_CACHE)
+def pending_images(data: str) -> list[int]:
+    """Ids of stored images not analysed yet (status `new`), oldest first."""
+    with open_data(data).session() as s:
+        return list(s.scalars(select(Image.id).where(Image.status == "new", Image.path.is_not(None))
+                              .order_by(Image.id)))
+
+
+@task(name="analyze-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def analyze_batch(data: str, image_ids: list[int], detector: str = "hog") -> dict[str, Any]:
+    """Detect, landmark, align and score the faces of a few images (the alignment room's batch entry point)."""
+    from alignment.analyze import analyze_images
+
+    return analyze_images(open_data(data), image_ids, detector=detector, progress=False)
+
+
+@flow(name="analyze-images", log_prints=True)
+def analyze_images_flow(data: str, image_ids: list[int], batch_size: int = 8, detector: str = "hog") -> list[dict]:
+    """Analyse `image_ids` in batches, one mapped task per batch, on whatever task runner the caller chose."""
+    batches = [image_ids[i:i + batch_size] for i in range(0, len(image_ids), batch_size)]
+    if not batches:
+        return []
+    futures = analyze_batch.map(data, batches, detector)
+    return [f.result() for f in futures]
+
+
+@task(name="report-scrape", cache_policy=NO_CACHE)
+def report(data: str, image_ids: list[int], sources: dict[str, Any]) -> dict[str, Any]:
+    """Table artifact (new images, faces, rejects by reason) and a contact sheet of the new faces."""
+    ws = open_data(data)
+    with ws.session() as s:
+        by_status = dict(s.execute(select(Image.status, func.count()).where(Image.id.in_(image_ids))
+                                   .group_by(Image.status)).all()) if image_ids else {}
+        reasons = dict(s.execute(select(Image.reject_reason, func.count())
+                                 .where(Image.id.in_(image_ids), Image.reject_reason.is_not(None))
+                                 .group_by(Image.reject_reason)).all()) if image_ids else {}
+        faces = list(s.execute(select(Face.id, Face.preview_path, Face.score)
+                               .where(Face.image_id.in_(image_ids), Face.deleted.is_(False))
+                               .order_by(Face.score.is_(None), Face.score.desc(), Face.id)).all()) if image_ids else []
+    refused = [r for src in sources.values() for r in src.get("rejected", [])]
+    for r in refused:
+        reasons[f"refused at ingest: {r['reason']}"] = reasons.get(f"refused at ingest: {r['reason']}", 0) + 1
+    rows = [{"measure": "new images", "value": len(image_ids)},
+            {"measure": "faces found", "value": len(faces)}]
+    rows += [{"measure": f"images {k}", "value": v} for k, v in sorted(by_status.items())]
+    rows += [{"measure": f"rejected: {k}", "value": v} for k, v in sorted(reasons.items())]
+    for name, src in sources.items():
+        if src.get("stopped"):
+            rows.append({"measure": f"{name} stopped", "value": src["stopped"]})
+    create_table_artifact(table=rows, key=artifact_key("scrape-and-align-summary"),
+                          description="New images, faces found, and rejects by reason")
+    previews = [ws.abspath(p) for _, p, _ in faces if p][:CONTACT_SHEET_FACES]
+    sheet = contact_sheet(previews)
+    if sheet is not None:
+        create_image_artifact(image_url=data_uri(sheet), key=artifact_key("scrape-and-align-faces"),
+                              description=f"The best {len(previews)} of {len(faces)} new faces, by score")
+    return {"new_images": len(image_ids), "faces": len(faces), "by_status": by_status, "rejects": reasons}
+
+
+# ------------------------------------------------------------------------------------------------ flow
+
+@flow(name="scrape-and-align", log_prints=True)
+def scrape_and_align(
+    tags: list[str] | None = None,  # hashtags to scrape, without '#'
+    limit: int | None = None,  # new images per tag
+    session: str | None = None,  # saved Instagram session (see `ghosts login`)
+    paths: list[str] | None = None,  # local files and folders to import instead of, or besides, tags
+    data: str | None = None,  # workspace folder; None: GHOSTS_DATA or ./data
+    detector: str = "hog",  # hog (fast) or cnn (slower, finds more)
+    batch_size: int = 8,  # images per analysis task
+    runner: str = "threads",  # threads | processes | dask
+    workers: int | None = None,  # threads/processes/local Dask workers; None: the runner's default
+    dask_address: str | None = None,  # a Dask scheduler (tcp://host:8786) to fan analysis out to
+    max_requests_per_hour: int | None = None,  # cap on Instagram requests, on top of instaloader's limits
+) -> dict[str, Any]:
+    """Scrape each tag (one task per tag, in turn) and import paths, then analyse every new image."""
+    logger = get_run_logger()
+    data = resolve_data(data)
+    ws = open_data(data)
+    if batch_size < 1:
+        raise GhostsError(f"batch_size must be at least 1 (got {batch_size})")
+    task_runner = make_task_runner(runner, workers, dask_address)  # validate before any network traffic
+
+    sources: dict[str, Any] = {}
+    if tags:
+        from curation.sources.instagram import check_tag
+
+        ensure_instagram_limit()
+        clean = list(dict.fromkeys(check_tag(t) for t in tags))
+        for i, tag in enumerate(clean):
+            outcome = scrape_tag(data, tag, limit, session, max_requests_per_hour)
+            sources[f"#{tag}"] = outcome
+            if outcome.get("stopped"):
+                logger.warning(outcome["stopped"])
+            if outcome["account_wide_stop"]:
+                # Pushing on with other tags after an account-wide refusal makes the block longer.
+                for rest in clean[i + 1:]:
+                    sources[f"#{rest}"] = {"stopped": f"#{rest}: not tried after the refusal above", "fetched": 0}
+                break
+        if not paths and all(s.get("fetched", 0) == 0 and s.get("stopped") for s in sources.values()):
+            lines = "\n".join(f"  {s['stopped']}" for s in sources.values())
+            raise GhostsError(f"nothing could be fetched from Instagram:\n{lines}")
+    if paths:
+        sources["import"] = import_paths(data, list(paths))
+
+    pending = pending_images(data)
+    logger.info("%d image(s) to analyse", len(pending))
+    analyze_images_flow.with_options(task_runner=task_runner)(data, pending, batch_size, detector)
+    summary = report(data, pending, sources)
+    summary["sources"] = sources
+    summary["workspace"] = str(ws.root)
+    return summary
