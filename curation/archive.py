@@ -10,6 +10,7 @@ Determinism: every member gets the same timestamp and permissions, members are w
 (images by index, then dataset.json, provenance.jsonl, DATASET.md), JSON is written with sorted keys, and PNGs
 are encoded with fixed settings and no metadata chunks. The same inputs therefore give the same bytes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,6 +60,7 @@ class ArchiveError(GhostsError):
 
 # --- names, PNGs, JSON --------------------------------------------------------------------------------------
 
+
 def archive_name(index: int) -> str:
     """The member name of image `index`: `00000/img00000000.png`, 1000 images per folder."""
     digits = f"{index:08d}"
@@ -74,7 +76,9 @@ def encode_png(pixels: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> 
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):
         raise ValueError(f"expected HxWx3 or HxW uint8 pixels, got {pixels.shape} {pixels.dtype}")
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, "PNG", compress_level=compress_level, optimize=False)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(
+        buf, "PNG", compress_level=compress_level, optimize=False
+    )
     return buf.getvalue()
 
 
@@ -185,7 +189,8 @@ def render_card(f: CardFacts) -> str:
         f"- Date: {f.date}",
         f"- Images: {f.count}" + (f" faces from {f.photos} photos" if f.photos else ""),
         f"- Resolution: {f.resolution} x {f.resolution} px, {f.mode}",
-        "- Labels: " + (", ".join(f"{i} = {n}" for i, n in enumerate(f.class_names)) if f.class_names else "none"),
+        "- Labels: "
+        + (", ".join(f"{i} = {n}" for i, n in enumerate(f.class_names)) if f.class_names else "none"),
     ]
     if f.manual:
         lines.append(f"- Hand-cropped faces: {f.manual}")
@@ -200,23 +205,39 @@ def render_card(f: CardFacts) -> str:
     if f.history:
         lines += ["", "## History", ""] + [f"- {h}" for h in f.history]
     lines += [
-        "", "## Rights", "", RIGHTS_SCRAPED if scraped else RIGHTS_LOCAL,
-        "", "## Intended use", "", INTENDED_USE,
-        "", "## Out of scope", "", OUT_OF_SCOPE,
-        "", "## Removal", "",
+        "",
+        "## Rights",
+        "",
+        RIGHTS_SCRAPED if scraped else RIGHTS_LOCAL,
+        "",
+        "## Intended use",
+        "",
+        INTENDED_USE,
+        "",
+        "## Out of scope",
+        "",
+        OUT_OF_SCOPE,
+        "",
+        "## Removal",
+        "",
         "Anyone shown in, or holding rights to, an image here can ask for its removal. " + f.removal,
         "Removed images are excluded from every later version, and a new version is published without them.",
-        "", "## Files", "",
+        "",
+        "## Files",
+        "",
         "- `NNNNN/imgNNNNNNNN.png`: the images, in the order of provenance.jsonl",
         "- `dataset.json`: class labels for StyleGAN2-ADA (`null` when unlabelled)",
-        ("- `provenance.jsonl`: one JSON line per image: source, post or file, face landmarks and crop, quality, "
-         "review decision, and the sha256 of the PNG"),
+        (
+            "- `provenance.jsonl`: one JSON line per image: source, post or file, face landmarks and crop, quality, "
+            "review decision, and the sha256 of the PNG"
+        ),
         "",
     ]
     return "\n".join(lines)
 
 
 # --- writing ------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ArchiveInfo:
@@ -271,7 +292,9 @@ class ArchiveWriter:
         if self.resolution is None:
             self.resolution, self.mode = width, mode
         elif (width, mode) != (self.resolution, self.mode):
-            raise ArchiveError(f"{name}: {width}px {mode} differs from the first image ({self.resolution}px {self.mode})")
+            raise ArchiveError(
+                f"{name}: {width}px {mode} differs from the first image ({self.resolution}px {self.mode})"
+            )
         if self._labels and (label is None) != (self._labels[0] is None):
             raise ArchiveError(f"{name}: either every image has a label or none has")
         self._zip.writestr(_zipinfo(name), png)
@@ -304,7 +327,9 @@ class ArchiveWriter:
         os.replace(self.tmp_path, self.path)
         fsync_dir(self.path.parent)
         self._done = True
-        return ArchiveInfo(self.path, digest, size, self.count, self.resolution, self.mode, labels is not None)
+        return ArchiveInfo(
+            self.path, digest, size, self.count, self.resolution, self.mode, labels is not None
+        )
 
     def abort(self) -> None:
         if self._done:
@@ -325,6 +350,7 @@ class ArchiveWriter:
 
 
 # --- reading ------------------------------------------------------------------------------------------------
+
 
 def find_manifest(zip_path: str | os.PathLike) -> Path | None:
     """The manifest.json beside a zip that names it (how freeze lays out datasets/NAME/vN/), or None."""
@@ -372,7 +398,9 @@ class Archive:
         except FileNotFoundError:
             raise ArchiveError(f"no such archive: {self.path}") from None
         except (zipfile.BadZipFile, OSError) as e:
-            raise ArchiveError(f"{self.path} is not a readable zip archive (truncated or corrupt?): {e}") from None
+            raise ArchiveError(
+                f"{self.path} is not a readable zip archive (truncated or corrupt?): {e}"
+            ) from None
         members = self._zip.namelist()
         for name in members:
             if why := unsafe_member_reason(name):
@@ -457,6 +485,7 @@ def open_archive(path: str | os.PathLike) -> Archive:
 
 # --- verifying ----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class VerifyReport:
     path: str
@@ -536,9 +565,13 @@ def _check_members(zf: zipfile.ZipFile, rep: VerifyReport, max_bytes: int) -> bo
         if info.is_dir():
             continue
         if not IMAGE_NAME_RE.match(name) and name not in META_MEMBERS:
-            rep.fault(f"unexpected member {name} (the format holds NNNNN/imgNNNNNNNN.png and {', '.join(META_MEMBERS)})")
+            rep.fault(
+                f"unexpected member {name} (the format holds NNNNN/imgNNNNNNNN.png and {', '.join(META_MEMBERS)})"
+            )
         if info.compress_type != zipfile.ZIP_STORED:
-            rep.fault(f"{name} is compressed (method {info.compress_type}); the format stores members uncompressed")
+            rep.fault(
+                f"{name} is compressed (method {info.compress_type}); the format stores members uncompressed"
+            )
         elif info.compress_size != info.file_size:
             rep.fault(f"{name}: stored size {info.compress_size} differs from its size {info.file_size}")
         if info.header_offset + info.compress_size > rep.size_bytes:
@@ -558,7 +591,9 @@ def _check_images(zf: zipfile.ZipFile, rep: VerifyReport, progress: bool) -> dic
         if digits[:5] != folder:
             rep.fault(f"{name} is in folder {folder}, expected {digits[:5]}")
         if int(digits) != expected:
-            rep.fault(f"image indices are not 0..{len(names) - 1} without gaps: {name} where {archive_name(expected)} belongs")
+            rep.fault(
+                f"image indices are not 0..{len(names) - 1} without gaps: {name} where {archive_name(expected)} belongs"
+            )
             break
     digests: dict[str, str] = {}
     for name in tqdm(names, desc="verify", unit="img", disable=not progress):
@@ -594,7 +629,9 @@ def _check_images(zf: zipfile.ZipFile, rep: VerifyReport, progress: bool) -> dic
     return digests
 
 
-def _check_dataset_json(zf: zipfile.ZipFile, rep: VerifyReport, images: dict[str, str]) -> dict[str, int] | None:
+def _check_dataset_json(
+    zf: zipfile.ZipFile, rep: VerifyReport, images: dict[str, str]
+) -> dict[str, int] | None:
     if DATASET_JSON not in zf.namelist():
         rep.fault(f"{DATASET_JSON} is missing")
         return None
@@ -611,9 +648,17 @@ def _check_dataset_json(zf: zipfile.ZipFile, rep: VerifyReport, images: dict[str
     labels: dict[str, int] = {}
     entries = doc["labels"] if isinstance(doc["labels"], list) else [None]
     for entry in entries:
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                and isinstance(entry[1], int) and not isinstance(entry[1], bool) and entry[1] >= 0):
-            rep.fault(f'{DATASET_JSON}: each label must be ["NNNNN/imgNNNNNNNN.png", class >= 0], found {entry!r}')
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], int)
+            and not isinstance(entry[1], bool)
+            and entry[1] >= 0
+        ):
+            rep.fault(
+                f'{DATASET_JSON}: each label must be ["NNNNN/imgNNNNNNNN.png", class >= 0], found {entry!r}'
+            )
             return None
         name, cls = entry
         if name in labels:
@@ -630,8 +675,9 @@ def _check_dataset_json(zf: zipfile.ZipFile, rep: VerifyReport, images: dict[str
     return labels
 
 
-def _check_provenance(zf: zipfile.ZipFile, rep: VerifyReport, images: dict[str, str],
-                      labels: dict[str, int] | None) -> None:
+def _check_provenance(
+    zf: zipfile.ZipFile, rep: VerifyReport, images: dict[str, str], labels: dict[str, int] | None
+) -> None:
     if PROVENANCE not in zf.namelist():
         rep.fault(f"{PROVENANCE} is missing")
         return
@@ -660,7 +706,9 @@ def _check_provenance(zf: zipfile.ZipFile, rep: VerifyReport, images: dict[str, 
         if name in images and rec.get("png_sha256") != images[name]:
             rep.fault(f"{name} was altered: its sha256 differs from its provenance line")
         if labels is not None and "label" in rec and labels.get(name) != rec["label"]:
-            rep.fault(f"{name}: label {labels.get(name)} in {DATASET_JSON} but {rec['label']} in {PROVENANCE}")
+            rep.fault(
+                f"{name}: label {labels.get(name)} in {DATASET_JSON} but {rec['label']} in {PROVENANCE}"
+            )
     for name in sorted(set(seen) - set(names)):
         rep.fault(f"{PROVENANCE}: line for {name}, which is not in the archive")
 

@@ -11,6 +11,7 @@ Crash-safe: the zip is written to a temp file in the version folder and renamed 
 follows, and the catalog row comes last. A version folder without a catalog row was never a version (an
 interrupted freeze); the next freeze of that name removes it and writes the version again.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,6 +54,11 @@ from curation.store import atomic_write_text
 LABEL_MODES = ("none", "source-tag")
 UNTAGGED = "untagged"  # the class of images no tag found (imports), under --labels source-tag
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# The mirror check hashes aligned faces with a 256-bit pHash: the common 64-bit one puts distinct aligned faces
+# (which share their layout) as close as 8 bits apart, while at 256 bits they stay >80 bits apart and a
+# flipped repost of the same face lands within ~12 (measured on the test photos).
+MIRROR_HASH_SIZE = 16  # pHash side: 16 x 16 = 256 bits
+MIRROR_DISTANCE = 40  # bits of 256 at or under which two faces count as the same face
 REMOVAL_HOW = (
     "Ask the maintainer of this dataset, naming the account, the post URL or the image (its sha256 is in "
     "provenance.jsonl); they run `ghosts takedown`, which excludes the images from every later selection."
@@ -73,16 +79,27 @@ class FreezeResult:
     mirror_pairs: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "path": str(self.path), "sha256": self.sha256,
-                "count": self.count, "resolution": self.resolution, "created": self.created,
-                "dataset_id": self.dataset_id, "parent_version": self.parent_version}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "count": self.count,
+            "resolution": self.resolution,
+            "created": self.created,
+            "dataset_id": self.dataset_id,
+            "parent_version": self.parent_version,
+        }
 
 
 # --- versions: shared with takedown ------------------------------------------------------------------------
 
+
 def check_name(name: str) -> None:
     if not NAME_RE.match(name or ""):
-        raise GhostsError(f"dataset name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise GhostsError(
+            f"dataset name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
 
 
 @contextlib.contextmanager
@@ -99,7 +116,9 @@ def dataset_lock(ws, name: str) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise GhostsError(f"another freeze or takedown of dataset {name!r} is running; try again when it ends") from None
+            raise GhostsError(
+                f"another freeze or takedown of dataset {name!r} is running; try again when it ends"
+            ) from None
         try:
             yield
         finally:
@@ -108,18 +127,27 @@ def dataset_lock(ws, name: str) -> Iterator[None]:
 
 def latest_version(session: Session, name: str) -> DatasetVersion | None:
     return session.scalars(
-        select(DatasetVersion).where(DatasetVersion.name == name).order_by(DatasetVersion.version.desc()).limit(1)
+        select(DatasetVersion)
+        .where(DatasetVersion.name == name)
+        .order_by(DatasetVersion.version.desc())
+        .limit(1)
     ).first()
 
 
-def new_version_dir(ws, name: str, version: int) -> Path:
-    """The empty folder for version `version`; call under `dataset_lock` after reading the catalog."""
+@contextlib.contextmanager
+def new_version_dir(ws, name: str, version: int) -> Iterator[Path]:
+    """The empty folder for version `version`, removed again if the block fails before the version is
+    committed. Use under `dataset_lock`, with `version` taken from the catalog."""
     vdir = ws.datasets_dir / name / f"v{version}"
     if vdir.exists():
         # No catalog row names it (the caller took `version` from the catalog), so a killed writer left it.
         shutil.rmtree(vdir)
     vdir.mkdir(parents=True)
-    return vdir
+    try:
+        yield vdir
+    except BaseException:
+        shutil.rmtree(vdir, ignore_errors=True)
+        raise
 
 
 def code_version() -> str:
@@ -131,8 +159,13 @@ def code_version() -> str:
     repo = Path(__file__).resolve().parents[1]
     if (repo / ".git").exists():
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                 text=True, timeout=10, check=False)
+            out = subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
             if out.returncode == 0 and out.stdout.strip():
                 version += "+g" + out.stdout.strip()
     return version
@@ -179,27 +212,43 @@ def commit_version(
     atomic_write_text(info.path.parent / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     with ws.session() as s:
         row = DatasetVersion(
-            name=name, version=version, resolution=info.resolution, path=ws.relpath(info.path), sha256=info.sha256,
-            count=info.count, parent_id=parent.id if parent else None, selection_digest=digest, labels=labels,
-            manifest=manifest, code_version=manifest["code_version"],
+            name=name,
+            version=version,
+            resolution=info.resolution,
+            path=ws.relpath(info.path),
+            sha256=info.sha256,
+            count=info.count,
+            parent_id=parent.id if parent else None,
+            selection_digest=digest,
+            labels=labels,
+            manifest=manifest,
+            code_version=manifest["code_version"],
         )
         s.add(row)
         s.flush()
         for i, (face_id, image_id) in enumerate(items):
-            s.add(DatasetItem(dataset_id=row.id, face_id=face_id, image_id=image_id,
-                              archive_name=archive_name(i)))
+            s.add(
+                DatasetItem(
+                    dataset_id=row.id, face_id=face_id, image_id=image_id, archive_name=archive_name(i)
+                )
+            )
     return row
 
 
 # --- selection ----------------------------------------------------------------------------------------------
+
 
 def selected_faces(session: Session) -> list[tuple[Face, Image]]:
     """Accepted, live faces of images still in the store and not taken down, in archive order."""
     rows = session.execute(
         select(Face, Image)
         .join(Image, Face.image_id == Image.id)
-        .where(Face.decision == "accepted", Face.deleted.is_(False), Image.status != "excluded",
-               Image.path.is_not(None))
+        .where(
+            Face.decision == "accepted",
+            Face.deleted.is_(False),
+            Image.status != "excluded",
+            Image.path.is_not(None),
+        )
         .order_by(Image.sha256, Face.index, Face.id)
     ).all()
     return [(f, im) for f, im in rows]
@@ -219,7 +268,9 @@ def face_quad(face: Face) -> np.ndarray:
         p = face.points
         quad = np.asarray(quad_from_points(p["eye_left"], p["eye_right"], p["mouth_left"], p["mouth_right"]))
     else:
-        raise GhostsError(f"face {face.id} (image {face.image_id}) has no quad, landmarks or points to align from")
+        raise GhostsError(
+            f"face {face.id} (image {face.image_id}) has no quad, landmarks or points to align from"
+        )
     if quad.shape != (4, 2) or not np.isfinite(quad).all():
         raise GhostsError(f"face {face.id} (image {face.image_id}) has a malformed crop quad {face.quad!r}")
     return quad
@@ -255,9 +306,17 @@ def face_record(face: Face, image: Image, quad: np.ndarray) -> dict[str, Any]:
         "points": face.points,
         "quad": quad.tolist(),
         "quality": {
-            "score": face.score, "det_score": face.det_score, "blur": face.blur, "roll": face.roll, "yaw": face.yaw,
-            "eye_dist": face.eye_dist, "quad_size": face.quad_size, "padding": face.padding,
-            "upscaled": bool(face.upscaled), "flagged": bool(face.flagged), "measures": face.quality,
+            "score": face.score,
+            "det_score": face.det_score,
+            "blur": face.blur,
+            "roll": face.roll,
+            "yaw": face.yaw,
+            "eye_dist": face.eye_dist,
+            "quad_size": face.quad_size,
+            "padding": face.padding,
+            "upscaled": bool(face.upscaled),
+            "flagged": bool(face.flagged),
+            "measures": face.quality,
         },
         "decision": face.decision,
         "reviewer": face.reviewer,
@@ -268,8 +327,15 @@ def face_record(face: Face, image: Image, quad: np.ndarray) -> dict[str, Any]:
     if image.source_kind == "local":
         rec["original_path"] = prov.get("original_path") or image.source_ref
     else:
-        rec.update(post_url=image.post_url, shortcode=image.shortcode, owner=image.owner, caption=caption,
-                   tags=_tags(prov, caption), taken_at=_iso(image.taken_at), source_ref=image.source_ref)
+        rec.update(
+            post_url=image.post_url,
+            shortcode=image.shortcode,
+            owner=image.owner,
+            caption=caption,
+            tags=_tags(prov, caption),
+            taken_at=_iso(image.taken_at),
+            source_ref=image.source_ref,
+        )
     # A JSON round trip gives exactly what provenance.jsonl will hold (tuples become lists, and so on).
     return json.loads(json_line(rec))
 
@@ -280,8 +346,17 @@ def class_names_of(records: list[dict[str, Any]], labels: str) -> list[str] | No
     return sorted({r.get("query") or UNTAGGED for r in records})
 
 
-def card_facts(records: list[dict[str, Any]], *, title: str, date: str, resolution: int, mode: str,
-               class_names: list[str] | None, history: list[str], mirror_checked: bool) -> CardFacts:
+def card_facts(
+    records: list[dict[str, Any]],
+    *,
+    title: str,
+    date: str,
+    resolution: int,
+    mode: str,
+    class_names: list[str] | None,
+    history: list[str],
+    mirror_checked: bool,
+) -> CardFacts:
     """The dataset card's numbers, from the provenance records alone (freeze and takedown both use it)."""
     sources: dict[str, int] = {}
     tags: dict[str, int] = {}
@@ -291,10 +366,13 @@ def card_facts(records: list[dict[str, Any]], *, title: str, date: str, resoluti
             tags[r["query"]] = tags.get(r["query"], 0) + 1
     reviewers = {r.get("reviewer") for r in records if r.get("reviewer")}
     selection = [
-        "faces accepted in human review" + (f" ({len(reviewers)} reviewers)" if len(reviewers) > 1 else "")
+        "faces accepted in human review"
+        + (f" ({len(reviewers)} reviewers)" if len(reviewers) > 1 else "")
         + ", not deleted, from images not excluded by a takedown",
-        (f"aligned with the FFHQ recipe to {resolution} px from each face's stored crop quad (from 68 dlib "
-         "landmarks, or from eye and mouth points placed by hand for manual crops); no re-detection"),
+        (
+            f"aligned with the FFHQ recipe to {resolution} px from each face's stored crop quad (from 68 dlib "
+            "landmarks, or from eye and mouth points placed by hand for manual crops); no re-detection"
+        ),
         "ordered by the sha256 of the source image, then the face's index in it",
     ]
     if class_names:
@@ -302,17 +380,30 @@ def card_facts(records: list[dict[str, Any]], *, title: str, date: str, resoluti
     if mirror_checked:
         selection.append("checked: no two faces are mirror images or duplicates of each other (pHash)")
     return CardFacts(
-        title=title, date=date, count=len(records), resolution=resolution, mode=mode, class_names=class_names,
-        sources=sources, tags=tags, owners=len({r["owner"] for r in records if r.get("owner")}),
-        photos=len({r["image_sha256"] for r in records}), manual=sum(bool(r.get("manual")) for r in records),
-        selection=selection, history=history, removal=REMOVAL_HOW,
+        title=title,
+        date=date,
+        count=len(records),
+        resolution=resolution,
+        mode=mode,
+        class_names=class_names,
+        sources=sources,
+        tags=tags,
+        owners=len({r["owner"] for r in records if r.get("owner")}),
+        photos=len({r["image_sha256"] for r in records}),
+        manual=sum(bool(r.get("manual")) for r in records),
+        selection=selection,
+        history=history,
+        removal=REMOVAL_HOW,
     )
 
 
 # --- alignment workers and the mirror check ----------------------------------------------------------------
 
-def _align_photo(job: tuple[Path, list[np.ndarray], int, int | None, bool]) -> list[tuple[bytes, tuple[int, int] | None]]:
-    """Cut every selected face out of one photo: PNG bytes and, for the mirror check, (pHash, mirrored pHash)."""
+
+def _align_photo(
+    job: tuple[Path, list[np.ndarray], int, int | None, bool],
+) -> list[tuple[bytes, np.ndarray | None]]:
+    """Cut every selected face out of one photo: PNG bytes and, for the mirror check, its two pHashes."""
     from alignment.align import align_face
 
     path, quads, size, max_pixels, hashes = job
@@ -322,35 +413,44 @@ def _align_photo(job: tuple[Path, list[np.ndarray], int, int | None, bool]) -> l
     out = []
     for quad in quads:
         face = np.asarray(align_face(rgb, quad, size=size), dtype=np.uint8)
-        out.append((encode_png(face), _face_hashes(face) if hashes else None))
+        out.append((encode_png(face), face_hashes(face) if hashes else None))
     return out
 
 
-def _face_hashes(face: np.ndarray) -> tuple[int, int]:
+def face_hashes(face: np.ndarray, hash_size: int = MIRROR_HASH_SIZE) -> np.ndarray:
+    """(2, hash_size**2 / 64) uint64: the pHash of an aligned face and of its mirror image."""
     import imagehash
 
     im = PILImage.fromarray(face)
-    return int(str(imagehash.phash(im)), 16), int(str(imagehash.phash(ImageOps.mirror(im))), 16)
+    bits = [imagehash.phash(x, hash_size=hash_size).hash.ravel() for x in (im, ImageOps.mirror(im))]
+    return np.packbits(np.stack(bits), axis=1).view(">u8").astype(np.uint64)
 
 
-def mirror_pairs(hashes: list[tuple[int, int]], distance: int, block: int = 2048) -> list[tuple[int, int, str]]:
-    """Pairs (i, j, kind) of faces whose pHashes are within `distance` bits: `mirrored` when one is the other
-    flipped, `duplicate` when they are the same way round. Training with x-flips would count them twice."""
-    h = np.array([a for a, _ in hashes], dtype=np.uint64)
-    m = np.array([b for _, b in hashes], dtype=np.uint64)
+def mirror_pairs(
+    hashes: list[np.ndarray], distance: int = MIRROR_DISTANCE, block_elems: int = 1 << 22
+) -> list[tuple[int, int, str]]:
+    """Pairs (i, j, kind) of faces whose pHashes differ in at most `distance` bits: `mirrored` when one is
+    the other flipped, `duplicate` when they are the same way round. Training with x-flips would count them
+    twice."""
+    if len(hashes) < 2:
+        return []
+    both = np.stack(hashes)  # (n, 2, words)
+    h, m = both[:, 0], both[:, 1]
+    n, words = h.shape
+    block = max(1, block_elems // (n * words))  # bounds the (block, n, words) temporary to ~32 MB
     found: dict[tuple[int, int], str] = {}
     for kind, other in (("duplicate", h), ("mirrored", m)):
-        for start in range(0, len(h), block):
-            d = np.bitwise_count(h[start:start + block, None] ^ other[None, :])
+        for start in range(0, n, block):
+            d = np.bitwise_count(h[start : start + block, None, :] ^ other[None, :, :]).sum(axis=2)
             for i, j in zip(*np.nonzero(d <= distance)):
-                i = int(i) + start
-                j = int(j)
+                i, j = int(i) + start, int(j)
                 if i != j:
                     found.setdefault((min(i, j), max(i, j)), kind)
     return sorted((i, j, kind) for (i, j), kind in found.items())
 
 
 # --- freeze -------------------------------------------------------------------------------------------------
+
 
 def freeze_dataset(
     ws,
@@ -359,7 +459,7 @@ def freeze_dataset(
     resolution: int = 256,  # output side in px (power of two); FFHQ itself is 1024
     labels: str = "none",  # "none" or "source-tag" (class = the tag that found the image)
     mirror_check: bool = False,  # refuse selections holding mirrored or duplicate faces
-    mirror_distance: int | None = None,  # pHash bits; None: the workspace's near-duplicate distance
+    mirror_distance: int = MIRROR_DISTANCE,  # 256-bit pHash distance at or under which faces are the same
     workers: int | None = None,  # alignment threads; None: one per available core
     progress: bool = True,
 ) -> FreezeResult:
@@ -369,14 +469,15 @@ def freeze_dataset(
     check_resolution(resolution)
     if labels not in LABEL_MODES:
         raise GhostsError(f"--labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
-    distance = ws.settings.near_dup_distance if mirror_distance is None else mirror_distance
 
     with dataset_lock(ws, name):
         with ws.session() as s:
             rows = selected_faces(s)
             if not rows:
-                raise GhostsError("no accepted faces to freeze: accept faces in review first (`ghosts review`), "
-                                  "or check that their images were not excluded by a takedown")
+                raise GhostsError(
+                    "no accepted faces to freeze: accept faces in review first (`ghosts review`), "
+                    "or check that their images were not excluded by a takedown"
+                )
             quads = [face_quad(f) for f, _ in rows]
             records = [face_record(f, im, q) for (f, im), q in zip(rows, quads)]
             ids = [(f.id, im.id) for f, im in rows]
@@ -391,48 +492,104 @@ def freeze_dataset(
             parent = latest_version(s, name)
 
         digest = selection_digest(records, resolution, labels)
-        if (parent is not None and parent.selection_digest == digest and not parent.superseded_reason
-                and ws.abspath(parent.path).is_file()):
+        if (
+            parent is not None
+            and parent.selection_digest == digest
+            and not parent.superseded_reason
+            and ws.abspath(parent.path).is_file()
+        ):
             with ws.session() as s:
                 grandparent = s.get(DatasetVersion, parent.parent_id) if parent.parent_id else None
-            return FreezeResult(name, parent.version, ws.abspath(parent.path), parent.sha256, parent.count,
-                                parent.resolution, False, parent.id, grandparent.version if grandparent else None)
+            return FreezeResult(
+                name,
+                parent.version,
+                ws.abspath(parent.path),
+                parent.sha256,
+                parent.count,
+                parent.resolution,
+                False,
+                parent.id,
+                grandparent.version if grandparent else None,
+            )
 
         version = parent.version + 1 if parent else 1
         class_names = class_names_of(records, labels)
-        vdir = new_version_dir(ws, name, version)
-        hashes: list[tuple[int, int]] = []
-        with ArchiveWriter(vdir / f"{name}-v{version}-{resolution}.zip") as writer:
-            bar = tqdm(total=len(records), desc=f"freeze {name} v{version}", unit="face", disable=not progress)
-            with bar:
-                for faces in ordered_map(_align_photo, jobs, workers=workers, chunk=1):
-                    for png, h in faces:
-                        rec = records[writer.count]
-                        label = class_names.index(rec.get("query") or UNTAGGED) if class_names else None
-                        writer.add(png, rec, label)
-                        if h is not None:
-                            hashes.append(h)
-                    bar.update(len(faces))
-            pairs = _describe_pairs(mirror_pairs(hashes, distance), records, ids) if mirror_check else []
-            if pairs:
-                shown = "\n".join(f"  {p['kind']}: face {p['face_ids'][0]} ({p['images'][0][:12]}) and face "
-                                  f"{p['face_ids'][1]} ({p['images'][1][:12]})" for p in pairs[:10])
-                more = f"\n  ... and {len(pairs) - 10} more" if len(pairs) > 10 else ""
-                raise GhostsError(f"mirror check: {len(pairs)} mirrored or duplicate face pair(s); reject one face of "
-                                  f"each pair in review, then freeze again:\n{shown}{more}")
-            history = [f"parent: v{parent.version} (sha256 {parent.sha256[:16]}...)"] if parent else []
-            date = _iso(max(decided))
-            info = writer.finish(lambda w: render_card(card_facts(
-                w.records, title=f"{name} v{version}", date=date, resolution=resolution, mode=w.mode,
-                class_names=class_names, history=history, mirror_checked=mirror_check)))
-        extra = {"mirror_check": {"distance": distance, "pairs": 0}} if mirror_check else {}
-        row = commit_version(ws, name=name, version=version, info=info, labels=labels, class_names=class_names,
-                             parent=parent, digest=digest, items=ids, extra=extra)
-    return FreezeResult(name, version, info.path, info.sha256, info.count, info.resolution, True, row.id,
-                        parent.version if parent else None)
+        with new_version_dir(ws, name, version) as vdir:
+            hashes: list[np.ndarray] = []
+            with ArchiveWriter(vdir / f"{name}-v{version}-{resolution}.zip") as writer:
+                with tqdm(
+                    total=len(records), desc=f"freeze {name} v{version}", unit="face", disable=not progress
+                ) as bar:
+                    for faces in ordered_map(_align_photo, jobs, workers=workers, chunk=1):
+                        for png, h in faces:
+                            rec = records[writer.count]
+                            label = class_names.index(rec.get("query") or UNTAGGED) if class_names else None
+                            writer.add(png, rec, label)
+                            if h is not None:
+                                hashes.append(h)
+                        bar.update(len(faces))
+                if mirror_check and (pairs := mirror_pairs(hashes, mirror_distance)):
+                    raise _mirror_error(pairs, records, ids)
+                history = [f"parent: v{parent.version} (sha256 {parent.sha256[:16]}...)"] if parent else []
+                date = _iso(max(decided))
+                info = writer.finish(
+                    lambda w: render_card(
+                        card_facts(
+                            w.records,
+                            title=f"{name} v{version}",
+                            date=date,
+                            resolution=resolution,
+                            mode=w.mode,
+                            class_names=class_names,
+                            history=history,
+                            mirror_checked=mirror_check,
+                        )
+                    )
+                )
+            extra = (
+                {"mirror_check": {"distance": mirror_distance, "hash_bits": MIRROR_HASH_SIZE**2, "pairs": 0}}
+                if mirror_check
+                else {}
+            )
+            row = commit_version(
+                ws,
+                name=name,
+                version=version,
+                info=info,
+                labels=labels,
+                class_names=class_names,
+                parent=parent,
+                digest=digest,
+                items=ids,
+                extra=extra,
+            )
+    return FreezeResult(
+        name,
+        version,
+        info.path,
+        info.sha256,
+        info.count,
+        info.resolution,
+        True,
+        row.id,
+        parent.version if parent else None,
+    )
 
 
-def _describe_pairs(pairs: list[tuple[int, int, str]], records: list[dict[str, Any]],
-                    ids: list[tuple[int, int]]) -> list[dict[str, Any]]:
-    return [{"kind": kind, "face_ids": [ids[i][0], ids[j][0]],
-             "images": [records[i]["image_sha256"], records[j]["image_sha256"]]} for i, j, kind in pairs]
+def _mirror_error(
+    pairs: list[tuple[int, int, str]],
+    records: list[dict[str, Any]],
+    ids: list[tuple[int, int]],
+    shown: int = 10,
+) -> GhostsError:
+    lines = [
+        f"  {kind}: face {ids[i][0]} ({records[i]['image_sha256'][:12]}) and face {ids[j][0]} "
+        f"({records[j]['image_sha256'][:12]})"
+        for i, j, kind in pairs[:shown]
+    ]
+    if len(pairs) > shown:
+        lines.append(f"  ... and {len(pairs) - shown} more")
+    return GhostsError(
+        f"mirror check: {len(pairs)} mirrored or duplicate face pair(s); reject one face of each "
+        "pair in review, then freeze again:\n" + "\n".join(lines)
+    )

@@ -5,6 +5,7 @@ Decoding, resizing and PNG encoding run on a thread pool: Pillow releases the GI
 and deflates, so threads use every core without copying pixels between processes. Results come back in input
 order, with a bounded number in flight, so the archive is the same whatever the number of workers.
 """
+
 from __future__ import annotations
 
 import collections
@@ -91,6 +92,7 @@ def _run_batch(fn: Callable[[T], R], batch: Sequence[T]) -> list[R]:
 
 # --- pack ---------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Probe:
     path: Path
@@ -119,9 +121,19 @@ class PackResult:
 
     def as_dict(self) -> dict[str, Any]:
         i = self.info
-        return {"path": str(i.path), "sha256": i.sha256, "size_bytes": i.size_bytes, "count": i.count,
-                "resolution": i.resolution, "mode": i.mode, "labelled": i.labelled, "resized": self.resized,
-                "cropped": self.cropped, "workers": self.workers, "seconds": round(self.seconds, 3)}
+        return {
+            "path": str(i.path),
+            "sha256": i.sha256,
+            "size_bytes": i.size_bytes,
+            "count": i.count,
+            "resolution": i.resolution,
+            "mode": i.mode,
+            "labelled": i.labelled,
+            "resized": self.resized,
+            "cropped": self.cropped,
+            "workers": self.workers,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def probe_image(path: Path, root: Path) -> Probe:
@@ -148,23 +160,31 @@ def plan_pack(probes: Sequence[Probe], resolution: int | None = None, center_cro
     first = probes[0]
     for p in probes:
         if p.width != p.height and not center_crop:
-            raise GhostsError(f"{p.rel} is {p.width}x{p.height}, not square: crop the images to squares first, "
-                              "or pass --center-crop")
+            raise GhostsError(
+                f"{p.rel} is {p.width}x{p.height}, not square: crop the images to squares first, "
+                "or pass --center-crop"
+            )
         side = min(p.width, p.height)
         if resolution is None:
             if not is_power_of_two(side) or side < MIN_RESOLUTION:
-                raise GhostsError(f"{p.rel} is {side}x{side}: the side must be a power of two ({MIN_RESOLUTION}, 8, "
-                                  "..., 1024); pass --resolution N to resize")
+                raise GhostsError(
+                    f"{p.rel} is {side}x{side}: the side must be a power of two ({MIN_RESOLUTION}, 8, "
+                    "..., 1024); pass --resolution N to resize"
+                )
             if side != min(first.width, first.height):
-                raise GhostsError(f"{p.rel} is {side}x{side} but {first.rel} is {first.width}x{first.height}: all "
-                                  "images must be the same size; pass --resolution N to resize")
+                raise GhostsError(
+                    f"{p.rel} is {side}x{side} but {first.rel} is {first.width}x{first.height}: all "
+                    "images must be the same size; pass --resolution N to resize"
+                )
     mode = "L" if all(p.mode in GREY_MODES for p in probes) else "RGB"
     return PackPlan(resolution or min(first.width, first.height), mode, center_crop)
 
 
 def check_resolution(resolution: int) -> None:
     if not is_power_of_two(resolution) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
-        raise GhostsError(f"resolution {resolution} must be a power of two from {MIN_RESOLUTION} to {MAX_RESOLUTION}")
+        raise GhostsError(
+            f"resolution {resolution} must be a power of two from {MIN_RESOLUTION} to {MAX_RESOLUTION}"
+        )
 
 
 def prepare_image(rgb: np.ndarray, plan: PackPlan) -> tuple[np.ndarray, bool, bool]:
@@ -174,11 +194,13 @@ def prepare_image(rgb: np.ndarray, plan: PackPlan) -> tuple[np.ndarray, bool, bo
     if w != h and plan.center_crop:
         side = min(w, h)
         y0, x0 = (h - side) // 2, (w - side) // 2
-        rgb = rgb[y0:y0 + side, x0:x0 + side]
+        rgb = rgb[y0 : y0 + side, x0 : x0 + side]
         cropped = True
     if rgb.shape[0] != plan.resolution:
         # Lanczos keeps detail when shrinking; reducing_gap pre-shrinks big inputs by box filter (fast, exact enough).
-        im = Image.fromarray(rgb).resize((plan.resolution, plan.resolution), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        im = Image.fromarray(rgb).resize(
+            (plan.resolution, plan.resolution), Image.Resampling.LANCZOS, reducing_gap=3.0
+        )
         rgb = np.asarray(im)
         resized = True
     # Grey inputs decode to three equal channels; one of them is the L image.

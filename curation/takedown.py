@@ -6,6 +6,7 @@ the job. Every dataset whose latest version holds them gets a new version withou
 archive's own PNGs (no re-alignment, so the other images stay bit-identical). Older versions are marked
 superseded, and the training runs that used any affected version are listed so their owners can act.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -50,8 +51,9 @@ class TakedownResult:
         return dict(self.__dict__)
 
 
-def find_images(session: Session, *, owner: str | None = None, image: str | None = None,
-                post: str | None = None) -> tuple[str, str, list[Image]]:
+def find_images(
+    session: Session, *, owner: str | None = None, image: str | None = None, post: str | None = None
+) -> tuple[str, str, list[Image]]:
     """(kind, value, images) for exactly one selector; raises a clear error when it matches nothing."""
     given = [(k, v) for k, v in (("owner", owner), ("image", image), ("post", post)) if v]
     if len(given) != 1:
@@ -107,9 +109,9 @@ def takedown(
 
     with ws.session() as s:
         holding = s.scalars(
-            select(DatasetVersion).where(DatasetVersion.id.in_(
-                select(DatasetItem.dataset_id).where(DatasetItem.image_id.in_(ids))
-            )).order_by(DatasetVersion.name, DatasetVersion.version)
+            select(DatasetVersion)
+            .where(DatasetVersion.id.in_(select(DatasetItem.dataset_id).where(DatasetItem.image_id.in_(ids))))
+            .order_by(DatasetVersion.name, DatasetVersion.version)
         ).all()
     note = f"takedown #{result.takedown_id}: {reason.strip()}"
     for name in sorted({v.name for v in holding}):
@@ -128,12 +130,23 @@ def takedown(
         for v in s.scalars(select(DatasetVersion).where(DatasetVersion.id.in_(old_ids))):
             if note not in (v.superseded_reason or ""):
                 v.superseded_reason = "; ".join(filter(None, [v.superseded_reason, note]))
-            result.superseded.append({"name": v.name, "version": v.version, "sha256": v.sha256, "path": v.path})
-        runs = s.scalars(select(TrainingRun).where(or_(
-            TrainingRun.dataset_id.in_(old_ids), TrainingRun.dataset_sha256.in_([v.sha256 for v in holding]),
-        )).order_by(TrainingRun.id)).all()
-        result.training_runs = [{"id": r.id, "run_dir": r.run_dir, "dataset_sha256": r.dataset_sha256,
-                                 "status": r.status} for r in runs]
+            result.superseded.append(
+                {"name": v.name, "version": v.version, "sha256": v.sha256, "path": v.path}
+            )
+        runs = s.scalars(
+            select(TrainingRun)
+            .where(
+                or_(
+                    TrainingRun.dataset_id.in_(old_ids),
+                    TrainingRun.dataset_sha256.in_([v.sha256 for v in holding]),
+                )
+            )
+            .order_by(TrainingRun.id)
+        ).all()
+        result.training_runs = [
+            {"id": r.id, "run_dir": r.run_dir, "dataset_sha256": r.dataset_sha256, "status": r.status}
+            for r in runs
+        ]
     if purge:
         for v in holding:
             path = ws.abspath(v.path)
@@ -143,15 +156,27 @@ def takedown(
     return result
 
 
-def _repack_without(ws, old: DatasetVersion, ids: list[int], shas: set[str], takedown_id: int,
-                    when: dt.datetime, progress: bool) -> dict[str, Any] | None:
+def _repack_without(
+    ws,
+    old: DatasetVersion,
+    ids: list[int],
+    shas: set[str],
+    takedown_id: int,
+    when: dt.datetime,
+    progress: bool,
+) -> dict[str, Any] | None:
     """Write version old+1 of old.name from old's archive minus the images; None when nothing would remain."""
     src = ws.abspath(old.path)
     if not src.is_file():
-        raise GhostsError(f"{old.name} v{old.version}: its archive {old.path} is missing, so it cannot be re-packed "
-                          "without the removed images; freeze the dataset again instead")
+        raise GhostsError(
+            f"{old.name} v{old.version}: its archive {old.path} is missing, so it cannot be re-packed "
+            "without the removed images; freeze the dataset again instead"
+        )
     with ws.session() as s:
-        items = {it.archive_name: it for it in s.scalars(select(DatasetItem).where(DatasetItem.dataset_id == old.id))}
+        items = {
+            it.archive_name: it
+            for it in s.scalars(select(DatasetItem).where(DatasetItem.dataset_id == old.id))
+        }
     manifest = old.manifest or {}
     class_names = manifest.get("class_names")
     labels_mode = old.labels or "none"
@@ -166,25 +191,57 @@ def _repack_without(ws, old: DatasetVersion, ids: list[int], shas: set[str], tak
         if not keep:
             return None
         version = old.version + 1
-        vdir = new_version_dir(ws, old.name, version)
-        records = [{k: v for k, v in rec.items() if k not in WRITER_FIELDS} for _, rec, _ in keep]
-        history = [f"parent: v{old.version} (sha256 {old.sha256[:16]}...)",
-                   f"removed {removed} faces on request (takedown #{takedown_id}, {when.date().isoformat()})"]
-        with ArchiveWriter(vdir / f"{old.name}-v{version}-{old.resolution}.zip") as writer:
-            for (name, _, _), rec in tqdm(list(zip(keep, records)), desc=f"re-pack {old.name} v{version}",
-                                          unit="img", disable=not progress):
-                writer.add(arc.read_bytes(name), rec, (arc.labels or {}).get(name))
-            info = writer.finish(lambda w: render_card(card_facts(
-                records, title=f"{old.name} v{version}", date=when.date().isoformat(), resolution=old.resolution,
-                mode=w.mode, class_names=class_names, history=history,
-                mirror_checked=bool(manifest.get("mirror_check")))))
-    digest = selection_digest(records, old.resolution, labels_mode)
-    extra = {"takedown": {"id": takedown_id, "removed": removed}}
-    if manifest.get("mirror_check"):
-        extra["mirror_check"] = manifest["mirror_check"]
-    row = commit_version(
-        ws, name=old.name, version=version, info=info, labels=labels_mode, class_names=class_names, parent=old,
-        digest=digest, items=[(it.face_id, it.image_id) if it else (None, None) for _, _, it in keep], extra=extra,
-    )
-    return {"name": old.name, "version": version, "path": row.path, "sha256": info.sha256, "count": info.count,
-            "removed": removed, "parent_version": old.version}
+        with new_version_dir(ws, old.name, version) as vdir:
+            records = [{k: v for k, v in rec.items() if k not in WRITER_FIELDS} for _, rec, _ in keep]
+            history = [
+                f"parent: v{old.version} (sha256 {old.sha256[:16]}...)",
+                f"removed {removed} faces on request (takedown #{takedown_id}, {when.date().isoformat()})",
+            ]
+            with ArchiveWriter(vdir / f"{old.name}-v{version}-{old.resolution}.zip") as writer:
+                for (name, _, _), rec in tqdm(
+                    list(zip(keep, records)),
+                    desc=f"re-pack {old.name} v{version}",
+                    unit="img",
+                    disable=not progress,
+                ):
+                    writer.add(arc.read_bytes(name), rec, (arc.labels or {}).get(name))
+                info = writer.finish(
+                    lambda w: render_card(
+                        card_facts(
+                            records,
+                            title=f"{old.name} v{version}",
+                            date=when.date().isoformat(),
+                            resolution=old.resolution,
+                            mode=w.mode,
+                            class_names=class_names,
+                            history=history,
+                            mirror_checked=bool(manifest.get("mirror_check")),
+                        )
+                    )
+                )
+            digest = selection_digest(records, old.resolution, labels_mode)
+            extra = {"takedown": {"id": takedown_id, "removed": removed}}
+            if manifest.get("mirror_check"):
+                extra["mirror_check"] = manifest["mirror_check"]
+            items = [(it.face_id, it.image_id) if it else (None, None) for _, _, it in keep]
+            row = commit_version(
+                ws,
+                name=old.name,
+                version=version,
+                info=info,
+                labels=labels_mode,
+                class_names=class_names,
+                parent=old,
+                digest=digest,
+                items=items,
+                extra=extra,
+            )
+    return {
+        "name": old.name,
+        "version": version,
+        "path": row.path,
+        "sha256": info.sha256,
+        "count": info.count,
+        "removed": removed,
+        "parent_version": old.version,
+    }

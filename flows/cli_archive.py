@@ -1,4 +1,5 @@
 """`ghosts freeze`, `pack`, `verify` and `takedown`: the dataset archive commands."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,14 +17,30 @@ def _power_of_two(ctx, param, value):
 
 @click.command()
 @click.option("--name", required=True, help="Dataset name; versions go to datasets/NAME/vN/.")
-@click.option("--resolution", type=int, default=256, show_default=True, callback=_power_of_two,
-              help="Side of the aligned faces in px (a power of two).")
-@click.option("--labels", type=click.Choice(["none", "source-tag"]), default="none", show_default=True,
-              help="Class labels: none, or the tag that found each image.")
-@click.option("--mirror-check", is_flag=True,
-              help="Refuse when two faces are mirror images or duplicates of each other (x-flip training would "
-                   "count them twice).")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Alignment threads (default: one per core).")
+@click.option(
+    "--resolution",
+    type=int,
+    default=256,
+    show_default=True,
+    callback=_power_of_two,
+    help="Side of the aligned faces in px (a power of two).",
+)
+@click.option(
+    "--labels",
+    type=click.Choice(["none", "source-tag"]),
+    default="none",
+    show_default=True,
+    help="Class labels: none, or the tag that found each image.",
+)
+@click.option(
+    "--mirror-check",
+    is_flag=True,
+    help="Refuse when two faces are mirror images or duplicates of each other (x-flip training would "
+    "count them twice).",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Alignment threads (default: one per core)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
 @data_option
 def freeze(name, resolution, labels, mirror_check, workers, as_json, data):
@@ -31,59 +48,101 @@ def freeze(name, resolution, labels, mirror_check, workers, as_json, data):
     from curation.freeze import freeze_dataset
 
     ws = open_ws(data)
-    r = freeze_dataset(ws, name, resolution=resolution, labels=labels, mirror_check=mirror_check, workers=workers,
-                       progress=not as_json)
+    r = freeze_dataset(
+        ws,
+        name,
+        resolution=resolution,
+        labels=labels,
+        mirror_check=mirror_check,
+        workers=workers,
+        progress=not as_json,
+    )
     if as_json:
         echo_json(r.as_dict())
     elif r.created:
-        click.echo(f"{r.name} v{r.version}: {r.count} faces at {r.resolution}px -> {r.path}\nsha256 {r.sha256}")
+        click.echo(
+            f"{r.name} v{r.version}: {r.count} faces at {r.resolution}px -> {r.path}\nsha256 {r.sha256}"
+        )
     else:
         click.echo(f"{r.name} v{r.version} already holds exactly this selection ({r.count} faces): {r.path}")
 
 
 @click.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The archive to write (.zip).")
-@click.option("--resolution", type=int, default=None, callback=_power_of_two,
-              help="Resize every image to this side (default: they must already be the same power-of-two square).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The archive to write (.zip).",
+)
+@click.option(
+    "--resolution",
+    type=int,
+    default=None,
+    callback=_power_of_two,
+    help="Resize every image to this side (default: they must already be the same power-of-two square).",
+)
 @click.option("--center-crop", is_flag=True, help="Crop non-square images to their central square.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Encoding threads (default: one per core).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Encoding threads (default: one per core)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def pack(folder, out, resolution, center_crop, workers, overwrite, as_json):
     """Pack a folder of prepared images into a StyleGAN2-ADA dataset archive (like its dataset_tool.py)."""
     from curation.pack import pack_folder
 
-    r = pack_folder(folder, out, resolution=resolution, center_crop=center_crop, workers=workers,
-                    overwrite=overwrite, progress=not as_json)
+    r = pack_folder(
+        folder,
+        out,
+        resolution=resolution,
+        center_crop=center_crop,
+        workers=workers,
+        overwrite=overwrite,
+        progress=not as_json,
+    )
     if as_json:
         echo_json(r.as_dict())
         return
     i = r.info
-    click.echo(f"packed {i.count} images, {i.resolution}px {i.mode}, into {i.path} in {r.seconds:.1f} s "
-               f"({r.workers} workers; resized {r.resized}, cropped {r.cropped})\nsha256 {i.sha256}")
+    click.echo(
+        f"packed {i.count} images, {i.resolution}px {i.mode}, into {i.path} in {r.seconds:.1f} s "
+        f"({r.workers} workers; resized {r.resized}, cropped {r.cropped})\nsha256 {i.sha256}"
+    )
 
 
 @click.command()
 @click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Check against this manifest (default: manifest.json beside the zip, when it names it).")
-@click.option("--max-size", type=click.IntRange(min=1), default=None,
-              help="Refuse archives whose members add up to more bytes than this (default 1 TiB).")
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Check against this manifest (default: manifest.json beside the zip, when it names it).",
+)
+@click.option(
+    "--max-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse archives whose members add up to more bytes than this (default 1 TiB).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def verify(ctx, archive, manifest, max_size, as_json):
     """Check a dataset archive: names, sizes, modes, dataset.json, provenance, sha256. Exit 1 on any fault."""
     from curation.archive import DEFAULT_MAX_ARCHIVE_BYTES, verify_archive
 
-    rep = verify_archive(archive, manifest=manifest, max_bytes=max_size or DEFAULT_MAX_ARCHIVE_BYTES,
-                         progress=not as_json)
+    rep = verify_archive(
+        archive, manifest=manifest, max_bytes=max_size or DEFAULT_MAX_ARCHIVE_BYTES, progress=not as_json
+    )
     if as_json:
         echo_json(rep.as_dict())
     elif rep.ok:
-        click.echo(f"ok: {archive}: {rep.count} images, {rep.resolution}px {rep.mode}, "
-                   f"{'labelled' if rep.labelled else 'no labels'}"
-                   + (f", matches {rep.manifest}" if rep.manifest else "") + f"\nsha256 {rep.sha256}")
+        click.echo(
+            f"ok: {archive}: {rep.count} images, {rep.resolution}px {rep.mode}, "
+            f"{'labelled' if rep.labelled else 'no labels'}"
+            + (f", matches {rep.manifest}" if rep.manifest else "")
+            + f"\nsha256 {rep.sha256}"
+        )
     else:
         for fault in rep.faults:
             click.echo(f"fault: {fault}")
@@ -99,21 +158,26 @@ def verify(ctx, archive, manifest, max_size, as_json):
 @click.option("--image", help="One image, by sha256 (or its first 8+ hex digits).")
 @click.option("--post", help="Every image of this post (URL).")
 @click.option("--reason", required=True, help="Who asked and why; kept with the takedown record.")
-@click.option("--purge", is_flag=True, help="Also delete the archive files of the versions that held the images.")
+@click.option(
+    "--purge", is_flag=True, help="Also delete the archive files of the versions that held the images."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_option
 def takedown(owner, image, post, reason, purge, as_json, data):
     """Exclude images for good and publish new versions of every dataset that held them, without them."""
     from curation.takedown import takedown as run_takedown
 
-    r = run_takedown(open_ws(data), owner=owner, image=image, post=post, reason=reason, purge=purge,
-                     progress=not as_json)
+    r = run_takedown(
+        open_ws(data), owner=owner, image=image, post=post, reason=reason, purge=purge, progress=not as_json
+    )
     if as_json:
         echo_json(r.as_dict())
         return
     click.echo(f"takedown #{r.takedown_id}: {len(r.images)} images excluded (--{r.kind} {r.value})")
     for v in r.new_versions:
-        click.echo(f"  new version {v['name']} v{v['version']}: {v['count']} images ({v['removed']} removed) -> {v['path']}")
+        click.echo(
+            f"  new version {v['name']} v{v['version']}: {v['count']} images ({v['removed']} removed) -> {v['path']}"
+        )
     for name in r.emptied:
         click.echo(f"  {name}: no image left, so no new version")
     for v in r.superseded:

@@ -1,5 +1,6 @@
 """The archive format: deterministic writing, reading it back the way StyleGAN2-ADA does, and every fault
 `verify_archive` must catch."""
+
 from __future__ import annotations
 
 import io
@@ -35,15 +36,20 @@ def photo_crops(faces_dir: Path, n: int, size: int = 64, seed: int = 0) -> list[
     for _ in range(n):
         side = int(rng.integers(150, 400))
         x, y = int(rng.integers(0, src.width - side)), int(rng.integers(0, src.height - side))
-        out.append(np.asarray(src.crop((x, y, x + side, y + side)).resize((size, size), Image.Resampling.BILINEAR)))
+        out.append(
+            np.asarray(src.crop((x, y, x + side, y + side)).resize((size, size), Image.Resampling.BILINEAR))
+        )
     return out
 
 
 def write_archive(path: Path, arrays, labels=None, card="# test\n") -> Path:
     with ArchiveWriter(path) as w:
         for i, a in enumerate(arrays):
-            w.add(encode_png(a), {"source_kind": "local", "original_path": f"src/{i}.png"},
-                  None if labels is None else labels[i])
+            w.add(
+                encode_png(a),
+                {"source_kind": "local", "original_path": f"src/{i}.png"},
+                None if labels is None else labels[i],
+            )
         w.finish(card)
     return path
 
@@ -93,7 +99,7 @@ def test_png_has_no_metadata_chunks_and_is_deterministic(faces_dir):
     assert data == encode_png(a.copy())
     chunks, pos = [], 8
     while pos < len(data):
-        length, tag = struct.unpack(">I4s", data[pos:pos + 8])
+        length, tag = struct.unpack(">I4s", data[pos : pos + 8])
         chunks.append(tag.decode())
         pos += 12 + length
     assert set(chunks) == {"IHDR", "IDAT", "IEND"}
@@ -111,7 +117,9 @@ def test_written_archive_reads_back_like_stylegan(good, faces_dir):
     with zipfile.ZipFile(good) as z:
         infos = z.infolist()
         assert [i.filename for i in infos][-3:] == ["dataset.json", "provenance.jsonl", "DATASET.md"]
-        assert all(i.compress_type == zipfile.ZIP_STORED and i.date_time == (1980, 1, 1, 0, 0, 0) for i in infos)
+        assert all(
+            i.compress_type == zipfile.ZIP_STORED and i.date_time == (1980, 1, 1, 0, 0, 0) for i in infos
+        )
 
 
 def test_same_inputs_give_identical_bytes(tmp_path, faces_dir):
@@ -152,8 +160,9 @@ def test_verify_accepts_a_good_archive_and_its_manifest(good, tmp_path):
     rep = verify_archive(good)
     assert rep.ok, rep.faults
     assert (rep.count, rep.resolution, rep.mode, rep.labelled) == (5, 64, "RGB", True)
-    (tmp_path / "manifest.json").write_text(json.dumps({"archive": "good.zip", "sha256": rep.sha256, "count": 5,
-                                                         "resolution": 64}))
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"archive": "good.zip", "sha256": rep.sha256, "count": 5, "resolution": 64})
+    )
     rep = verify_archive(good)
     assert rep.ok and rep.manifest == str(tmp_path / "manifest.json")
     assert read_manifest(good)["count"] == 5 and read_manifest(tmp_path)["count"] == 5
@@ -205,8 +214,9 @@ def test_verify_catches_a_missing_provenance_line(good, tmp_path):
     assert "provenance.jsonl is missing" in faults_of(bad2)
 
 
-@pytest.mark.parametrize("evil", ["../escape.png", "/etc/evil.png", "00000/../../x.png", "C:/windows/x.png",
-                                  "a\\..\\b.png"])
+@pytest.mark.parametrize(
+    "evil", ["../escape.png", "/etc/evil.png", "00000/../../x.png", "C:/windows/x.png", "a\\..\\b.png"]
+)
 def test_verify_and_reader_refuse_zip_slip_names(good, tmp_path, evil):
     bad = rebuild(good, tmp_path / "slip.zip", add=[(evil, b"x")])
     assert "zip-slip" in faults_of(bad)
@@ -223,16 +233,27 @@ def test_verify_catches_format_faults(good, tmp_path, faces_dir):
         "deflated.zip": ({}, "compressed"),
         "nojson.zip": ({"drop": ("dataset.json",)}, "dataset.json is missing"),
         "gap.zip": ({"drop": (archive_name(2),)}, "without gaps"),
-        "small.zip": ({"change": {archive_name(4): lambda _: encode_png(photo_crops(faces_dir, 1, 32)[0])}},
-                      "unlike the first image"),
+        "small.zip": (
+            {"change": {archive_name(4): lambda _: encode_png(photo_crops(faces_dir, 1, 32)[0])}},
+            "unlike the first image",
+        ),
         "extra.zip": ({"add": [("notes.txt", b"hi")]}, "unexpected member notes.txt"),
         "nocard.zip": ({"drop": ("DATASET.md",)}, "DATASET.md (the dataset card) is missing"),
-        "labels.zip": ({"change": {"dataset.json": lambda d: json.dumps(
-            {"labels": json.loads(d)["labels"][:-1]}).encode()}}, f"{archive_name(4)} has no label"),
+        "labels.zip": (
+            {
+                "change": {
+                    "dataset.json": lambda d: json.dumps({"labels": json.loads(d)["labels"][:-1]}).encode()
+                }
+            },
+            f"{archive_name(4)} has no label",
+        ),
     }
     for fname, (kw, expected) in cases.items():
         if fname == "deflated.zip":
-            with zipfile.ZipFile(good) as zin, zipfile.ZipFile(tmp_path / fname, "w", zipfile.ZIP_DEFLATED) as zout:
+            with (
+                zipfile.ZipFile(good) as zin,
+                zipfile.ZipFile(tmp_path / fname, "w", zipfile.ZIP_DEFLATED) as zout,
+            ):
                 for info in zin.infolist():
                     zout.writestr(info.filename, zin.read(info))
         else:
@@ -249,11 +270,35 @@ def test_verify_checks_the_manifest_sha256(good, tmp_path):
 
 
 def test_card_says_rights_use_and_removal():
-    card = render_card(CardFacts(title="ghosts v2", date="2024-10-31", count=12, resolution=256, mode="RGB",
-                                 class_names=["halloween", "ghost"], sources={"instagram": 10, "local": 2},
-                                 tags={"halloween": 7, "ghost": 3}, owners=4, photos=9,
-                                 history=["v1: parent"], removal="Run `ghosts takedown`."))
-    for text in ("# ghosts v2", "2024-10-31", "12 faces from 9 photos", "256 x 256", "0 = halloween",
-                 "#halloween (7)", "## Rights", "copyright", "## Intended use", "## Out of scope",
-                 "## Removal", "ghosts takedown", "v1: parent"):
+    card = render_card(
+        CardFacts(
+            title="ghosts v2",
+            date="2024-10-31",
+            count=12,
+            resolution=256,
+            mode="RGB",
+            class_names=["halloween", "ghost"],
+            sources={"instagram": 10, "local": 2},
+            tags={"halloween": 7, "ghost": 3},
+            owners=4,
+            photos=9,
+            history=["v1: parent"],
+            removal="Run `ghosts takedown`.",
+        )
+    )
+    for text in (
+        "# ghosts v2",
+        "2024-10-31",
+        "12 faces from 9 photos",
+        "256 x 256",
+        "0 = halloween",
+        "#halloween (7)",
+        "## Rights",
+        "copyright",
+        "## Intended use",
+        "## Out of scope",
+        "## Removal",
+        "ghosts takedown",
+        "v1: parent",
+    ):
         assert text in card

@@ -1,4 +1,5 @@
 """`ghosts pack`: a folder of prepared images -> a verified archive; clear errors naming the offending file."""
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,16 @@ def test_pack_folder_gives_a_verified_archive(folder, tmp_path, faces_dir):
     crops = photo_crops(faces_dir, 8)
     with open_archive(out) as arc:
         prov = arc.provenance
-        assert [p["original_path"] for p in prov] == ["a0.png", "a1.png", "a2.png", "a3.png", "b_rotated.jpg",
-                                                      "c_rgba.png", "d_palette.png", "sub/e_grey.png"]
+        assert [p["original_path"] for p in prov] == [
+            "a0.png",
+            "a1.png",
+            "a2.png",
+            "a3.png",
+            "b_rotated.jpg",
+            "c_rgba.png",
+            "d_palette.png",
+            "sub/e_grey.png",
+        ]
         arrays = [a for _, a, _ in arc.iter(as_array=True)]
         for i in range(4):  # lossless sources come through exactly
             np.testing.assert_array_equal(arrays[i], crops[i])
@@ -72,11 +81,14 @@ def test_all_grey_folder_packs_as_L(tmp_path, faces_dir):
     assert rep.ok and rep.mode == "L"
 
 
-@pytest.mark.parametrize("bad, message", [
-    ((64, 48), "b.png is 64x48, not square"),
-    ((48, 48), "b.png is 48x48: the side must be a power of two"),
-    ((32, 32), "b.png is 32x32 but a.png is 64x64: all images must be the same size"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ((64, 48), "b.png is 64x48, not square"),
+        ((48, 48), "b.png is 48x48: the side must be a power of two"),
+        ((32, 32), "b.png is 32x32 but a.png is 64x64: all images must be the same size"),
+    ],
+)
 def test_pack_errors_name_the_first_offending_file(tmp_path, bad, message):
     d = tmp_path / "in"
     d.mkdir()
