@@ -13,9 +13,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from curation.errors import GhostsError
-from curation.review.config import LOOPBACK_NAMES, ReviewConfig
+from curation.review.config import ReviewConfig
 from curation.review.media import NotFound, PhotoCache
-from curation.review.security import Guard, make_middleware
+from curation.review.security import Guard, GuardMiddleware
 from curation.review.selection import open_round
 
 HERE = Path(__file__).parent
@@ -51,7 +51,7 @@ def create_app(ws, config: ReviewConfig | None = None) -> FastAPI:
 
     app = FastAPI(title="ghosts review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
-    app.middleware("http")(make_middleware(ctx.guard))
+    app.add_middleware(GuardMiddleware, guard=ctx.guard)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     for r in (pages.router, api.router, media.router, rounds.router):
         app.include_router(r)
@@ -65,6 +65,3 @@ def create_app(ws, config: ReviewConfig | None = None) -> FastAPI:
         return PlainTextResponse("not found\n", status_code=404)
 
     return app
-
-
-__all__ = ["create_app", "ReviewContext", "LOOPBACK_NAMES"]

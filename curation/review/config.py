@@ -27,7 +27,7 @@ def is_loopback(host: str) -> bool:
 def default_reviewer() -> str:
     try:
         name = getpass.getuser()
-    except Exception:  # no user name in some containers
+    except (KeyError, OSError):  # no user name in some containers
         name = "reviewer"
     return name if REVIEWER_RE.match(name) else "reviewer"
 
@@ -62,7 +62,7 @@ class ReviewConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _token_off_loopback(self) -> "ReviewConfig":
+    def _token_off_loopback(self) -> ReviewConfig:
         if not is_loopback(self.host) and not self.token:
             raise ValueError(
                 f"refusing to serve on {self.host} without an access token: pass --token TOKEN or set "

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from sqlalchemy import func, select
 
@@ -58,13 +58,15 @@ class DecisionError(GhostsError):
 
 def _aware(t: dt.datetime | None) -> dt.datetime | None:
     # SQLite hands back naive datetimes; every timestamp we write is UTC.
-    return t.replace(tzinfo=dt.timezone.utc) if t is not None and t.tzinfo is None else t
+    return t.replace(tzinfo=dt.UTC) if t is not None and t.tzinfo is None else t
 
 
 def _batch_time(session, reviewer: str) -> dt.datetime:
     """Now, but strictly later than this reviewer's last history row, so a timestamp names one batch."""
     now = utcnow()
-    last = _aware(session.scalar(select(func.max(Decision.decided_at)).where(Decision.reviewer == reviewer)))
+    # Newest row first along the primary key: quick for an active reviewer, whatever the history's length.
+    last = _aware(session.scalar(select(Decision.decided_at).where(Decision.reviewer == reviewer)
+                                 .order_by(Decision.id.desc()).limit(1)))
     if last is not None and now <= last:
         now = last + dt.timedelta(microseconds=1)
     return now

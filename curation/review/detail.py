@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import or_, select
 
 from curation.catalog import Face, Image, NearDuplicate
-from curation.review.grid import Thresholds, face_hints
+from curation.review.grid import DEFAULT_THRESHOLDS, Thresholds, face_hints
 
 MEASURES = ("score", "det_score", "eye_dist", "quad_size", "padding", "blur", "roll", "yaw")
 
@@ -17,6 +17,7 @@ MEASURES = ("score", "det_score", "eye_dist", "quad_size", "padding", "blur", "r
 @dataclass
 class FaceInfo:
     id: int
+    number: int  # 1-based position in its photo: the label drawn beside its box
     index: int
     detector: str
     manual: bool
@@ -73,7 +74,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def face_info(face: Face, th: Thresholds = Thresholds()) -> FaceInfo:
+def face_info(face: Face, number: int = 1, th: Thresholds = DEFAULT_THRESHOLDS) -> FaceInfo:
     measures = [(m, _fmt(getattr(face, m))) for m in MEASURES if getattr(face, m) is not None]
     measures += [("upscaled", _fmt(face.upscaled)), ("flagged", _fmt(face.flagged))]
     shown = {m for m, _ in measures}
@@ -82,7 +83,7 @@ def face_info(face: Face, th: Thresholds = Thresholds()) -> FaceInfo:
             measures.append((k, _fmt(v)))
     lm = face.landmarks if isinstance(face.landmarks, list) else []
     return FaceInfo(
-        id=face.id, index=face.index, detector=face.detector, manual=bool(face.manual),
+        id=face.id, number=number, index=face.index, detector=face.detector, manual=bool(face.manual),
         decision=face.decision or "undecided", reviewer=face.reviewer, reason=face.reason, decided_at=face.decided_at,
         box=face.box, landmarks=[p for p in lm if isinstance(p, (list, tuple)) and len(p) == 2],
         points=face.points, quad=face.quad, has_preview=bool(face.preview_path), hints=face_hints(face, th),
@@ -125,7 +126,8 @@ def photo_detail(ws, image_id: int, focus: int | None = None, max_neighbours: in
         tags = list(prov.get("caption_hashtags") or [])
         if img.query and img.query not in tags:
             tags.insert(0, img.query)
-        faces = [face_info(f) for f in _live_faces(s, image_id)]
+        faces = [face_info(f, n) for n, f in enumerate(_live_faces(s, image_id), 1)]
+        faces.sort(key=lambda f: f.id != focus)  # the face the reviewer came from first
         links = s.execute(
             select(NearDuplicate.image_id, NearDuplicate.other_id, NearDuplicate.distance)
             .where(or_(NearDuplicate.image_id == image_id, NearDuplicate.other_id == image_id))
@@ -137,7 +139,7 @@ def photo_detail(ws, image_id: int, focus: int | None = None, max_neighbours: in
             oimg = s.get(Image, other)
             if oimg is None:
                 continue
-            neighbours.append(Neighbour(other, int(dist), [face_info(f) for f in _live_faces(s, other)],
+            neighbours.append(Neighbour(other, int(dist), [face_info(f, n) for n, f in enumerate(_live_faces(s, other), 1)],
                                         bool(oimg.path)))
         return PhotoDetail(
             image_id=img.id, width=img.width or 0, height=img.height or 0, status=img.status, has_photo=bool(img.path),

@@ -59,6 +59,9 @@ class Thresholds:
     pose: float = 30.0  # degrees of |yaw| or |roll|
 
 
+DEFAULT_THRESHOLDS = Thresholds()
+
+
 @dataclass
 class Tile:
     id: int
@@ -106,7 +109,7 @@ class GridPage:
         return (self.query.page - 1) * self.per_page
 
 
-def face_hints(face: Face, th: Thresholds = Thresholds()) -> list[str]:
+def face_hints(face: Face, th: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
     """Short flag names for a tile: the analysis's own flag list when it stored one, else from the columns."""
     q = face.quality or {}
     flags = q.get("flags")
@@ -175,7 +178,7 @@ def _order(sort: Sort) -> list:
             return [Face.id]
 
 
-def list_faces(session, q: GridQuery, per_page: int = 120, th: Thresholds = Thresholds()) -> GridPage:
+def list_faces(session, q: GridQuery, per_page: int = 120, th: Thresholds = DEFAULT_THRESHOLDS) -> GridPage:
     """One page of faces matching `q`, in its sort order, with the total count for the pager."""
     conds = _filters(q, th)
     total = session.scalar(select(func.count(Face.id)).join(Image, Face.image_id == Image.id).where(*conds)) or 0

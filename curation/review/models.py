@@ -1,6 +1,7 @@
 """What goes in and out of the review API (validated at the HTTP edge, trusted inside)."""
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -23,6 +24,12 @@ class DecideIn(BaseModel):
             return check_reason(v)
         except GhostsError as e:
             raise ValueError(str(e)) from None
+
+
+class DecideManyIn(BaseModel):
+    """Several decisions typed faster than the network answered: each item stays its own undo step."""
+
+    items: list[DecideIn] = Field(..., min_length=1, max_length=500)
 
 
 class ChangeOut(BaseModel):
@@ -67,8 +74,7 @@ class ManualPointsIn(BaseModel):
     @field_validator("eye_left", "eye_right", "mouth_left", "mouth_right")
     @classmethod
     def _finite(cls, v: Point) -> Point:
-        x, y = v
-        if not all(abs(c) < 1e6 for c in (x, y)) or x != x or y != y:
+        if not all(math.isfinite(c) and abs(c) < 1e6 for c in v):
             raise ValueError("point coordinates must be finite pixel positions")
         return v
 

@@ -16,6 +16,7 @@ import secrets
 from hashlib import sha256
 from urllib.parse import urlencode, urlsplit
 
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
@@ -25,16 +26,10 @@ CSRF_HEADER = "x-csrf-token"
 CSRF_COOKIE = "ghosts_csrf"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
-CSP = "; ".join([
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data: blob:",
-    "connect-src 'self'",
-    "form-action 'self'",
-    "base-uri 'none'",
-    "frame-ancestors 'none'",
-])
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
@@ -91,20 +86,50 @@ def _deny(request: Request, status: int, message: str) -> Response:
     return PlainTextResponse(message + "\n", status_code=status)
 
 
-def make_middleware(guard: Guard):
-    """One HTTP middleware doing host, token and CSRF checks, then adding the security headers."""
+def _cookie(name: str, value: str, secure: bool) -> str:
+    return f"{name}={value}; HttpOnly; Path=/; SameSite=strict" + ("; Secure" if secure else "")
 
-    async def middleware(request: Request, call_next):
-        response = await _check(request, call_next)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        if "cache-control" not in response.headers:
-            response.headers["cache-control"] = "no-store"  # pages and API answers always fresh
-        return response
 
-    async def _check(request: Request, call_next) -> Response:
+class GuardMiddleware:
+    """Plain ASGI middleware (no per-request task, unlike BaseHTTPMiddleware): host, token and CSRF checks
+    before the app runs, the security headers and a first-visit CSRF cookie on the way out."""
+
+    def __init__(self, app, guard: Guard):
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        scope.setdefault("state", {})  # shared with the endpoint's Request: csrf_token() leaves its cookie here
+        request = Request(scope)
+        denied = self._check(request)
+        https = request.url.scheme == "https"
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for k, v in SECURITY_HEADERS.items():
+                    if k not in headers:
+                        headers[k] = v
+                if "cache-control" not in headers:
+                    headers["cache-control"] = "no-store"  # pages and API answers always fresh
+                if request.method == "GET" and not request.cookies.get(CSRF_COOKIE):
+                    # Every browser gets its own random CSRF cookie on its first page (the value the page's
+                    # token was made from, when the page made one).
+                    value = scope.get("state", {}).get("csrf_cookie") or secrets.token_urlsafe(24)
+                    headers.append("set-cookie", _cookie(CSRF_COOKIE, value, https))
+            await send(message)
+
+        if denied is not None:
+            return await denied(scope, receive, send_with_headers)
+        return await self.app(scope, receive, send_with_headers)
+
+    def _check(self, request: Request) -> Response | None:
+        guard = self.guard
         if not guard.host_ok(request):
-            return _deny(request, 400, "unexpected Host header: open the review page by the address `ghosts review` printed")
+            return _deny(request, 400, "unexpected Host header: open the review page by the address "
+                                       "`ghosts review` printed")
         query_token = request.query_params.get("token")
         if guard.token and query_token is not None and request.method == "GET":
             if not hmac.compare_digest(query_token.encode(), guard.token.encode()):
@@ -113,8 +138,7 @@ def make_middleware(guard: Guard):
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
             target = request.url.path + ("?" + urlencode(rest) if rest else "")
             resp = RedirectResponse(target, status_code=303)
-            resp.set_cookie(TOKEN_COOKIE, guard.token, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https")
+            resp.headers.append("set-cookie", _cookie(TOKEN_COOKIE, guard.token, request.url.scheme == "https"))
             return resp
         if not guard.token_ok(request):
             return _deny(request, 401, "access token required: open the URL `ghosts review` printed "
@@ -124,15 +148,7 @@ def make_middleware(guard: Guard):
                 return _deny(request, 403, "cross-origin request refused")
             if not guard.csrf_ok(request):
                 return _deny(request, 403, "missing or stale CSRF token: reload the page")
-        response = await call_next(request)
-        if not request.cookies.get(CSRF_COOKIE) and request.method == "GET":
-            # Every browser gets its own random CSRF cookie on its first page.
-            value = request.state.csrf_cookie if hasattr(request.state, "csrf_cookie") else secrets.token_urlsafe(24)
-            response.set_cookie(CSRF_COOKIE, value, httponly=True, samesite="strict",
-                                secure=request.url.scheme == "https")
-        return response
-
-    return middleware
+        return None
 
 
 def csrf_token(guard: Guard, request: Request) -> str:
@@ -140,5 +156,5 @@ def csrf_token(guard: Guard, request: Request) -> str:
     cookie = request.cookies.get(CSRF_COOKIE)
     if not cookie:
         cookie = secrets.token_urlsafe(24)
-        request.state.csrf_cookie = cookie  # the middleware sets this value as the cookie on the response
+        request.scope.setdefault("state", {})["csrf_cookie"] = cookie  # the middleware sends it as the cookie
     return guard.csrf_for(cookie)

@@ -12,7 +12,7 @@ from curation.catalog import Decision, Face, Image, ReviewRound
 from curation.errors import GhostsError
 from curation.review import create_app, make_config
 from curation.review.config import ReviewConfig
-from tests.curation.test_review_support import add_face, link_duplicates, make_catalog
+from tests.curation.test_review_support import link_duplicates, make_catalog
 
 
 def client_for(ws, **cfg) -> TestClient:
@@ -78,7 +78,7 @@ def test_grid_pages_cover_every_face_once(workspace):
     with client_for(workspace, per_page=12) as c:
         pages = [tile_ids(c.get(f"/?page={p}").text) for p in (1, 2, 3)]
         assert [len(p) for p in pages] == [12, 12, 2]
-        assert len(set(sum(pages, []))) == 26
+        assert len({f for p in pages for f in p}) == 26
         assert 'rel="next" href="/?page=2"' in c.get("/").text
 
 
@@ -119,6 +119,19 @@ def test_decide_and_undo_over_http(client, cat, workspace):
     with workspace.session() as s:
         assert all(s.get(Face, f).decision == "undecided" for f in (f1, f2, f3))
         assert s.scalar(select(Decision.id).where(Decision.reason == "undo #1")) is not None
+
+
+def test_decisions_typed_fast_go_together_but_undo_one_by_one(client, cat):
+    h = {"x-csrf-token": csrf_of(client)}
+    f1, f2 = cat["faces"][:2]
+    items = [{"face_ids": [f1], "decision": "accepted"}, {"face_ids": [f2], "decision": "rejected"},
+             {"face_ids": [f1], "decision": "skipped"}]
+    out = client.post("/api/decisions/many", json={"items": items}, headers=h).json()
+    assert [(c["face_id"], c["decision"]) for c in out["changes"]] == [(f1, "accepted"), (f2, "rejected"),
+                                                                        (f1, "skipped")]
+    assert out["counts"]["skipped"] == 1 and out["counts"]["rejected"] == 1
+    assert client.post("/api/undo", headers=h).json()["changes"] == [
+        {"face_id": f1, "decision": "accepted", "previous": "skipped"}]
 
 
 def test_bad_decisions_are_refused_with_a_message(client, cat):
@@ -267,6 +280,20 @@ def test_state_changes_need_post_and_csrf(client, cat):
     with TestClient(client.app, base_url="http://127.0.0.1") as other:
         other.get("/")
         assert other.post("/api/decisions", json=body, headers={"x-csrf-token": csrf}).status_code == 403
+
+
+def test_a_restarted_server_hands_out_a_fresh_csrf_token(workspace, cat):
+    body = {"face_ids": [cat["faces"][0]], "decision": "accepted"}
+    with client_for(workspace) as first:
+        old = csrf_of(first)
+        cookies = dict(first.cookies)
+    # The same browser (same cookies) against a restarted server (new secret).
+    with TestClient(create_app(workspace, ReviewConfig(reviewer="ann")), base_url="http://127.0.0.1",
+                    cookies=cookies) as c:
+        assert c.post("/api/decisions", json=body, headers={"x-csrf-token": old}).status_code == 403
+        fresh = c.get("/api/csrf").json()["csrf"]
+        assert fresh != old
+        assert c.post("/api/decisions", json=body, headers={"x-csrf-token": fresh}).status_code == 200
 
 
 def test_loopback_server_refuses_foreign_host_header(client):

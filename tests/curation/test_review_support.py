@@ -75,7 +75,7 @@ def make_catalog(ws, photos: int = 6, faces_per_photo: int = 2) -> dict[str, lis
             ws, photo_bytes(i), name=f"post{i}.png", source_kind="instagram",
             source_ref=f"https://www.instagram.com/p/SC{i}/", query=tag, owner=f"user{i}", shortcode=f"SC{i}",
             post_url=f"https://www.instagram.com/p/SC{i}/", likes=10 * i,
-            taken_at=dt.datetime(2024, 1, 1 + i, tzinfo=dt.timezone.utc),
+            taken_at=dt.datetime(2024, 1, 1 + i, tzinfo=dt.UTC),
             provenance={"caption": f"photo {i} #{tag} <b>bold</b>", "caption_hashtags": [tag, "friends"]},
         )
         assert r.status == "added", r

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import select
 
 from curation.catalog import Face
 from curation.review.app import ReviewContext
 from curation.review.decisions import decide, delete_face, undo_last
 from curation.review.grid import GridQuery, list_faces
-from curation.review.models import BatchOut, ChangeOut, Counts, DecideIn, FaceState
+from curation.review.models import BatchOut, ChangeOut, Counts, DecideIn, DecideManyIn, FaceState
 from curation.review.routers import get_ctx
+from curation.review.security import csrf_token
 from curation.review.selection import current_round, open_round, review_counts
 
 router = APIRouter(prefix="/api", tags=["faces"])
@@ -35,6 +36,12 @@ def _batch_out(ctx: ReviewContext, batch) -> BatchOut:
         changes=[ChangeOut(face_id=c.face_id, decision=c.decision, previous=c.previous) for c in batch.changes],
         kept=batch.kept, undone=batch.undone, counts=counts(ctx),
     )
+
+
+@router.get("/csrf")
+def get_csrf(ctx: Ctx, request: Request) -> dict:
+    """A fresh CSRF token for this browser (after a server restart; cross-site pages cannot read it)."""
+    return {"csrf": csrf_token(ctx.guard, request)}
 
 
 @router.get("/counts", response_model=Counts)
@@ -72,6 +79,18 @@ def post_decisions(ctx: Ctx, body: DecideIn) -> BatchOut:
     _ensure_round(ctx)
     batch = decide(ctx.ws, body.face_ids, body.decision, ctx.config.reviewer, body.reason)
     return _batch_out(ctx, batch)
+
+
+@router.post("/decisions/many", response_model=BatchOut)
+def post_decisions_many(ctx: Ctx, body: DecideManyIn) -> BatchOut:
+    """Apply the items in order, each as its own batch; answer with all their changes and the counts."""
+    _ensure_round(ctx)
+    changes, kept = [], []
+    for item in body.items:
+        batch = decide(ctx.ws, item.face_ids, item.decision, ctx.config.reviewer, item.reason)
+        changes += [ChangeOut(face_id=c.face_id, decision=c.decision, previous=c.previous) for c in batch.changes]
+        kept += batch.kept
+    return BatchOut(changes=changes, kept=kept, counts=counts(ctx))
 
 
 @router.post("/undo", response_model=BatchOut)

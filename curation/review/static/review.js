@@ -7,7 +7,7 @@
   const $ = (sel, root = document) => root.querySelector(sel);
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
   const body = document.body;
-  const CSRF = body.dataset.csrf;
+  let CSRF = body.dataset.csrf;
   const stats = { saves: [], pending: 0, errors: 0 };  // saves: keypress-to-saved milliseconds
   window.ghostsReview = stats;
 
@@ -20,13 +20,19 @@
     return run;
   }
 
-  async function post(url, data) {
+  async function post(url, data, retried = false) {
     const res = await fetch(url, {
       method: "POST",
       credentials: "same-origin",
       headers: { "content-type": "application/json", "accept": "application/json", "x-csrf-token": CSRF },
       body: JSON.stringify(data === undefined ? {} : data),
     });
+    if (res.status === 403 && !retried) {
+      // The server restarted (new CSRF secret) since this page loaded: fetch a fresh token, try once more.
+      let fresh = null;
+      try { fresh = (await getJSON("/api/csrf")).csrf; } catch (e) { /* report the 403 below */ }
+      if (fresh && fresh !== CSRF) { CSRF = fresh; return post(url, data, true); }
+    }
     if (!res.ok) {
       let msg = `HTTP ${res.status}`;
       try {
@@ -141,26 +147,42 @@
     return idx.map((i) => tiles[i]).filter((t) => t && t.dataset.faceId);
   }
 
+  // Decisions typed while an earlier one is still on its way wait in one outbox and go together in the
+  // next request (each stays its own undo step), so a fast typist is never further behind than one request.
+  let outbox = null;
   function decide(faceIds, decision, started) {
     faceIds = faceIds.map(Number).filter((x) => x > 0);
     if (!faceIds.length) return Promise.resolve();
     for (const id of faceIds) {
       for (const el of $$(`.tile[data-face-id="${id}"]`)) { el.classList.add("pending"); el.dataset.saved = "0"; }
     }
-    return enqueue(async () => {
-      try {
-        const out = await (await post("/api/decisions", { face_ids: faceIds, decision })).json();
-        for (const c of out.changes) markFace(c.face_id, c.decision);
-        setCounts(out.counts);
-        stats.saves.push(performance.now() - started);
-        if (out.kept.length) toast(`${out.kept.length} face(s) no longer exist (deleted elsewhere)`, "error");
-      } catch (e) {
-        stats.errors += 1;
-        toast(`NOT saved: ${e.message}`, "error");
-      } finally {
-        for (const id of faceIds) for (const el of $$(`.tile[data-face-id="${id}"]`)) el.classList.remove("pending");
-      }
-    });
+    const item = { face_ids: faceIds, decision, started };
+    if (outbox) { outbox.push(item); return outbox.done; }
+    const items = [item];
+    outbox = items;
+    items.done = enqueue(() => send(items));
+    return items.done;
+  }
+
+  async function send(items) {
+    if (outbox === items) outbox = null;  // from now on new decisions start the next request
+    const ids = items.flatMap((it) => it.face_ids);
+    try {
+      const res = items.length === 1
+        ? await post("/api/decisions", { face_ids: items[0].face_ids, decision: items[0].decision })
+        : await post("/api/decisions/many", { items: items.map(({ face_ids, decision }) => ({ face_ids, decision })) });
+      const out = await res.json();
+      for (const c of out.changes) markFace(c.face_id, c.decision);
+      setCounts(out.counts);
+      const now = performance.now();
+      for (const it of items) stats.saves.push(now - it.started);
+      if (out.kept.length) toast(`${out.kept.length} face(s) no longer exist (deleted elsewhere)`, "error");
+    } catch (e) {
+      stats.errors += 1;
+      toast(`NOT saved: ${e.message}`, "error");
+    } finally {
+      for (const id of ids) for (const el of $$(`.tile[data-face-id="${id}"]`)) el.classList.remove("pending");
+    }
   }
 
   function undo() {
