@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from curation.catalog import Face, Image, utcnow
 from curation.errors import GhostsError
 from curation.imaging import ImageRejected, load_rgb
+from curation.review.media import NotFound
 from curation.store import atomic_write_bytes
 
 PREVIEW_SIZE = 256  # the grid's preview size
@@ -31,7 +32,7 @@ def _photo(ws, image_id: int) -> tuple[np.ndarray, Image]:
     with ws.session() as s:
         img = s.get(Image, image_id)
     if img is None or not img.path:
-        raise ManualCropError(f"image {image_id} is not in the store")
+        raise NotFound(f"image {image_id} is not in the store")
     try:
         return load_rgb(ws.abspath(img.path), ws.settings.max_pixels), img
     except ImageRejected as e:

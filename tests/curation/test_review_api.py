@@ -1,12 +1,14 @@
 """The review app over HTTP (FastAPI TestClient on a real workspace): pages, decisions, undo, rounds, safety."""
 from __future__ import annotations
 
+import json
 import re
 import time
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from curation.catalog import Decision, Face, Image, ReviewRound
 from curation.errors import GhostsError
@@ -212,6 +214,67 @@ def test_unsafe_post_links_are_not_rendered(client, workspace, cat):
     with workspace.session() as s:
         s.get(Image, cat["images"][0]).post_url = "javascript:alert(1)"
     assert "javascript:" not in client.get(f"/images/{cat['images'][0]}/panel").text
+
+
+def test_photos_view_lists_photos_without_faces(client, workspace, cat):
+    with workspace.session() as s:
+        s.get(Image, cat["images"][0]).status = "no_face"
+    html = client.get("/photos").text
+    assert re.findall(r'data-image-id="(\d+)"', html) == [str(cat["images"][0])]
+    assert len(re.findall(r'class="tile photo-tile" data-image-id', client.get("/photos?status=all").text)) == 6
+    assert client.get("/photos?status=bogus").status_code == 422
+
+
+# --- manual crop -----------------------------------------------------------------------------------------------
+
+def _points(box):
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    return {"eye_left": [x0 + 0.3 * w, y0 + 0.4 * h], "eye_right": [x0 + 0.7 * w, y0 + 0.4 * h],
+            "mouth_left": [x0 + 0.35 * w, y0 + 0.75 * h], "mouth_right": [x0 + 0.65 * w, y0 + 0.75 * h]}
+
+
+def test_manual_crop_preview_then_save(client, workspace, cat):
+    from alignment.align import quad_from_points
+
+    h = {"x-csrf-token": csrf_of(client)}
+    image = cat["images"][0]
+    pts = _points([100, 60, 220, 200])
+    r = client.post(f"/api/images/{image}/manual/preview", json=pts, headers=h)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.content[:2] == b"\xff\xd8"
+    quad = json.loads(r.headers["x-ghosts-quad"])
+    expected = quad_from_points(pts["eye_left"], pts["eye_right"], pts["mouth_left"], pts["mouth_right"])
+    assert np.allclose(quad, expected, atol=0.01)  # the one FFHQ formula, not a copy of it
+    with workspace.session() as s:
+        n_before = s.scalar(select(func.count(Face.id)))
+    out = client.post(f"/api/images/{image}/manual", json=pts, headers=h).json()
+    with workspace.session() as s:
+        assert s.scalar(select(func.count(Face.id))) == n_before + 1
+        face = s.get(Face, out["face_id"])
+        assert face.manual and face.detector == "manual" and face.image_id == image
+        assert face.points == {k: [float(v) for v in p] for k, p in pts.items()}
+        assert np.allclose(face.quad, expected) and face.decision == "undecided"
+        assert face.preview_path and workspace.abspath(face.preview_path).is_file()
+    assert out["face_id"] in tile_ids(client.get("/?flag=manual").text)
+    assert client.get(f"/faces/{out['face_id']}/preview").status_code == 200
+    panel = client.get(f"/images/{image}/panel?face={out['face_id']}").text
+    assert "cropped by hand" in panel
+
+
+def test_manual_crop_refuses_bad_points(client, cat):
+    h = {"x-csrf-token": csrf_of(client)}
+    image = cat["images"][0]
+    outside = _points([100, 60, 220, 200]) | {"eye_left": [5000, 10]}
+    r = client.post(f"/api/images/{image}/manual/preview", json=outside, headers=h)
+    assert r.status_code == 400 and "outside" in r.json()["detail"]
+    same = _points([100, 60, 220, 200]) | {"eye_right": [130, 116]}
+    same["eye_left"] = [130, 116]
+    assert "almost the same" in client.post(f"/api/images/{image}/manual", json=same, headers=h).json()["detail"]
+    missing = {"eye_left": [1, 2]}
+    assert client.post(f"/api/images/{image}/manual", json=missing, headers=h).status_code == 422
+    nan = _points([100, 60, 220, 200]) | {"mouth_left": ["nan", 3]}
+    assert client.post(f"/api/images/{image}/manual", json=nan, headers=h).status_code == 422
+    assert client.post("/api/images/999999/manual", json=_points([1, 1, 50, 50]), headers=h).status_code == 404
 
 
 # --- pictures --------------------------------------------------------------------------------------------------
