@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -59,6 +61,13 @@ def create_app(ws, config: ReviewConfig | None = None) -> FastAPI:
     @app.exception_handler(GhostsError)
     async def _ghosts_error(request: Request, exc: GhostsError):
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg')}" for e in exc.errors())
+        return PlainTextResponse(f"bad request: {where}\n", status_code=422)
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, or_, select
 
 from curation.catalog import Face, Image
@@ -38,6 +38,12 @@ class GridQuery(BaseModel):
     max_padding: float | None = Field(None, ge=0.0)
     max_pose: float | None = Field(None, ge=0.0, le=180.0)  # degrees of |yaw| or |roll|
     page: int = Field(1, ge=1, le=100_000)
+
+    @field_validator("tag", "source", "min_score", "max_padding", "max_pose", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        # The filter form sends empty fields as `min_score=`: that means "no threshold".
+        return None if isinstance(v, str) and not v.strip() else v
 
     def params(self, **override: Any) -> dict[str, Any]:
         """The non-default fields (with overrides) as query parameters."""

@@ -104,6 +104,12 @@ def test_keyboard_accept_reject_undo_and_reload(page, server, review_ws):
     assert page.get_attribute(f'.tile[data-face-id="{ids[1]}"]', "data-decision") == "undecided"
     assert counter(page) == 1
 
+    # The filter form (its empty threshold fields included) narrows the grid to the accepted face.
+    page.select_option("select[name=decision]", "accepted")
+    with page.expect_navigation():
+        page.click(".filters button[type=submit]")
+    assert page.eval_on_selector_all(".tile", "els => els.map(e => Number(e.dataset.faceId))") == [ids[0]]
+
 
 def _eye_mouth(landmarks) -> dict[str, list[float]]:
     lm = np.asarray(landmarks, dtype=np.float64)

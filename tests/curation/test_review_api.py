@@ -68,6 +68,10 @@ def test_grid_sorts_filters_and_pages(workspace, cat):
         assert len(tile_ids(c.get("/?tag=selfie").text)) == 4
         assert tile_ids(c.get("/?min_score=0.95").text) == []
         assert c.get("/?sort=nonsense").status_code == 422
+        # The filter form sends empty fields for "no threshold".
+        blank = "/?sort=score&decision=all&flag=any&tag=&source=&min_score=&max_padding=&max_pose="
+        assert sorted(tile_ids(c.get(blank).text)) == sorted(cat["faces"])
+        assert len(tile_ids(c.get("/?min_score=0.5&max_padding=0.2&max_pose=20").text)) > 0
         assert c.get("/?page=0").status_code == 422
     with client_for(workspace, per_page=12) as c:
         page1, page2 = tile_ids(c.get("/?sort=id").text), tile_ids(c.get("/?sort=id&page=2").text)

@@ -20,6 +20,11 @@
     return run;
   }
 
+  // Leave the page only once every decision typed so far is saved.
+  function navigate(url) {
+    chain.then(() => { if (url === null) location.reload(); else location.href = url; });
+  }
+
   async function post(url, data, retried = false) {
     const res = await fetch(url, {
       method: "POST",
@@ -133,11 +138,11 @@
     const i = cursor + delta;
     if (!extend && i >= tiles.length) {
       const next = pageLink("next");
-      if (next) { location.href = next; return; }
+      if (next) { navigate(next); return; }
     }
     if (!extend && i < 0) {
       const prev = pageLink("prev");
-      if (prev) { location.href = prev + "#last"; return; }
+      if (prev) { navigate(prev + "#last"); return; }
     }
     setCursor(i, extend);
   }
@@ -262,7 +267,8 @@
   });
 
   const help = $("#help");
-  $("#btn-help").addEventListener("click", () => { help.hidden = false; });
+  $("#btn-help").addEventListener("click", (e) => { help.hidden = false; e.currentTarget.blur(); });
+  doneBtn.addEventListener("click", () => doneBtn.blur());  // keys go back to the grid at once
 
   // ---- the detail overlay -------------------------------------------------------------------------------------
   const overlay = $("#overlay");
@@ -289,7 +295,7 @@
     overlay.hidden = true;
     overlayBody.innerHTML = "";
     manual.reset();
-    if (facesChanged) location.reload();
+    if (facesChanged) navigate(null);
   }
 
   overlay.addEventListener("click", (e) => { if (e.target === overlay) closeOverlay(); });
@@ -307,7 +313,7 @@
     const panel = currentPanel();
     if (!panel) return;
     if (overlayOpen()) await loadPanel(panel.dataset.imageId, panel.dataset.focus, overlayBody);
-    else location.reload();
+    else navigate(null);
   }
 
   // ---- manual crop: four clicks -> FFHQ quad -> aligned preview -> save ---------------------------------------
@@ -510,8 +516,8 @@
     if (key === "u") { e.preventDefault(); undo(); return; }
     if (key === " " || key === "Enter") { e.preventDefault(); openDetail(); return; }
     if (key === "Escape") { setCursor(cursor, false); return; }
-    if (key === "n" || key === "PageDown") { const u = pageLink("next"); if (u) { e.preventDefault(); location.href = u; } return; }
-    if (key === "p" || key === "PageUp") { const u = pageLink("prev"); if (u) { e.preventDefault(); location.href = u; } }
+    if (key === "n" || key === "PageDown") { const u = pageLink("next"); if (u) { e.preventDefault(); navigate(u); } return; }
+    if (key === "p" || key === "PageUp") { const u = pageLink("prev"); if (u) { e.preventDefault(); navigate(u); } }
   });
 
   // ---- two reviewers: follow the other's decisions on this page every few seconds ------------------------------
