@@ -22,6 +22,9 @@ from curation.errors import GhostsError
 REVIEW_DECISIONS = ("accepted", "rejected", "skipped", "undecided")
 REASON_RE = re.compile(r"^[a-z0-9][a-z0-9 _.-]{0,63}$")  # short tags ("blurry", "duplicate"), never "#"
 UNDO_PREFIX = "undo #"
+# The reject reasons the page offers (any short tag is accepted through the API).
+REJECT_REASONS = ("blurry", "duplicate", "not a face", "occluded", "bad crop", "text or watermark", "extreme pose",
+                  "looks under 18", "other")
 MAX_BATCH = 10_000  # one bulk selection; more is almost certainly a client bug
 
 

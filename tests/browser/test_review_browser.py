@@ -94,6 +94,15 @@ def test_keyboard_accept_reject_undo_and_reload(page, server, review_ws):
     page.keyboard.press("u")
     wait_until(page, "document.querySelector('#count-accepted').textContent === '1'")
 
+    # Shift+R rejects with a reason tag, picked by digit.
+    target = int(page.get_attribute(".tile.cursor", "data-face-id"))
+    page.keyboard.press("Shift+R")
+    assert page.locator("#reasons").is_visible()
+    page.keyboard.press("1")
+    wait_saved(page, target, "rejected")
+    with review_ws.session() as s:
+        assert s.get(Face, target).reason == "blurry"
+
     page.keyboard.press("?")  # the keys are one key away
     assert page.locator("#help").is_visible()
     page.keyboard.press("Escape")

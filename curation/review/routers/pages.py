@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from curation.catalog import Face, Image
 from curation.review.app import ReviewContext
+from curation.review.decisions import REJECT_REASONS
 from curation.review.detail import photo_detail
 from curation.review.grid import FLAG_LABELS, SORT_LABELS, GridQuery, facet_values, list_faces
 from curation.review.routers import get_ctx
@@ -23,7 +24,7 @@ Ctx = Annotated[ReviewContext, Depends(get_ctx)]
 def _page(ctx: ReviewContext, request: Request, name: str, **data) -> HTMLResponse:
     data.update(
         request=request, csrf=csrf_token(ctx.guard, request), counts=review_counts(ctx.ws),
-        reviewer=ctx.config.reviewer,
+        reviewer=ctx.config.reviewer, reject_reasons=REJECT_REASONS,
     )
     return ctx.templates.TemplateResponse(request, name, data)
 

@@ -155,13 +155,13 @@
   // Decisions typed while an earlier one is still on its way wait in one outbox and go together in the
   // next request (each stays its own undo step), so a fast typist is never further behind than one request.
   let outbox = null;
-  function decide(faceIds, decision, started) {
+  function decide(faceIds, decision, started, reason) {
     faceIds = faceIds.map(Number).filter((x) => x > 0);
     if (!faceIds.length) return Promise.resolve();
     for (const id of faceIds) {
       for (const el of $$(`.tile[data-face-id="${id}"]`)) { el.classList.add("pending"); el.dataset.saved = "0"; }
     }
-    const item = { face_ids: faceIds, decision, started };
+    const item = { face_ids: faceIds, decision, started, reason: reason || null };
     if (outbox) { outbox.push(item); return outbox.done; }
     const items = [item];
     outbox = items;
@@ -174,8 +174,8 @@
     const ids = items.flatMap((it) => it.face_ids);
     try {
       const res = items.length === 1
-        ? await post("/api/decisions", { face_ids: items[0].face_ids, decision: items[0].decision })
-        : await post("/api/decisions/many", { items: items.map(({ face_ids, decision }) => ({ face_ids, decision })) });
+        ? await post("/api/decisions", { face_ids: items[0].face_ids, decision: items[0].decision, reason: items[0].reason })
+        : await post("/api/decisions/many", { items: items.map(({ face_ids, decision, reason }) => ({ face_ids, decision, reason })) });
       const out = await res.json();
       for (const c of out.changes) markFace(c.face_id, c.decision);
       setCounts(out.counts);
@@ -206,10 +206,10 @@
     });
   }
 
-  function decideHere(decision, e) {
+  function decideHere(decision, e, reason) {
     const ts = chosen();
     if (!ts.length) return;
-    const p = decide(ts.map((t) => t.dataset.faceId), decision, e.timeStamp || performance.now());
+    const p = decide(ts.map((t) => t.dataset.faceId), decision, e.timeStamp || performance.now(), reason);
     if (ts.length === 1 && !selected.size) {
       if (cursor < tiles.length - 1) setCursor(cursor + 1, false);
     } else {
@@ -459,21 +459,46 @@
                   h: [-1, 0], l: [1, 0], k: [0, -1], j: [0, 1] };
   const DECISION_KEYS = { a: "accepted", r: "rejected", s: "skipped", 0: "undecided" };
 
+  // Shift+R: reject with a reason tag, picked with a digit.
+  const reasons = $("#reasons");
+  let onReason = null;
+  function askReason(then) {
+    onReason = then;
+    reasons.hidden = false;
+  }
+  function chooseReason(reason) {
+    const then = onReason;
+    onReason = null;
+    reasons.hidden = true;
+    if (then && reason) then(reason);
+  }
+  reasons.addEventListener("click", (e) => {
+    const b = e.target.closest("[data-reason]");
+    if (b) chooseReason(b.dataset.reason);
+    else if (e.target === reasons || e.target.closest('[data-action="close"]')) chooseReason(null);
+  });
+
+  async function detailDecide(focus, decision, e, reason) {
+    decide([focus], decision, e.timeStamp || performance.now(), reason);
+    if (overlayOpen() && cursor < tiles.length - 1) {
+      setCursor(cursor + 1, false);
+      await openDetail();
+    }
+  }
+
   async function detailKey(e) {
     const panel = currentPanel();
     const focus = panel && panel.dataset.focus;
     const key = e.key;
+    if (key === "R" && focus) {
+      askReason((reason) => detailDecide(focus, "rejected", e, reason));
+      return true;
+    }
     let decision = DECISION_KEYS[key.toLowerCase()] || null;
     if (key === "ArrowRight") decision = "accepted";
     if (key === "ArrowLeft") decision = "rejected";
     if (decision && focus) {
-      decide([focus], decision, e.timeStamp || performance.now());
-      if (overlayOpen() && cursor < tiles.length - 1) {
-        setCursor(cursor + 1, false);
-        await openDetail();
-      } else if (overlayOpen()) {
-        markFace(focus, decision);
-      }
+      await detailDecide(focus, decision, e);
       return true;
     }
     if (overlayOpen() && (key === "ArrowDown" || key === "j" || key === "ArrowUp" || key === "k")) {
@@ -496,6 +521,13 @@
     if (e.target.closest && e.target.closest("input, select, textarea")) return;
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const key = e.key;
+    if (!reasons.hidden) {
+      e.preventDefault();
+      if (key === "Escape") chooseReason(null);
+      const b = /^[1-9]$/.test(key) ? $(`#reasons [data-key="${key}"]`) : null;
+      if (b) chooseReason(b.dataset.reason);
+      return;
+    }
     if (!help.hidden) {
       if (key === "Escape" || key === "?") { help.hidden = true; e.preventDefault(); }
       return;
@@ -509,6 +541,11 @@
     if (mv) {
       e.preventDefault();
       move(mv[0] + mv[1] * columns(), e.shiftKey);
+      return;
+    }
+    if (key === "R" && grid && grid.dataset.kind === "faces") {
+      e.preventDefault();
+      askReason((reason) => decideHere("rejected", e, reason));
       return;
     }
     const decision = DECISION_KEYS[key.toLowerCase()];
