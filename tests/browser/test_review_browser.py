@@ -90,6 +90,7 @@ def test_keyboard_accept_reject_undo_and_reload(page, server, review_ws):
     bulk = min(3, len(ids) - 2)
     wait_until(page, f"document.querySelector('#count-accepted').textContent === '{1 + bulk}'")
     DOCS.mkdir(exist_ok=True)
+    page.evaluate("() => { document.querySelector('#toast').hidden = true; }")  # a passing message
     atomic_write_bytes(DOCS / "review-grid.png", page.screenshot())
     page.keyboard.press("u")
     wait_until(page, "document.querySelector('#count-accepted').textContent === '1'")
@@ -126,14 +127,13 @@ def _eye_mouth(landmarks) -> dict[str, list[float]]:
             "mouth_left": lm[48].tolist(), "mouth_right": lm[54].tolist()}
 
 
-def test_detail_view_and_manual_crop(page, server, review_ws):
+def test_detail_view(page, server, review_ws):
     with review_ws.session() as s:
         # The best face of a photo with few faces: a readable detail view for the screenshot.
         faces = s.scalars(select(Face).where(Face.landmarks.is_not(None), Face.deleted.is_(False))).all()
         per_photo = {f.image_id: sum(g.image_id == f.image_id for g in faces) for f in faces}
         face = min(faces, key=lambda f: (per_photo[f.image_id], -(f.score or 0)))
-        face_id, image_id, points = face.id, face.image_id, _eye_mouth(face.landmarks)
-        before = set(s.scalars(select(Face.id)))
+        face_id, image_id = face.id, face.image_id
     page.goto(server + "/")
     page.click(f'.tile[data-face-id="{face_id}"]')
     page.keyboard.press(" ")  # the detail view
@@ -144,8 +144,31 @@ def test_detail_view_and_manual_crop(page, server, review_ws):
     assert page.locator("#overlay .marks rect").count() >= 1  # faces boxed
     assert page.locator("#overlay .marks circle").count() >= 68  # landmarks drawn
     assert page.locator("#overlay .face-card").count() >= 1
+    assert "Provenance" in panel.inner_text() and "Near duplicates" in panel.inner_text()
     atomic_write_bytes(DOCS / "review-detail.png", page.screenshot())
 
+    # In the detail view → accepts and moves to the next face; Esc goes back to the grid.
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector(f'#overlay .panel:not([data-focus="{face_id}"])')
+    wait_saved(page, face_id, "accepted")
+    page.keyboard.press("Escape")
+    assert page.locator("#overlay").is_hidden()
+
+
+def test_manual_crop_adds_a_face_to_the_grid(page, server, review_ws):
+    from alignment.align import quad_from_points  # the FFHQ quad, from the alignment room
+
+    with review_ws.session() as s:
+        face = s.scalars(select(Face).where(Face.landmarks.is_not(None), Face.deleted.is_(False))
+                         .order_by(Face.score.desc())).first()
+        face_id, image_id, points = face.id, face.image_id, _eye_mouth(face.landmarks)
+        before = set(s.scalars(select(Face.id)))
+    page.goto(server + "/")
+    page.click(f'.tile[data-face-id="{face_id}"]')
+    page.keyboard.press("Enter")
+    panel = page.locator("#overlay .panel")
+    panel.wait_for()
+    wait_until(page, "document.querySelector('#overlay img.photo').naturalWidth > 0")
     # The manual crop: m, then the two eye centres and the two mouth corners of the same face.
     page.keyboard.press("m")
     svg = page.locator("#overlay svg.marks")
@@ -165,6 +188,8 @@ def test_detail_view_and_manual_crop(page, server, review_ws):
     px = w / box["width"]  # photo pixels per screen pixel: clicks land on whole screen pixels
     for key in points:
         assert np.allclose(new[0].points[key], points[key], atol=1.5 * px), key
+    p = new[0].points
+    assert np.allclose(new[0].quad, quad_from_points(p["eye_left"], p["eye_right"], p["mouth_left"], p["mouth_right"]))
     page.keyboard.press("Escape")  # back to the grid, which reloads with the new face in it
     page.wait_for_selector(f'.tile[data-face-id="{new[0].id}"]')
 

@@ -281,8 +281,18 @@
     const res = await fetch(url, { credentials: "same-origin" });
     if (!res.ok) { toast(`cannot open photo ${imageId}: HTTP ${res.status}`, "error"); return false; }
     into.innerHTML = await res.text();  // server-rendered, autoescaped
+    fitPhoto($(".panel", into));
     return true;
   }
+
+  // Show the photo as large as the view allows, small photos included (the marks scale with it).
+  function fitPhoto(panel) {
+    const wrap = panel && $(".photo-wrap", panel);
+    if (!wrap) return;
+    const ratio = Number(panel.dataset.width) / Math.max(1, Number(panel.dataset.height));
+    wrap.style.width = `min(100%, calc(78vh * ${ratio.toFixed(4)}))`;
+  }
+  fitPhoto($(".detail-page .panel"));
 
   async function openDetail() {
     const t = tiles[cursor];
