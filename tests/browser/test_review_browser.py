@@ -154,6 +154,18 @@ def test_detail_view(page, server, review_ws):
     page.keyboard.press("Escape")
     assert page.locator("#overlay").is_hidden()
 
+    # Quick keys in the detail view each act on the next face, never twice on one still loading.
+    reset_decisions(review_ws)
+    page.reload()
+    ids = [int(x) for x in page.eval_on_selector_all(".tile", "els => els.map(e => e.dataset.faceId)")][:3]
+    page.keyboard.press("Enter")
+    page.locator("#overlay .panel").wait_for()
+    for key in ("ArrowRight", "ArrowLeft", "a"):
+        page.keyboard.press(key)
+    for fid, decision in zip(ids, ("accepted", "rejected", "accepted"), strict=True):
+        wait_saved(page, fid, decision)
+    page.keyboard.press("Escape")
+
 
 def test_manual_crop_adds_a_face_to_the_grid(page, server, review_ws):
     from alignment.align import quad_from_points  # the FFHQ quad, from the alignment room

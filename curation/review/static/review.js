@@ -276,11 +276,15 @@
   let facesChanged = false;  // a manual face was added or a detection deleted: the grid reloads on close
   const overlayOpen = () => !overlay.hidden;
 
+  let loads = 0;  // only the newest of several quick panel loads may fill the view
   async function loadPanel(imageId, faceId, into) {
+    const seq = ++loads;
     const url = `/images/${imageId}/panel` + (faceId ? `?face=${faceId}` : "");
     const res = await fetch(url, { credentials: "same-origin" });
     if (!res.ok) { toast(`cannot open photo ${imageId}: HTTP ${res.status}`, "error"); return false; }
-    into.innerHTML = await res.text();  // server-rendered, autoescaped
+    const html = await res.text();
+    if (seq !== loads) return false;
+    into.innerHTML = html;  // server-rendered, autoescaped
     fitPhoto($(".panel", into));
     return true;
   }
@@ -294,15 +298,19 @@
   }
   fitPhoto($(".detail-page .panel"));
 
+  // The face the overlay's keys act on: set before its panel loads, so quick keys never hit the previous one.
+  let overlayFace = null;
   async function openDetail() {
     const t = tiles[cursor];
     if (!t) return;
+    overlayFace = t.dataset.faceId || null;
     overlay.hidden = false;
     await loadPanel(t.dataset.imageId, t.dataset.faceId, overlayBody);
   }
 
   function closeOverlay() {
     overlay.hidden = true;
+    overlayFace = null;
     overlayBody.innerHTML = "";
     manual.reset();
     if (facesChanged) navigate(null);
@@ -413,6 +421,7 @@
         toast(`face ${out.face_id} added (cropped by hand)`);
         manual.reset();
         panel.dataset.focus = out.face_id;
+        if (overlayOpen()) overlayFace = String(out.face_id);
         await refreshPanel();
       } catch (err) {
         toast(`face not saved: ${err.message}`, "error");
@@ -460,6 +469,7 @@
     } else if (action === "open-image" && overlayOpen()) {
       e.preventDefault();
       manual.reset();
+      overlayFace = null;  // another photo: no face of it is in focus until one is clicked
       await loadPanel(btn.dataset.imageId, null, overlayBody);
     }
   });
@@ -490,7 +500,8 @@
 
   async function detailDecide(focus, decision, e, reason) {
     decide([focus], decision, e.timeStamp || performance.now(), reason);
-    if (overlayOpen() && cursor < tiles.length - 1) {
+    const onGrid = tiles[cursor] && tiles[cursor].dataset.faceId === String(focus);
+    if (overlayOpen() && onGrid && cursor < tiles.length - 1) {
       setCursor(cursor + 1, false);
       await openDetail();
     }
@@ -498,7 +509,7 @@
 
   async function detailKey(e) {
     const panel = currentPanel();
-    const focus = panel && panel.dataset.focus;
+    const focus = overlayOpen() ? overlayFace : panel && panel.dataset.focus;
     const key = e.key;
     if (key === "R" && focus) {
       askReason((reason) => detailDecide(focus, "rejected", e, reason));
