@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
-from curation.catalog import Decision, Face, utcnow
+from curation.catalog import Decision, Face, Image, utcnow
 from curation.errors import GhostsError
 
 REVIEW_DECISIONS = ("accepted", "rejected", "skipped", "undecided")
@@ -193,8 +193,11 @@ def undo_last(ws, reviewer: str) -> Batch | None:
 
 
 def decision_counts(session) -> dict[str, int]:
-    """Live (not deleted) faces per current decision, with every decision present (0 when none)."""
-    rows = session.execute(select(Face.decision, func.count()).where(Face.deleted.is_(False)).group_by(Face.decision))
+    """Live faces (not deleted, photo not taken down) per current decision, every decision present."""
+    rows = session.execute(
+        select(Face.decision, func.count()).join(Image, Face.image_id == Image.id)
+        .where(Face.deleted.is_(False), Image.status != "excluded").group_by(Face.decision)
+    )
     counts = dict.fromkeys(REVIEW_DECISIONS, 0)
     for k, v in rows:
         counts[k or "undecided"] = counts.get(k or "undecided", 0) + int(v)

@@ -107,7 +107,7 @@ def photo_detail(ws, image_id: int, focus: int | None = None, max_neighbours: in
     """The detail of photo `image_id` (None when unknown); `focus` names the face the user came from."""
     with ws.session() as s:
         img = s.get(Image, image_id)
-        if img is None:
+        if img is None or img.status == "excluded":  # taken down: not shown any more
             return None
         prov = dict(img.provenance or {})
         rows = [
@@ -137,7 +137,7 @@ def photo_detail(ws, image_id: int, focus: int | None = None, max_neighbours: in
         for a, b, dist in links:
             other = b if a == image_id else a
             oimg = s.get(Image, other)
-            if oimg is None:
+            if oimg is None or oimg.status == "excluded":
                 continue
             neighbours.append(Neighbour(other, int(dist), [face_info(f, n) for n, f in enumerate(_live_faces(s, other), 1)],
                                         bool(oimg.path)))

@@ -137,7 +137,7 @@ def face_hints(face: Face, th: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
 
 
 def _filters(q: GridQuery, th: Thresholds) -> list:
-    conds = [Face.deleted.is_(False)]
+    conds = [Face.deleted.is_(False), Image.status != "excluded"]  # taken-down photos are out of review
     if q.decision != "all":
         conds.append(Face.decision == q.decision)
     if q.tag:

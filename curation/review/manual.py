@@ -31,7 +31,7 @@ class ManualCropError(GhostsError):
 def _photo(ws, image_id: int) -> tuple[np.ndarray, Image]:
     with ws.session() as s:
         img = s.get(Image, image_id)
-    if img is None or not img.path:
+    if img is None or not img.path or img.status == "excluded":
         raise NotFound(f"image {image_id} is not in the store")
     try:
         return load_rgb(ws.abspath(img.path), ws.settings.max_pixels), img

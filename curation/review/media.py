@@ -37,7 +37,7 @@ def preview_file(ws, face_id: int) -> Path:
     """The preview file of a face, which must be a regular file inside the previews folder."""
     with ws.session() as s:
         face = s.get(Face, face_id)
-        rel = face.preview_path if face is not None else None
+        rel = face.preview_path if face is not None and face.image.status != "excluded" else None
     if not rel:
         raise NotFound(f"face {face_id} has no preview")
     path = ws.abspath(rel)
@@ -71,9 +71,9 @@ class PhotoCache:
 def render_photo(ws, image_id: int, max_side: int = PHOTO_MAX_SIDE) -> bytes:
     with ws.session() as s:
         img = s.get(Image, image_id)
-        rel = img.path if img is not None else None
+        rel = img.path if img is not None and img.status != "excluded" else None
     if not rel:
-        raise NotFound(f"image {image_id} is not in the store")
+        raise NotFound(f"image {image_id} is not in the store (or was taken down)")
     path = ws.abspath(rel)
     if not _inside(path, ws.images_dir) or not path.is_file():
         raise NotFound(f"file of image {image_id} is missing")

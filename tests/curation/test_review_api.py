@@ -178,6 +178,19 @@ def test_delete_a_wrong_detection(client, cat, workspace):
     assert client.post("/api/faces/999999/delete", headers=h).status_code == 404
 
 
+def test_taken_down_photos_leave_the_review(client, workspace, cat):
+    gone = cat["images"][0]
+    with workspace.session() as s:
+        gone_faces = list(s.scalars(select(Face.id).where(Face.image_id == gone)))
+        s.get(Image, gone).status = "excluded"
+    assert not set(gone_faces) & set(tile_ids(client.get("/").text))
+    assert client.get("/api/counts").json()["total"] == len(cat["faces"]) - len(gone_faces)
+    assert client.get(f"/faces/{gone_faces[0]}/preview").status_code == 404
+    assert client.get(f"/images/{gone}/photo").status_code == 404
+    assert client.get(f"/images/{gone}").status_code == 404
+    assert f'data-image-id="{gone}"' not in client.get("/photos?status=all").text
+
+
 # --- rounds ----------------------------------------------------------------------------------------------------
 
 def test_selection_done_closes_the_round(client, cat, workspace):

@@ -47,7 +47,7 @@ class PhotoQuery(BaseModel):
 def photos(ctx: Ctx, request: Request, q: Annotated[PhotoQuery, Query()]) -> HTMLResponse:
     """Photos by status (default: those where no face was found), to add faces by hand."""
     per_page = ctx.config.per_page
-    conds = [Image.path.is_not(None)]
+    conds = [Image.path.is_not(None), Image.status != "excluded"]
     if q.status != "all":
         conds.append(Image.status == q.status)
     with ctx.ws.session() as s:
