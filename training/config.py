@@ -203,8 +203,9 @@ def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gp
         cbase=cbase if cbase is not None else int(spec.fmaps * 32768), cmax=cmax if cmax is not None else 512,
         batch=total, batch_gpu=total // gpus, mbstd_group=group,
         glr=glr if glr is not None else spec.lrate, dlr=dlr if dlr is not None else spec.lrate,
-        gamma=gamma if gamma is not None else spec.gamma,
-        # auto derives the EMA half-life from the batch, so a --batch override moves it too
+        # auto derives R1 gamma and the EMA half-life from the batch, so a --batch override moves them too
+        # (and the same total batch gives the same run on any number of GPUs)
+        gamma=gamma if gamma is not None else (0.0002 * res ** 2 / total if cfg == "auto" else spec.gamma),
         ema_kimg=total * 10 / 32 if cfg == "auto" else spec.ema, ema_rampup=spec.ramp,
         aug=aug, p=p if p is not None else 0.0, target=target, augpipe=augpipe,
         # p adapts 5x faster when starting from trained weights (the reference's choice)

@@ -289,7 +289,10 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
                                  start_batch=batch_idx)
     loader = iter(torch.utils.data.DataLoader(dataset, batch_size=opts.batch_gpu, sampler=sampler,
                                               num_workers=opts.workers, pin_memory=device.type == "cuda",
-                                              persistent_workers=opts.workers > 0))
+                                              persistent_workers=opts.workers > 0,
+                                              # its own generator, so creating the loader does not
+                                              # consume the global RNG (exact resume depends on it)
+                                              generator=torch.Generator().manual_seed(opts.seed)))
     labels = torch.from_numpy(np.stack([dataset.label(i) for i in range(len(dataset.members))])).to(device) \
         if opts.c_dim > 0 else None
 
@@ -326,9 +329,8 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
     total_nimg = int(round(opts.kimg * 1000))
     tick_start_nimg, tick_start_time = cur_nimg, time.time()
     stats = TickStats(device)
-    bar = tqdm(total=round(total_nimg / 1000, 3), initial=round(cur_nimg / 1000, 3), unit="kimg",
-               disable=rank != 0, dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg "
-               "[{elapsed}<{remaining}{postfix}]")
+    bar = tqdm(total=total_nimg, initial=cur_nimg, unit="kimg", unit_scale=0.001, disable=rank != 0,
+               dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
     last_snapshot: Path | None = None
     last_stats: dict = {}
     n = opts.batch_gpu
@@ -381,7 +383,7 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
 
         cur_nimg += opts.batch
         batch_idx += 1
-        bar.update(round(opts.batch / 1000, 3))
+        bar.update(opts.batch)
 
         # ADA: nudge p towards r_t == target every ada_interval minibatches.
         if opts.aug == "ada" and batch_idx % opts.ada_interval == 0:
@@ -438,7 +440,8 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
             if world_size > 1:
                 dist.barrier()
         if rank == 0:
-            plot_curves(run_dir)
+            if snapshot_now:
+                plot_curves(run_dir)  # matplotlib is slow; at snapshots is often enough
             if progress is not None:
                 progress(flat, fakes_path)
         last_stats = flat
