@@ -297,6 +297,8 @@ def server(host: str, port: int) -> None:
                f"(then `ghosts serve ...`; workers: `prefect worker start --pool process`)", err=True)
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED",
                                                                               "false")}
+    if host not in ("0.0.0.0", "::") and "PREFECT_UI_API_URL" not in env:
+        env["PREFECT_UI_API_URL"] = api  # else the UI looks for the API on port 4200 whatever --port says
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
     os.execvpe(argv[0], argv, env)
 
