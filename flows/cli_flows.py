@@ -266,19 +266,18 @@ def serve(cron: str | None, timezone: str, no_train: bool, data: Path | None, **
     Needs a Prefect server (`ghosts server`); the schedule and the runs show in its UI. Freezing a dataset
     (`ghosts run freeze`, the pipeline) emits `ghosts.dataset.frozen`, which starts the `train` deployment.
     """
-    settings = _settings(kw)
-    workspace = _workspace(data)
-    url = _api_url()
     from prefect import serve as prefect_serve
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.deploy import ServeOptions, build_deployments
     from flows.scrape import ensure_instagram_limit
 
-    opts = ServeOptions(data=workspace, cron=cron, timezone=timezone, tags=list(kw["tags"]),
+    settings = _settings(kw)
+    opts = ServeOptions(data=_workspace(data), cron=cron, timezone=timezone, tags=list(kw["tags"]),
                         paths=[str(Path(p).resolve()) for p in kw["paths"]], limit=kw["limit"],
                         session=kw["session"], detector=kw["detector"], runner=kw["runner"], workers=kw["workers"],
-                        dask_address=kw["dask_address"], train_on_freeze=not no_train, settings=settings)
+                        dask_address=kw["dask_address"], train_on_freeze=not no_train, settings=settings).validate()
+    url = _api_url()  # after the options: a typo is reported before "start a server first"
     deployments = build_deployments(opts)
     with temporary_settings(updates={PREFECT_API_URL: url}):
         ensure_instagram_limit()
