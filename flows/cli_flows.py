@@ -117,7 +117,8 @@ def _foreground(fn):
 
 @click.group(name="run")
 def run() -> None:
-    """Run a Prefect flow once, in the foreground (pipeline, scrape-and-align, review-gate, freeze, train)."""
+    """Run a Prefect flow once, in the foreground (pipeline, scrape-and-align, review-gate, freeze, train,
+    explore)."""
 
 
 @run.command(name="pipeline")
@@ -129,6 +130,7 @@ def run() -> None:
 @click.option("--resolution", type=int, default=256, show_default=True, help="Dataset side in px.")
 @click.option("--labels", type=click.Choice(["none", "source-tag"]), default="none", show_default=True)
 @click.option("--no-train", "no_train", is_flag=True, help="Stop after freezing.")
+@click.option("--no-explore", "no_explore", is_flag=True, help="Skip the sample grid and morph after training.")
 @_train_options
 @click.option("--review-url", default="http://127.0.0.1:8765/", show_default=True, help="Where reviewers go.")
 @click.option("--review-timeout", type=float, default=72, show_default=True, help="Hours to wait for the review.")
@@ -154,7 +156,8 @@ def run_pipeline(**kw) -> None:
     result = pipeline(
         tags=list(kw["tags"]), paths=[str(Path(p).resolve()) for p in kw["paths"]], limit=kw["limit"],
         session=kw["session"], target=kw["target"], auto_accept_rule=kw["auto_accept_rule"], name=kw["name"],
-        resolution=kw["resolution"], labels=kw["labels"], train_after=not kw["no_train"], settings=settings,
+        resolution=kw["resolution"], labels=kw["labels"], train_after=not kw["no_train"],
+        explore_after=not kw["no_explore"], settings=settings,
         data=data, detector=kw["detector"], batch_size=kw["batch_size"], runner=kw["runner"],
         workers=kw["workers"], dask_address=kw["dask_address"], review_url=kw["review_url"],
         review_timeout_hours=kw["review_timeout"])
@@ -168,6 +171,7 @@ def _brief(result: dict) -> dict:
         "dataset": {k: frozen.get(k) for k in ("name", "version", "path", "sha256", "count", "resolution")},
         "train": None if trained is None else {k: trained.get(k) for k in
                                                ("skipped", "reason", "run_dir", "snapshot", "kimg")},
+        "explore": result.get("explore"),
     }
 
 
@@ -233,6 +237,30 @@ def run_train(archive: Path, as_json: bool, data: Path | None, **kw) -> None:
 
     settings = _settings(kw)
     _print(train(archive=str(archive.resolve()), settings=settings, data=_workspace(data)), as_json)
+
+
+@run.command(name="explore")
+@click.option("--network", required=True, type=click.Path(path_type=Path),
+              help="Snapshot: network-snapshot-NNNNNN (.json, .safetensors or the stem).")
+@click.option("--grid-seeds", type=click.IntRange(min=1), default=16, show_default=True, help="Faces on the grid.")
+@click.option("--trunc", "truncation_psi", type=float, default=0.7, show_default=True, help="Truncation psi.")
+@click.option("--morph-seeds", default="0,1,2,3", show_default=True, help="Comma list of seeds the morph visits.")
+@click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True, help="Frames per transition.")
+@click.option("--outdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where grid.png and morph.gif go [explore/ beside the snapshot].")
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
+@_foreground
+def run_explore(network: Path, grid_seeds: int, truncation_psi: float, morph_seeds: str, frames: int,
+                outdir: Path | None, device: str | None) -> None:
+    """A sample grid and a looping morph of a trained generator, as files and Prefect artifacts."""
+    from flows.explore import explore
+
+    try:
+        seeds = [int(s) for s in morph_seeds.split(",") if s.strip()]
+    except ValueError:
+        raise GhostsError(f"--morph-seeds {morph_seeds!r}: give whole numbers separated by commas") from None
+    _print(explore(network=str(network), grid_seeds=grid_seeds, truncation_psi=truncation_psi, morph_seeds=seeds,
+                   frames=frames, outdir=str(outdir) if outdir else None, device=device), False)
 
 
 # ------------------------------------------------------------------------------------------- serve, server

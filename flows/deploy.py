@@ -14,6 +14,7 @@ from prefect.events import DeploymentEventTrigger
 
 from curation.errors import GhostsError
 from flows.events import DATASET_FROZEN, DATASET_RESOURCE_PREFIX
+from flows.explore import explore
 from flows.freeze import freeze
 from flows.pipeline import pipeline
 from flows.review_gate import review_gate
@@ -63,8 +64,8 @@ def _first_line(e: Exception) -> str:
 
 
 def build_deployments(opts: ServeOptions) -> list[RunnerDeployment]:
-    """scrape-and-align (scheduled), train (event-triggered), and review-gate, freeze and pipeline to run from
-    the UI, all with the workspace and the user's options as default parameters."""
+    """scrape-and-align (scheduled), train (event-triggered), and review-gate, freeze, pipeline and explore to
+    run from the UI, all with the workspace and the user's options as default parameters."""
     opts.validate()
     scrape_params: dict[str, Any] = {
         "tags": opts.tags, "paths": opts.paths, "limit": opts.limit, "session": opts.session, "data": opts.data,
@@ -80,6 +81,7 @@ def build_deployments(opts: ServeOptions) -> list[RunnerDeployment]:
         freeze.to_deployment(name="manual", parameters={"data": opts.data}, tags=["ghosts"]),
         pipeline.to_deployment(name="manual", parameters={**scrape_params, "settings": opts.settings.model_dump()},
                                tags=["ghosts"]),
+        explore.to_deployment(name="manual", tags=["ghosts"]),
     ]
     if opts.train_on_freeze:
         deployments.append(train.to_deployment(

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from curation.autoaccept import apply_rule, parse_rule
 from curation.errors import GhostsError
 from flows.artifacts import artifact_key, markdown_table
+from flows.explore import explore
 from flows.freeze import freeze
 from flows.review_gate import REVIEW_URL, review_gate
 from flows.runners import make_task_runner
@@ -47,6 +48,7 @@ def pipeline(
     resolution: int = 256,  # dataset side in px
     labels: str = "none",  # none | source-tag
     train_after: bool = True,  # train once the dataset is frozen
+    explore_after: bool = True,  # then a sample grid and a morph of the trained generator
     settings: TrainSettings = TrainSettings(),
     data: str | None = None,  # workspace folder; None: GHOSTS_DATA or ./data
     detector: str = "hog",  # hog | cnn
@@ -79,6 +81,9 @@ def pipeline(
     frozen = freeze(name=name, resolution=resolution, labels=labels, data=data)
     trained = train(archive=frozen["path"], settings=settings, sha256=frozen["sha256"], data=data) \
         if train_after else None
-    if trained and not trained.get("skipped"):
-        logger.info("trained %s: last snapshot %s", frozen["path"], trained.get("snapshot"))
-    return {"scrape": brought, "review": review, "freeze": frozen, "train": trained}
+    explored = None
+    if trained and trained.get("snapshot"):
+        logger.info("trained on %s: last snapshot %s", frozen["path"], trained["snapshot"])
+        if explore_after:
+            explored = explore(network=trained["snapshot"], device=settings.device)
+    return {"scrape": brought, "review": review, "freeze": frozen, "train": trained, "explore": explored}

@@ -30,5 +30,5 @@ def test_cli_needs_an_initialised_workspace(tmp_path):
 def test_run_group_lists_the_flows():
     result = CliRunner().invoke(main, ["run", "--help"])
     assert result.exit_code == 0
-    for name in ("pipeline", "scrape-and-align", "review-gate", "freeze", "train"):
+    for name in ("pipeline", "scrape-and-align", "review-gate", "freeze", "train", "explore"):
         assert name in result.output

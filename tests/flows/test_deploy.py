@@ -38,7 +38,7 @@ def test_schedule_and_train_on_freeze_trigger(prefect_api, tmp_path):
                         limit=50, settings=TrainSettings(kimg=100, cfg="paper256"))
     ids = {f"{d.flow_name}/{d.name}": d.apply() for d in build_deployments(opts)}
     assert set(ids) == {"scrape-and-align/scheduled", "review-gate/manual", "freeze/manual", "pipeline/manual",
-                        "train/on-freeze"}
+                        "explore/manual", "train/on-freeze"}
 
     # What the Prefect UI shows: the schedule, with the user's tags as default parameters.
     with get_client(sync_client=True) as client:

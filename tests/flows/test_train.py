@@ -40,6 +40,15 @@ def test_train_flow_reports_progress_trains_once_and_resumes_a_failed_run(prefec
     stats = read_artifact("train-stats")
     assert stats.type == "table" and "Progress/kimg" in stats.data
 
+    # A first look at the model: a grid and a looping morph, as files and as artifacts.
+    from flows.explore import explore
+
+    looked = explore(network=first["snapshot"], grid_seeds=4, morph_seeds=[0, 1], frames=2, device="cpu")
+    assert Path(looked["grid"]).is_file() and Path(looked["morph"]).stat().st_size > 0
+    assert Path(looked["grid"]).parent == snapshot.parent / "explore"
+    assert read_artifact("explore-grid").type == "image"
+    assert "data:image/gif;base64," in read_artifact("explore-morph").data
+
     # The same archive again (an event delivered twice): nothing trains, the first run is named.
     again = train(archive=str(archive), settings=TrainSettings(**TINY), data=str(workspace.root),
                   sha256=first["sha256"])
