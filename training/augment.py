@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 from training.errors import TrainingError
 from training.ops import affine_grid, downsample2d, grid_sample_bilinear, setup_filter, upsample2d
@@ -118,7 +118,7 @@ class AugmentPipe(nn.Module):
         self.register_buffer("filter_geom", setup_filter(SYM6), persistent=False)
 
     @classmethod
-    def from_name(cls, name: str) -> "AugmentPipe":
+    def from_name(cls, name: str) -> AugmentPipe:
         if name not in AUGPIPES:
             raise TrainingError(f"unknown --augpipe {name!r}; choose one of {', '.join(AUGPIPES)}")
         return cls(AUGPIPES[name])

@@ -170,7 +170,7 @@ def load_snapshot(path: Path | str) -> Snapshot:
         tensors = safetensors.torch.load_file(str(st))
     except (OSError, ValueError) as e:  # safetensors raises a ValueError subclass on a bad header
         raise TrainingError(f"cannot read snapshot {stem}: {e}") from e
-    except Exception as e:  # noqa: BLE001 - safetensors' own error type is not importable portably
+    except Exception as e:
         raise TrainingError(f"cannot read snapshot {stem}: {e}") from e
     if meta.get("format") != FORMAT:
         raise TrainingError(f"{js} is not a ghosts training snapshot")

@@ -114,7 +114,7 @@ class TrainingOptions:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "TrainingOptions":
+    def from_json(cls, d: dict) -> TrainingOptions:
         names = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
         for k in ("data", "outdir", "inception"):
@@ -124,7 +124,7 @@ class TrainingOptions:
             d["betas"] = tuple(d["betas"])
         return cls(**d)
 
-    def validate(self) -> "TrainingOptions":
+    def validate(self) -> TrainingOptions:
         if self.gpus < 1:
             raise TrainingError("--gpus must be at least 1")
         if self.batch < 1 or self.batch % self.gpus:

@@ -17,9 +17,9 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -326,7 +326,7 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
         metric_names = [m for m in metric_names if m not in ("fid", "kid")]
 
     # --- Train ---------------------------------------------------------------------------------------
-    total_nimg = int(round(opts.kimg * 1000))
+    total_nimg = round(opts.kimg * 1000)
     tick_start_nimg, tick_start_time = cur_nimg, time.time()
     stats = TickStats(device)
     bar = tqdm(total=total_nimg, initial=cur_nimg, unit="kimg", unit_scale=0.001, disable=rank != 0,
@@ -477,4 +477,4 @@ def _continue_options(run_dir: Path, opts: TrainingOptions, snap: Snapshot) -> T
     return merged.validate()
 
 
-__all__ = ["train", "training_loop", "TrainResult"]
+__all__ = ["TrainResult", "train", "training_loop"]

@@ -146,7 +146,7 @@ def load_inception(path: Path, device) -> torch.jit.ScriptModule:
         raise TrainingError(f"Inception file not found: {path}")
     try:
         return torch.jit.load(str(path), map_location=device).eval()
-    except Exception as e:  # noqa: BLE001 - jit raises assorted RuntimeErrors for foreign files
+    except Exception as e:
         raise TrainingError(f"{path} is not a TorchScript Inception network ({e})") from e
 
 

@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from training.errors import TrainingError
 from training.ops import setup_filter, upfirdn2d, upsample2d
@@ -463,5 +463,11 @@ def check_resolution(res: int) -> None:
         raise TrainingError(f"image resolution must be a power of two >= 4, got {res}")
 
 
-__all__ = ["Generator", "Discriminator", "MappingNetwork", "SynthesisNetwork", "modulated_conv2d",
-           "MinibatchStdLayer"]
+__all__ = [
+    "Discriminator",
+    "Generator",
+    "MappingNetwork",
+    "MinibatchStdLayer",
+    "SynthesisNetwork",
+    "modulated_conv2d",
+]

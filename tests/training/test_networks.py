@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from training.errors import TrainingError
-from training.networks import (Discriminator, FullyConnectedLayer, Generator, MinibatchStdLayer,
-                               modulated_conv2d)
+from training.networks import (
+    Discriminator,
+    FullyConnectedLayer,
+    Generator,
+    MinibatchStdLayer,
+    modulated_conv2d,
+)
 
 TINY = dict(channel_base=256, channel_max=16)
 
