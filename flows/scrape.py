@@ -23,6 +23,7 @@ from flows.workspace import open_data, resolve_data
 
 INSTAGRAM_LIMIT = "instagram"  # the global concurrency limit every Instagram request holds a slot of
 CONTACT_SHEET_FACES = 64  # faces on the run's contact sheet
+ID_CHUNK = 5000  # ids per IN (...) query: far below SQLite's bound-parameter limit
 
 
 class ScrapeNetworkError(GhostsError):
@@ -118,15 +119,22 @@ def analyze_images_flow(data: str, image_ids: list[int], batch_size: int = 8, de
 def report(data: str, image_ids: list[int], sources: dict[str, Any]) -> dict[str, Any]:
     """Table artifact (new images, faces, rejects by reason) and a contact sheet of the new faces."""
     ws = open_data(data)
+    by_status: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    faces: list[tuple[int, str | None, float | None]] = []
     with ws.session() as s:
-        by_status = dict(s.execute(select(Image.status, func.count()).where(Image.id.in_(image_ids))
-                                   .group_by(Image.status)).all()) if image_ids else {}
-        reasons = dict(s.execute(select(Image.reject_reason, func.count())
-                                 .where(Image.id.in_(image_ids), Image.reject_reason.is_not(None))
-                                 .group_by(Image.reject_reason)).all()) if image_ids else {}
-        faces = list(s.execute(select(Face.id, Face.preview_path, Face.score)
-                               .where(Face.image_id.in_(image_ids), Face.deleted.is_(False))
-                               .order_by(Face.score.is_(None), Face.score.desc(), Face.id)).all()) if image_ids else []
+        for start in range(0, len(image_ids), ID_CHUNK):
+            ids = image_ids[start:start + ID_CHUNK]
+            for status, n in s.execute(select(Image.status, func.count()).where(Image.id.in_(ids))
+                                       .group_by(Image.status)):
+                by_status[status] = by_status.get(status, 0) + n
+            for reason, n in s.execute(select(Image.reject_reason, func.count())
+                                       .where(Image.id.in_(ids), Image.reject_reason.is_not(None))
+                                       .group_by(Image.reject_reason)):
+                reasons[reason] = reasons.get(reason, 0) + n
+            faces += s.execute(select(Face.id, Face.preview_path, Face.score)
+                               .where(Face.image_id.in_(ids), Face.deleted.is_(False))).all()
+    faces.sort(key=lambda f: (f[2] is None, -(f[2] or 0.0), f[0]))  # best score first
     refused = [r for src in sources.values() for r in src.get("rejected", [])]
     for r in refused:
         reasons[f"refused at ingest: {r['reason']}"] = reasons.get(f"refused at ingest: {r['reason']}", 0) + 1
