@@ -64,3 +64,18 @@ def test_schedule_and_train_on_freeze_trigger(prefect_api, tmp_path):
     assert params["archive"] == "/data/datasets/ghosts/v3/ghosts-v3-256.zip"
     assert params["sha256"] == "cd" * 32 and params["data"] == str(tmp_path)
     assert params["settings"]["kimg"] == 100  # the deployment's defaults fill in the rest
+
+
+def test_instagram_concurrency_limit_is_created_once(prefect_api):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from flows.scrape import INSTAGRAM_LIMIT, ensure_instagram_limit
+
+    ensure_instagram_limit()
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(INSTAGRAM_LIMIT).limit == 1
+        client.update_global_concurrency_limit(INSTAGRAM_LIMIT, GlobalConcurrencyLimitUpdate(limit=2))
+    ensure_instagram_limit()  # a limit someone edited in the UI is left alone
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(INSTAGRAM_LIMIT).limit == 2
