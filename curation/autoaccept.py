@@ -17,6 +17,7 @@ the review's own `decide`, as one batch by the reviewer ``auto-accept``, so they
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -115,7 +116,7 @@ def parse_rule(text: str) -> AcceptRule:
                 number = float(value)
             except ValueError:
                 raise RuleError(f"--auto-accept: {clause!r}: {value!r} is not a number") from None
-            if number != number or number in (float("inf"), float("-inf")):
+            if not math.isfinite(number):
                 raise RuleError(f"--auto-accept: {clause!r}: the number must be finite")
             conditions.append(Condition(key, op, number))
         else:

@@ -4,12 +4,13 @@ from __future__ import annotations
 import base64
 import io
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from PIL import Image as PILImage
 
+from curation.errors import GhostsError
 from curation.imaging import load_rgb
 
 # An image artifact is a URL the UI puts in an <img>. A data: URL needs no file server and no shared disk,
@@ -43,7 +44,7 @@ def contact_sheet(paths: Iterable[Path], tile: int = 96, cols: int = 8, pad: int
     for p in paths:
         try:
             im = PILImage.fromarray(load_rgb(p))
-        except Exception:  # a missing or broken preview must not fail the run's report
+        except (GhostsError, OSError):  # a missing or broken preview must not fail the run's report
             continue
         im.thumbnail((tile, tile), PILImage.Resampling.LANCZOS)
         thumbs.append(im)

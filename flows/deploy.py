@@ -46,11 +46,11 @@ class ServeOptions:
     train_on_freeze: bool = True
     settings: TrainSettings = field(default_factory=TrainSettings)
 
-    def validate(self) -> "ServeOptions":
+    def validate(self) -> ServeOptions:
         if self.cron is not None:
             try:
                 CronSchedule(cron=self.cron, timezone=self.timezone)
-            except Exception as e:  # pydantic's message names the bad field
+            except ValueError as e:  # pydantic's ValidationError; its message names the bad field
                 raise GhostsError(f"--cron {self.cron!r} / --timezone {self.timezone!r}: {_first_line(e)}") from None
             if not self.tags and not self.paths:
                 raise GhostsError("a schedule needs something to bring in: give --tag (or --import) with --cron")

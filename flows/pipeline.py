@@ -49,7 +49,7 @@ def pipeline(
     labels: str = "none",  # none | source-tag
     train_after: bool = True,  # train once the dataset is frozen
     explore_after: bool = True,  # then a sample grid and a morph of the trained generator
-    settings: TrainSettings = TrainSettings(),
+    settings: TrainSettings | None = None,  # training options; None: TrainSettings() defaults
     data: str | None = None,  # workspace folder; None: GHOSTS_DATA or ./data
     detector: str = "hog",  # hog | cnn
     batch_size: int = 8,  # images per analysis task
@@ -62,6 +62,7 @@ def pipeline(
 ) -> dict[str, Any]:
     """Run every step once; pauses at the review gate unless `auto_accept_rule` is given."""
     logger = get_run_logger()
+    settings = settings or TrainSettings()
     data = resolve_data(data)
     open_data(data)
     # Check everything the user typed before the first slow step.

@@ -31,13 +31,8 @@ class ScrapeNetworkError(GhostsError):
 
 
 def _retry_on_network(task, task_run, state) -> bool:
-    try:
-        state.result()
-    except ScrapeNetworkError:
-        return True
-    except Exception:
-        return False
-    return False
+    """Retry a tag only when Instagram could not be reached; a refusal is not retried."""
+    return isinstance(state.result(raise_on_failure=False), ScrapeNetworkError)
 
 
 def ensure_instagram_limit(slots: int = 1) -> None:

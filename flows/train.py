@@ -11,8 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_image_artifact, create_progress_artifact, create_table_artifact, \
-    update_progress_artifact
+from prefect.artifacts import (
+    create_image_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
@@ -54,12 +58,14 @@ def _flow_run_alive(run_id: str) -> bool:
     """Is that flow run still going? Unknown runs count as gone."""
     from uuid import UUID
 
+    import httpx
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
     try:
         with get_client(sync_client=True) as client:
             state = client.read_flow_run(UUID(run_id)).state
-    except Exception:
+    except (ValueError, ObjectNotFound, httpx.HTTPError):  # not a run id, deleted run, API unreachable
         return False
     return state is not None and not state.is_final()
 
@@ -110,7 +116,7 @@ def train_network(data: str, archive: str, settings: TrainSettings, outdir: str,
 @flow(name="train", log_prints=True)
 def train(
     archive: str,  # the dataset zip written by freeze
-    settings: TrainSettings = TrainSettings(),
+    settings: TrainSettings | None = None,  # None: TrainSettings() defaults
     sha256: str | None = None,  # expected archive digest (the frozen event carries it); checked when given
     data: str | None = None,  # workspace folder; None: GHOSTS_DATA or ./data
     stale_after_hours: float = 6,  # a claimed run silent this long is presumed dead and taken over
@@ -119,6 +125,7 @@ def train(
     from training.dataset import file_sha256
 
     logger = get_run_logger()
+    settings = settings or TrainSettings()
     data = resolve_data(data)
     ws = open_data(data)
     path = Path(archive).expanduser()

@@ -36,12 +36,11 @@ def prefect_api(tmp_path_factory):
     from prefect.testing.utilities import prefect_test_harness
 
     home = tmp_path_factory.mktemp("prefect-home")
-    with temporary_settings(updates={PREFECT_HOME: home, PREFECT_SERVER_ANALYTICS_ENABLED: False,
-                                     PREFECT_RESULTS_PERSIST_BY_DEFAULT: False}):
-        with prefect_test_harness(server_startup_timeout=90):
-            from prefect.settings import get_current_settings
+    updates = {PREFECT_HOME: home, PREFECT_SERVER_ANALYTICS_ENABLED: False, PREFECT_RESULTS_PERSIST_BY_DEFAULT: False}
+    with temporary_settings(updates=updates), prefect_test_harness(server_startup_timeout=90):
+        from prefect.settings import get_current_settings
 
-            yield get_current_settings().api.url
+        yield get_current_settings().api.url
 
 
 def wait_for(predicate, timeout: float = 60, every: float = 0.2, what: str = "condition"):

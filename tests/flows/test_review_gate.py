@@ -31,7 +31,7 @@ def _start_gate(ws, **kw):
     def target():
         try:
             box["result"] = review_gate(data=str(ws.root), poll_interval=1, **kw)
-        except BaseException as e:  # the assertion below reports it
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread, whose assertion reports it
             box["error"] = e
 
     th = threading.Thread(target=target, daemon=True)
