@@ -74,10 +74,10 @@ def claim_training_run(
         row = s.scalars(select(TrainingRun).where(TrainingRun.idempotency_key == key)).one()
         run_id, status, started = row.id, row.status, row.started_at
         prev = dict(row.options or {})
-        outdir_prev, snap = prev.get("outdir") or row.run_dir, row.last_snapshot
+        outdir_prev, snap, run_dir = prev.get("outdir") or row.run_dir, row.last_snapshot, row.run_dir
     holder = prev.get("flow_run_id")
     if status == "completed":
-        return Claim(run_id, "skip", f"this archive was already trained (run {outdir_prev})", outdir_prev, status, snap)
+        return Claim(run_id, "skip", f"this archive was already trained (run {run_dir})", outdir_prev, status, snap)
     if status == "running" and holder and holder != owner:
         beat = _aware(dt.datetime.fromisoformat(prev["heartbeat"])) if prev.get("heartbeat") else _aware(started)
         fresh = beat is not None and (now - beat).total_seconds() < stale_after_s
