@@ -95,8 +95,11 @@ def pending_images(data: str) -> list[int]:
 @task(name="analyze-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def analyze_batch(data: str, image_ids: list[int], detector: str = "hog") -> dict[str, Any]:
     """Detect, landmark, align and score the faces of a few images (the alignment room's batch entry point)."""
-    from alignment.analyze import analyze_images
-
+    try:
+        from alignment.analyze import analyze_images
+    except ImportError as e:
+        raise GhostsError("this ghosts install has no face analysis (alignment.analyze.analyze_images is missing: "
+                          f"{e}); reinstall ghosts") from e
     return analyze_images(open_data(data), image_ids, detector=detector, progress=False)
 
 
