@@ -290,6 +290,9 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
     loader = iter(torch.utils.data.DataLoader(dataset, batch_size=opts.batch_gpu, sampler=sampler,
                                               num_workers=opts.workers, pin_memory=device.type == "cuda",
                                               persistent_workers=opts.workers > 0,
+                                              # spawn, not fork: the loop often runs inside a threaded host
+                                              # (Prefect, a web server) and forking threads can deadlock
+                                              multiprocessing_context="spawn" if opts.workers > 0 else None,
                                               # its own generator, so creating the loader does not
                                               # consume the global RNG (exact resume depends on it)
                                               generator=torch.Generator().manual_seed(opts.seed)))

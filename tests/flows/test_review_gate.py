@@ -59,7 +59,7 @@ def test_gate_pauses_until_selection_done(prefect_api, workspace):
     decide(workspace, ids[:3], "accepted", "alice")
     decide(workspace, ids[3:4], "rejected", "alice", "blurry")
     rnd = complete_selection(workspace, reviewer="alice")  # what the page's "Selection done" button calls
-    th.join(timeout=60)
+    th.join(timeout=180)
     assert not th.is_alive(), "the gate did not finish after Selection done"
     assert "error" not in box, box.get("error")
     assert box["result"] == {"round_id": rnd.id, "accepted": 3, "reviewer": "alice", "target": 3}
@@ -74,7 +74,7 @@ def test_gate_resumed_from_the_prefect_ui_closes_the_round(prefect_api, workspac
     decide(workspace, ids[:1], "accepted", "bob")
     th, box, run_id = _start_gate(workspace, target=10)
     resume_flow_run(run_id, run_input={"reviewer": "bob"})  # the UI form: only the reviewer filled in
-    th.join(timeout=60)
+    th.join(timeout=180)
     assert "error" not in box, box.get("error")
     assert box["result"]["accepted"] == 1 and box["result"]["reviewer"] == "bob"
     with workspace.session() as s:

@@ -42,7 +42,7 @@ def test_labels_and_greyscale(tmp_path):
 def test_worker_processes_each_open_the_archive(tmp_path):
     ds = ImageArchive(write_archive(tmp_path / "a.zip", blob_images(8, 8)))
     ds[0]  # an open handle in the parent must not break pickling for workers
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1, multiprocessing_context="spawn")
     batches = list(loader)
     assert len(batches) == 2 and batches[0][0].shape == (4, 3, 8, 8)
     assert torch.equal(batches[1][0][3], torch.from_numpy(ds[7][0]))
