@@ -1,0 +1,72 @@
+"""dlib's models, located inside the face-recognition-models package and loaded once per process.
+
+Nothing is downloaded: the 68-point landmark model and the CNN face detector ship with the package. Its
+`__init__` imports the removed `pkg_resources`, so the files are located without importing it.
+
+Licences: dlib is under the Boost Software License; the 68-point model was trained on the iBUG 300-W data
+set, whose terms exclude commercial use (see docs/alignment.md).
+"""
+from __future__ import annotations
+
+import importlib.util
+import threading
+from functools import cache
+from pathlib import Path
+
+from curation.errors import GhostsError
+
+LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
+CNN_DETECTOR = "mmod_human_face_detector.dat"
+DETECTORS = ("hog", "cnn")
+
+_lock = threading.Lock()  # analysis threads share one copy of each model; only loading needs the lock
+
+
+class ModelMissing(GhostsError):
+    pass
+
+
+def model_path(name: str) -> Path:
+    """Path of one of face-recognition-models' files; a clear error when the package is missing."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelMissing("the face-recognition-models package is not installed: "
+                           "pip install face-recognition-models (it holds dlib's landmark and CNN models)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
+    if not path.is_file():
+        raise ModelMissing(f"dlib model {name} not found at {path}: reinstall face-recognition-models")
+    return path
+
+
+def _dlib():
+    try:
+        import dlib
+    except ImportError as e:
+        raise ModelMissing(f"dlib is not installed ({e}): pip install dlib-bin") from None
+    return dlib
+
+
+@cache
+def _load(kind: str):
+    dlib = _dlib()
+    if kind == "hog":
+        return dlib.get_frontal_face_detector()
+    if kind == "cnn":
+        return dlib.cnn_face_detection_model_v1(str(model_path(CNN_DETECTOR)))
+    if kind == "landmarks":
+        return dlib.shape_predictor(str(model_path(LANDMARKS_68)))
+    raise ValueError(kind)
+
+
+def face_detector(kind: str = "hog"):
+    """dlib's HOG frontal face detector (`hog`) or its CNN "mmod" detector (`cnn`), cached per process."""
+    if kind not in DETECTORS:
+        raise GhostsError(f"unknown face detector {kind!r}: choose one of {', '.join(DETECTORS)}")
+    with _lock:
+        return _load(kind)
+
+
+def landmark_predictor():
+    """dlib's 68-point (iBUG 300-W) shape predictor, cached per process (loading it takes about a second)."""
+    with _lock:
+        return _load("landmarks")
