@@ -109,3 +109,16 @@ def test_missing_network_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(main, ["generate", "--network", str(tmp_path / "nope"), "--seeds", "1",
                                   "--outdir", str(tmp_path / "o")])
     assert r.exit_code == 1 and "snapshot not found" in r.output
+
+
+def test_project_aligns_a_real_photo_or_says_there_is_no_face(snapshot, faces_dir, tmp_path):
+    r = ghosts("project", "--network", snapshot, "--target", faces_dir / "Tom_Cruise_avp_2014_4.jpg", "--steps", "3",
+               "--outdir", tmp_path / "proj")
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "proj" / "target.png").size == (RES, RES)
+    assert (tmp_path / "proj" / "proj.mp4").exists()
+    r = CliRunner().invoke(main, ["project", "--network", str(snapshot), "--target", str(faces_dir / "dogs.jpg"),
+                                  "--outdir", str(tmp_path / "dogs")])
+    assert r.exit_code == 1
+    assert "no face found in dogs.jpg; use --no-align for an already aligned image" in r.output
+    assert not (tmp_path / "dogs").exists()

@@ -27,12 +27,14 @@ def center_crop_resize(rgb: np.ndarray, size: int) -> np.ndarray:
 
 
 def align_largest_face(rgb: np.ndarray, size: int, name: str) -> np.ndarray:
-    try:
-        from alignment.align import align_face, ffhq_quad  # noqa: F401
-    except ImportError:
-        raise TrainingError("face alignment is not available in this installation (alignment.align is "
-                            "missing); use --no-align with an already aligned picture") from None
-    raise TrainingError("face alignment is not wired up yet; use --no-align with an already aligned picture")
+    """FFHQ-align the largest face in the photo to size x size, exactly as the training set was aligned."""
+    from alignment.align import align_face, ffhq_quad, quad_side
+    from alignment.detect import detect_faces
+
+    quads = [ffhq_quad(face.landmarks) for face in detect_faces(rgb)]
+    if not quads:
+        raise TrainingError(f"no face found in {name}; use --no-align for an already aligned image")
+    return align_face(rgb, max(quads, key=quad_side), size=size)
 
 
 def load_target(path: Path | str, resolution: int, *, align: bool = True) -> np.ndarray:
