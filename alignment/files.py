@@ -1,0 +1,166 @@
+"""Aligning photo files without a workspace: the replacement for the well-known `align_images.py`.
+
+Every face of every input becomes `<stem>_01.png`, `<stem>_02.png`, ... (left to right) in the output folder.
+The report says, per input, which faces were written and what was skipped and why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from alignment.align import align_face, ffhq_quad
+from alignment.detect import detect_faces
+from alignment.pool import run_jobs
+from alignment.quality import measure_face
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"}
+OUTPUT_SIZES = tuple(2 ** k for k in range(6, 11))  # 64 ... 1024
+PNG_COMPRESSION = 4  # zlib level: close to the smallest files at a fraction of level 9's time
+
+
+class AlignError(Exception):
+    pass
+
+
+def check_size(size: int) -> int:
+    from curation.errors import GhostsError
+
+    if int(size) not in OUTPUT_SIZES:
+        raise GhostsError(f"output size {size} is not supported: use a power of two from 64 to 1024 "
+                          f"({', '.join(map(str, OUTPUT_SIZES))})")
+    return int(size)
+
+
+def collect_inputs(paths: list[Path], recursive: bool = False) -> list[Path]:
+    """The photos named by `paths`: files as given, folders' image files (sorted; with sub-folders when
+    `recursive`). A path that does not exist is an error before anything is written."""
+    from curation.errors import GhostsError
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = p.rglob("*") if recursive else p.iterdir()
+            out += sorted(f for f in found if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise GhostsError(f"input not found: {p}")
+    seen: set[Path] = set()
+    unique = []
+    for f in out:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    if not unique:
+        raise GhostsError("no image files in " + ", ".join(map(str, paths)))
+    return unique
+
+
+def output_stems(inputs: list[Path]) -> list[str]:
+    """`<stem>` per input, made unique (`photo`, `photo-2`, ...) when two inputs share a file stem."""
+    used: dict[str, int] = {}
+    stems = []
+    for f in inputs:
+        base = f.stem
+        n = used.get(base.lower(), 0) + 1
+        used[base.lower()] = n
+        stems.append(base if n == 1 else f"{base}-{n}")
+    return stems
+
+
+@dataclass(frozen=True)
+class FileJob:
+    path: str
+    stem: str
+    out_dir: str
+    size: int
+    detector: str
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION,
+                                                                           PNG_COMPRESSION])
+    if not ok:
+        raise AlignError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def align_file(job: FileJob) -> dict[str, Any]:
+    """Detect and align every face of one photo into the output folder; never raises."""
+    from curation.errors import GhostsError
+    from curation.imaging import ImageRejected, load_rgb
+    from curation.store import atomic_write_bytes
+
+    report: dict[str, Any] = {"input": job.path, "faces": [], "skipped": []}
+    try:
+        rgb = load_rgb(job.path)
+    except ImageRejected as e:
+        report["skipped"].append({"face": None, "reason": f"cannot read the image: {e.reason}"})
+        return report
+    except OSError as e:
+        report["skipped"].append({"face": None, "reason": f"cannot read the image: {e}"})
+        return report
+    try:
+        faces = detect_faces(rgb, job.detector)
+    except GhostsError as e:
+        report["skipped"].append({"face": None, "reason": str(e)})
+        return report
+    except Exception as e:  # noqa: BLE001 - one bad photo must not stop the batch
+        report["skipped"].append({"face": None, "reason": f"detection failed: {type(e).__name__}: {e}"})
+        return report
+    if not faces:
+        report["skipped"].append({"face": None, "reason": "no face found"})
+    for k, det in enumerate(faces, start=1):
+        name = f"{job.stem}_{k:02d}.png"
+        try:
+            quad = ffhq_quad(det.landmarks)
+            aligned = align_face(rgb, quad, job.size)
+            quality = measure_face(rgb, quad, landmarks=det.landmarks, det_score=det.score, target_size=job.size)
+            atomic_write_bytes(Path(job.out_dir) / name, encode_png(aligned))
+        except Exception as e:  # noqa: BLE001 - the other faces of the photo still get written
+            report["skipped"].append({"face": k, "reason": f"{type(e).__name__}: {e}"})
+            continue
+        report["faces"].append({
+            "file": name, "box": [round(float(v), 1) for v in det.box], "quad": np.round(quad, 2).tolist(),
+            "score": round(quality.score, 4), "flags": quality.flags,
+        })
+    return report
+
+
+def _crashed(job: FileJob) -> dict[str, Any]:
+    return {"input": job.path, "faces": [], "skipped": [{"face": None, "reason": "crashed its worker process"}]}
+
+
+def align_files(
+    inputs: list[Path],
+    out_dir: Path,
+    *,
+    size: int = 1024,  # output side (a power of two, 64 to 1024)
+    detector: str = "hog",
+    workers: int = 1,  # worker processes; 1: in this process
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Align every face of every input photo into `out_dir`; the per-input report, in input order."""
+    from tqdm import tqdm
+
+    from alignment.models import face_detector, landmark_predictor
+
+    size = check_size(size)
+    face_detector(detector)  # a missing model fails here, once, with its message
+    landmark_predictor()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [FileJob(path=str(p), stem=s, out_dir=str(out_dir), size=size, detector=detector)
+            for p, s in zip(inputs, output_stems(inputs))]
+    order = {j.path: i for i, j in enumerate(jobs)}
+    reports: list[dict[str, Any]] = []
+    with tqdm(total=len(jobs), unit="img", desc="align", disable=not progress) as bar:
+        for r in run_jobs(align_file, jobs, min(max(int(workers), 1), len(jobs)), _crashed):
+            reports.append(r)
+            bar.update(1)
+    return sorted(reports, key=lambda r: order[r["input"]])

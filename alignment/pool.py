@@ -1,0 +1,77 @@
+"""Worker processes for per-photo jobs: bounded in flight, and surviving a worker that dies."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+MAX_CRASHES = 2  # a job in flight when a worker process died this many times is given up
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+def init_worker() -> None:
+    """Worker set-up: single-threaded OpenCV (one process per core already) and dlib's models loaded once."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    from alignment.models import face_detector, landmark_predictor
+
+    face_detector("hog")
+    landmark_predictor()
+
+
+def run_jobs(
+    fn: Callable[[Any], Any],
+    jobs: Sequence[Any],
+    workers: int,
+    crashed: Callable[[Any], Any],
+    *,
+    per_worker: int = 2,  # jobs queued per worker: keeps them busy without holding every result in memory
+) -> Iterator[Any]:
+    """fn(job) for every job, as results come in: in this process when workers is 1, else in spawned worker
+    processes. `fn` must not raise; it reports failures in its result.
+
+    A worker that dies (a crash in native code, the OOM killer) takes its pool with it: the pool is restarted
+    and the jobs that were in flight run again; one in flight at MAX_CRASHES deaths yields `crashed(job)`.
+    """
+    if workers <= 1:
+        for job in jobs:
+            yield fn(job)
+        return
+    pending = list(reversed(jobs))
+    crashes: dict[int, int] = {}
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold threads and locks
+    while pending:
+        in_flight: dict[Future, Any] = {}
+        lost: list[Any] = []
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker) as pool:
+            while (pending or in_flight) and not lost:
+                while pending and len(in_flight) < per_worker * workers:
+                    job = pending.pop()
+                    in_flight[pool.submit(fn, job)] = job
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = in_flight.pop(fut)
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        lost.append(job)
+                        continue
+                    yield result
+            lost += in_flight.values()
+        for job in lost:
+            crashes[id(job)] = crashes.get(id(job), 0) + 1
+            if crashes[id(job)] >= MAX_CRASHES:
+                yield crashed(job)
+            else:
+                pending.append(job)
