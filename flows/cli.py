@@ -122,6 +122,7 @@ ROOM_MODULES = (
     "flows.cli_train",
     "flows.cli_latent",
     "flows.cli_flows",
+    "flows.cli_demo",
 )
 
 for _name in ROOM_MODULES:
