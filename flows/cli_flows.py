@@ -33,7 +33,7 @@ def _source_options(fn):
                      help="Face detector for analysis."),
         click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
                      help="Images per analysis task."),
-        click.option("--runner", type=click.Choice(["threads", "processes", "dask"]), default="threads",
+        click.option("--runner", type=click.Choice(["threads", "processes", "dask"]), default="processes",
                      show_default=True, help="Where analysis tasks run."),
         click.option("--workers", type=click.IntRange(min=1), default=None, help="Analysis threads/processes."),
         click.option("--dask-address", default=None, metavar="tcp://HOST:PORT",

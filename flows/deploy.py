@@ -40,7 +40,7 @@ class ServeOptions:
     limit: int | None = None
     session: str | None = None
     detector: str = "hog"
-    runner: str = "threads"
+    runner: str = "processes"
     workers: int | None = None
     dask_address: str | None = None
     train_on_freeze: bool = True

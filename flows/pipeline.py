@@ -53,7 +53,7 @@ def pipeline(
     data: str | None = None,  # workspace folder; None: GHOSTS_DATA or ./data
     detector: str = "hog",  # hog | cnn
     batch_size: int = 8,  # images per analysis task
-    runner: str = "threads",  # threads | processes | dask
+    runner: str = "processes",  # processes (analysis is CPU-bound) | threads | dask
     workers: int | None = None,  # analysis workers
     dask_address: str | None = None,  # a Dask scheduler for analysis
     review_url: str = REVIEW_URL,
@@ -73,7 +73,7 @@ def pipeline(
     make_task_runner(runner, workers, dask_address)
 
     brought = scrape_and_align(tags=tags, limit=limit, session=session, paths=paths, data=data, detector=detector,
-                               batch_size=batch_size, runner=runner, workers=workers, dask_address=dask_address)
+                               target_size=resolution, batch_size=batch_size, runner=runner, workers=workers, dask_address=dask_address)
     if auto_accept_rule:
         review = auto_accept(data, auto_accept_rule)
     else:

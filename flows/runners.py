@@ -1,4 +1,4 @@
-"""Where a flow's mapped tasks run: threads (default), local processes, or a Dask cluster."""
+"""Where a flow's mapped tasks run: local processes (default), threads, or a Dask cluster."""
 from __future__ import annotations
 
 from typing import Literal
@@ -11,11 +11,12 @@ RunnerKind = Literal["threads", "processes", "dask"]
 RUNNER_KINDS = ("threads", "processes", "dask")
 
 
-def make_task_runner(kind: str = "threads", workers: int | None = None, dask_address: str | None = None) -> TaskRunner:
+def make_task_runner(kind: str = "processes", workers: int | None = None, dask_address: str | None = None) -> TaskRunner:
     """A Prefect task runner for analysis batches.
 
-    threads: one process, `workers` threads (dlib and OpenCV release the GIL for the heavy parts).
-    processes: `workers` spawned processes, for CPU-bound work that holds the GIL.
+    processes (default): `workers` spawned processes (default: one per core). Analysis is CPU-bound, and each
+    process holds its own copy of dlib's models, which must not be shared by threads running at once.
+    threads: one process, `workers` threads; lighter to start, for work whose libraries are thread-safe.
     dask: prefect-dask's DaskTaskRunner on the scheduler at `dask_address` (fan out beyond one machine; every
     worker needs ghosts installed and the workspace at the same path), or on a local cluster of `workers`
     single-threaded processes when no address is given. Giving an address implies dask.

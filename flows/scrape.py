@@ -93,23 +93,24 @@ def pending_images(data: str) -> list[int]:
 
 
 @task(name="analyze-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
-def analyze_batch(data: str, image_ids: list[int], detector: str = "hog") -> dict[str, Any]:
+def analyze_batch(data: str, image_ids: list[int], detector: str = "hog", target_size: int = 1024) -> dict[str, Any]:
     """Detect, landmark, align and score the faces of a few images (the alignment room's batch entry point)."""
     try:
         from alignment.analyze import analyze_images
     except ImportError as e:
         raise GhostsError("this ghosts install has no face analysis (alignment.analyze.analyze_images is missing: "
                           f"{e}); reinstall ghosts") from e
-    return analyze_images(open_data(data), image_ids, detector=detector, progress=False)
+    return analyze_images(open_data(data), image_ids, detector=detector, target_size=target_size, progress=False)
 
 
 @flow(name="analyze-images", log_prints=True)
-def analyze_images_flow(data: str, image_ids: list[int], batch_size: int = 8, detector: str = "hog") -> list[dict]:
+def analyze_images_flow(data: str, image_ids: list[int], batch_size: int = 8, detector: str = "hog",
+                        target_size: int = 1024) -> list[dict]:
     """Analyse `image_ids` in batches, one mapped task per batch, on whatever task runner the caller chose."""
     batches = [image_ids[i:i + batch_size] for i in range(0, len(image_ids), batch_size)]
     if not batches:
         return []
-    futures = analyze_batch.map(data, batches, detector)
+    futures = analyze_batch.map(data, batches, detector, target_size)
     return [f.result() for f in futures]
 
 
@@ -163,8 +164,9 @@ def scrape_and_align(
     paths: list[str] | None = None,  # local files and folders to import instead of, or besides, tags
     data: str | None = None,  # workspace folder; None: GHOSTS_DATA or ./data
     detector: str = "hog",  # hog (fast) or cnn (slower, finds more)
+    target_size: int = 1024,  # the dataset side you will freeze at: smaller crops are flagged as upscaled
     batch_size: int = 8,  # images per analysis task
-    runner: str = "threads",  # threads | processes | dask
+    runner: str = "processes",  # processes (analysis is CPU-bound) | threads | dask
     workers: int | None = None,  # threads/processes/local Dask workers; None: the runner's default
     dask_address: str | None = None,  # a Dask scheduler (tcp://host:8786) to fan analysis out to
     max_requests_per_hour: int | None = None,  # cap on Instagram requests, on top of instaloader's limits
@@ -201,7 +203,7 @@ def scrape_and_align(
 
     pending = pending_images(data)
     logger.info("%d image(s) to analyse", len(pending))
-    analyze_images_flow.with_options(task_runner=task_runner)(data, pending, batch_size, detector)
+    analyze_images_flow.with_options(task_runner=task_runner)(data, pending, batch_size, detector, target_size)
     summary = report(data, pending, sources)
     summary["sources"] = sources
     summary["workspace"] = str(ws.root)

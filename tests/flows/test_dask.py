@@ -41,7 +41,7 @@ def test_dask_runner_matches_threads(prefect_api, workspace, few_faces, tmp_path
     copy = tmp_path / "copy"
     shutil.copytree(workspace.root, copy)
 
-    threads = scrape_and_align(data=str(workspace.root), runner="threads", workers=2, batch_size=1)
+    threads = scrape_and_align(data=str(workspace.root), runner="threads", workers=1, batch_size=1)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         dask = scrape_and_align(data=str(copy), dask_address=cluster.scheduler_address, batch_size=1)
 

@@ -47,7 +47,7 @@ def test_pipeline_end_to_end(prefect_api, workspace, faces_dir):
     def run():
         try:
             box["result"] = pipeline(paths=[str(faces_dir)], target=6, name="faces", resolution=64,
-                                     settings=TrainSettings(**TINY), data=str(workspace.root), batch_size=4,
+                                     settings=TrainSettings(**TINY), data=str(workspace.root), batch_size=4, workers=2,
                                      explore_after=False, review_poll_interval=1)
         except BaseException as e:  # noqa: BLE001 - handed to the test thread, which re-raises it
             box["error"] = e
