@@ -141,6 +141,9 @@ def recipe_geometry(
     hi = np.ceil(quad.max(axis=0)).astype(int)
     crop = (max(lo[0] - border, 0), max(lo[1] - border, 0), min(hi[0] + border, wsize[0]),
             min(hi[1] + border, wsize[1]))
+    if crop[2] <= crop[0] or crop[3] <= crop[1]:
+        raise ValueError(f"the crop quad {np.round(quad * (max(1, shrink)), 1).tolist()} does not "
+                         f"overlap the {width}x{height} photo")
     # Padding is measured against the cropped image, and switched on when the quad comes within 4 px of it.
     need = (max(crop[0] - lo[0] + border, 0), max(crop[1] - lo[1] + border, 0),
             max(hi[0] - crop[2] + border, 0), max(hi[1] - crop[3] + border, 0))

@@ -264,7 +264,7 @@ def analyze_workspace(
     workers = min(workers, max(len(jobs), 1))
     summary = AnalyzeSummary()
     outcomes = run_jobs(_run_job, jobs, workers, _crashed)
-    with tqdm(total=len(jobs), unit="img", desc="analyze", disable=not progress) as bar:
+    with tqdm(total=len(jobs), unit="img", desc="analyze", disable=not progress or not jobs) as bar:
         for outcome in outcomes:
             summary.add(outcome, record_outcome(ws, outcome))
             bar.update(1)

@@ -1,4 +1,4 @@
-"""dlib's models, located inside the face-recognition-models package and loaded once per process.
+"""dlib's models, located inside the face-recognition-models package and loaded once per thread.
 
 Nothing is downloaded: the 68-point landmark model and the CNN face detector ship with the package. Its
 `__init__` imports the removed `pkg_resources`, so the files are located without importing it.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from functools import cache
 from pathlib import Path
 
 from curation.errors import GhostsError
@@ -19,7 +18,9 @@ LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 CNN_DETECTOR = "mmod_human_face_detector.dat"
 DETECTORS = ("hog", "cnn")
 
-_lock = threading.Lock()  # analysis threads share one copy of each model; only loading needs the lock
+# dlib's detector and predictor objects are not safe to call from two threads at once (a shared HOG detector
+# segfaults under a threaded task runner), so each thread gets its own copy.
+_local = threading.local()
 
 
 class ModelMissing(GhostsError):
@@ -46,8 +47,14 @@ def _dlib():
     return dlib
 
 
-@cache
 def _load(kind: str):
+    models = _local.__dict__.setdefault("models", {})
+    if kind not in models:
+        models[kind] = _build(kind)
+    return models[kind]
+
+
+def _build(kind: str):
     dlib = _dlib()
     if kind == "hog":
         return dlib.get_frontal_face_detector()
@@ -59,14 +66,12 @@ def _load(kind: str):
 
 
 def face_detector(kind: str = "hog"):
-    """dlib's HOG frontal face detector (`hog`) or its CNN "mmod" detector (`cnn`), cached per process."""
+    """dlib's HOG frontal face detector (`hog`) or its CNN "mmod" detector (`cnn`), cached per thread."""
     if kind not in DETECTORS:
         raise GhostsError(f"unknown face detector {kind!r}: choose one of {', '.join(DETECTORS)}")
-    with _lock:
-        return _load(kind)
+    return _load(kind)
 
 
 def landmark_predictor():
-    """dlib's 68-point (iBUG 300-W) shape predictor, cached per process (loading it takes about a second)."""
-    with _lock:
-        return _load("landmarks")
+    """dlib's 68-point (iBUG 300-W) shape predictor, cached per thread (loading it takes about a second)."""
+    return _load("landmarks")

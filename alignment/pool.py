@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
-
-MAX_CRASHES = 2  # a job in flight when a worker process died this many times is given up
 
 
 def default_workers() -> int:
@@ -37,27 +36,37 @@ def run_jobs(
     crashed: Callable[[Any], Any],
     *,
     per_worker: int = 2,  # jobs queued per worker: keeps them busy without holding every result in memory
+    initializer: Callable[[], None] | None = init_worker,
 ) -> Iterator[Any]:
     """fn(job) for every job, as results come in: in this process when workers is 1, else in spawned worker
     processes. `fn` must not raise; it reports failures in its result.
 
-    A worker that dies (a crash in native code, the OOM killer) takes its pool with it: the pool is restarted
-    and the jobs that were in flight run again; one in flight at MAX_CRASHES deaths yields `crashed(job)`.
+    A worker that dies (a crash in native code, the OOM killer) takes its pool with it, and every job in
+    flight with it. Those jobs are run again one at a time in a fresh pool: the one that kills its worker
+    alone yields `crashed(job)`; the others complete normally.
     """
     if workers <= 1:
         for job in jobs:
             yield fn(job)
         return
-    pending = list(reversed(jobs))
-    crashes: dict[int, int] = {}
+    pending = deque(jobs)
+    suspects: deque = deque()
     ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold threads and locks
-    while pending:
-        in_flight: dict[Future, Any] = {}
-        lost: list[Any] = []
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker) as pool:
-            while (pending or in_flight) and not lost:
+    while pending or suspects:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer) as pool:
+            broken = False
+            while suspects and not broken:
+                job = suspects.popleft()
+                try:
+                    result = pool.submit(fn, job).result()
+                except BrokenProcessPool:
+                    broken = True
+                    result = crashed(job)
+                yield result
+            in_flight: dict[Future, Any] = {}
+            while (pending or in_flight) and not broken:
                 while pending and len(in_flight) < per_worker * workers:
-                    job = pending.pop()
+                    job = pending.popleft()
                     in_flight[pool.submit(fn, job)] = job
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -65,13 +74,8 @@ def run_jobs(
                     try:
                         result = fut.result()
                     except BrokenProcessPool:
-                        lost.append(job)
+                        broken = True
+                        suspects.append(job)
                         continue
                     yield result
-            lost += in_flight.values()
-        for job in lost:
-            crashes[id(job)] = crashes.get(id(job), 0) + 1
-            if crashes[id(job)] >= MAX_CRASHES:
-                yield crashed(job)
-            else:
-                pending.append(job)
+            suspects.extend(in_flight.values())
