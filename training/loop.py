@@ -386,7 +386,7 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
 
         cur_nimg += opts.batch
         batch_idx += 1
-        bar.update(opts.batch)
+        bar.update(min(opts.batch, max(total_nimg - bar.n, 0)))  # the last batch may overshoot the target
 
         # ADA: nudge p towards r_t == target every ada_interval minibatches.
         if opts.aug == "ada" and batch_idx % opts.ada_interval == 0:
