@@ -65,6 +65,27 @@ def freeze(name, resolution, labels, mirror_check, workers, as_json, data):
         )
     else:
         click.echo(f"{r.name} v{r.version} already holds exactly this selection ({r.count} faces): {r.path}")
+    if r.created:
+        _announce_frozen(r, ws, quiet=as_json)
+
+
+def _announce_frozen(result, ws, quiet: bool) -> None:
+    """Emit `ghosts.dataset.frozen` to the Prefect server the user is connected to, so a `train` deployment
+    triggered by it starts training. Without a configured server there is nobody to hear it: skip quietly
+    rather than start an ephemeral one."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return
+    from flows.events import emit_dataset_frozen
+
+    try:
+        emit_dataset_frozen(result, str(ws.root))
+    except Exception as e:  # the archive is frozen either way; say why training will not start by itself
+        click.echo(f"warning: could not emit ghosts.dataset.frozen to {PREFECT_API_URL.value()}: {e}", err=True)
+        return
+    if not quiet:
+        click.echo(f"emitted ghosts.dataset.frozen to {PREFECT_API_URL.value()}")
 
 
 @click.command()
