@@ -347,6 +347,7 @@ def _blend_padding(
     sharp: np.ndarray,
     *,
     coarse_per_sigma: float = 2.5,  # the smooth layers are built on a grid with this many cells per blur sigma
+    blur_frac: float = 0.02,  # the recipe's blur sigma, as a fraction of the quad side
 ) -> np.ndarray:
     """Apply the recipe's padding treatment to the output: blur blend, then fade to the median colour.
 
@@ -356,14 +357,14 @@ def _blend_padding(
     background and w are computed on a coarse grid and upsampled; only the final mix runs per pixel.
     """
     size = sharp.shape[0]
-    blurred, to_coarse, median = _pad_field(rgb, geo)
+    blurred, to_coarse, median = _pad_field(rgb, geo, blur_frac=blur_frac)
     l, t, r, b = geo.pad
     x0, y0, x1, y1 = geo.crop
     pw, ph = x1 - x0 + l + r, y1 - y0 + t + b
     # A grid of n x n samples over the output: sample c sits at output pixel (c + 0.5) * size / n - 0.5, the
     # convention cv2.resize uses when it brings the grid back up to size x size.
-    sigma_out = geo.qsize * 0.02 * size / geo.qsize
-    n = max(min(size, math.ceil(size * coarse_per_sigma / max(sigma_out, 1e-6))), 1)
+    sigma_out = blur_frac * size  # the padding blur's sigma, in output pixels
+    n = max(min(size, math.ceil(size * coarse_per_sigma / sigma_out)), 1)
     k = size / n
     # grid sample -> working pixel -> P (working shifted by the crop origin and the padding)
     q = geo.quad

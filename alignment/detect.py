@@ -134,7 +134,7 @@ def detect_faces(
     # None: +-30 degrees for HOG; none for the CNN, which tolerates roll better and costs far more per pass
     retry_pixels: float = 0.6e6,  # size of each rotated pass's canvas
     threshold: float = 0.0,  # detector score threshold (dlib's default for both detectors)
-    retry_roll: float = 25.0,  # ... or when a face it found is rolled this much (the photo may be turned)
+    retry_roll: float = 25.0,  # ... or when every face it found is rolled this much (the photo is turned)
     refine_roll: float = 8.0,  # landmarks of a face rolled more than this are predicted again, upright
     refine_steps: int = 2,  # at most this many upright re-predictions
     overlap: float = 0.3,  # boxes from different passes overlapping more than this (IoU) are one face
@@ -193,7 +193,7 @@ def detect_faces(
     add([(box / scale, score, hint, 0.0, None) for box, score, hint in _scan(det, detector, small, threshold)])
     if retry_angles is None:
         retry_angles = (30.0, -30.0) if detector == "hog" else ()
-    if not faces or max(abs(face_roll(f.landmarks)) for f in faces) >= retry_roll:
+    if not faces or min(abs(face_roll(f.landmarks)) for f in faces) >= retry_roll:
         retried = []
         for angle in retry_angles:
             # The turned canvas is larger than the photo (1.9x the area for a square at 30 degrees); it is
