@@ -322,7 +322,7 @@ def align_face(
     # recipe than a box-filtered one, and 4x cheaper)
 ) -> np.ndarray:
     """Cut the face framed by `quad` (from `ffhq_quad` or `quad_from_points`) out of `rgb` as a size x size
-    uint8 RGB image, matching the FFHQ recipe's pixels (within a PSNR of 40 dB) at a fraction of its cost."""
+    uint8 RGB image: the FFHQ recipe's pixels (PSNR to it of 40 dB or more) at a fraction of its cost."""
     size = int(size)
     if size < 1:
         raise ValueError(f"output size must be positive, got {size}")
