@@ -33,6 +33,7 @@ bench: venv
 	$(PY) benchmarks/align_bench.py
 	$(PY) benchmarks/pack_bench.py
 	$(PY) benchmarks/train_bench.py
+	$(PY) benchmarks/review_bench.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -15,7 +15,7 @@ import click
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True,
               help="Folder for the posts, the workspace, the run and the pictures.")
 @click.option("--posts", type=click.IntRange(12, 500), default=60, show_default=True, help="Synthetic posts to make.")
-@click.option("--kimg", type=click.FloatRange(0.01, 100), default=2.0, show_default=True,
+@click.option("--kimg", type=click.FloatRange(0.01, 100), default=1.5, show_default=True,
               help="Training length in thousands of images (the demo's networks are tiny; ~1-2 min per kimg on 2 cores).")
 @click.option("--resolution", type=click.Choice(["64", "128"]), default="64", show_default=True)
 @click.option("--review", is_flag=True, help="Stop at the review gate and open the review page instead of auto-accepting.")
