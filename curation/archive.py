@@ -33,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from curation.errors import GhostsError
-from curation.store import TMP_PREFIX
+from curation.store import TMP_PREFIX, fsync_dir
 
 FORMAT = "ghosts-dataset/1"
 DATASET_JSON = "dataset.json"
@@ -118,16 +118,6 @@ def unsafe_member_reason(name: str) -> str | None:
     if ".." in PurePosixPath(name).parts:
         return "'..' in path"
     return None
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (not every platform lets a folder be opened; then skip it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _zipinfo(name: str) -> zipfile.ZipInfo:

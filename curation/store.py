@@ -35,7 +35,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb", tmp_dir: str | os.P
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, tmp_dir: str | os.PathLike | None = None) -> None:
@@ -47,8 +47,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Make the rename itself durable; not every platform lets you open a directory.
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (not every platform lets a folder be opened; then skip it)."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
