@@ -189,3 +189,26 @@ def test_ordered_map_keeps_order_and_raises_in_turn():
     with pytest.raises(ValueError, match="five"):
         next(results)
     assert archive_name(5) == "00000/img00000005.png"
+
+
+def test_align_then_pack_then_verify_on_the_test_photos(tmp_path, faces_dir):
+    """The standalone path: `ghosts align` the shared photos, `ghosts pack` the crops, `ghosts verify` the zip."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    runner = CliRunner()
+    aligned, archive = tmp_path / "aligned", tmp_path / "faces.zip"
+    r = runner.invoke(main, ["align", str(faces_dir / "Tom_Cruise_avp_2014_4.jpg"), str(faces_dir / "2008_001322.jpg"),
+                             str(faces_dir / "dogs.jpg"), "--out", str(aligned), "--size", "64", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    crops = sorted(aligned.glob("*.png"))
+    assert len(crops) >= 2 and not list(aligned.glob("dogs_*"))
+    r = runner.invoke(main, ["pack", str(aligned), "--out", str(archive)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["verify", str(archive), "--json"])
+    assert r.exit_code == 0, r.output
+    report = _json.loads(r.output)
+    assert report["ok"] is True and report.get("count", len(crops)) == len(crops)
