@@ -54,6 +54,7 @@ from curation.errors import GhostsError
 from curation.ingest import Ingestor, IngestResult
 from curation.sources.instagram_rate import ReportingRateController
 from curation.sources.instagram_session import choose_session, load_session
+from curation.sources.urls import FetchRefused, read_limited
 from curation.store import atomic_write_bytes
 
 log = logging.getLogger("ghosts.instagram")
@@ -593,7 +594,10 @@ class TagScraper:
             try:
                 resp = self.ctx.get_raw(url)
                 try:
-                    return read_limited(resp, self.max_image_bytes)
+                    try:
+                        return read_limited(resp, self.max_image_bytes)
+                    except FetchRefused as e:
+                        raise _DownloadFailed(e.reason) from None
                 finally:
                     resp.close()
             except (QueryReturnedForbiddenException, QueryReturnedNotFoundException) as e:
@@ -614,20 +618,6 @@ def taken_down_owners(ws) -> set[str]:
     with ws.session() as s:
         values = s.execute(select(Takedown.value).where(Takedown.kind == "owner")).scalars().all()
     return {v.strip().lstrip("@").lower() for v in values}
-
-
-def read_limited(resp: requests.Response, max_bytes: int) -> bytes:
-    """The body of a streamed response, refusing it as soon as it grows past max_bytes."""
-    declared = resp.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise _DownloadFailed(f"image larger than {max_bytes} bytes ({declared} declared)")
-    chunks, size = [], 0
-    for chunk in resp.iter_content(chunk_size=1 << 16):
-        size += len(chunk)
-        if size > max_bytes:
-            raise _DownloadFailed(f"image larger than {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def image_items(post: Post) -> list[tuple[int | None, bool, str]]:

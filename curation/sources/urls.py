@@ -40,6 +40,21 @@ class FetchRefused(Exception):
         self.reason = reason
 
 
+def read_limited(resp: requests.Response, max_bytes: int) -> bytes:
+    """The body of a streamed response, refused (FetchRefused) as soon as it is known to pass max_bytes:
+    from the declared Content-Length, or while streaming when the header lies or is missing."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise FetchRefused(f"too large: {int(declared)} bytes > {max_bytes} byte limit")
+    chunks, size = [], 0
+    for chunk in resp.iter_content(chunk_size=1 << 16):
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchRefused(f"too large: more than the {max_bytes} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @dataclass
 class Fetched:
     data: bytes
@@ -110,16 +125,7 @@ def fetch_image(
                 ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 if not ctype.startswith("image/"):
                     raise FetchRefused(f"not an image: Content-Type {ctype or 'missing'}")
-                declared = resp.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise FetchRefused(f"too large: {int(declared)} bytes > {max_bytes} byte limit")
-                chunks, size = [], 0
-                for chunk in resp.iter_content(chunk_size=1 << 16):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise FetchRefused(f"too large: more than the {max_bytes} byte limit")
-                    chunks.append(chunk)
-                return Fetched(b"".join(chunks), resp.url, ctype, dict(resp.headers))
+                return Fetched(read_limited(resp, max_bytes), resp.url, ctype, dict(resp.headers))
         except FetchRefused:
             raise
         except requests.Timeout:
