@@ -126,11 +126,5 @@ ROOM_MODULES = (
 )
 
 for _name in ROOM_MODULES:
-    try:
-        _mod = importlib.import_module(_name)
-    except ModuleNotFoundError as _e:  # TODO(lead): remove once every room module exists
-        if _e.name != _name:
-            raise
-        continue
-    for _cmd in _mod.COMMANDS:
+    for _cmd in importlib.import_module(_name).COMMANDS:
         main.add_command(_cmd)
