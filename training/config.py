@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.dataset import file_sha256, inspect_archive
 from training.errors import TrainingError
 
 
@@ -177,6 +176,8 @@ def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gp
     """A preset + overrides -> validated options. Reads the archive header (not the images) for its size."""
     if cfg not in PRESETS:
         raise TrainingError(f"unknown --cfg {cfg!r}; choose one of {', '.join(PRESETS)}")
+    from training.dataset import file_sha256, inspect_archive  # imports torch: only when options are built
+
     info = inspect_archive(Path(data))
     res = info.resolution
     spec = PRESETS[cfg]
