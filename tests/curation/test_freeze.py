@@ -30,11 +30,6 @@ from flows.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Freeze cuts faces with alignment.align.align_face (issue 3). Skipped only while that file is absent: once it
-# lands, any import or behaviour problem fails here loudly.
-if not (REPO / "alignment" / "align.py").exists():
-    pytest.skip("alignment/align.py (issue 3) has not landed; freeze aligns faces with its align_face",
-                allow_module_level=True)
 DECIDED = dt.datetime(2024, 10, 31, 12, 0, tzinfo=dt.UTC)
 
 

@@ -14,7 +14,7 @@ from curation.errors import GhostsError
 from curation.freeze import freeze_dataset
 from curation.takedown import takedown
 from flows.cli import main
-from tests.curation.test_freeze import PASCAL, add_faces  # skips this module too while align.py is absent
+from tests.curation.test_freeze import PASCAL, add_faces
 
 OWNERS = ["alice", "bob", "Alice", "carol"]  # two posts by the same account, spelled in two cases
 

@@ -1,12 +1,6 @@
 """Analysis fanned out to a Dask cluster gives exactly what threads give."""
 from __future__ import annotations
 
-import pytest
-
-# Issue 3 (alignment) delivers the per-batch analysis these tests run; until it lands they are skipped, with
-# this reason in the summary, and they run by themselves once it does.
-pytest.importorskip("alignment.analyze", reason="alignment/analyze.py (issue 3) has not landed yet")
-
 import shutil
 
 from sqlalchemy import select

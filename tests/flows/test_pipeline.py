@@ -4,12 +4,6 @@ The local import source stands in for Instagram; the gate is resumed by the revi
 """
 from __future__ import annotations
 
-import pytest
-
-# Issue 3 (alignment) delivers the per-batch analysis these tests run; until it lands they are skipped, with
-# this reason in the summary, and they run by themselves once it does.
-pytest.importorskip("alignment.analyze", reason="alignment/analyze.py (issue 3) has not landed yet")
-
 import threading
 from pathlib import Path
 
