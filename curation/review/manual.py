@@ -17,7 +17,6 @@ from curation.catalog import Face, Image, utcnow
 from curation.errors import GhostsError
 from curation.imaging import ImageRejected, load_rgb
 from curation.review.media import NotFound
-from curation.store import atomic_write_bytes
 
 PREVIEW_SIZE = 256  # the grid's preview size
 MIN_EYE_DIST = 4.0  # pixels: closer clicks are a slip, not a face
@@ -80,26 +79,27 @@ def manual_preview_jpeg(ws, image_id: int, points: dict[str, Any]) -> tuple[byte
 
 def add_manual_face(ws, image_id: int, points: dict[str, Any], reviewer: str) -> Face:
     """Save a face cropped by hand (detector 'manual', `manual` true, the points and quad kept), with its
-    preview and quality measures; it starts undecided like any candidate."""
+    preview and the same quality measures and flags as a detected face; it starts undecided like any candidate."""
+    from alignment.analyze import write_preview
+    from alignment.quality import measure_face
+
     rgb, _ = _photo(ws, image_id)
     quad = manual_quad(points, rgb.shape[1], rgb.shape[0])
     aligned = _aligned(rgb, quad, PREVIEW_SIZE)
     pts = {k: [float(v) for v in np.asarray(points[k], dtype=np.float64).reshape(2)] for k in POINT_NAMES}
+    q = measure_face(rgb, quad, points=pts, preview=aligned)
     xs, ys = quad[:, 0], quad[:, 1]
-    side = float(np.linalg.norm(quad[1] - quad[0]))
-    eye_dist = float(np.linalg.norm(np.subtract(pts["eye_right"], pts["eye_left"])))
     with ws.session() as s:
         index = (s.scalar(select(func.max(Face.index)).where(Face.image_id == image_id)) or 0) + 1
         face = Face(
             image_id=image_id, index=index, detector="manual", manual=True, points=pts, quad=quad.tolist(),
             box=[float(max(xs.min(), 0)), float(max(ys.min(), 0)), float(min(xs.max(), rgb.shape[1])),
                  float(min(ys.max(), rgb.shape[0]))],
-            eye_dist=eye_dist, quad_size=side, reviewer=reviewer, created_at=utcnow(),
-            quality={"source": "manual crop", "points_by": reviewer},
+            eye_dist=q.eye_dist, quad_size=q.quad_size, padding=q.padding, blur=q.blur, roll=q.roll, yaw=q.yaw,
+            upscaled=q.upscaled, flagged=q.flagged, score=q.score, reviewer=reviewer, created_at=utcnow(),
+            quality=q.as_dict() | {"source": "manual crop", "points_by": reviewer},
         )
         s.add(face)
         s.flush()
-        rel = f"previews/manual/{face.id}.jpg"
-        atomic_write_bytes(ws.abspath(rel), _jpeg(aligned), tmp_dir=ws.tmp_dir)
-        face.preview_path = rel
+        face.preview_path = write_preview(ws, f"manual/{face.id}", rgb, quad, aligned=aligned)
     return face

@@ -272,6 +272,9 @@ def test_manual_crop_preview_then_save(client, workspace, cat):
         assert face.points == {k: [float(v) for v in p] for k, p in pts.items()}
         assert np.allclose(face.quad, expected) and face.decision == "undecided"
         assert face.preview_path and workspace.abspath(face.preview_path).is_file()
+        # Measured like a detected face, so it sorts and filters with the rest.
+        assert 0 < face.score <= 1 and face.blur > 0 and face.padding is not None and face.eye_dist > 0
+        assert face.quality["source"] == "manual crop" and "factors" in face.quality
     assert out["face_id"] in tile_ids(client.get("/?flag=manual").text)
     assert client.get(f"/faces/{out['face_id']}/preview").status_code == 200
     panel = client.get(f"/images/{image}/panel?face={out['face_id']}").text
