@@ -15,6 +15,10 @@ import numpy as np
 from alignment.align import align_face, quad_side
 
 PREVIEW_SIZE = 256  # the review page's preview size; the blur measure is taken on it
+# Where a measure becomes a flag; the review page's filters use the same numbers.
+BLUR_FLAG = 30.0  # flag faces blurrier than this (variance of the Laplacian on the preview)
+PADDING_FLAG = 0.1  # flag faces with more than this fraction of the crop made up
+YAW_FLAG = 40.0  # flag faces turned further than this (degrees)
 
 
 @dataclass
@@ -133,9 +137,9 @@ def measure_face(
     preview: np.ndarray | None = None,  # the PREVIEW_SIZE aligned face, when already made
     target_size: int = 1024,  # the dataset's output size: smaller crops are enlarged, and flagged
     blur_half: float = 50.0,  # blur value at which the sharpness factor is 0.5
-    blur_flag: float = 30.0,  # flag faces blurrier than this
-    padding_flag: float = 0.1,  # flag faces with more than this fraction of the crop made up
-    yaw_flag: float = 40.0,  # flag faces turned further than this (degrees)
+    blur_flag: float = BLUR_FLAG,
+    padding_flag: float = PADDING_FLAG,
+    yaw_flag: float = YAW_FLAG,
 ) -> Quality:
     """All quality measures of one face, its flags and its combined score."""
     q = np.asarray(quad, dtype=np.float64).reshape(4, 2)

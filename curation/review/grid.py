@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, or_, select
 
+from alignment.quality import BLUR_FLAG, PADDING_FLAG, YAW_FLAG
 from curation.catalog import Face, Image
 
 Sort = Literal["score", "date", "likes", "source", "id"]
@@ -58,11 +59,11 @@ class GridQuery(BaseModel):
 
 @dataclass
 class Thresholds:
-    """Where a quality measure becomes a flag hint on a tile (used when the analysis stored no flags)."""
+    """Where a quality measure becomes a flag (the analysis's own thresholds, so filters and hints agree)."""
 
-    padding: float = 0.3  # fraction of the crop filled by reflection padding
-    blur: float = 0.35  # normalised sharpness below which a crop looks soft (0..1, higher is sharper)
-    pose: float = 30.0  # degrees of |yaw| or |roll|
+    padding: float = PADDING_FLAG  # fraction of the crop filled by reflection padding
+    blur: float = BLUR_FLAG  # variance of the Laplacian on the preview; lower is softer
+    pose: float = YAW_FLAG  # degrees of |yaw| (roll is undone by alignment, so it is no flaw)
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -129,7 +130,7 @@ def face_hints(face: Face, th: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
             hints.append("padding")
         if face.blur is not None and face.blur < th.blur:
             hints.append("blurry")
-        if max(abs(face.yaw or 0.0), abs(face.roll or 0.0)) > th.pose:
+        if abs(face.yaw or 0.0) > th.pose:
             hints.append("pose")
     if face.manual and "manual" not in hints:
         hints.insert(0, "manual")
@@ -163,7 +164,7 @@ def _filters(q: GridQuery, th: Thresholds) -> list:
         case "blurry":
             conds.append(Face.blur < th.blur)
         case "pose":
-            conds.append(or_(func.abs(Face.yaw) > th.pose, func.abs(Face.roll) > th.pose))
+            conds.append(func.abs(Face.yaw) > th.pose)
         case "manual":
             conds.append(Face.manual.is_(True))
     return conds

@@ -79,6 +79,23 @@ def test_grid_sorts_filters_and_pages(workspace, cat):
     assert page2 == []
 
 
+def test_flag_filters_use_the_analysis_thresholds(workspace):
+    """blurry / padding / pose filters and tile hints agree with alignment.quality's flag thresholds."""
+    from alignment.quality import BLUR_FLAG, PADDING_FLAG, YAW_FLAG
+    from tests.curation.test_review_support import add_face, make_catalog
+
+    img = make_catalog(workspace, photos=1, faces_per_photo=0)["images"][0]
+    plain = add_face(workspace, img, index=0)
+    soft = add_face(workspace, img, index=1, blur=BLUR_FLAG / 2)
+    padded = add_face(workspace, img, index=2, padding=PADDING_FLAG * 2)
+    turned = add_face(workspace, img, index=3, yaw=-(YAW_FLAG + 5))
+    with client_for(workspace) as c:
+        assert tile_ids(c.get("/?flag=blurry").text) == [soft]
+        assert tile_ids(c.get("/?flag=padding").text) == [padded]
+        assert tile_ids(c.get("/?flag=pose").text) == [turned]
+        assert plain in tile_ids(c.get("/").text)
+
+
 def test_grid_pages_cover_every_face_once(workspace):
     make_catalog(workspace, photos=13, faces_per_photo=2)  # 26 faces, pages of 12
     with client_for(workspace, per_page=12) as c:

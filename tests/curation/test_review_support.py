@@ -44,14 +44,15 @@ def landmarks_in(box: list[float]) -> list[list[float]]:
 
 
 def add_face(ws, image_id: int, *, index: int = 0, score: float = 0.5, seed: int = 0, box=None, flagged=False,
-             upscaled=False, padding: float = 0.0, yaw: float = 0.0, preview: bool = True, **extra) -> int:
+             upscaled=False, padding: float = 0.0, yaw: float = 0.0, blur: float = 120.0, preview: bool = True,
+             **extra) -> int:
     box = box or [40.0 + 10 * index, 30.0, 140.0 + 10 * index, 150.0]
     x0, y0, x1, y1 = box
     with ws.session() as s:
         face = Face(
             image_id=image_id, index=index, detector="hog", det_score=1.0, box=box, landmarks=landmarks_in(box),
             quad=[[x0, y0], [x0, y1], [x1, y1], [x1, y0]], eye_dist=(x1 - x0) / 3, quad_size=x1 - x0,
-            padding=padding, blur=0.8, roll=0.0, yaw=yaw, upscaled=upscaled, flagged=flagged, score=score,
+            padding=padding, blur=blur, roll=0.0, yaw=yaw, upscaled=upscaled, flagged=flagged, score=score,
             quality={"score": score, "sharpness": 0.8}, **extra,
         )
         s.add(face)
