@@ -90,7 +90,7 @@ def encode_jpeg(rgb: np.ndarray, quality: int = PREVIEW_QUALITY) -> bytes:
 
 
 def _save_preview(root: Path, tmp_dir: Path, key: str | int, aligned: np.ndarray) -> str:
-    from curation.store import atomic_write_bytes
+    from curation.catalog.store import atomic_write_bytes
 
     rel = preview_relpath(key)
     atomic_write_bytes(root / rel, encode_jpeg(aligned), tmp_dir=tmp_dir)
@@ -123,8 +123,8 @@ class Job:
 
 def _run_job(job: Job) -> dict[str, Any]:
     """Analyse one stored photo and write its previews; never raises (failures come back as status error)."""
-    from curation.errors import GhostsError
-    from curation.imaging import ImageRejected, load_rgb
+    from curation.catalog.errors import GhostsError
+    from curation.catalog.imaging import ImageRejected, load_rgb
 
     out: dict[str, Any] = {"image_id": job.image_id, "faces": [], "reason": None}
     try:
@@ -184,7 +184,7 @@ def record_outcome(ws, outcome: dict[str, Any]) -> bool:
     longer `new` (another run got there first), in which case nothing is written."""
     from sqlalchemy import func, select, update
 
-    from curation.catalog import Face, Image, utcnow
+    from curation.catalog.schema import Face, Image, utcnow
 
     now = utcnow()
     with ws.session() as s:
@@ -211,7 +211,7 @@ def record_outcome(ws, outcome: dict[str, Any]) -> bool:
 def _jobs(ws, image_ids: Iterable[int] | None, detector: str, target_size: int) -> list[Job]:
     from sqlalchemy import select
 
-    from curation.catalog import Image
+    from curation.catalog.schema import Image
 
     q = select(Image.id, Image.path, Image.sha256).where(Image.status == "new", Image.path.is_not(None))
     ids = None if image_ids is None else sorted({int(i) for i in image_ids})
@@ -230,7 +230,7 @@ def _jobs(ws, image_ids: Iterable[int] | None, detector: str, target_size: int) 
 
 def _check(detector: str, target_size: int) -> None:
     from alignment.models import DETECTORS, face_detector, landmark_predictor
-    from curation.errors import GhostsError
+    from curation.catalog.errors import GhostsError
 
     if detector not in DETECTORS:
         raise GhostsError(f"unknown face detector {detector!r}: choose one of {', '.join(DETECTORS)}")

@@ -27,7 +27,7 @@ class AlignError(Exception):
 
 
 def check_size(size: int) -> int:
-    from curation.errors import GhostsError
+    from curation.catalog.errors import GhostsError
 
     if int(size) not in OUTPUT_SIZES:
         raise GhostsError(f"output size {size} is not supported: use a power of two from 64 to 1024 "
@@ -38,7 +38,7 @@ def check_size(size: int) -> int:
 def collect_inputs(paths: list[Path], recursive: bool = False) -> list[Path]:
     """The photos named by `paths`: files as given, folders' image files (sorted; with sub-folders when
     `recursive`). A path that does not exist is an error before anything is written."""
-    from curation.errors import GhostsError
+    from curation.catalog.errors import GhostsError
 
     out: list[Path] = []
     for p in map(Path, paths):
@@ -92,9 +92,9 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
 def align_file(job: FileJob) -> dict[str, Any]:
     """Detect and align every face of one photo into the output folder; never raises."""
-    from curation.errors import GhostsError
-    from curation.imaging import ImageRejected, load_rgb
-    from curation.store import atomic_write_bytes
+    from curation.catalog.errors import GhostsError
+    from curation.catalog.imaging import ImageRejected, load_rgb
+    from curation.catalog.store import atomic_write_bytes
 
     report: dict[str, Any] = {"input": job.path, "faces": [], "skipped": []}
     try:

@@ -12,7 +12,7 @@ import importlib.util
 import threading
 from pathlib import Path
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 
 LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 CNN_DETECTOR = "mmod_human_face_detector.dat"

@@ -39,7 +39,7 @@ from alignment.align import align_face, ffhq_quad, quad_side, recipe_geometry
 from alignment.detect import detect_faces
 from alignment.models import face_detector
 from alignment.quality import padding_fraction
-from curation.imaging import load_rgb
+from curation.catalog.imaging import load_rgb
 from tests.alignment.recipe import psnr, recipe_align
 
 FACES = REPO.parent / "shared" / "testdata" / "faces"

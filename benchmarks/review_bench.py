@@ -35,11 +35,11 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from curation.catalog import Face, Image
+from curation.catalog.schema import Face, Image
 from curation.ingest import Ingestor
 from curation.review import ReviewConfig, create_app
 from curation.review.server import serving
-from curation.workspace import init_workspace
+from curation.catalog.workspace import init_workspace
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",

@@ -32,8 +32,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from curation.errors import GhostsError
-from curation.store import TMP_PREFIX, fsync_dir
+from curation.catalog.errors import GhostsError
+from curation.catalog.store import TMP_PREFIX, fsync_dir
 
 FORMAT = "ghosts-dataset/1"
 DATASET_JSON = "dataset.json"

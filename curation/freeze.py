@@ -45,11 +45,11 @@ from curation.archive import (
     json_line,
     render_card,
 )
-from curation.catalog import DatasetItem, DatasetVersion, Face, Image, utcnow
-from curation.errors import GhostsError
-from curation.imaging import load_rgb
+from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image, utcnow
+from curation.catalog.errors import GhostsError
+from curation.catalog.imaging import load_rgb
 from curation.pack import check_resolution, ordered_map
-from curation.store import atomic_write_text
+from curation.catalog.store import atomic_write_text
 
 LABEL_MODES = ("none", "source-tag")
 UNTAGGED = "untagged"  # the class of images no tag found (imports), under --labels source-tag

@@ -36,8 +36,8 @@ from curation.archive import (
     is_power_of_two,
     render_card,
 )
-from curation.errors import GhostsError
-from curation.imaging import ImageRejected, decode_image
+from curation.catalog.errors import GhostsError
+from curation.catalog.imaging import ImageRejected, decode_image
 from curation.ingest import collect_files
 
 T = TypeVar("T")

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from curation.archive import ArchiveWriter, open_archive, render_card
-from curation.catalog import DatasetItem, DatasetVersion, Image, Takedown, TrainingRun
-from curation.errors import GhostsError
+from curation.catalog.schema import DatasetItem, DatasetVersion, Image, Takedown, TrainingRun
+from curation.catalog.errors import GhostsError
 from curation.freeze import (
     card_facts,
     commit_version,

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-from curation.errors import GhostsError
-from curation.imaging import load_rgb
+from curation.catalog.errors import GhostsError
+from curation.catalog.imaging import load_rgb
 
 # An image artifact is a URL the UI puts in an <img>. A data: URL needs no file server and no shared disk,
 # so the picture shows on any machine that can open the Prefect UI; JPEG keeps it small.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 
 data_option = click.option(
     "--data",
@@ -23,8 +23,8 @@ data_option = click.option(
 
 def open_ws(data: Path | None):
     """The workspace named by --data / GHOSTS_DATA / ./data, which must have been initialised."""
-    from curation.settings import Settings
-    from curation.workspace import open_workspace
+    from curation.catalog.settings import Settings
+    from curation.catalog.workspace import open_workspace
 
     return open_workspace(data, Settings())
 
@@ -55,8 +55,8 @@ def main() -> None:
 @data_option
 def init(data: Path | None) -> None:
     """Create a workspace (catalog, image store, folders); safe to run again."""
-    from curation.settings import Settings
-    from curation.workspace import init_workspace
+    from curation.catalog.settings import Settings
+    from curation.catalog.workspace import init_workspace
 
     ws = init_workspace(data, Settings())
     click.echo(f"workspace ready at {ws.root} (catalog: {ws.db_url.split('?')[0]})")
@@ -93,7 +93,7 @@ def import_(paths: tuple[Path, ...], recursive: bool, as_json: bool, data: Path 
 @data_option
 def status(as_json: bool, data: Path | None) -> None:
     """Counts of images, faces, decisions, datasets and training runs."""
-    from curation.status import workspace_status
+    from curation.catalog.status import workspace_status
 
     st = workspace_status(open_ws(data))
     if as_json:

@@ -30,8 +30,8 @@ def demo(out: Path, posts: int, kimg: float, resolution: str, review: bool, port
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from curation.sources.synthetic import make_demo_posts
-    from curation.status import workspace_status
-    from curation.workspace import init_workspace
+    from curation.catalog.status import workspace_status
+    from curation.catalog.workspace import init_workspace
     from flows.pipeline import pipeline
     from flows.train import TrainSettings
 

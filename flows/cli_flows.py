@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from flows.cli import data_option, echo_json
 
 LOCAL_API = "http://127.0.0.1:4200/api"  # where `ghosts server` (prefect server start) listens by default

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from flows.cli import data_option, open_ws
 
 

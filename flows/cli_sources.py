@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from curation.sources.instagram_session import BROWSERS
 from flows.cli import data_option, echo_json, open_ws
 

@@ -12,7 +12,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from flows.events import DATASET_FROZEN, DATASET_RESOURCE_PREFIX
 from flows.explore import explore
 from flows.freeze import freeze

@@ -9,7 +9,7 @@ from prefect import flow, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from flows.artifacts import MAX_DATA_URI_BYTES, artifact_key, data_uri
 
 

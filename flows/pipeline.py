@@ -8,7 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curation.autoaccept import apply_rule, parse_rule
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from flows.artifacts import artifact_key, markdown_table
 from flows.explore import explore
 from flows.freeze import freeze

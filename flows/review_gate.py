@@ -16,7 +16,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from curation.review.selection import complete_selection, open_round, review_counts
 from flows.artifacts import artifact_key, markdown_table
 from flows.workspace import open_data, resolve_data

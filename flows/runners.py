@@ -5,7 +5,7 @@ from typing import Literal
 
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 
 RunnerKind = Literal["threads", "processes", "dask"]
 RUNNER_KINDS = ("threads", "processes", "dask")

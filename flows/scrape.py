@@ -15,8 +15,8 @@ from prefect.concurrency.sync import concurrency
 from prefect.tasks import exponential_backoff
 from sqlalchemy import func, select
 
-from curation.catalog import Face, Image
-from curation.errors import GhostsError
+from curation.catalog.schema import Face, Image
+from curation.catalog.errors import GhostsError
 from flows.artifacts import artifact_key, contact_sheet, data_uri
 from flows.runners import make_task_runner
 from flows.workspace import open_data, resolve_data

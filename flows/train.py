@@ -1,7 +1,7 @@
 """`train`: train StyleGAN2-ADA on a frozen archive, once per archive, reporting progress to Prefect.
 
 Started by the pipeline, by hand, or by the `ghosts.dataset.frozen` event (the `train` deployment's
-trigger). The run is claimed in the catalog under the idempotency key `train-<archive sha256>` (flows.runs),
+trigger). The run is claimed in the catalog under the idempotency key `train-<archive sha256>` (curation.catalog.runs),
 so an event delivered twice, or the pipeline and a served deployment reacting to the same freeze, start one
 training; a claim left by a failed or vanished run is taken over and resumed from its last snapshot.
 """
@@ -21,9 +21,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from flows.artifacts import artifact_key, data_uri
-from flows.runs import claim_training_run, finish_training_run, record_tick
+from curation.catalog.runs import claim_training_run, finish_training_run, record_tick
 from flows.workspace import open_data, resolve_data
 
 

@@ -5,8 +5,8 @@ import os
 import threading
 from pathlib import Path
 
-from curation.settings import Settings
-from curation.workspace import Workspace, open_workspace
+from curation.catalog.settings import Settings
+from curation.catalog.workspace import Workspace, open_workspace
 
 _open: dict[tuple[int, Path], Workspace] = {}
 _lock = threading.Lock()

@@ -28,7 +28,7 @@ def faces_dir() -> Path:
 
 @pytest.fixture
 def workspace(tmp_path):
-    from curation.workspace import init_workspace
+    from curation.catalog.workspace import init_workspace
 
     ws = init_workspace(tmp_path / "ws")
     yield ws

@@ -1,7 +1,7 @@
 """`python -m training ...` and `torchrun --nproc_per_node N -m training ...` run the train command."""
 import sys
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from training.command import train
 
 

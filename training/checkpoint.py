@@ -15,7 +15,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from curation.store import atomic_write_bytes, atomic_write_text
+from curation.catalog.store import atomic_write_bytes, atomic_write_text
 from training.errors import TrainingError
 from training.networks import Discriminator, Generator
 

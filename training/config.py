@@ -221,5 +221,5 @@ def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gp
 
 
 def save_options(opts: TrainingOptions, path: Path) -> None:
-    from curation.store import atomic_write_text
+    from curation.catalog.store import atomic_write_text
     atomic_write_text(path, json.dumps(opts.to_json(), indent=2) + "\n")

@@ -11,7 +11,7 @@ import PIL.Image
 import torch
 import torch.distributed as dist
 
-from curation.store import atomic_write_bytes
+from curation.catalog.store import atomic_write_bytes
 
 
 class TickStats:

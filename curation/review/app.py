@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from curation.review.config import ReviewConfig
 from curation.review.media import NotFound, PhotoCache
 from curation.review.security import Guard, GuardMiddleware
@@ -27,7 +27,7 @@ HERE = Path(__file__).parent
 class ReviewContext:
     """Everything a request handler needs, built once per app."""
 
-    ws: object  # curation.workspace.Workspace
+    ws: object  # curation.catalog.workspace.Workspace
     config: ReviewConfig
     guard: Guard
     templates: Jinja2Templates

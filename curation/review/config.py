@@ -7,7 +7,7 @@ import re
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 REVIEWER_RE = re.compile(r"^[\w.@+-][\w .@+-]{0,63}$")

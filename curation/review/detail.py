@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select
 
-from curation.catalog import Face, Image, NearDuplicate
+from curation.catalog.schema import Face, Image, NearDuplicate
 from curation.review.grid import DEFAULT_THRESHOLDS, Thresholds, face_hints
 
 MEASURES = ("score", "det_score", "eye_dist", "quad_size", "padding", "blur", "roll", "yaw")

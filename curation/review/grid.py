@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, or_, select
 
 from alignment.quality import BLUR_FLAG, PADDING_FLAG, YAW_FLAG
-from curation.catalog import Face, Image
+from curation.catalog.schema import Face, Image
 
 Sort = Literal["score", "date", "likes", "source", "id"]
 DecisionFilter = Literal["all", "undecided", "accepted", "rejected", "skipped"]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from curation.review.decisions import MAX_BATCH, check_reason
 
 Point = tuple[float, float]

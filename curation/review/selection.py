@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from curation.catalog import ReviewRound, utcnow
-from curation.errors import GhostsError
+from curation.catalog.schema import ReviewRound, utcnow
+from curation.catalog.errors import GhostsError
 from curation.review.decisions import decision_counts
 
 log = logging.getLogger(__name__)

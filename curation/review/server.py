@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -49,13 +49,13 @@ from instaloader.exceptions import (
 from sqlalchemy import select
 from tqdm import tqdm
 
-from curation.catalog import Image, Takedown, utcnow
-from curation.errors import GhostsError
+from curation.catalog.schema import Image, Takedown, utcnow
+from curation.catalog.errors import GhostsError
 from curation.ingest import Ingestor, IngestResult
 from curation.sources.instagram_rate import ReportingRateController
 from curation.sources.instagram_session import choose_session, load_session
 from curation.sources.urls import FetchRefused, read_limited
-from curation.store import atomic_write_bytes
+from curation.catalog.store import atomic_write_bytes
 
 log = logging.getLogger("ghosts.instagram")
 

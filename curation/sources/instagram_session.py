@@ -26,8 +26,8 @@ from instaloader.exceptions import (
     TwoFactorAuthRequiredException,
 )
 
-from curation.errors import GhostsError
-from curation.store import atomic_write_bytes
+from curation.catalog.errors import GhostsError
+from curation.catalog.store import atomic_write_bytes
 
 log = logging.getLogger("ghosts.instagram")
 

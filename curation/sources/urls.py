@@ -21,8 +21,8 @@ import requests
 from sqlalchemy import select
 from tqdm import tqdm
 
-from curation.catalog import Image
-from curation.errors import GhostsError
+from curation.catalog.schema import Image
+from curation.catalog.errors import GhostsError
 from curation.ingest import ImportSummary, Ingestor
 
 log = logging.getLogger("ghosts.urls")

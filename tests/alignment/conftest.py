@@ -47,7 +47,7 @@ def xml_landmarks(faces_dir) -> dict[str, list[np.ndarray]]:
 @pytest.fixture(scope="session")
 def photo(faces_dir):
     """photo(name) -> the decoded RGB pixels (cached)."""
-    from curation.imaging import load_rgb
+    from curation.catalog.imaging import load_rgb
 
     cache: dict[str, np.ndarray] = {}
 

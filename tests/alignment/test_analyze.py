@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from alignment.align import ffhq_quad
 from alignment.analyze import analyze_images, analyze_rgb, analyze_workspace, preview_relpath, write_preview
-from curation.catalog import Face, Image
+from curation.catalog.schema import Face, Image
 from curation.ingest import ingest_paths
 from tests.alignment.conftest import CRUISE
 
@@ -104,7 +104,7 @@ def test_faces_cropped_by_hand_keep_their_place(workspace, faces_dir, tmp_path):
 
 def test_worker_processes_give_the_same_faces(faces_dir, tmp_path):
     """Two worker processes, and this process alone, record the same faces."""
-    from curation.workspace import init_workspace
+    from curation.catalog.workspace import init_workspace
 
     photos = _link(faces_dir, tmp_path, ["2009_004587.jpg", "2008_002506.jpg", "dogs.jpg"])
     rows = []
@@ -127,7 +127,7 @@ def test_worker_processes_give_the_same_faces(faces_dir, tmp_path):
 
 
 def test_unknown_detector_is_refused_before_anything_runs(workspace):
-    from curation.errors import GhostsError
+    from curation.catalog.errors import GhostsError
 
     with pytest.raises(GhostsError, match="unknown face detector 'dnn'"):
         analyze_workspace(workspace, detector="dnn", progress=False)

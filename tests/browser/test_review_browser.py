@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from curation.catalog import Face
+from curation.catalog.schema import Face
 from curation.review import ReviewConfig, create_app
 from curation.review.server import serving
-from curation.store import atomic_write_bytes
+from curation.catalog.store import atomic_write_bytes
 
 pytestmark = pytest.mark.browser
 DOCS = Path(__file__).resolve().parents[2] / "docs"

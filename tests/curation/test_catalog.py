@@ -4,8 +4,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from curation.catalog import Base, catalog_revision, head_revision, make_engine, upgrade_catalog
-from curation.workspace import init_workspace, open_workspace
+from curation.catalog.schema import Base, catalog_revision, head_revision, make_engine, upgrade_catalog
+from curation.catalog.workspace import init_workspace, open_workspace
 
 
 def test_migrations_build_exactly_the_models(tmp_path):
@@ -41,7 +41,7 @@ def test_old_catalog_is_upgraded_on_open(tmp_path):
 
 
 def test_db_url_setting_points_the_catalog_elsewhere(tmp_path, monkeypatch):
-    from curation.settings import Settings
+    from curation.catalog.settings import Settings
 
     url = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"
     monkeypatch.setenv("GHOSTS_DB_URL", url)

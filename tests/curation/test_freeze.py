@@ -21,11 +21,11 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from curation.archive import archive_name, open_archive, read_manifest, verify_archive
-from curation.catalog import DatasetItem, DatasetVersion, Face, Image
-from curation.errors import GhostsError
+from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image
+from curation.catalog.errors import GhostsError
 from curation.freeze import freeze_dataset
 from curation.ingest import ingest_paths
-from curation.workspace import open_workspace
+from curation.catalog.workspace import open_workspace
 from flows.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -255,7 +255,7 @@ def test_kill_9_during_freeze_leaves_no_archive_and_no_row(workspace, faces_dir)
     ws_dir = workspace.root
     workspace.close()
     code = (
-        "import sys\nfrom curation.workspace import open_workspace\nfrom curation.freeze import freeze_dataset\n"
+        "import sys\nfrom curation.catalog.workspace import open_workspace\nfrom curation.freeze import freeze_dataset\n"
         "freeze_dataset(open_workspace(sys.argv[1]), 'k', resolution=512, workers=1, progress=False)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(ws_dir)], cwd=REPO)

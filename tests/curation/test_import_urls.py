@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from curation.catalog import Image
+from curation.catalog.schema import Image
 from curation.sources.urls import import_urls, read_url_list, robots_refusal
 from flows.cli import main
 

@@ -5,10 +5,10 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from curation.catalog import Image, NearDuplicate
-from curation.imaging import ImageRejected, decode_image, load_rgb
+from curation.catalog.schema import Image, NearDuplicate
+from curation.catalog.imaging import ImageRejected, decode_image, load_rgb
 from curation.ingest import ingest_bytes, ingest_paths
-from curation.store import sha256_bytes
+from curation.catalog.store import sha256_bytes
 
 
 def test_import_testdata_twice(workspace, faces_dir):

@@ -29,7 +29,7 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from curation.catalog import Image, Takedown
+from curation.catalog.schema import Image, Takedown
 from curation.sources.instagram import (
     TagScraper,
     TagState,
@@ -469,7 +469,7 @@ KILLED_SCRAPE = """
 import os, signal, sys
 import responses
 from curation.sources.instagram import make_loader, scrape_tags
-from curation.workspace import open_workspace
+from curation.catalog.workspace import open_workspace
 from tests.curation.test_instagram import TAG, USER, FakeInstagram, standard_pages
 
 ig = FakeInstagram(standard_pages())

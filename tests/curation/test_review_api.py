@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
-from curation.catalog import Decision, Face, Image, ReviewRound
-from curation.errors import GhostsError
+from curation.catalog.schema import Decision, Face, Image, ReviewRound
+from curation.catalog.errors import GhostsError
 from curation.review import create_app, make_config
 from curation.review.config import ReviewConfig
 from tests.curation.test_review_support import link_duplicates, make_catalog

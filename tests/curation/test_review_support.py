@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image as PILImage
 
-from curation.catalog import Face, Image, NearDuplicate
+from curation.catalog.schema import Face, Image, NearDuplicate
 from curation.ingest import ingest_bytes
 
 TAGS = ("portrait", "selfie", "streetphoto")

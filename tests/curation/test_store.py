@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from curation.store import atomic_write_bytes, atomic_writer, put_bytes, sweep_temp_files
+from curation.catalog.store import atomic_write_bytes, atomic_writer, put_bytes, sweep_temp_files
 
 
 def test_atomic_writer_keeps_old_file_when_the_write_fails(tmp_path):

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from curation.archive import open_archive, read_manifest, verify_archive
-from curation.catalog import DatasetVersion, Image, Takedown, TrainingRun
-from curation.errors import GhostsError
+from curation.catalog.schema import DatasetVersion, Image, Takedown, TrainingRun
+from curation.catalog.errors import GhostsError
 from curation.freeze import freeze_dataset
 from curation.takedown import takedown
 from flows.cli import main

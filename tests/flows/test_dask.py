@@ -5,9 +5,9 @@ import shutil
 
 from sqlalchemy import select
 
-from curation.catalog import Face, Image
+from curation.catalog.schema import Face, Image
 from curation.ingest import ingest_paths
-from curation.workspace import open_workspace
+from curation.catalog.workspace import open_workspace
 
 
 def _faces(ws) -> list[tuple]:

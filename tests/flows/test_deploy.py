@@ -4,7 +4,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from tests.flows.conftest import wait_for
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
-from curation.catalog import DatasetVersion, Face, Image, ReviewRound, TrainingRun
+from curation.catalog.schema import DatasetVersion, Face, Image, ReviewRound, TrainingRun
 from curation.review.decisions import decide
 from curation.review.selection import complete_selection
 from flows.events import DATASET_FROZEN

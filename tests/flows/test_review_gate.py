@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from curation.catalog import Face, Image, ReviewRound
+from curation.catalog.schema import Face, Image, ReviewRound
 from curation.review.decisions import decide
 from curation.review.selection import complete_selection
 from tests.flows.conftest import flow_run_state, read_artifact, wait_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 from flows.runners import make_task_runner
 
 

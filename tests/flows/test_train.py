@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from curation.catalog import TrainingRun
-from flows.runs import claim_training_run, finish_training_run, training_key
+from curation.catalog.schema import TrainingRun
+from curation.catalog.runs import claim_training_run, finish_training_run, training_key
 from tests.flows.conftest import read_artifact, read_artifacts
 from tests.training.archives import make_archive
 
@@ -69,7 +69,7 @@ def test_train_flow_reports_progress_trains_once_and_resumes_a_failed_run(prefec
 
 
 def test_train_flow_refuses_a_changed_archive(prefect_api, workspace, tmp_path):
-    from curation.errors import GhostsError
+    from curation.catalog.errors import GhostsError
     from flows.train import TrainSettings, train
 
     archive = make_archive(tmp_path, n=4, res=32, name="changed")

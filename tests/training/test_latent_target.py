@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curation.imaging import load_rgb
+from curation.catalog.imaging import load_rgb
 from training.errors import TrainingError
 from training.latent import load_target
 from training.latent.target import center_crop_resize

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from curation.store import TMP_PREFIX
+from curation.catalog.store import TMP_PREFIX
 from training.errors import TrainingError
 
 FORMATS = (".gif", ".mp4")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curation.store import atomic_write_bytes, atomic_write_text
+from curation.catalog.store import atomic_write_bytes, atomic_write_text
 from training.errors import TrainingError
 from training.latent.generate import check_noise_mode, synthesize
 from training.latent.picture import make_grid

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from curation.store import atomic_write_bytes
+from curation.catalog.store import atomic_write_bytes
 from training.errors import TrainingError
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from curation.store import atomic_write_bytes, atomic_write_text
+from curation.catalog.store import atomic_write_bytes, atomic_write_text
 from training.errors import TrainingError
 from training.latent.animation import write_animation
 from training.latent.distance import PixelStructuralDistance

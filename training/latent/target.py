@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from curation.errors import GhostsError
-from curation.imaging import load_rgb
+from curation.catalog.errors import GhostsError
+from curation.catalog.imaging import load_rgb
 from training.errors import TrainingError
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import select
 
-from curation.catalog import Face
+from curation.catalog.schema import Face
 from curation.review.app import ReviewContext
 from curation.review.decisions import decide, delete_face, undo_last
 from curation.review.grid import GridQuery, list_faces

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from curation.catalog import Face, Image
+from curation.catalog.schema import Face, Image
 from curation.review.app import ReviewContext
 from curation.review.decisions import REJECT_REASONS
 from curation.review.detail import photo_detail

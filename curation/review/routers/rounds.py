@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from curation.catalog import ReviewRound
+from curation.catalog.schema import ReviewRound
 from curation.review.app import ReviewContext
 from curation.review.models import RoundOut
 from curation.review.routers import get_ctx

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from curation.errors import GhostsError
+from curation.catalog.errors import GhostsError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is refused, never half-decoded
 DEFAULT_MAX_PIXELS = 100_000_000

@@ -11,10 +11,10 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from curation.catalog import catalog_revision, head_revision, make_engine, upgrade_catalog
-from curation.errors import GhostsError
-from curation.settings import Settings
-from curation.store import sweep_temp_files
+from curation.catalog.schema import catalog_revision, head_revision, make_engine, upgrade_catalog
+from curation.catalog.errors import GhostsError
+from curation.catalog.settings import Settings
+from curation.catalog.store import sweep_temp_files
 
 MARKER = ".ghosts-workspace"
 SUBDIRS = ("images", "previews", "datasets", "runs", "sessions", "scrape", "tmp")

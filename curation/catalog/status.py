@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from curation.catalog import DatasetVersion, Decision, Face, Image, NearDuplicate, TrainingRun, count_by
+from curation.catalog.schema import DatasetVersion, Decision, Face, Image, NearDuplicate, TrainingRun, count_by
 
 
 def workspace_status(ws) -> dict[str, Any]:

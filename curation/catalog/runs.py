@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from curation.catalog import DatasetVersion, TrainingRun, utcnow
+from curation.catalog.schema import DatasetVersion, TrainingRun, utcnow
 
 # A run whose owner has not reported a tick for this long is presumed dead (a killed process leaves its
 # Prefect flow run "Running" until something notices). Ticks at 1024 px on one GPU take tens of minutes.

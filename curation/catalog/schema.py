@@ -1,7 +1,7 @@
 """The catalog: what the workspace knows about every image, face, decision, dataset and training run.
 
 SQLAlchemy 2 ORM over SQLite (WAL mode) by default or any SQLAlchemy URL. The schema is versioned with
-Alembic (curation/migrations); `upgrade_catalog` brings any older catalog to the current head.
+Alembic (curation/catalog/migrations); `upgrade_catalog` brings any older catalog to the current head.
 """
 from __future__ import annotations
 
