@@ -1,15 +1,15 @@
 """Benchmark: `ghosts align` as a whole command against the plain FFHQ recipe (the anchor), side by side.
 
 The folder mixes the shared test photos (9 PASCAL photos, a portrait, a 24-face collage, dogs without a face)
-with synthetic posts (scikit-image's astronaut and cameraman pasted at random roll, scale and position onto
-its other sample photos, as `curation.sources.synthetic` makes them for the demo).
+with synthetic Instagram-sized posts (1080 x 1350, 0-3 faces: scikit-image's astronaut and cameraman pasted at
+random roll, scale and position onto its other sample photos; see benchmarks/analyze_bench.py).
 
 The anchor is benchmarks/baselines/ffhq_recipe_folder.py (HOG with one upsample on the full photo, 68
 landmarks, the plain recipe, Pillow PNGs). It is timed two ways: as a whole command, and its loop alone
 ("in-process": its imports and model loading left out, which favours it). `ghosts align` is timed as a whole
 command only (start-up, imports and model loading included). Runs alternate; medians of --repeat.
 
-    python benchmarks/align_command_bench.py [--posts 16] [--size 256] [--repeat 5] [--workers N] [--json out.json]
+    python benchmarks/align_command_bench.py [--posts 24] [--size 256] [--repeat 5] [--workers N] [--json out.json]
 """
 from __future__ import annotations
 
@@ -32,22 +32,20 @@ FACES = REPO.parent / "shared" / "testdata" / "faces"
 
 
 def make_folder(folder: Path, posts: int, seed: int = 0) -> int:
-    """The mixed folder: every shared test photo plus `posts` synthetic posts with one face each."""
-    from curation.sources.synthetic import make_demo_posts
+    """The mixed folder: every shared test photo plus `posts` synthetic 1080 x 1350 posts with 0-3 faces."""
+    from benchmarks.analyze_bench import make_photo
 
     folder.mkdir(parents=True, exist_ok=True)
     for f in sorted(FACES.glob("*.jpg")):
         shutil.copy(f, folder / f.name)
-    with tempfile.TemporaryDirectory() as tmp:
-        made = make_demo_posts(tmp, n=posts, seed=seed, faces_fraction=1.0, broken=0)
-        for f in sorted(Path(tmp).glob("*.jpg")):
-            shutil.copy(f, folder / f.name)
-    return len(list(FACES.glob("*.jpg"))) + made.with_face
+    for i in range(posts):
+        make_photo(i, str(folder), seed=seed + 1)
+    return len(list(FACES.glob("*.jpg"))) + posts
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--posts", type=int, default=16, help="synthetic posts added to the 12 shared photos")
+    ap.add_argument("--posts", type=int, default=24, help="synthetic posts added to the 12 shared photos")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--workers", type=int, default=None, help="ghosts align --workers (default: its own)")

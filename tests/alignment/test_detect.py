@@ -43,8 +43,12 @@ def test_recall_at_least_hog_with_one_upsample(truth, photo):
 def test_detection_scale_follows_the_photo_size():
     assert detection_scale(500, 375) == pytest.approx(2.31, abs=0.01)  # small faces need enlarging
     assert detection_scale(1000, 1000) == pytest.approx(1.0)
-    assert detection_scale(4000, 3000) == pytest.approx(0.289, abs=0.001)  # 12 MP scanned at 1 MP
+    assert detection_scale(1080, 1350) ** 2 * 1080 * 1350 == pytest.approx(0.686e6, rel=0.01)  # Instagram size
+    assert detection_scale(4000, 3000) ** 2 * 12e6 == pytest.approx(0.6e6)  # 12 MP scanned at 0.6 MP
     assert detection_scale(100, 100) == 2.5  # capped
+    # No jump in the scanned size as a photo grows past a megapixel.
+    below, above = (detection_scale(s, s) ** 2 * s * s for s in (999, 1001))
+    assert above == pytest.approx(below, rel=0.01)
 
 
 def test_landmarks_are_in_photo_coordinates_at_any_size(photo, detections):
