@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from curation.catalog.schema import Face, Image
-from curation.ingest import Ingestor
+from curation.sources.ingest import Ingestor
 from curation.review import ReviewConfig, create_app
 from curation.review.server import serving
 from curation.catalog.workspace import init_workspace

@@ -38,7 +38,7 @@ from curation.archive import (
 )
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, decode_image
-from curation.ingest import collect_files
+from curation.sources.ingest import collect_files
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -73,7 +73,7 @@ def import_(paths: tuple[Path, ...], recursive: bool, as_json: bool, data: Path 
     Bad files are refused with a reason and never stop the batch; exact duplicates are skipped and near
     duplicates linked. Exit status is 0 whenever the batch ran.
     """
-    from curation.ingest import ingest_paths
+    from curation.sources.ingest import ingest_paths
 
     ws = open_ws(data)
     summary = ingest_paths(ws, paths, recursive=recursive, progress=not as_json)

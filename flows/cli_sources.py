@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from curation.catalog.errors import GhostsError
-from curation.sources.instagram_session import BROWSERS
+from curation.sources.instagram.session import BROWSERS
 from flows.cli import data_option, echo_json, open_ws
 
 
@@ -24,8 +24,8 @@ def login(username: str, browser: str | None, cookie_file: Path | None, data: Pa
     Without --cookies, asks for the password (and a two-factor code when Instagram wants one). The
     password is never stored or logged; only the session cookies are kept, in DATA/sessions/USERNAME.json.
     """
-    from curation.sources.instagram import make_loader
-    from curation.sources.instagram_session import check_username, login_with_cookies, login_with_password
+    from curation.sources.instagram.scraper import make_loader
+    from curation.sources.instagram.session import check_username, login_with_cookies, login_with_password
 
     username = check_username(username)
     ws = open_ws(data)
@@ -64,7 +64,7 @@ def scrape(tags: tuple[str, ...], limit: int | None, session_user: str | None, t
     catalog are not fetched again. Videos are skipped. When Instagram refuses (login required, "please
     wait", checkpoint) the tag stops with what to do; the exit status is 1 when nothing could be fetched.
     """
-    from curation.sources.instagram import scrape_error_message, scrape_tags
+    from curation.sources.instagram.scraper import scrape_error_message, scrape_tags
 
     ws = open_ws(data)
     summary = scrape_tags(ws, tags, session=session_user, limit=limit, top_only=top_only, restart=restart,

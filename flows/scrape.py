@@ -13,17 +13,17 @@ from prefect.artifacts import create_image_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.tasks import exponential_backoff
-from sqlalchemy import func, select
 
-from curation.catalog.schema import Face, Image
 from curation.catalog.errors import GhostsError
+from curation.catalog.status import batch_outcome, pending_image_ids
+from curation.sources.ingest import ingest_paths
+from curation.sources.instagram.scraper import ACCOUNT_WIDE, scrape_each_tag, scrape_tags, unique_tags
 from flows.artifacts import artifact_key, contact_sheet, data_uri
 from flows.runners import make_task_runner
 from flows.workspace import open_data, resolve_data
 
 INSTAGRAM_LIMIT = "instagram"  # the global concurrency limit every Instagram request holds a slot of
 CONTACT_SHEET_FACES = 64  # faces on the run's contact sheet
-ID_CHUNK = 5000  # ids per IN (...) query: far below SQLite's bound-parameter limit
 
 
 class ScrapeNetworkError(GhostsError):
@@ -62,8 +62,6 @@ def ensure_instagram_limit(slots: int = 1) -> None:
 def scrape_tag(data: str, tag: str, limit: int | None = None, session: str | None = None,
                max_requests_per_hour: int | None = None) -> dict[str, Any]:
     """Scrape one tag, holding the `instagram` slot so parallel runs never gang up on the account."""
-    from curation.sources.instagram import ACCOUNT_WIDE, scrape_tags
-
     ws = open_data(data)
     with concurrency(INSTAGRAM_LIMIT, occupy=1):
         summary = scrape_tags(ws, [tag], session=session, limit=limit, progress=False,
@@ -79,17 +77,13 @@ def scrape_tag(data: str, tag: str, limit: int | None = None, session: str | Non
 
 @task(name="import-paths", cache_policy=NO_CACHE)
 def import_paths(data: str, paths: list[str], recursive: bool = True) -> dict[str, Any]:
-    from curation.ingest import ingest_paths
-
     return ingest_paths(open_data(data), paths, recursive=recursive, progress=False).as_dict()
 
 
 @task(name="pending-images", cache_policy=NO_CACHE)
 def pending_images(data: str) -> list[int]:
     """Ids of stored images not analysed yet (status `new`), oldest first."""
-    with open_data(data).session() as s:
-        return list(s.scalars(select(Image.id).where(Image.status == "new", Image.path.is_not(None))
-                              .order_by(Image.id)))
+    return pending_image_ids(open_data(data))
 
 
 @task(name="analyze-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
@@ -118,22 +112,8 @@ def analyze_images_flow(data: str, image_ids: list[int], batch_size: int = 8, de
 def report(data: str, image_ids: list[int], sources: dict[str, Any]) -> dict[str, Any]:
     """Table artifact (new images, faces, rejects by reason) and a contact sheet of the new faces."""
     ws = open_data(data)
-    by_status: dict[str, int] = {}
-    reasons: dict[str, int] = {}
-    faces: list[tuple[int, str | None, float | None]] = []
-    with ws.session() as s:
-        for start in range(0, len(image_ids), ID_CHUNK):
-            ids = image_ids[start:start + ID_CHUNK]
-            for status, n in s.execute(select(Image.status, func.count()).where(Image.id.in_(ids))
-                                       .group_by(Image.status)):
-                by_status[status] = by_status.get(status, 0) + n
-            for reason, n in s.execute(select(Image.reject_reason, func.count())
-                                       .where(Image.id.in_(ids), Image.reject_reason.is_not(None))
-                                       .group_by(Image.reject_reason)):
-                reasons[reason] = reasons.get(reason, 0) + n
-            faces += s.execute(select(Face.id, Face.preview_path, Face.score)
-                               .where(Face.image_id.in_(ids), Face.deleted.is_(False))).all()
-    faces.sort(key=lambda f: (f[2] is None, -(f[2] or 0.0), f[0]))  # best score first
+    outcome = batch_outcome(ws, image_ids)
+    by_status, reasons, faces = outcome.by_status, outcome.reasons, outcome.faces
     refused = [r for src in sources.values() for r in src.get("rejected", [])]
     for r in refused:
         reasons[f"refused at ingest: {r['reason']}"] = reasons.get(f"refused at ingest: {r['reason']}", 0) + 1
@@ -181,20 +161,19 @@ def scrape_and_align(
 
     sources: dict[str, Any] = {}
     if tags:
-        from curation.sources.instagram import check_tag
-
         ensure_instagram_limit()
-        clean = list(dict.fromkeys(check_tag(t) for t in tags))
-        for i, tag in enumerate(clean):
+        clean = unique_tags(tags)
+
+        def scrape_one(tag: str) -> dict[str, Any]:
             outcome = scrape_tag(data, tag, limit, session, max_requests_per_hour)
-            sources[f"#{tag}"] = outcome
             if outcome.get("stopped"):
                 logger.warning(outcome["stopped"])
-            if outcome["account_wide_stop"]:
-                # Pushing on with other tags after an account-wide refusal makes the block longer.
-                for rest in clean[i + 1:]:
-                    sources[f"#{rest}"] = {"stopped": f"#{rest}: not tried after the refusal above", "fetched": 0}
-                break
+            return outcome
+
+        outcomes, skipped = scrape_each_tag(clean, scrape_one, lambda o: o["account_wide_stop"])
+        sources.update({f"#{tag}": o for tag, o in zip(clean, outcomes)})
+        for rest in skipped:
+            sources[f"#{rest}"] = {"stopped": f"#{rest}: not tried after the refusal above", "fetched": 0}
         if not paths and all(s.get("fetched", 0) == 0 and s.get("stopped") for s in sources.values()):
             lines = "\n".join(f"  {s['stopped']}" for s in sources.values())
             raise GhostsError(f"nothing could be fetched from Instagram:\n{lines}")

@@ -1,11 +1,14 @@
 """What is in a workspace, counted: images by status and source, faces, decisions, datasets, runs."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
 
 from curation.catalog.schema import DatasetVersion, Decision, Face, Image, NearDuplicate, TrainingRun, count_by
+
+ID_CHUNK = 5000  # ids per IN (...) query: far below SQLite's bound-parameter limit
 
 
 def workspace_status(ws) -> dict[str, Any]:
@@ -40,3 +43,38 @@ def workspace_status(ws) -> dict[str, Any]:
             ],
             "training_runs": count_by(s, TrainingRun.status),
         }
+
+
+def pending_image_ids(ws) -> list[int]:
+    """Ids of stored images not analysed yet (status `new`), oldest first."""
+    with ws.session() as s:
+        return list(s.scalars(select(Image.id).where(Image.status == "new", Image.path.is_not(None))
+                              .order_by(Image.id)))
+
+
+@dataclass
+class BatchOutcome:
+    """What became of a batch of images: counts by status and reject reason, and their live faces."""
+
+    by_status: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    faces: list[tuple[int, str | None, float | None]] = field(default_factory=list)  # (id, preview, score), best first
+
+
+def batch_outcome(ws, image_ids: list[int]) -> BatchOutcome:
+    """Counts and faces of `image_ids` (queried in chunks, so any number of ids works)."""
+    out = BatchOutcome()
+    with ws.session() as s:
+        for start in range(0, len(image_ids), ID_CHUNK):
+            ids = image_ids[start:start + ID_CHUNK]
+            for status, n in s.execute(select(Image.status, func.count()).where(Image.id.in_(ids))
+                                       .group_by(Image.status)):
+                out.by_status[status] = out.by_status.get(status, 0) + n
+            for reason, n in s.execute(select(Image.reject_reason, func.count())
+                                       .where(Image.id.in_(ids), Image.reject_reason.is_not(None))
+                                       .group_by(Image.reject_reason)):
+                out.reasons[reason] = out.reasons.get(reason, 0) + n
+            out.faces += s.execute(select(Face.id, Face.preview_path, Face.score)
+                                   .where(Face.image_id.in_(ids), Face.deleted.is_(False))).all()
+    out.faces.sort(key=lambda f: (f[2] is None, -(f[2] or 0.0), f[0]))  # best score first
+    return out

@@ -1,1 +1,1 @@
-"""Where images come from: local folders (curation.ingest), Instagram hashtags, URL lists."""
+"""Where images come from: local folders (curation.sources.ingest), Instagram hashtags, URL lists."""

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from curation.catalog.schema import Image
 from curation.catalog.errors import GhostsError
-from curation.ingest import ImportSummary, Ingestor
+from curation.sources.http import FetchRefused, read_limited
+from curation.sources.ingest import ImportSummary, Ingestor
 
 log = logging.getLogger("ghosts.urls")
 
@@ -32,27 +33,6 @@ USER_AGENT = "ghosts/0.1 (image import; honours X-Robots-Tag noai)"
 # tool trains a generative model, which is what they are about.
 NO_AI_DIRECTIVES = {"noai", "noimageai"}
 RETRY_STATUSES = {429, 500, 502, 503, 504}
-
-
-class FetchRefused(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-def read_limited(resp: requests.Response, max_bytes: int) -> bytes:
-    """The body of a streamed response, refused (FetchRefused) as soon as it is known to pass max_bytes:
-    from the declared Content-Length, or while streaming when the header lies or is missing."""
-    declared = resp.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise FetchRefused(f"too large: {int(declared)} bytes > {max_bytes} byte limit")
-    chunks, size = [], 0
-    for chunk in resp.iter_content(chunk_size=1 << 16):
-        size += len(chunk)
-        if size > max_bytes:
-            raise FetchRefused(f"too large: more than the {max_bytes} byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @dataclass

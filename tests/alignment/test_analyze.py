@@ -11,7 +11,7 @@ from sqlalchemy import select
 from alignment.align import ffhq_quad
 from alignment.analyze import analyze_images, analyze_rgb, analyze_workspace, preview_relpath, write_preview
 from curation.catalog.schema import Face, Image
-from curation.ingest import ingest_paths
+from curation.sources.ingest import ingest_paths
 from tests.alignment.conftest import CRUISE
 
 

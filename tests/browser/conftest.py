@@ -28,7 +28,7 @@ def browser():
 @pytest.fixture(scope="session")
 def review_ws(tmp_path_factory, faces_dir):
     """The test photos imported and analysed the real way (detection, landmarks, alignment, previews)."""
-    from curation.ingest import ingest_paths
+    from curation.sources.ingest import ingest_paths
     from curation.catalog.workspace import init_workspace
 
     ws = init_workspace(tmp_path_factory.mktemp("review") / "ws")

@@ -24,7 +24,7 @@ from curation.archive import archive_name, open_archive, read_manifest, verify_a
 from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image
 from curation.catalog.errors import GhostsError
 from curation.freeze import freeze_dataset
-from curation.ingest import ingest_paths
+from curation.sources.ingest import ingest_paths
 from curation.catalog.workspace import open_workspace
 from flows.cli import main
 

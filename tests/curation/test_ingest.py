@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from curation.catalog.schema import Image, NearDuplicate
 from curation.catalog.imaging import ImageRejected, decode_image, load_rgb
-from curation.ingest import ingest_bytes, ingest_paths
+from curation.sources.ingest import ingest_bytes, ingest_paths
 from curation.catalog.store import sha256_bytes
 
 

@@ -30,15 +30,17 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from curation.catalog.schema import Image, Takedown
-from curation.sources.instagram import (
+from curation.sources.instagram.scraper import (
     TagScraper,
     TagState,
     classify,
     make_loader,
     rate_controller,
+    scrape_each_tag,
     scrape_tags,
+    unique_tags,
 )
-from curation.sources.instagram_session import load_session, save_session
+from curation.sources.instagram.session import load_session, save_session
 
 REPO = Path(__file__).resolve().parents[2]
 TAG = "ghostfaces"
@@ -468,7 +470,7 @@ def test_resume_after_an_exception_mid_feed_loses_and_duplicates_nothing(logged_
 KILLED_SCRAPE = """
 import os, signal, sys
 import responses
-from curation.sources.instagram import make_loader, scrape_tags
+from curation.sources.instagram.scraper import make_loader, scrape_tags
 from curation.catalog.workspace import open_workspace
 from tests.curation.test_instagram import TAG, USER, FakeInstagram, standard_pages
 
@@ -603,3 +605,18 @@ def test_cdn_digits_are_not_mistaken_for_statuses():
     err = instaloader.exceptions.ConnectionException("timeout when accessing https://x.cdninstagram.com/a_401_n.jpg?oe=429")
     assert classify(err, USER).kind == "network"
     assert rate_controller(make_loader(pause_between_requests=False)).max_requests_per_hour is None
+
+
+def test_the_multi_tag_run_stops_after_an_account_wide_refusal_and_names_the_tags_not_tried():
+    tried = []
+
+    def scrape_one(tag):
+        tried.append(tag)
+        return "wait" if tag == "second" else "ok"
+
+    outcomes, skipped = scrape_each_tag(["first", "second", "third", "fourth"], scrape_one, lambda o: o == "wait")
+    assert tried == ["first", "second"]
+    assert outcomes == ["ok", "wait"]
+    assert skipped == ["third", "fourth"]
+    assert scrape_each_tag(["a", "b"], scrape_one, lambda o: o == "wait") == (["ok", "ok"], [])
+    assert unique_tags(["b", "a", "b", "a"]) == ["b", "a"]

@@ -13,8 +13,8 @@ import pytest
 import responses
 from click.testing import CliRunner
 
-from curation.sources.instagram import make_loader
-from curation.sources.instagram_session import find_firefox_cookies, load_session, read_firefox_cookies
+from curation.sources.instagram.scraper import make_loader
+from curation.sources.instagram.session import find_firefox_cookies, load_session, read_firefox_cookies
 from flows.cli import main
 
 USER = "ghostuser"

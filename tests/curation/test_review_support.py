@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from curation.catalog.schema import Face, Image, NearDuplicate
-from curation.ingest import ingest_bytes
+from curation.sources.ingest import ingest_bytes
 
 TAGS = ("portrait", "selfie", "streetphoto")
 

@@ -1,6 +1,6 @@
 import hashlib
 
-from curation.ingest import ingest_paths
+from curation.sources.ingest import ingest_paths
 from curation.sources.synthetic import make_demo_posts
 
 

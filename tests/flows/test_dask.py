@@ -6,7 +6,7 @@ import shutil
 from sqlalchemy import select
 
 from curation.catalog.schema import Face, Image
-from curation.ingest import ingest_paths
+from curation.sources.ingest import ingest_paths
 from curation.catalog.workspace import open_workspace
 
 

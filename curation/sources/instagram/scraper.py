@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import instaloader
 import requests
@@ -51,13 +51,14 @@ from tqdm import tqdm
 
 from curation.catalog.schema import Image, Takedown, utcnow
 from curation.catalog.errors import GhostsError
-from curation.ingest import Ingestor, IngestResult
-from curation.sources.instagram_rate import ReportingRateController
-from curation.sources.instagram_session import choose_session, load_session
-from curation.sources.urls import FetchRefused, read_limited
+from curation.sources.ingest import Ingestor, IngestResult
+from curation.sources.instagram.rate import ReportingRateController
+from curation.sources.instagram.session import choose_session, load_session
+from curation.sources.http import FetchRefused, read_limited
 from curation.catalog.store import atomic_write_bytes
 
 log = logging.getLogger("ghosts.instagram")
+T = TypeVar("T")
 
 # Instagram hashtags are word characters (any script) only; this also makes them safe file names.
 TAG_RE = re.compile(r"^\w{1,100}$", re.UNICODE)
@@ -654,6 +655,28 @@ def _parse_iso(value: str | None) -> dt.datetime | None:
 
 # ------------------------------------------------------------------------------------------------ the API
 
+def unique_tags(tags: Iterable[str]) -> list[str]:
+    """The tags checked (`check_tag`) and without repeats, in the order given."""
+    return list(dict.fromkeys(check_tag(t) for t in tags))
+
+
+def scrape_each_tag(tags: list[str], scrape_one: Callable[[str], T],
+                    account_wide: Callable[[T], bool]) -> tuple[list[T], list[str]]:
+    """The multi-tag run: scrape each tag in turn and stop after the first account-wide refusal, since pushing
+    on with other tags makes a block longer. Returns the outcomes and the tags not tried. `scrape_one` is
+    `TagScraper.run` for `scrape_tags` and the `scrape-tag` task for the `scrape-and-align` flow."""
+    outcomes: list[T] = []
+    for i, tag in enumerate(tags):
+        outcome = scrape_one(tag)
+        outcomes.append(outcome)
+        if account_wide(outcome):
+            skipped = tags[i + 1:]
+            if skipped:
+                log.warning("not trying %s after that refusal", ", ".join("#" + t for t in skipped))
+            return outcomes, skipped
+    return outcomes, []
+
+
 class _WaitDisplay:
     """Shows rate-limit waits on the progress bar of the tag being scraped."""
 
@@ -678,7 +701,7 @@ def scrape_tags(
     sleep: Callable[[float], None] = time.sleep,
 ) -> ScrapeSummary:
     """Scrape each tag in turn into the catalog; stops early on an account-wide refusal (see module doc)."""
-    tags = list(dict.fromkeys(check_tag(t) for t in tags))
+    tags = unique_tags(tags)
     if not tags:
         raise GhostsError("no hashtag given: pass --tag TAG (several times for several tags)")
     if limit is not None and limit < 1:
@@ -700,17 +723,15 @@ def scrape_tags(
                         "without one; see `ghosts login`)")
     summary = ScrapeSummary(session=loader.context.username)
     ingestor = Ingestor(ws)
-    for i, tag in enumerate(tags):
+
+    def scrape_one(tag: str) -> TagOutcome:
         scraper = TagScraper(ws, loader, tag, limit=limit, top_only=top_only, restart=restart,
                              progress=progress, ingestor=ingestor, sleep=sleep)
         display.scraper = scraper
-        outcome = scraper.run()
-        summary.tags.append(outcome)
-        if outcome.stop_kind in ACCOUNT_WIDE:
-            summary.skipped_tags = tags[i + 1:]
-            if summary.skipped_tags:
-                log.warning("not trying %s after that refusal", ", ".join("#" + t for t in summary.skipped_tags))
-            break
+        return scraper.run()
+
+    outcomes, summary.skipped_tags = scrape_each_tag(tags, scrape_one, lambda o: o.stop_kind in ACCOUNT_WIDE)
+    summary.tags.extend(outcomes)
     if isinstance(controller, ReportingRateController):
         summary.waited_s = controller.waited_s
     return summary
@@ -724,5 +745,5 @@ def scrape_error_message(summary: ScrapeSummary) -> str:
 
 __all__ = [
     "Refusal", "ScrapeSummary", "TagOutcome", "TagScraper", "TagState", "check_tag", "classify", "make_loader",
-    "post_provenance", "scrape_error_message", "scrape_tags",
+    "post_provenance", "scrape_each_tag", "scrape_error_message", "scrape_tags", "unique_tags",
 ]
