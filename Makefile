@@ -33,9 +33,9 @@ $(STAMP): $(LOCK) pyproject.toml
 	@if [ "$$($(PY) -c 'import importlib.metadata as m; print(m.version("torch").split("+")[0])' 2>/dev/null)" \
 	      = "$(TORCH_VERSION)" ]; then echo "torch $(TORCH_VERSION) already installed: kept"; \
 	elif [ -n "$(TORCH_INDEX)" ]; then \
-	  $(PY) -m pip install --quiet --index-url $(TORCH_INDEX) torch==$(TORCH_VERSION); \
+	  echo "installing torch $(TORCH_VERSION) from $(TORCH_INDEX)"; $(PY) -m pip install --quiet --index-url $(TORCH_INDEX) torch==$(TORCH_VERSION); \
 	else \
-	  $(PY) -m pip install --quiet --no-deps $(TORCH_PIN) || { echo "make: $(TORCH_PIN) was not found;" \
+	  echo "installing $(TORCH_PIN)"; $(PY) -m pip install --quiet --no-deps $(TORCH_PIN) || { echo "make: $(TORCH_PIN) was not found;" \
 	    "take it from PyTorch's CPU index: make venv TORCH_INDEX=https://download.pytorch.org/whl/cpu" >&2; exit 1; }; \
 	fi
 	grep -v '^torch==' $(LOCK) > $(VENV)/lock-without-torch.txt

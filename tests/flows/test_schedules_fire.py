@@ -52,6 +52,7 @@ class Processes:
         self.logs = logs
         self.started: list[tuple[str, subprocess.Popen]] = []
         self.server: subprocess.Popen | None = None
+        self.stopped: set[int] = set()  # never signal a group twice: its id could belong to someone else by then
 
     def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
         with open(self.logs / f"{name}.log", "wb") as log:  # the child keeps its own copy of the descriptor
@@ -67,12 +68,16 @@ class Processes:
     def logs_of_all(self) -> str:
         return "\n".join(f"----- {name} (exit {p.poll()}) -----\n{self.log(name)}" for name, p in self.started)
 
-    def stop_all(self) -> None:
-        for _, proc in reversed(self.started):
+    def stop(self, *names: str) -> None:
+        """Stop the named processes (all when none named), SIGTERM first, then SIGKILL for their groups."""
+        chosen = [proc for name, proc in reversed(self.started)
+                  if (not names or name in names) and proc.pid not in self.stopped]
+        self.stopped.update(proc.pid for proc in chosen)
+        for proc in chosen:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
-        for _, proc in reversed(self.started):
+        for proc in chosen:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -90,7 +95,7 @@ def procs(tmp_path_factory):
     try:
         yield p
     finally:
-        p.stop_all()
+        p.stop()
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +202,7 @@ def test_interval_schedule_creates_runs_that_the_served_runner_completes(schedul
     assert run["auto_scheduled"], "the run was not created by the server's scheduler"
     assert run["state_name"] == "Completed"
     assert (out / f"{run['id']}.done").read_text() == "ran"
+    procs.stop("serve-tick")  # its runs every 2 s would only load the box from here on
 
 
 def test_ghosts_serve_cron_schedule_becomes_scheduled_runs(scheduler_server, procs, tmp_path):
@@ -224,3 +230,4 @@ def test_ghosts_serve_cron_schedule_becomes_scheduled_runs(scheduler_server, pro
     assert starts == sorted(set(starts))
     assert runs[0]["parameters"]["paths"] == [str(photos)]
     assert runs[0]["parameters"]["data"] == str(workspace.resolve())
+    procs.stop("ghosts-serve")
