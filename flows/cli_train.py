@@ -1,4 +1,5 @@
-"""`ghosts train`: the training room's command (defined in training.command so torchrun can run it too)."""
-from training.command import train
+"""`ghosts train` and `ghosts import-network`: the training room's commands (defined in training.command so
+torchrun can run them too)."""
+from training.command import import_network, train
 
-COMMANDS = [train]
+COMMANDS = [train, import_network]

@@ -18,14 +18,17 @@ import torch
 from curation.catalog.store import atomic_write_bytes, atomic_write_text
 from training.errors import TrainingError
 from training.networks import Discriminator, Generator
+from training.pickle_import import convert_network_pickle
 
 FORMAT = "ghosts-stylegan2-ada-snapshot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: networks compute the reference's StyleGAN2 (networks.py, arch_version 2)
+# 1: the networks of ghosts before format version 2; their snapshots are built with arch_version 1 and render
+#    exactly as they did.
 SNAPSHOT_RE = re.compile(r"network-snapshot-(\d+)\.json$")
 
 
 def snapshot_stem(path: Path | str) -> Path:
-    """Accept the .safetensors file, the .json file, or the common stem."""
+    """Accept the .safetensors file, the .json file, or the common stem (a .pkl is kept as it is)."""
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
@@ -161,6 +164,11 @@ def _load_state(module: torch.nn.Module, sd: dict, what: str) -> None:
 
 
 def load_snapshot(path: Path | str) -> Snapshot:
+    """A ghosts snapshot (any of its names), or an NVlabs network pickle read safely (training.pickle_import)."""
+    if Path(path).suffix == ".pkl":
+        meta, tensors = convert_network_pickle(path)
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+        return Snapshot(stem=Path(path), meta=meta, tensors=tensors)
     stem = snapshot_stem(path)
     js, st = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     if not js.exists() or not st.exists():
@@ -174,7 +182,21 @@ def load_snapshot(path: Path | str) -> Snapshot:
         raise TrainingError(f"cannot read snapshot {stem}: {e}") from e
     if meta.get("format") != FORMAT:
         raise TrainingError(f"{js} is not a ghosts training snapshot")
-    return Snapshot(stem=stem, meta=meta, tensors=tensors)
+    return Snapshot(stem=stem, meta=_upgrade_meta(meta, js), tensors=tensors)
+
+
+def _upgrade_meta(meta: dict, where: Path) -> dict:
+    """Meta of any known format version, as this version reads it (networks keep the maths they were
+    trained with: a version-1 snapshot builds arch_version 1 networks)."""
+    version = int(meta.get("format_version", 1))
+    if version > FORMAT_VERSION:
+        raise TrainingError(f"{where} has snapshot format version {version}; this ghosts reads up to "
+                            f"{FORMAT_VERSION}: update ghosts")
+    if version < 2:
+        for key in ("G_kwargs", "D_kwargs"):
+            if meta.get(key):
+                meta[key] = {**meta[key], "arch_version": meta[key].get("arch_version", 1)}
+    return meta
 
 
 def load_generator(path: Path | str, device="cpu") -> Generator:
@@ -201,3 +223,15 @@ def latest_snapshot(outdir: Path) -> Path | None:
         if snaps:
             return snaps[-1]
     return None
+
+
+def write_snapshot(snap: Snapshot, path: Path | str) -> Path:
+    """Write a loaded snapshot (e.g. one read from a .pkl) as `<stem>.safetensors` + `<stem>.json`."""
+    stem = snapshot_stem(path)
+    meta = {**snap.meta, "format": FORMAT, "format_version": FORMAT_VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.contiguous() for k, v in snap.tensors.items()}
+    atomic_write_bytes(stem.with_suffix(".safetensors"), safetensors.torch.save(tensors))
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
+    return stem

@@ -61,3 +61,20 @@ def train(**kw) -> None:
     result = run_training(opts)
     if not opts.dry_run and result.snapshot is not None:
         click.echo(f"run folder {result.run_dir}; last snapshot {result.snapshot.name}")
+
+
+@click.command(name="import-network", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("pkl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the snapshot <name>.safetensors + <name>.json.")
+def import_network(pkl: Path, out: Path) -> None:
+    """Convert an NVlabs StyleGAN2(-ADA) network pickle into a ghosts snapshot, reading it safely (nothing in
+    the file is run). Every --network and `ghosts train --resume` also take the .pkl directly."""
+    from training.checkpoint import load_snapshot, write_snapshot
+
+    snap = load_snapshot(pkl)
+    stem = write_snapshot(snap, out / pkl.stem)
+    g = snap.meta["G_kwargs"]
+    click.echo(f"wrote {stem}.safetensors and {stem.name}.json: {g['img_resolution']} px, "
+               f"{'G, G_ema and D' if snap.meta['D_kwargs'] else 'G and G_ema'}, augment p "
+               f"{snap.augment_p:.4f}, sha256 {snap.meta['source']['sha256'][:12]}...")

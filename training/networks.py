@@ -5,7 +5,16 @@ equalised learning rate everywhere (weights stored N(0,1), scaled at run time by
 network with lr multiplier 0.01, modulated + demodulated 3x3 convolutions, [1,3,3,1] FIR resampling, per-layer
 noise with learned strength, a skip generator (ToRGB per block) and a residual discriminator with minibatch
 standard deviation. Reduced precision (bf16 autocast) is used only for the top resolutions and only when
-`reduced_precision` is switched on; activations are then clamped to +-256 so they cannot overflow.
+`reduced_precision` is switched on.
+
+`arch_version` says which maths a network computes for its weights:
+- 2 (the default): StyleGAN2 as the reference implementation (NVlabs stylegan2-ada-pytorch) computes it, so
+  its published weights render the same images: the up-sampling convolution is a true convolution done as a
+  stride-2 transposed convolution, padded once before the [1,3,3,1] FIR; minibatch-std groups are strided
+  (samples i, i+n, i+2n, ...); activations are clamped to +-conv_clamp whenever conv_clamp is set.
+- 1: the layers of ghosts' format-version-1 snapshots (a correlation at twice the resolution, zero padding after
+  the FIR, contiguous minibatch-std groups, clamping only in reduced precision), kept so those snapshots render
+  exactly as they did.
 """
 from __future__ import annotations
 
@@ -71,7 +80,7 @@ class Conv2dLayer(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True,
                  activation: str = "linear", down: int = 1, resample_filter=(1, 3, 3, 1),
-                 conv_clamp: float | None = 256):  # clamp used only in reduced precision
+                 conv_clamp: float | None = 256):  # +-clamp on the output (x gain), when the caller asks
         super().__init__()
         self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
@@ -98,9 +107,14 @@ class Conv2dLayer(nn.Module):
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool = True,
-                     padding: int = 0, fused: bool = True) -> torch.Tensor:
+                     padding: int = 0, fused: bool = True, up: int = 1,
+                     resample_filter: torch.Tensor | None = None) -> torch.Tensor:
     """Convolution whose input channels are scaled per sample by `styles`, then (optionally) demodulated so
     each output feature map has unit expected variance.
+
+    With `up=2` the layer up-samples as the reference does: a true convolution of the zero-stuffed input,
+    computed as a stride-2 transposed convolution (output 2H+1), then the FIR low-pass with one pixel of
+    padding on each side (output 2H). A 3x3 kernel thus costs what it costs at the input resolution.
 
     The fused form folds the per-sample weights into one grouped convolution (groups = batch); the unfused
     form scales activations instead. They are mathematically equal; the tests check it.
@@ -109,7 +123,11 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     cout = weight.shape[0]
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, cin, 1, 1)
-        x = F.conv2d(x, weight.to(x.dtype), padding=padding)
+        if up > 1:
+            x = F.conv_transpose2d(x, weight.to(x.dtype).transpose(0, 1), stride=up)
+            x = _fir_after_transposed_conv(x, resample_filter, up, weight.shape[-1], padding)
+        else:
+            x = F.conv2d(x, weight.to(x.dtype), padding=padding)
         if demodulate:
             d = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, Cout]
             x = x * d.to(x.dtype).reshape(n, cout, 1, 1)
@@ -119,8 +137,30 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(n, cout, 1, 1, 1)
     h, wd = x.shape[2:]
     x = x.reshape(1, n * cin, h, wd)
-    x = F.conv2d(x, w.reshape(n * cout, cin, *weight.shape[2:]).to(x.dtype), padding=padding, groups=n)
+    k = weight.shape[2:]
+    if up > 1:
+        w = w.transpose(1, 2).reshape(n * cin, cout, *k)  # conv_transpose2d wants [in, out / groups, kh, kw]
+        x = F.conv_transpose2d(x, w.to(x.dtype), stride=up, groups=n)
+        x = _fir_after_transposed_conv(x, resample_filter, up, k[-1], padding)
+    else:
+        x = F.conv2d(x, w.reshape(n * cout, cin, *k).to(x.dtype), padding=padding, groups=n)
     return x.reshape(n, cout, *x.shape[2:])
+
+
+def _fir_after_transposed_conv(x: torch.Tensor, f: torch.Tensor, up: int, k: int, padding: int) -> torch.Tensor:
+    """Low-pass the output of a stride-`up` transposed convolution with kernel `k` so that, with `padding`,
+    the result is exactly `up` times the input size; all the padding goes before the FIR."""
+    p0 = padding + (f.numel() + up - 1) // 2 - (k - 1)
+    p1 = padding + (f.numel() - up) // 2 - (k - up)
+    return upfirdn2d(x, f, padding=(p0, p1, p0, p1), gain=up * up)
+
+
+def _legacy_modulated_conv2d(x, weight, styles, *, padding, resample_filter, up):
+    """Format-version-1 up-sampling convolution: FIR up-sampling (zero padding after the filter), then a 3x3
+    correlation at twice the resolution."""
+    if up > 1:
+        x = upsample2d(x, resample_filter, up=up)
+    return modulated_conv2d(x, weight, styles, padding=padding)
 
 
 # ---------------------------------------------------------------------------------------------- mapping
@@ -175,9 +215,10 @@ class SynthesisLayer(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *,
                  kernel_size: int = 3, up: int = 1, use_noise: bool = True, resample_filter=(1, 3, 3, 1),
-                 conv_clamp: float | None = 256):
+                 conv_clamp: float | None = 256, arch_version: int = 2):
         super().__init__()
         self.resolution, self.up, self.use_noise, self.conv_clamp = resolution, up, use_noise, conv_clamp
+        self.arch_version = arch_version
         self.padding = kernel_size // 2
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
@@ -192,9 +233,12 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const",
                 noise: torch.Tensor | None = None, clamp: bool = False) -> torch.Tensor:
         styles = self.affine(w)
-        if self.up > 1:
-            x = upsample2d(x, self.resample_filter, up=self.up)
-        x = modulated_conv2d(x, self.weight, styles, padding=self.padding)
+        if self.arch_version == 1:
+            x = _legacy_modulated_conv2d(x, self.weight, styles, padding=self.padding,
+                                         resample_filter=self.resample_filter, up=self.up)
+        else:
+            x = modulated_conv2d(x, self.weight, styles, padding=self.padding, up=self.up,
+                                 resample_filter=self.resample_filter)
         if self.use_noise:
             if noise is None and noise_mode == "random":
                 noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device)
@@ -235,16 +279,20 @@ class SynthesisBlock(nn.Module):
     upsampled image of the previous block."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int, *,
-                 reduced: bool = False, resample_filter=(1, 3, 3, 1), conv_clamp: float | None = 256):
+                 reduced: bool = False, resample_filter=(1, 3, 3, 1), conv_clamp: float | None = 256,
+                 arch_version: int = 2):
         super().__init__()
         self.in_channels, self.resolution, self.reduced = in_channels, resolution, reduced
+        self.arch_version = arch_version
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2,
-                                        resample_filter=resample_filter, conv_clamp=conv_clamp)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp)
+                                        resample_filter=resample_filter, conv_clamp=conv_clamp,
+                                        arch_version=arch_version)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp,
+                                    arch_version=arch_version)
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_channels == 0 else 2
         self.num_torgb = 1
@@ -256,14 +304,15 @@ class SynthesisBlock(nn.Module):
         n = ws.shape[0]
         noise_inputs = noise_inputs or [None] * self.num_conv
         use_reduced = reduced_precision and self.reduced
+        clamp = use_reduced or self.arch_version >= 2  # the reference clamps whenever conv_clamp is set
         with reduced_precision_context(use_reduced, ws.device):
             if self.in_channels == 0:
                 x = self.const.unsqueeze(0).expand(n, -1, -1, -1)
-                x = self.conv1(x, ws[:, 0], noise_mode, noise_inputs[0], clamp=use_reduced)
+                x = self.conv1(x, ws[:, 0], noise_mode, noise_inputs[0], clamp=clamp)
             else:
-                x = self.conv0(x, ws[:, 0], noise_mode, noise_inputs[0], clamp=use_reduced)
-                x = self.conv1(x, ws[:, 1], noise_mode, noise_inputs[1], clamp=use_reduced)
-            y = self.torgb(x, ws[:, self.num_conv], clamp=use_reduced).float()
+                x = self.conv0(x, ws[:, 0], noise_mode, noise_inputs[0], clamp=clamp)
+                x = self.conv1(x, ws[:, 1], noise_mode, noise_inputs[1], clamp=clamp)
+            y = self.torgb(x, ws[:, self.num_conv], clamp=clamp).float()
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         img = y if img is None else img + y
@@ -277,7 +326,7 @@ class SynthesisNetwork(nn.Module):
                  channel_base: int = 32768,  # feature maps at resolution r: min(channel_base // r, channel_max)
                  channel_max: int = 512,
                  num_reduced_res: int = 4,  # top resolutions that may run in bf16
-                 conv_clamp: float | None = 256):
+                 conv_clamp: float | None = 256, arch_version: int = 2):
         super().__init__()
         check_resolution(img_resolution)
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
@@ -290,7 +339,7 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = 0
         for r in self.block_resolutions:
             block = SynthesisBlock(channels[r // 2] if r > 4 else 0, channels[r], w_dim, r, img_channels,
-                                   reduced=r >= reduced_from, conv_clamp=conv_clamp)
+                                   reduced=r >= reduced_from, conv_clamp=conv_clamp, arch_version=arch_version)
             self.num_ws += block.num_conv
             self.blocks.append(block)
         self.num_ws += self.blocks[-1].num_torgb
@@ -325,18 +374,20 @@ class Generator(nn.Module):
     def __init__(self, *, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, img_resolution: int,
                  img_channels: int = 3, mapping_layers: int = 8, channel_base: int = 32768, channel_max: int = 512,
                  num_reduced_res: int = 4, conv_clamp: float | None = 256, mapping_lr_multiplier: float = 0.01,
-                 w_avg_beta: float = 0.995):
+                 w_avg_beta: float = 0.995, arch_version: int = 2):
         super().__init__()
+        check_arch_version(arch_version)
         self.init_kwargs = dict(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution,
                                 img_channels=img_channels, mapping_layers=mapping_layers,
                                 channel_base=channel_base, channel_max=channel_max,
                                 num_reduced_res=num_reduced_res, conv_clamp=conv_clamp,
-                                mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
+                                mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta,
+                                arch_version=arch_version)
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, channel_base=channel_base,
                                           channel_max=channel_max, num_reduced_res=num_reduced_res,
-                                          conv_clamp=conv_clamp)
+                                          conv_clamp=conv_clamp, arch_version=arch_version)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, num_layers=mapping_layers,
                                       lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
@@ -356,9 +407,9 @@ class DiscriminatorBlock(nn.Module):
     branches scaled by sqrt(1/2) so the sum keeps unit variance."""
 
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, img_channels: int, *,
-                 reduced: bool = False, conv_clamp: float | None = 256):
+                 reduced: bool = False, conv_clamp: float | None = 256, arch_version: int = 2):
         super().__init__()
-        self.in_channels, self.reduced = in_channels, reduced
+        self.in_channels, self.reduced, self.arch_version = in_channels, reduced, arch_version
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
@@ -367,12 +418,13 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(self, x, img, reduced_precision=False):
         use_reduced = reduced_precision and self.reduced
+        clamp = use_reduced or self.arch_version >= 2
         with reduced_precision_context(use_reduced, img.device):
             if self.in_channels == 0:
-                x = self.fromrgb(img, clamp=use_reduced)
-            y = self.skip(x, gain=math.sqrt(0.5), clamp=use_reduced)
-            x = self.conv0(x, clamp=use_reduced)
-            x = self.conv1(x, gain=math.sqrt(0.5), clamp=use_reduced)
+                x = self.fromrgb(img, clamp=clamp)
+            y = self.skip(x, gain=math.sqrt(0.5), clamp=clamp)
+            x = self.conv0(x, clamp=clamp)
+            x = self.conv1(x, gain=math.sqrt(0.5), clamp=clamp)
             x = y + x
         return x.float()
 
@@ -380,9 +432,9 @@ class DiscriminatorBlock(nn.Module):
 class MinibatchStdLayer(nn.Module):
     """Appends the standard deviation across groups of samples, so D can see a lack of variety."""
 
-    def __init__(self, group_size: int = 4, num_channels: int = 1):
+    def __init__(self, group_size: int = 4, num_channels: int = 1, strided: bool = True):
         super().__init__()
-        self.group_size, self.num_channels = group_size, num_channels
+        self.group_size, self.num_channels, self.strided = group_size, num_channels, strided
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -391,27 +443,32 @@ class MinibatchStdLayer(nn.Module):
             raise TrainingError(f"minibatch-std group size {g} must divide the per-device batch {n}; "
                                 f"change --batch or the mbstd group")
         f = self.num_channels
-        # Contiguous groups (samples 0..g-1, g..2g-1, ...) so splitting a batch over devices keeps groups.
-        y = x.reshape(n // g, g, f, c // f, h, w)
-        y = (y - y.mean(dim=1, keepdim=True)).square().mean(dim=1)
-        y = (y + 1e-8).sqrt().mean(dim=[2, 3, 4])  # [n/g, f]
-        y = y.reshape(n // g, 1, f, 1, 1).expand(n // g, g, f, h, w).reshape(n, f, h, w)
+        if self.strided:  # the reference's groups: sample i belongs to group i mod (n / g)
+            y = x.reshape(g, n // g, f, c // f, h, w)
+            y = (y - y.mean(dim=0)).square().mean(dim=0)
+            y = (y + 1e-8).sqrt().mean(dim=[2, 3, 4])  # [n/g, f]
+            y = y.reshape(1, n // g, f, 1, 1).expand(g, n // g, f, h, w).reshape(n, f, h, w)
+        else:  # format version 1: contiguous groups (samples 0..g-1, g..2g-1, ...)
+            y = x.reshape(n // g, g, f, c // f, h, w)
+            y = (y - y.mean(dim=1, keepdim=True)).square().mean(dim=1)
+            y = (y + 1e-8).sqrt().mean(dim=[2, 3, 4])  # [n/g, f]
+            y = y.reshape(n // g, 1, f, 1, 1).expand(n // g, g, f, h, w).reshape(n, f, h, w)
         return torch.cat([x, y.to(x.dtype)], dim=1)
 
 
 class DiscriminatorEpilogue(nn.Module):
     def __init__(self, in_channels: int, cmap_dim: int, *, resolution: int = 4, mbstd_group_size: int = 4,
-                 mbstd_num_channels: int = 1, conv_clamp: float | None = 256):
+                 mbstd_num_channels: int = 1, conv_clamp: float | None = 256, arch_version: int = 2):
         super().__init__()
-        self.cmap_dim = cmap_dim
-        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels)
+        self.cmap_dim, self.arch_version = cmap_dim, arch_version
+        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels, strided=arch_version >= 2)
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu",
                                 conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(in_channels * resolution * resolution, in_channels, activation="lrelu")
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
     def forward(self, x: torch.Tensor, cmap: torch.Tensor | None) -> torch.Tensor:
-        x = self.conv(self.mbstd(x))
+        x = self.conv(self.mbstd(x), clamp=self.arch_version >= 2)
         x = self.out(self.fc(x.flatten(1)))
         if self.cmap_dim > 0:  # projection discriminator for class-conditional training
             x = (x * cmap).sum(dim=1, keepdim=True) / math.sqrt(self.cmap_dim)
@@ -424,14 +481,17 @@ class Discriminator(nn.Module):
     def __init__(self, *, c_dim: int = 0, img_resolution: int, img_channels: int = 3, channel_base: int = 32768,
                  channel_max: int = 512, num_reduced_res: int = 4, conv_clamp: float | None = 256,
                  mbstd_group_size: int = 4,  # samples per minibatch-std group
-                 mbstd_num_channels: int = 1, mapping_layers: int = 8, cmap_dim: int | None = None):
+                 mbstd_num_channels: int = 1,
+                 mapping_layers: int = 8,  # label mapping depth; the reference always uses 8 in D
+                 cmap_dim: int | None = None, arch_version: int = 2):
         super().__init__()
         check_resolution(img_resolution)
+        check_arch_version(arch_version)
         self.init_kwargs = dict(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
                                 channel_base=channel_base, channel_max=channel_max,
                                 num_reduced_res=num_reduced_res, conv_clamp=conv_clamp,
                                 mbstd_group_size=mbstd_group_size, mbstd_num_channels=mbstd_num_channels,
-                                mapping_layers=mapping_layers, cmap_dim=cmap_dim)
+                                mapping_layers=mapping_layers, cmap_dim=cmap_dim, arch_version=arch_version)
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         self.block_resolutions = [2 ** i for i in range(int(np.log2(img_resolution)), 2, -1)]
         channels = {r: min(channel_base // r, channel_max) for r in self.block_resolutions + [4]}
@@ -440,14 +500,15 @@ class Discriminator(nn.Module):
         reduced_from = max(2 ** (int(np.log2(img_resolution)) + 1 - num_reduced_res), 8)
         self.blocks = nn.ModuleList(
             DiscriminatorBlock(channels[r] if r < img_resolution else 0, channels[r], channels[r // 2], img_channels,
-                               reduced=r >= reduced_from, conv_clamp=conv_clamp)
+                               reduced=r >= reduced_from, conv_clamp=conv_clamp, arch_version=arch_version)
             for r in self.block_resolutions
         )
         cmap_dim = (channels[4] if cmap_dim is None else cmap_dim) if c_dim > 0 else 0
         self.mapping = (MappingNetwork(0, c_dim, cmap_dim, None, num_layers=mapping_layers, w_avg_beta=None)
                         if c_dim > 0 else None)
         self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim, mbstd_group_size=mbstd_group_size,
-                                        mbstd_num_channels=mbstd_num_channels, conv_clamp=conv_clamp)
+                                        mbstd_num_channels=mbstd_num_channels, conv_clamp=conv_clamp,
+                                        arch_version=arch_version)
         self.reduced_precision = False
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
@@ -456,6 +517,28 @@ class Discriminator(nn.Module):
             x = block(x, img, self.reduced_precision)
         cmap = self.mapping(None, c) if self.mapping is not None else None
         return self.b4(x, cmap)
+
+
+    def freeze_layers(self, count: int) -> int:
+        """Freeze-D as the reference counts it: the first `count` convolution layers, in the order fromrgb,
+        conv0, conv1, skip of each block from the top resolution down (the epilogue always trains).
+        Returns how many parameters were frozen."""
+        frozen = 0
+        layers = [getattr(b, name) for b in self.blocks for name in ("fromrgb", "conv0", "conv1", "skip")
+                  if hasattr(b, name)]
+        for layer in layers[:count]:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+                frozen += p.numel()
+        return frozen
+
+
+LATEST_ARCH_VERSION = 2
+
+
+def check_arch_version(v: int) -> None:
+    if v not in (1, LATEST_ARCH_VERSION):
+        raise TrainingError(f"unknown network arch_version {v}; this ghosts knows 1 and {LATEST_ARCH_VERSION}")
 
 
 def check_resolution(res: int) -> None:

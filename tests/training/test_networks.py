@@ -116,8 +116,16 @@ def test_minibatch_std_groups_must_divide_batch():
     layer = MinibatchStdLayer(group_size=4)
     out = layer(torch.randn(8, 3, 4, 4))
     assert out.shape == (8, 4, 4, 4)
-    # Contiguous groups: samples 0-3 share one statistic, 4-7 another.
-    assert torch.equal(out[0, 3], out[3, 3]) and not torch.equal(out[0, 3], out[4, 3])
+    # The reference's strided groups: samples 0, 2, 4, 6 share one statistic, 1, 3, 5, 7 another.
+    x = torch.randn(8, 3, 4, 4)
+    out = layer(x)
+    for group in ([0, 2, 4, 6], [1, 3, 5, 7]):
+        want = (x[group].var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+        assert all(torch.allclose(out[i, 3], want.expand(4, 4)) for i in group)
+    assert not torch.equal(out[0, 3], out[1, 3])
+    # Format-version-1 networks keep contiguous groups: samples 0-3 share one statistic, 4-7 another.
+    old = MinibatchStdLayer(group_size=4, strided=False)(x)
+    assert torch.equal(old[0, 3], old[3, 3]) and not torch.equal(old[0, 3], old[4, 3])
     with pytest.raises(TrainingError, match="must divide the per-device batch 6"):
         layer(torch.randn(6, 3, 4, 4))
 
@@ -148,3 +156,57 @@ def test_conditional_networks():
 def test_bad_resolution_is_a_clear_error():
     with pytest.raises(TrainingError, match="power of two"):
         Generator(img_resolution=48)
+
+
+def test_upsampling_conv_fused_and_unfused_agree_and_output_twice_the_size():
+    from training.networks import modulated_conv2d
+    from training.ops import setup_filter
+
+    torch.manual_seed(3)
+    x, w, s = torch.randn(2, 5, 6, 6), torch.randn(7, 5, 3, 3), torch.randn(2, 5)
+    f = setup_filter([1, 3, 3, 1])
+    a = modulated_conv2d(x, w, s, padding=1, up=2, resample_filter=f)
+    b = modulated_conv2d(x, w, s, padding=1, up=2, resample_filter=f, fused=False)
+    assert a.shape == (2, 7, 12, 12)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_upsampling_conv_is_a_true_convolution_padded_before_the_filter():
+    # Definition: zero-stuff the input (x at even pixels), convolve with the kernel (a true convolution:
+    # correlation with the flipped kernel) on a zero-padded canvas, then FIR-filter; no padding after it.
+    from training.networks import modulated_conv2d
+    from training.ops import setup_filter, upfirdn2d
+
+    torch.manual_seed(4)
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    f = setup_filter([1, 3, 3, 1])
+    got = modulated_conv2d(x, w, torch.ones(1, 2), demodulate=False, padding=1, up=2, resample_filter=f)
+    stuffed = torch.zeros(1, 2, 10, 10)
+    stuffed[:, :, ::2, ::2] = x
+    full = torch.nn.functional.conv2d(stuffed, w.flip([2, 3]), padding=2)[:, :, :11, :11]  # 'full' conv of 9x9
+    ref = upfirdn2d(full, f, padding=1, gain=4)  # 11 + 2 - 3 = 10 = twice the input
+    assert got.shape == (1, 3, 10, 10)
+    assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_conv_clamp_applies_in_float32():
+    torch.manual_seed(5)
+    G = Generator(z_dim=8, w_dim=8, mapping_layers=1, img_resolution=8, channel_base=64, channel_max=8,
+                  conv_clamp=0.05)
+    with torch.no_grad():
+        assert G(torch.randn(2, 8)).abs().max() <= 0.1 + 1e-6  # two ToRGB outputs, each within +-0.05
+    old = Generator(z_dim=8, w_dim=8, mapping_layers=1, img_resolution=8, channel_base=64, channel_max=8,
+                    conv_clamp=0.05, arch_version=1)
+    old.load_state_dict(G.state_dict())
+    with torch.no_grad():
+        assert old(torch.randn(2, 8)).abs().max() > 0.1  # version 1 clamped only in reduced precision
+
+
+def test_freeze_d_counts_layers_as_the_reference():
+    D = Discriminator(img_resolution=32, channel_base=256, channel_max=16)
+    D.freeze_layers(5)  # b32: fromrgb conv0 conv1 skip (4 layers), then b16.conv0
+    frozen = {n.rsplit(".", 1)[0] for n, p in D.named_parameters() if not p.requires_grad}
+    assert frozen == {"blocks.0.fromrgb", "blocks.0.conv0", "blocks.0.conv1", "blocks.0.skip", "blocks.1.conv0"}
+    D2 = Discriminator(img_resolution=32, channel_base=256, channel_max=16)
+    D2.freeze_layers(100)
+    assert {n.split(".")[0] for n, p in D2.named_parameters() if p.requires_grad} == {"b4"}
