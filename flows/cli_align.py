@@ -51,10 +51,11 @@ def analyze(workers: int | None, detector: str, target_size: str, as_json: bool,
 @click.option("--size", type=click.Choice(SIZES), default="1024", show_default=True, help="Output side in pixels.")
 @click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
               help="dlib's HOG detector (fast) or its CNN detector (slower, finds more faces).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: one per available core; 1 runs in this process).")
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders.")
 @click.option("--json", "as_json", is_flag=True, help="Print, per input, the faces written and what was skipped.")
-def align(inputs: tuple[Path, ...], out_dir: Path, size: str, detector: str, workers: int, recursive: bool,
+def align(inputs: tuple[Path, ...], out_dir: Path, size: str, detector: str, workers: int | None, recursive: bool,
           as_json: bool) -> None:
     """FFHQ-align every face in photo files and folders (no workspace needed).
 

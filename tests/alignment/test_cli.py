@@ -82,3 +82,18 @@ def test_analyze_command(workspace, faces_dir, tmp_path):
     assert (summary["images"], summary["analyzed"], summary["no_face"], summary["faces"]) == (2, 1, 1, 2)
     r = _run("analyze", "--workers", "1", "--data", workspace.root)
     assert r.exit_code == 0 and "analysed 0 images" in r.output
+
+
+def test_align_in_worker_processes_writes_the_same_files(faces_dir, tmp_path):
+    """Two worker processes (largest photo first) write byte-identical faces, reported in input order, and
+    leave no temp file behind."""
+    names = ["2008_001322.jpg", "dogs.jpg", CRUISE]
+    outs = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        r = _run("align", *(faces_dir / n for n in names), "--out", out, "--size", "64", "--workers", workers,
+                 "--json")
+        assert r.exit_code == 0, r.output
+        assert [os.path.basename(x["input"]) for x in json.loads(r.output)] == names
+        outs[workers] = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(outs["1"]) == 4 and outs["1"] == outs["2"]
