@@ -36,10 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from curation.catalog.schema import Face, Image
-from curation.sources.ingest import Ingestor
-from curation.review import ReviewConfig, create_app
-from curation.review.server import serving
 from curation.catalog.workspace import init_workspace
+from curation.review import ReviewConfig
+from curation.review.app import create_app
+from curation.review.server import serving
+from curation.sources.ingest import Ingestor
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",

@@ -29,9 +29,9 @@ def demo(out: Path, posts: int, kimg: float, resolution: str, review: bool, port
     # The ephemeral Prefect server can take more than its default 20 s to start on a busy laptop.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from curation.sources.synthetic import make_demo_posts
     from curation.catalog.status import workspace_status
     from curation.catalog.workspace import init_workspace
+    from curation.sources.synthetic import make_demo_posts
     from flows.pipeline import pipeline
     from flows.train import TrainSettings
 
@@ -51,8 +51,10 @@ def demo(out: Path, posts: int, kimg: float, resolution: str, review: bool, port
             from curation.review.app import create_app
             from curation.review.config import make_config
             from curation.review.server import serving
+            from flows.review_gate import resume_waiting_run
 
-            url = stack.enter_context(serving(create_app(ws, make_config(target=made.with_face)), port=port))
+            app = create_app(ws, make_config(target=made.with_face), resume=resume_waiting_run)
+            url = stack.enter_context(serving(app, port=port))
             click.echo(f"review page: {url}  (decide, then press 'Selection done' to let the pipeline go on)")
             with contextlib.suppress(Exception):
                 webbrowser.open(url)

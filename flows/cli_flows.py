@@ -143,7 +143,7 @@ def run_pipeline(**kw) -> None:
     Without --auto-accept the run pauses at the review gate: open the review page (`ghosts review`) and press
     "Selection done" to go on.
     """
-    from curation.autoaccept import parse_rule
+    from curation.review.autoaccept import parse_rule
     from flows.pipeline import pipeline
 
     settings = _settings(kw)

@@ -48,10 +48,11 @@ def review(host: str, port: int, target: int | None, reviewer: str | None, token
 
     import uvicorn
 
-    from curation.review import create_app
+    from curation.review.app import create_app
     from curation.review.selection import review_counts
+    from flows.review_gate import resume_waiting_run
 
-    app = create_app(ws, config)
+    app = create_app(ws, config, resume=resume_waiting_run)
     counts = review_counts(ws)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}/" + (f"?token={config.token}" if config.token else "")

@@ -7,12 +7,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from curation.autoaccept import apply_rule, parse_rule
 from curation.catalog.errors import GhostsError
+from curation.review.autoaccept import REVIEWER, apply_rule, parse_rule
 from flows.artifacts import artifact_key, markdown_table
 from flows.explore import explore
 from flows.freeze import freeze
-from flows.review_gate import REVIEW_URL, review_gate
+from flows.review_gate import REVIEW_URL, complete_selection, review_gate
 from flows.runners import make_task_runner
 from flows.scrape import scrape_and_align
 from flows.train import TrainSettings, train
@@ -22,9 +22,6 @@ from flows.workspace import open_data, resolve_data
 @task(name="auto-accept", cache_policy=NO_CACHE)
 def auto_accept(data: str, rule: str) -> dict[str, Any]:
     """Apply an --auto-accept rule in place of the review, and close the round as the review page would."""
-    from curation.autoaccept import REVIEWER
-    from curation.review.selection import complete_selection
-
     ws = open_data(data)
     result = apply_rule(ws, rule)
     complete_selection(ws, reviewer=REVIEWER)

@@ -2,8 +2,8 @@
 
 The flow opens (or joins) the review round with its own flow run id, publishes what is left to review and
 where, then pauses. "Selection done" on the review page closes the round and resumes this run with a
-`ReviewDone` input (curation.review.selection.complete_selection); the Prefect UI's resume form does the
-same by hand.
+`ReviewDone` input (`complete_selection` here, which passes `resume_waiting_run` to the review room's
+`complete_selection`); the Prefect UI's resume form does the same by hand.
 """
 from __future__ import annotations
 
@@ -11,17 +11,33 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
+from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
+from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 
 from curation.catalog.errors import GhostsError
-from curation.review.selection import complete_selection, open_round, review_counts
+from curation.catalog.schema import ReviewRound
+from curation.review import selection
+from curation.review.selection import RunNotWaiting, open_round, parse_run_id, review_counts
 from flows.artifacts import artifact_key, markdown_table
 from flows.workspace import open_data, resolve_data
 
 REVIEW_URL = "http://127.0.0.1:8765/"  # where `ghosts review` serves the page by default
+
+
+def resume_waiting_run(run_id: str, run_input: dict) -> None:
+    """Resume the paused flow run `run_id` (the review room's `Resume`); RunNotWaiting when it is not paused."""
+    try:
+        # _sync: this is a plain function even when a caller happens to run inside an event loop.
+        resume_flow_run(parse_run_id(run_id), run_input=run_input, _sync=True)
+    except (NotPausedError, FlowPauseTimeout, ObjectNotFound) as e:
+        raise RunNotWaiting(str(e)) from e
+
+
+def complete_selection(ws, reviewer: str) -> ReviewRound:
+    """"Selection done": close the open round and resume the flow run waiting on it, if any."""
+    return selection.complete_selection(ws, reviewer, resume=resume_waiting_run)
 
 
 class ReviewDone(RunInput):

@@ -6,7 +6,15 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from curation.catalog.schema import DatasetVersion, Decision, Face, Image, NearDuplicate, TrainingRun, count_by
+from curation.catalog.schema import (
+    DatasetVersion,
+    Decision,
+    Face,
+    Image,
+    NearDuplicate,
+    TrainingRun,
+    count_by,
+)
 
 ID_CHUNK = 5000  # ids per IN (...) query: far below SQLite's bound-parameter limit
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from curation.catalog.schema import catalog_revision, head_revision, make_engine, upgrade_catalog
 from curation.catalog.errors import GhostsError
+from curation.catalog.schema import catalog_revision, head_revision, make_engine, upgrade_catalog
 from curation.catalog.settings import Settings
 from curation.catalog.store import sweep_temp_files
 

@@ -4,22 +4,16 @@ Plain functions (used by the app, the CLI and the Prefect review gate):
     decide(ws, face_ids, decision, reviewer, reason=None) -> Batch
     undo_last(ws, reviewer) -> Batch | None
     open_round(ws, target=None, flow_run_id=None) -> ReviewRound
-    complete_selection(ws, reviewer) -> ReviewRound
-    create_app(ws, config) -> FastAPI
+    complete_selection(ws, reviewer, resume=None) -> ReviewRound
+
+The web app itself is curation.review.app.create_app(ws, config, resume) (FastAPI: imported only by those
+who serve it).
 """
 from curation.review.config import ReviewConfig, make_config
 from curation.review.decisions import Batch, decide, decision_counts, delete_face, undo_last
 from curation.review.selection import complete_selection, current_round, open_round
 
-
-def create_app(ws, config=None):
-    """The FastAPI review app over an opened workspace (imported lazily: FastAPI is not needed by the gate)."""
-    from curation.review.app import create_app as _create
-
-    return _create(ws, config)
-
-
 __all__ = [
-    "Batch", "ReviewConfig", "complete_selection", "create_app", "current_round", "decide", "decision_counts",
+    "Batch", "ReviewConfig", "complete_selection", "current_round", "decide", "decision_counts",
     "delete_face", "make_config", "open_round", "undo_last",
 ]

@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -16,22 +15,13 @@ from fastapi.templating import Jinja2Templates
 
 from curation.catalog.errors import GhostsError
 from curation.review.config import ReviewConfig
+from curation.review.deps import ReviewContext
 from curation.review.media import NotFound, PhotoCache
+from curation.review.routers import api, media, pages, rounds
 from curation.review.security import Guard, GuardMiddleware
-from curation.review.selection import open_round
+from curation.review.selection import Resume, open_round
 
 HERE = Path(__file__).parent
-
-
-@dataclass
-class ReviewContext:
-    """Everything a request handler needs, built once per app."""
-
-    ws: object  # curation.catalog.workspace.Workspace
-    config: ReviewConfig
-    guard: Guard
-    templates: Jinja2Templates
-    photos: PhotoCache
 
 
 def allowed_hosts(config: ReviewConfig) -> set[str] | None:
@@ -41,15 +31,15 @@ def allowed_hosts(config: ReviewConfig) -> set[str] | None:
     return {"127.0.0.1", "localhost", "::1", "[::1]", config.host.lower(), *(h.lower() for h in config.extra_hosts)}
 
 
-def create_app(ws, config: ReviewConfig | None = None) -> FastAPI:
-    """The review app over `ws`. Opens a review round (or joins the open one) with the configured target."""
-    from curation.review.routers import api, media, pages, rounds
-
+def create_app(ws, config: ReviewConfig | None = None, resume: Resume | None = None) -> FastAPI:
+    """The review app over `ws`. Opens a review round (or joins the open one) with the configured target.
+    `resume` resumes the flow run waiting on the round when "Selection done" is pressed (the CLI passes
+    flows.review_gate.resume_waiting_run)."""
     config = config or ReviewConfig()
     open_round(ws, target=config.target, reviewer=config.reviewer)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.autoescape = True
-    ctx = ReviewContext(ws, config, Guard(config.token, allowed_hosts(config)), templates, PhotoCache())
+    ctx = ReviewContext(ws, config, Guard(config.token, allowed_hosts(config)), templates, PhotoCache(), resume)
 
     app = FastAPI(title="ghosts review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
-from curation.catalog.schema import Decision, Face, Image, utcnow
 from curation.catalog.errors import GhostsError
+from curation.catalog.schema import Decision, Face, Image, utcnow
 
 REVIEW_DECISIONS = ("accepted", "rejected", "skipped", "undecided")
 REASON_RE = re.compile(r"^[a-z0-9][a-z0-9 _.-]{0,63}$")  # short tags ("blurry", "duplicate"), never "#"

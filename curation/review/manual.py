@@ -13,9 +13,9 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from curation.catalog.schema import Face, Image, utcnow
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
+from curation.catalog.schema import Face, Image, utcnow
 from curation.review.media import NotFound
 
 PREVIEW_SIZE = 256  # the grid's preview size

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 
-from curation.catalog.schema import Face, Image
 from curation.catalog.imaging import ImageRejected, load_rgb
+from curation.catalog.schema import Face, Image
 
 PHOTO_MAX_SIDE = 1600  # detail view: sharp on a laptop screen, a few hundred kB
 THUMB_MAX_SIDE = 256  # photo tiles (the photos-without-faces view, near-duplicate strips)

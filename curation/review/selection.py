@@ -1,19 +1,21 @@
 """Review rounds: a round is open while people review, and "Selection done" closes it.
 
 A pipeline that waits for the review (the Prefect review-gate flow) opens or joins the round with its paused flow
-run id; closing the round resumes that run with the selection's figures. Prefect is imported only then, so the
-review app starts fast and works without a Prefect server.
+run id; closing the round resumes that run with the selection's figures, through the `Resume` its caller passes
+(flows.review_gate.resume_waiting_run). Nothing here imports Prefect: the review app starts fast and works
+without a Prefect server.
 """
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from curation.catalog.schema import ReviewRound, utcnow
 from curation.catalog.errors import GhostsError
+from curation.catalog.schema import ReviewRound, utcnow
 from curation.review.decisions import decision_counts
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ def open_round(ws, target: int | None = None, flow_run_id: str | None = None, re
     if target is not None and target < 1:
         raise GhostsError(f"review target must be at least 1 (got {target})")
     if flow_run_id is not None:
-        _parse_run_id(flow_run_id)
+        parse_run_id(flow_run_id)
     with ws.session() as s:
         rnd = current_round(s)
         if rnd is None:
@@ -57,11 +59,21 @@ def open_round(ws, target: int | None = None, flow_run_id: str | None = None, re
         return rnd
 
 
-def _parse_run_id(flow_run_id: str) -> uuid.UUID:
+def parse_run_id(flow_run_id: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(flow_run_id))
     except ValueError:
         raise GhostsError(f"not a Prefect flow run id: {flow_run_id!r}") from None
+
+
+class RunNotWaiting(Exception):
+    """Raised by a `Resume` when the flow run is no longer paused (already resumed, timed out, gone)."""
+
+
+# Resumes the paused flow run `run_id` with `run_input` (flows.review_gate.resume_waiting_run does it with
+# Prefect). Raises RunNotWaiting when the run is not paused any more; any other error may pass (Prefect API
+# unreachable), so the round is reopened for another try.
+Resume = Callable[[str, dict], None]
 
 
 @dataclass
@@ -73,7 +85,7 @@ class Completion:
     note: str  # one line for the reviewer
 
 
-def complete_selection(ws, reviewer: str) -> ReviewRound:
+def complete_selection(ws, reviewer: str, resume: Resume | None = None) -> ReviewRound:
     """Close the open review round ("Selection done") and resume the flow run waiting on it, if any.
 
     The round gets `done_at`, `reviewer` and `accepted` (live faces whose current decision is accepted). When
@@ -87,12 +99,13 @@ def complete_selection(ws, reviewer: str) -> ReviewRound:
     The round is committed closed before the resume, so the resumed run reads a finished round. If the resume
     fails for a reason that may pass (Prefect API unreachable), the round is reopened and a GhostsError raised,
     so pressing the button again retries. If the run is no longer paused (already resumed, timed out, gone),
-    the round stays closed and a warning is logged. With no round open, one is created and closed at once.
+    the round stays closed and a warning is logged; so it does when no `resume` is given (nothing here can
+    reach Prefect). With no round open, one is created and closed at once.
     """
-    return finish_round(ws, reviewer).round
+    return finish_round(ws, reviewer, resume).round
 
 
-def finish_round(ws, reviewer: str) -> Completion:
+def finish_round(ws, reviewer: str, resume: Resume | None = None) -> Completion:
     """`complete_selection`, also saying whether a waiting run was resumed (for the page's message)."""
     if not reviewer:
         raise GhostsError("completing a selection needs a reviewer name")
@@ -110,21 +123,20 @@ def finish_round(ws, reviewer: str) -> Completion:
     note = f"selection done: {accepted} faces accepted"
     resumed = False
     if run_id:
-        resumed = _resume(ws, round_id, run_id, {"accepted": accepted, "reviewer": reviewer, "round_id": round_id})
+        resumed = _resume(ws, resume, round_id, run_id,
+                          {"accepted": accepted, "reviewer": reviewer, "round_id": round_id})
         note += f"; pipeline run {run_id} resumed" if resumed else f"; pipeline run {run_id} was not waiting any more"
     with ws.session() as s:
         return Completion(s.get(ReviewRound, round_id), resumed, note)
 
 
-def _resume(ws, round_id: int, run_id: str, run_input: dict) -> bool:
-    from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
-    from prefect.flow_runs import resume_flow_run
-
+def _resume(ws, resume: Resume | None, round_id: int, run_id: str, run_input: dict) -> bool:
     try:
-        # _sync: this is a plain function even when a caller happens to run inside an event loop.
-        resume_flow_run(_parse_run_id(run_id), run_input=run_input, _sync=True)
+        if resume is None:
+            raise RunNotWaiting("this review app was started without a way to resume flow runs")
+        resume(run_id, run_input)
         return True
-    except (NotPausedError, FlowPauseTimeout, ObjectNotFound) as e:
+    except RunNotWaiting as e:
         log.warning("review round %s closed, but flow run %s was not waiting any more: %s", round_id, run_id, e)
         return False
     except Exception as e:

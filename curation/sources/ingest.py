@@ -20,9 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
-from curation.catalog.schema import Image, NearDuplicate, utcnow
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, decode_image
+from curation.catalog.schema import Image, NearDuplicate, utcnow
 from curation.catalog.store import put_bytes, sha256_bytes
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"}

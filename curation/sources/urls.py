@@ -21,8 +21,8 @@ import requests
 from sqlalchemy import select
 from tqdm import tqdm
 
-from curation.catalog.schema import Image
 from curation.catalog.errors import GhostsError
+from curation.catalog.schema import Image
 from curation.sources.http import FetchRefused, read_limited
 from curation.sources.ingest import ImportSummary, Ingestor
 

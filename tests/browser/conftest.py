@@ -28,8 +28,8 @@ def browser():
 @pytest.fixture(scope="session")
 def review_ws(tmp_path_factory, faces_dir):
     """The test photos imported and analysed the real way (detection, landmarks, alignment, previews)."""
-    from curation.sources.ingest import ingest_paths
     from curation.catalog.workspace import init_workspace
+    from curation.sources.ingest import ingest_paths
 
     ws = init_workspace(tmp_path_factory.mktemp("review") / "ws")
     summary = ingest_paths(ws, [faces_dir], progress=False)
@@ -55,8 +55,8 @@ def faces_from_annotations(ws, faces_dir: Path) -> None:
     from PIL import Image as PILImage
     from sqlalchemy import select
 
-    from curation.catalog.schema import Face, Image
     from curation.catalog.imaging import load_rgb
+    from curation.catalog.schema import Face, Image
 
     with ws.session() as s:
         by_name = {(i.provenance or {}).get("name"): i.id for i in s.scalars(select(Image))}

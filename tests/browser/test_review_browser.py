@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import select
 
 from curation.catalog.schema import Face
-from curation.review import ReviewConfig, create_app
-from curation.review.server import serving
 from curation.catalog.store import atomic_write_bytes
+from curation.review import ReviewConfig
+from curation.review.app import create_app
+from curation.review.server import serving
 
 pytestmark = pytest.mark.browser
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -10,9 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
-from curation.catalog.schema import Decision, Face, Image, ReviewRound
 from curation.catalog.errors import GhostsError
-from curation.review import create_app, make_config
+from curation.catalog.schema import Decision, Face, Image, ReviewRound
+from curation.review import make_config
+from curation.review.app import create_app
 from curation.review.config import ReviewConfig
 from tests.curation.test_review_support import link_duplicates, make_catalog
 

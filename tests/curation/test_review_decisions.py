@@ -117,10 +117,22 @@ def test_complete_without_a_round_creates_and_closes_one(workspace, faces):
 def test_unreachable_prefect_keeps_the_round_open(workspace, faces):
     from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
+    from flows.review_gate import resume_waiting_run
+
     rnd = open_round(workspace, target=2, flow_run_id=str(uuid.uuid4()))
     decide(workspace, faces[:1], "accepted", "ann")
     unreachable = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_MAX_RETRIES: 0}  # nothing listens
     with temporary_settings(updates=unreachable), pytest.raises(GhostsError, match="could not resume .* still open"):
-        complete_selection(workspace, "ann")
+        complete_selection(workspace, "ann", resume=resume_waiting_run)
     with workspace.session() as s:
         assert s.get(ReviewRound, rnd.id).done_at is None  # pressing the button again retries
+
+
+def test_a_round_closes_even_when_nothing_can_resume_its_run(workspace, faces):
+    from curation.review.selection import finish_round
+
+    rnd = open_round(workspace, target=2, flow_run_id=str(uuid.uuid4()))
+    decide(workspace, faces[:1], "accepted", "ann")
+    done = finish_round(workspace, "ann")  # no `resume`: the review room never reaches Prefect itself
+    assert not done.resumed and "was not waiting any more" in done.note
+    assert (done.round.id, done.round.accepted) == (rnd.id, 1) and done.round.done_at is not None

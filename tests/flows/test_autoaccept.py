@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from curation.autoaccept import AcceptRule, Condition, RuleError, apply_rule, parse_rule
+from curation.review.autoaccept import AcceptRule, Condition, RuleError, apply_rule, parse_rule
 from curation.catalog.schema import Decision, Face, Image
 from curation.review.decisions import decide
 

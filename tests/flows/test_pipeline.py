@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from curation.catalog.schema import DatasetVersion, Face, Image, ReviewRound, TrainingRun
 from curation.review.decisions import decide
-from curation.review.selection import complete_selection
 from flows.events import DATASET_FROZEN
+from flows.review_gate import complete_selection
 from tests.flows.conftest import flow_run_state, read_artifact, wait_for
 
 TINY = {"kimg": 0.016, "cbase": 256, "cmax": 32, "z_dim": 32, "w_dim": 32, "map_layers": 1, "batch": 8,

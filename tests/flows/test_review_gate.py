@@ -5,7 +5,7 @@ import threading
 
 from curation.catalog.schema import Face, Image, ReviewRound
 from curation.review.decisions import decide
-from curation.review.selection import complete_selection
+from flows.review_gate import complete_selection
 from tests.flows.conftest import flow_run_state, read_artifact, wait_for
 
 

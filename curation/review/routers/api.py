@@ -3,20 +3,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from sqlalchemy import select
 
 from curation.catalog.schema import Face
-from curation.review.app import ReviewContext
 from curation.review.decisions import decide, delete_face, undo_last
+from curation.review.deps import Ctx, ReviewContext
 from curation.review.grid import GridQuery, list_faces
 from curation.review.models import BatchOut, ChangeOut, Counts, DecideIn, DecideManyIn, FaceState
-from curation.review.routers import get_ctx
 from curation.review.security import csrf_token
 from curation.review.selection import current_round, open_round, review_counts
 
 router = APIRouter(prefix="/api", tags=["faces"])
-Ctx = Annotated[ReviewContext, Depends(get_ctx)]
 
 
 def counts(ctx: ReviewContext) -> Counts:

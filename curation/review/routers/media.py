@@ -4,18 +4,16 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
-from curation.review.app import ReviewContext
+from curation.review.deps import Ctx
 from curation.review.manual import add_manual_face, manual_preview_jpeg
 from curation.review.media import PHOTO_MAX_SIDE, THUMB_MAX_SIDE, preview_file
 from curation.review.models import ManualFaceOut, ManualPointsIn
-from curation.review.routers import get_ctx
 from curation.review.routers.api import counts
 
 router = APIRouter(tags=["media"])
-Ctx = Annotated[ReviewContext, Depends(get_ctx)]
 
 # Previews and photos never change under an id (a new crop is a new face), so browsers may keep them a day;
 # private: they are people's photos, not for shared caches.

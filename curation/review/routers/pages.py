@@ -3,22 +3,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from curation.catalog.schema import Face, Image
-from curation.review.app import ReviewContext
 from curation.review.decisions import REJECT_REASONS
+from curation.review.deps import Ctx, ReviewContext
 from curation.review.detail import photo_detail
 from curation.review.grid import FLAG_LABELS, SORT_LABELS, GridQuery, facet_values, list_faces
-from curation.review.routers import get_ctx
 from curation.review.security import csrf_token
 from curation.review.selection import review_counts
 
 router = APIRouter(tags=["pages"])
-Ctx = Annotated[ReviewContext, Depends(get_ctx)]
 
 
 def _page(ctx: ReviewContext, request: Request, name: str, **data) -> HTMLResponse:

@@ -1,18 +1,14 @@
 """The review round: its state, and "Selection done"."""
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from curation.catalog.schema import ReviewRound
-from curation.review.app import ReviewContext
+from curation.review.deps import Ctx
 from curation.review.models import RoundOut
-from curation.review.routers import get_ctx
 from curation.review.selection import current_round, finish_round, last_round
 
 router = APIRouter(prefix="/api", tags=["rounds"])
-Ctx = Annotated[ReviewContext, Depends(get_ctx)]
 
 
 def _out(rnd: ReviewRound, message: str) -> RoundOut:
@@ -29,5 +25,5 @@ def get_round(ctx: Ctx) -> RoundOut | None:
 
 @router.post("/rounds/complete", response_model=RoundOut)
 def post_complete(ctx: Ctx) -> RoundOut:
-    done = finish_round(ctx.ws, ctx.config.reviewer)
+    done = finish_round(ctx.ws, ctx.config.reviewer, ctx.resume)
     return _out(done.round, done.note)

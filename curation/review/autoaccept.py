@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
-from curation.catalog.schema import Face, Image
 from curation.catalog.errors import GhostsError
+from curation.catalog.schema import Face, Image
 
 REVIEWER = "auto-accept"
 REASON = "auto-accept"

@@ -1,0 +1,33 @@
+"""What every request handler of the review app depends on, declared once: the routers import this module,
+never app.py (which builds the app from them and which nothing imports back)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.templating import Jinja2Templates
+
+from curation.review.config import ReviewConfig
+from curation.review.media import PhotoCache
+from curation.review.security import Guard
+from curation.review.selection import Resume
+
+
+@dataclass
+class ReviewContext:
+    """Everything a request handler needs, built once per app."""
+
+    ws: object  # curation.catalog.workspace.Workspace
+    config: ReviewConfig
+    guard: Guard
+    templates: Jinja2Templates
+    photos: PhotoCache
+    resume: Resume | None = None  # resumes the flow run waiting on the round (None: nothing to resume with)
+
+
+def get_ctx(request: Request) -> ReviewContext:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[ReviewContext, Depends(get_ctx)]
