@@ -45,7 +45,7 @@ def _power_of_two(ctx, param, value):
 @data_option
 def freeze(name, resolution, labels, mirror_check, workers, as_json, data):
     """Freeze the accepted faces into a new immutable dataset version (zip + manifest.json)."""
-    from curation.freeze import freeze_dataset
+    from curation.datasets.freeze import freeze_dataset
 
     ws = open_ws(data)
     r = freeze_dataset(
@@ -111,7 +111,7 @@ def _announce_frozen(result, ws, quiet: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def pack(folder, out, resolution, center_crop, workers, overwrite, as_json):
     """Pack a folder of prepared images into a StyleGAN2-ADA dataset archive (like its dataset_tool.py)."""
-    from curation.pack import pack_folder
+    from curation.datasets.pack import pack_folder
 
     r = pack_folder(
         folder,
@@ -150,7 +150,7 @@ def pack(folder, out, resolution, center_crop, workers, overwrite, as_json):
 @click.pass_context
 def verify(ctx, archive, manifest, max_size, as_json):
     """Check a dataset archive: names, sizes, modes, dataset.json, provenance, sha256. Exit 1 on any fault."""
-    from curation.archive import DEFAULT_MAX_ARCHIVE_BYTES, verify_archive
+    from curation.datasets.archive import DEFAULT_MAX_ARCHIVE_BYTES, verify_archive
 
     rep = verify_archive(
         archive, manifest=manifest, max_bytes=max_size or DEFAULT_MAX_ARCHIVE_BYTES, progress=not as_json
@@ -186,7 +186,7 @@ def verify(ctx, archive, manifest, max_size, as_json):
 @data_option
 def takedown(owner, image, post, reason, purge, as_json, data):
     """Exclude images for good and publish new versions of every dataset that held them, without them."""
-    from curation.takedown import takedown as run_takedown
+    from curation.datasets.takedown import takedown as run_takedown
 
     r = run_takedown(
         open_ws(data), owner=owner, image=image, post=post, reason=reason, purge=purge, progress=not as_json

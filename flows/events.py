@@ -33,6 +33,6 @@ def frozen_payload(result, workspace: str) -> dict[str, Any]:
 
 
 def emit_dataset_frozen(result, workspace: str) -> Event | None:
-    """Emit `ghosts.dataset.frozen` for a `curation.freeze.FreezeResult` (None when events are off)."""
+    """Emit `ghosts.dataset.frozen` for a `curation.datasets.freeze.FreezeResult` (None when events are off)."""
     return emit_event(DATASET_FROZEN, resource=dataset_resource(result.name, result.version),
                       payload=frozen_payload(result, workspace))

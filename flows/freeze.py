@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from curation.freeze import freeze_dataset
+from curation.datasets.freeze import freeze_dataset
 from flows.artifacts import artifact_key, markdown_table
 from flows.events import DATASET_FROZEN, emit_dataset_frozen
 from flows.workspace import open_data, resolve_data

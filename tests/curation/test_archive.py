@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curation.archive import (
+from curation.datasets.archive import (
     ArchiveError,
     ArchiveWriter,
     CardFacts,

@@ -20,12 +20,12 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from curation.archive import archive_name, open_archive, read_manifest, verify_archive
-from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image
 from curation.catalog.errors import GhostsError
-from curation.freeze import freeze_dataset
-from curation.sources.ingest import ingest_paths
+from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image
 from curation.catalog.workspace import open_workspace
+from curation.datasets.archive import archive_name, open_archive, read_manifest, verify_archive
+from curation.datasets.freeze import freeze_dataset
+from curation.sources.ingest import ingest_paths
 from flows.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -255,7 +255,7 @@ def test_kill_9_during_freeze_leaves_no_archive_and_no_row(workspace, faces_dir)
     ws_dir = workspace.root
     workspace.close()
     code = (
-        "import sys\nfrom curation.catalog.workspace import open_workspace\nfrom curation.freeze import freeze_dataset\n"
+        "import sys\nfrom curation.catalog.workspace import open_workspace\nfrom curation.datasets.freeze import freeze_dataset\n"
         "freeze_dataset(open_workspace(sys.argv[1]), 'k', resolution=512, workers=1, progress=False)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(ws_dir)], cwd=REPO)
@@ -303,7 +303,7 @@ def test_cli_freeze_json(frozen_ws):
 
 
 def test_mirror_pairs_tells_mirrored_from_duplicate(faces_dir):
-    from curation.freeze import face_hashes, mirror_pairs
+    from curation.datasets.freeze import face_hashes, mirror_pairs
     from tests.curation.test_archive import photo_crops
 
     a, b, c = photo_crops(faces_dir, 3, size=128, seed=3)

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from curation.archive import archive_name, open_archive, verify_archive
 from curation.catalog.errors import GhostsError
-from curation.pack import ordered_map, pack_folder
+from curation.datasets.archive import archive_name, open_archive, verify_archive
+from curation.datasets.pack import ordered_map, pack_folder
 from flows.cli import main
 from tests.curation.test_archive import photo_crops
 

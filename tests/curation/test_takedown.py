@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from curation.archive import open_archive, read_manifest, verify_archive
-from curation.catalog.schema import DatasetVersion, Image, Takedown, TrainingRun
 from curation.catalog.errors import GhostsError
-from curation.freeze import freeze_dataset
-from curation.takedown import takedown
+from curation.catalog.schema import DatasetVersion, Image, Takedown, TrainingRun
+from curation.datasets.archive import open_archive, read_manifest, verify_archive
+from curation.datasets.freeze import freeze_dataset
+from curation.datasets.takedown import takedown
 from flows.cli import main
 from tests.curation.test_freeze import PASCAL, add_faces
 

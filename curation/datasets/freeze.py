@@ -34,7 +34,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from curation.archive import (
+from alignment.align import align_face, ffhq_quad, quad_from_points
+from curation.catalog.errors import GhostsError
+from curation.catalog.imaging import load_rgb
+from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image, utcnow
+from curation.catalog.store import atomic_write_text
+from curation.datasets.archive import (
     FORMAT,
     MANIFEST,
     ArchiveInfo,
@@ -45,11 +50,7 @@ from curation.archive import (
     json_line,
     render_card,
 )
-from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image, utcnow
-from curation.catalog.errors import GhostsError
-from curation.catalog.imaging import load_rgb
-from curation.pack import check_resolution, ordered_map
-from curation.catalog.store import atomic_write_text
+from curation.datasets.pack import check_resolution, ordered_map
 
 LABEL_MODES = ("none", "source-tag")
 UNTAGGED = "untagged"  # the class of images no tag found (imports), under --labels source-tag
@@ -259,12 +260,8 @@ def face_quad(face: Face) -> np.ndarray:
     if face.quad is not None:
         quad = np.asarray(face.quad, dtype=np.float64)
     elif face.landmarks is not None:
-        from alignment.align import ffhq_quad
-
         quad = np.asarray(ffhq_quad(np.asarray(face.landmarks, dtype=np.float64)), dtype=np.float64)
     elif face.points is not None:
-        from alignment.align import quad_from_points
-
         p = face.points
         quad = np.asarray(quad_from_points(p["eye_left"], p["eye_right"], p["mouth_left"], p["mouth_right"]))
     else:
@@ -404,8 +401,6 @@ def _align_photo(
     job: tuple[Path, list[np.ndarray], int, int | None, bool],
 ) -> list[tuple[bytes, np.ndarray | None]]:
     """Cut every selected face out of one photo: PNG bytes and, for the mirror check, its two pHashes."""
-    from alignment.align import align_face
-
     path, quads, size, max_pixels, hashes = job
     if not path.is_file():
         raise GhostsError(f"{path} is missing from the image store; re-import the image or reject its faces")

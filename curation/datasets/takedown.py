@@ -18,10 +18,10 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from curation.archive import ArchiveWriter, open_archive, render_card
-from curation.catalog.schema import DatasetItem, DatasetVersion, Image, Takedown, TrainingRun
 from curation.catalog.errors import GhostsError
-from curation.freeze import (
+from curation.catalog.schema import DatasetItem, DatasetVersion, Image, Takedown, TrainingRun
+from curation.datasets.archive import ArchiveWriter, open_archive, render_card
+from curation.datasets.freeze import (
     card_facts,
     commit_version,
     dataset_lock,

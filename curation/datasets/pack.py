@@ -26,7 +26,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from curation.archive import (
+from curation.catalog.errors import GhostsError
+from curation.catalog.imaging import ImageRejected, decode_image
+from curation.datasets.archive import (
     MAX_RESOLUTION,
     MIN_RESOLUTION,
     ArchiveInfo,
@@ -36,8 +38,6 @@ from curation.archive import (
     is_power_of_two,
     render_card,
 )
-from curation.catalog.errors import GhostsError
-from curation.catalog.imaging import ImageRejected, decode_image
 from curation.sources.ingest import collect_files
 
 T = TypeVar("T")
