@@ -38,7 +38,7 @@ from curation.datasets.archive import (
     is_power_of_two,
     render_card,
 )
-from curation.sources.ingest import collect_files
+from curation.datasets.png import storable_png
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -207,9 +207,30 @@ def prepare_image(rgb: np.ndarray, plan: PackPlan) -> tuple[np.ndarray, bool, bo
     return (rgb[..., 0] if plan.mode == "L" else rgb), cropped, resized
 
 
+# What decode_image reports for the two modes a stored PNG can have (the provenance is the same either way).
+_STORED_CONVERSION = {"RGB": None, "L": "L->RGB"}
+
+
 def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, dict[str, Any], bool, bool]:
     probe, plan = args
     data = probe.path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if probe.width == probe.height == plan.resolution and probe.mode == plan.mode:
+        # Already what the archive holds (what `ghosts align` writes): stored without a decode and a re-encode
+        # once its chunks and image data check out; anything else is decoded below.
+        stored = storable_png(data, plan.resolution, plan.mode)
+        if stored is not None:
+            record = {
+                "source_kind": "local",
+                "original_path": probe.rel,
+                "image_sha256": digest,
+                "original_size": [probe.width, probe.height],
+                "original_mode": probe.mode,
+                "conversion": _STORED_CONVERSION[plan.mode],
+                "cropped": False,
+                "resized": False,
+            }
+            return stored, record, False, False
     try:
         dec = decode_image(data)
     except ImageRejected as e:
@@ -218,7 +239,7 @@ def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, dict[str, Any], bool
     record = {
         "source_kind": "local",
         "original_path": probe.rel,
-        "image_sha256": hashlib.sha256(data).hexdigest(),
+        "image_sha256": digest,
         "original_size": [dec.width, dec.height],
         "original_mode": dec.mode,
         "conversion": dec.conversion,
@@ -268,6 +289,10 @@ def pack_folder(
         raise GhostsError(f"the output must be a .zip file, got {out}")
     if out.exists() and not overwrite:
         raise GhostsError(f"{out} exists; choose another name or pass --overwrite")
+    # Imported here, not at the top: the ingest module brings the catalog (SQLAlchemy), a quarter of a second
+    # of start-up that packing a folder does not otherwise need.
+    from curation.sources.ingest import collect_files
+
     files, _ = collect_files([src], recursive=True)
     files = [f for f in files if f.resolve() != out.resolve()]
     probes = [probe_image(f, src) for f in tqdm(files, desc="scan", unit="img", disable=not progress)]
