@@ -51,6 +51,8 @@ MEDIA_DOC_ID = "27128499623469141"  # instaloader 4.16's post metadata doc_id
 CDN = "https://scontent-ams2-1.cdninstagram.com/v/t51.2885-15/"
 GRAPHQL = "https://www.instagram.com/graphql/query"
 WEB_INFO = "https://i.instagram.com/api/v1/tags/web_info/"
+CURRENT_USER = "https://i.instagram.com/api/v1/accounts/current_user/"
+SECTIONS = f"https://www.instagram.com/api/v1/tags/{TAG}/sections/"
 
 
 def jpeg(seed: int, size: int = 72) -> bytes:
@@ -139,15 +141,17 @@ class FakePost:
 class FakeInstagram:
     pages: list[list[FakePost]]
     top: list[FakePost] = field(default_factory=list)
+    top_pages: list[list[FakePost]] = field(default_factory=list)  # further top pages (sections tab=top)
     username: str = USER
     faults: dict[str, list] = field(default_factory=dict)  # endpoint -> answers to give before the real one
     feed_answer: dict | None = None  # replaces the feed page body (e.g. the hashtag gone from the answer)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (endpoint, key)
     bodies: dict[str, bytes] = field(default_factory=dict)  # URL path -> image bytes
+    gone: set[str] = field(default_factory=set)  # endpoints that answer 404 to everything (removed by Instagram)
 
     def __post_init__(self):
         self.posts = {}
-        for p in [p for page in self.pages for p in page] + self.top:
+        for p in [p for page in self.pages + self.top_pages for p in page] + self.top:
             self._register(p)
 
     def _register(self, post: FakePost) -> None:
@@ -165,6 +169,8 @@ class FakeInstagram:
 
     def _answer(self, endpoint: str, key: str, normal):
         self.calls.append((endpoint, key))
+        if endpoint in self.gone:
+            return 404, {"Content-Type": "text/html"}, "<html><body>Sorry, this page isn't available.</body></html>"
         queue = self.faults.get(endpoint)
         if queue:
             a = queue.pop(0)
@@ -194,11 +200,45 @@ class FakeInstagram:
                        "layout_content": {"medias": [{"media": p.media()} for p in self.top]}}
             data = {"id": "17843853986012965", "name": TAG, "media_count": sum(map(len, self.pages)),
                     "profile_pic_url": CDN + "tag.jpg", "allow_following": 1, "following": 0,
-                    "top": {"sections": [section] if self.top else [], "more_available": False,
-                            "next_max_id": None}}
+                    "top": {"sections": [section] if self.top else [],
+                            "more_available": bool(self.top_pages), "next_max_id": "top1" if self.top_pages else None,
+                            "next_page": 1 if self.top_pages else None,
+                            "next_media_ids": [p.pk for p in self.top[-2:]] if self.top_pages else []},
+                    "recent": self.section_page(self.pages[0] if self.pages else [], len(self.pages) > 1,
+                                                "recent1" if len(self.pages) > 1 else None,
+                                                1 if len(self.pages) > 1 else None)}
             return 200, {"Content-Type": "application/json"}, json.dumps({"data": data, "status": "ok"})
 
         return self._answer("web_info", parse_qs(urlsplit(request.url).query)["tag_name"][0], normal)
+
+    def current_user(self, request):
+        return self._answer("current_user", "", lambda: (200, {"Content-Type": "application/json"}, json.dumps(
+            {"user": {"pk": "4242", "username": self.username, "full_name": "Ghost"}, "status": "ok"})))
+
+    @staticmethod
+    def section_page(posts, more: bool, cursor: str | None, page: int | None = None) -> dict:
+        """One page of the sections endpoint: rows of three medias, like the grid Instagram sends."""
+        rows = [posts[i:i + 3] for i in range(0, len(posts), 3)]
+        return {"sections": [{"layout_type": "media_grid", "feed_type": "media",
+                              "layout_content": {"medias": [{"media": p.media()} for p in row]}} for row in rows],
+                "more_available": more, "next_max_id": cursor, "next_page": page,
+                "next_media_ids": [p.pk for p in posts[-2:]] if more else [], "status": "ok"}
+
+    def sections(self, request):
+        form = parse_qs(request.body if isinstance(request.body, str) else request.body.decode())
+        tab = form["tab"][0]
+        pages = self.pages if tab == "recent" else [self.top] + self.top_pages
+        page = int(form.get("page", ["0"])[0]) if "max_id" in form else 0
+        if "max_id" in form:
+            assert form["max_id"][0] == f"{tab}{page}" and json.loads(form["next_media_ids"][0])
+
+        def normal():
+            more = page + 1 < len(pages)
+            body = self.section_page(pages[page], more, f"{tab}{page + 1}" if more else None,
+                                     page + 1 if more else None)
+            return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+        return self._answer("sections_" + tab, str(page), normal)
 
     def graphql_get(self, request):
         q = parse_qs(urlsplit(request.url).query)
@@ -243,10 +283,17 @@ class FakeInstagram:
         rsps.add_callback(responses.GET, WEB_INFO, callback=self.web_info)
         rsps.add_callback(responses.GET, GRAPHQL, callback=self.graphql_get)
         rsps.add_callback(responses.POST, GRAPHQL, callback=self.graphql_post)
+        rsps.add_callback(responses.GET, CURRENT_USER, callback=self.current_user)
+        rsps.add_callback(responses.POST, SECTIONS, callback=self.sections)
         rsps.add_callback(responses.GET, "https://www.instagram.com/", callback=lambda r: (
             200, {"Set-Cookie": "csrftoken=freshtoken; Domain=.instagram.com; Path=/"}, "<html></html>"))
         import re
         rsps.add_callback(responses.GET, re.compile(re.escape(CDN) + r".*"), callback=self.cdn)
+
+
+def network_down_for_probe(fake: FakeInstagram) -> None:
+    """The probe after a refusal finds no network either (instaloader tries each request three times)."""
+    fake.fault("current_user", *[requests.ConnectionError("Failed to establish a new connection")] * 3)
 
 
 def standard_pages() -> list[list[FakePost]]:
@@ -395,8 +442,9 @@ def test_login_redirect_without_a_session_says_how_to_log_in(workspace, fake, mo
 
 
 def test_login_redirect_of_a_saved_session_mid_feed_keeps_what_was_fetched(logged_in, fake, loader_factory):
-    fake.fault("feed", lambda: fake_page(fake, 0),
-               (302, "", {"Location": "https://www.instagram.com/accounts/login/?next=%2Fgraphql%2Fquery"}))
+    login = (302, "", {"Location": "https://www.instagram.com/accounts/login/?next=%2Fgraphql%2Fquery"})
+    fake.fault("feed", lambda: fake_page(fake, 0), login)
+    fake.fault("current_user", login)  # the probe: the session is logged out everywhere
     t = scrape(logged_in, loader_factory).tags[0]
     assert t.added == 4 and t.stop_kind == "logged_out"
     assert f"ghosts login {USER}" in t.stopped and len(rows(logged_in)) == 4
@@ -449,6 +497,7 @@ def test_truncated_image_bodies(logged_in, fake, loader_factory):
 def test_resume_after_an_exception_mid_feed_loses_and_duplicates_nothing(logged_in, fake, loader_factory):
     fake.fault("feed", lambda: fake_page(fake, 0), requests.ConnectionError("connection reset by peer"),
                requests.ConnectionError("connection reset by peer"), requests.ConnectionError("reset"))
+    network_down_for_probe(fake)
     first = scrape(logged_in, loader_factory).tags[0]
     assert first.added == 4 and first.stop_kind == "network" and not first.finished
     state = TagState.load(logged_in, TAG)
@@ -540,12 +589,15 @@ def test_top_posts_when_the_recent_feed_is_refused_and_top_only(logged_in, loade
     top = [FakePost("C0hhhhhhhh8", ["image"], owner="hana"), FakePost("C0iiiiiiii9", ["image", "image"], owner="ivo")]
     ig = FakeInstagram(standard_pages(), top=top)
     ig.feed_answer = {"data": {"hashtag": None}, "status": "ok"}  # the feed query no longer answers
+    ig.gone.add("sections_recent")  # nor does the sections endpoint's recent tab
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         ig.install(rsps)
         t = scrape(logged_in, loader_factory).tags[0]
-        assert t.feed == "top" and t.added == 3 and t.notes and "top posts" in t.notes[0]
+        assert t.feed == "top" and t.added == 3 and len(t.notes) == 2
+        assert "recent-posts feed" in t.notes[0] and "sections endpoint" in t.notes[1]
+        assert all("gone or changed, not a rate limit" in n for n in t.notes)
         # Top posts come with the tag's page, owners included: no metadata request per post.
-        assert ig.count("media") == 0 and ig.count("feed") == 1
+        assert ig.count("media") == 0 and ig.count("feed") == 1 and ig.count("sections_top") == 0
         owners = {im.owner for im in rows(logged_in)}
         assert owners == {"hana", "ivo"}
         assert {im.provenance["feed"] for im in rows(logged_in)} == {"top"}
@@ -558,6 +610,7 @@ def test_top_posts_when_the_recent_feed_is_refused_and_top_only(logged_in, loade
 def test_resume_position_of_another_account_is_not_used(logged_in, fake, loader_factory):
     fake.fault("feed", lambda: fake_page(fake, 0), requests.ConnectionError("x"), requests.ConnectionError("x"),
                requests.ConnectionError("x"))
+    network_down_for_probe(fake)
     scrape(logged_in, loader_factory)
     L = loader_factory()
     L.load_session("otheruser", {"sessionid": "1%3Aother", "csrftoken": "t2", "ds_user_id": "1"})

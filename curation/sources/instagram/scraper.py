@@ -1,250 +1,64 @@
-"""Instagram hashtag source: walk a tag's feed with instaloader and ingest the images of every post.
+"""Instagram hashtag source: walk a tag's posts with instaloader and ingest the images of every post.
 
-For each tag: `Hashtag.from_name`, then the resumable recent-posts iterator (a NodeIterator whose position
-can be frozen), falling back to the tag's top posts when Instagram refuses the recent feed. Every image of a
-post (single images and the image items of sidecars; videos are skipped and counted) goes through the one
-ingest path, with its provenance.
+For each tag: `Hashtag.from_name`, then the feeds of `feeds.py` in order (the recent feed, the hashtag
+sections endpoint, the top posts). When the first page of a feed is refused, `diagnosis.diagnose` probes
+another endpoint with the same session: an endpoint that is gone or changed falls through to the next feed;
+a rate limit, a logged-out session, a checkpoint or a dead network stops the run with its own message. A
+refusal on a later page falls through to the next feed as well (what was read is kept). Every image of a post
+(single images and the image items of sidecars; videos are skipped and counted) goes through the one ingest
+path, with its provenance. Each tag records the feed it used (`TagOutcome.feed`, `scrape/<tag>.json`).
 
 Resuming and never duplicating:
 - Before each post is fetched, the tag's state file `scrape/<tag>.json` is rewritten atomically with the
-  frozen iterator (positioned to give this post again) and the post's shortcode as "in flight". A run that is
-  killed at any point resumes at that post; the post in flight is re-fetched, and its images already in the
-  catalog are not downloaded again.
+  feed, its frozen position (positioned to give this post again) and the post's shortcode as "in flight". A
+  run that is killed at any point resumes at that post, on that feed; the post in flight is re-fetched, and
+  its images already in the catalog are not downloaded again.
 - Posts whose shortcode is already in the catalog are skipped without any request.
 - A post that could not be finished (a failed download, the --limit reached in the middle of a sidecar, a
   kill) is listed as incomplete in the state and finished first on the next run.
 
-Refusals: 401 ("Please wait a few minutes"), 403 / login redirects (login required), checkpoints and
-challenges stop the tag with a message saying what to do; everything fetched so far stays. These are
-account-wide, so the remaining tags are not tried either (pushing on makes a block longer).
+Account-wide refusals stop the tag with a message saying what was kept and when to retry; the remaining tags
+are not tried either (pushing on makes a block longer).
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import instaloader
 import requests
-from instaloader import FrozenNodeIterator, Hashtag, NodeIterator, Post
+from instaloader import Hashtag, NodeIterator, Post
 from instaloader.exceptions import (
-    AbortDownloadException,
     BadResponseException,
     ConnectionException,
-    InstaloaderException,
     InvalidArgumentException,
-    LoginRequiredException,
     PostChangedException,
-    QueryReturnedBadRequestException,
     QueryReturnedForbiddenException,
     QueryReturnedNotFoundException,
-    TooManyRequestsException,
 )
 from sqlalchemy import select
 from tqdm import tqdm
 
-from curation.catalog.schema import Image, Takedown, utcnow
 from curation.catalog.errors import GhostsError
-from curation.sources.ingest import Ingestor, IngestResult
-from curation.sources.instagram.rate import ReportingRateController
-from curation.sources.instagram.session import choose_session, load_session
+from curation.catalog.schema import Image, Takedown, utcnow
 from curation.sources.http import FetchRefused, read_limited
-from curation.catalog.store import atomic_write_bytes
+from curation.sources.ingest import Ingestor, IngestResult
+from curation.sources.instagram.diagnosis import diagnose, is_network_failure, network_refusal
+from curation.sources.instagram.feeds import FEED_LABELS, FEEDS, freeze, open_feed, thaw_recent
+from curation.sources.instagram.loader import make_loader, rate_controller
+from curation.sources.instagram.rate import ReportingRateController
+from curation.sources.instagram.refusals import ACCOUNT_WIDE, REFUSALS, Refusal, classify
+from curation.sources.instagram.session import choose_session, load_session
+from curation.sources.instagram.state import TagState, check_tag
 
 log = logging.getLogger("ghosts.instagram")
 T = TypeVar("T")
 
-# Instagram hashtags are word characters (any script) only; this also makes them safe file names.
-TAG_RE = re.compile(r"^\w{1,100}$", re.UNICODE)
 POST_URL = "https://www.instagram.com/p/{}/"
-# 401 "Please wait" and 403 "login_required" are not worth instaloader's three retries: each retry makes a
-# temporary block longer. As fatal codes they abort at once (instaloader's `--abort-on`).
-FATAL_STATUS_CODES = (401, 403)
-# Kinds of refusal that concern the account or the IP address, not one tag: the whole run stops on them.
-ACCOUNT_WIDE = {"login", "logged_out", "wait", "checkpoint", "blocked", "rate"}
-
-
-# ----------------------------------------------------------------------------------------------- the loader
-
-def make_loader(
-    *,
-    sleep: Callable[[float], None] = time.sleep,  # how rate-limit waits are spent (tests pass a no-op)
-    on_wait: Callable[[float], None] | None = None,
-    max_requests_per_hour: int | None = None,  # an extra cap over instaloader's own sliding windows
-    pause_between_requests: bool = True,  # instaloader's short random pause before each request (mean ~1.7 s)
-    request_timeout: float = 60.0,  # seconds per HTTP request (instaloader's default of 300 hides hangs)
-    max_connection_attempts: int = 3,  # instaloader's default; 429s are retried after its backoff
-) -> instaloader.Instaloader:
-    """An Instaloader configured for scraping: reported waits, quiet, no video or metadata files."""
-    loader = instaloader.Instaloader(
-        sleep=pause_between_requests,
-        quiet=True,
-        download_videos=False,
-        download_video_thumbnails=False,
-        save_metadata=False,
-        max_connection_attempts=max_connection_attempts,
-        request_timeout=request_timeout,
-        rate_controller=lambda ctx: ReportingRateController(
-            ctx, sleep=sleep, on_wait=on_wait, max_requests_per_hour=max_requests_per_hour
-        ),
-        fatal_status_codes=list(FATAL_STATUS_CODES),
-        # The "high quality" image URL costs one more request per post on the mobile API, whose budget is
-        # the tightest (about 200 per 30 minutes); the feed's display_url is already 1080 px wide.
-        iphone_support=False,
-    )
-    _route_messages_to_log(loader.context)
-    return loader
-
-
-def _route_messages_to_log(ctx: instaloader.InstaloaderContext) -> None:
-    # instaloader prints to stdout/stderr; ours go through logging (its messages never contain cookies).
-    def error(msg, repeat_at_end=True):
-        log.warning("instaloader: %s", msg)
-
-    def info(*msg, sep="", end="\n", flush=False):
-        text = sep.join(map(str, msg)).strip()
-        if text:
-            log.debug("instaloader: %s", text)
-
-    ctx.error, ctx.log = error, info
-
-
-def rate_controller(loader: instaloader.Instaloader) -> ReportingRateController:
-    return loader.context._rate_controller  # instaloader exposes no accessor for the controller it built
-
-
-# ----------------------------------------------------------------------------------------------- refusals
-
-@dataclass
-class Refusal:
-    kind: str  # login | logged_out | wait | checkpoint | blocked | rate | not_found | refused | network | error
-    detail: str
-    advice: str
-
-    @property
-    def account_wide(self) -> bool:
-        return self.kind in ACCOUNT_WIDE
-
-    def message(self, tag: str) -> str:
-        return f"#{tag}: {self.advice} [{self.detail}]"
-
-
-def _statuses(text: str) -> set[int]:
-    # instaloader writes statuses as '401 Unauthorized' or '"403 Forbidden"'; digits inside URLs and cursors
-    # are preceded by '/', '=' or letters, so only whitespace- or quote-delimited codes count.
-    return {int(m) for m in re.findall(r'(?:^|[\s"])([45]\d\d)(?=[\s"]|$)', text)}
-
-
-def classify(err: BaseException, username: str | None) -> Refusal:
-    """What an instaloader exception means for the user, and what they should do about it."""
-    text = str(err)
-    low = text.lower()
-    codes = _statuses(text)
-    who = username or "USER"
-    relogin = (f"run `ghosts login {who}` (or log in with Firefox and run `ghosts login {who} --cookies firefox`)"
-               f", then scrape with `--session {who}`")
-    if "checkpoint_required" in low or "challenge_required" in low or "checkpoint" in low:
-        return Refusal("checkpoint", text, f"Instagram wants a security check (checkpoint) for {who}: open "
-                       f"instagram.com in Firefox, log in and follow its steps, then run "
-                       f"`ghosts login {who} --cookies firefox` and scrape again")
-    if "feedback_required" in low:
-        return Refusal("blocked", text, "Instagram has temporarily blocked this account's requests "
-                       "(feedback_required): stop for a few hours, then scrape fewer tags or use "
-                       "--max-requests-per-hour")
-    login_wanted = isinstance(err, LoginRequiredException) or "login_required" in low or "redirected to login" in low
-    if login_wanted and username is None:
-        return Refusal("login", text, f"Instagram requires a logged-in session for hashtags: {relogin}")
-    if login_wanted or "logged out" in low:
-        return Refusal("logged_out", text, f"Instagram no longer accepts the session of {who} (logged out): wait "
-                       f"an hour or so, then {relogin}")
-    if 401 in codes or "please wait a few minutes" in low:
-        hint = "" if username else "; scraping with a logged-in session (`ghosts login USER`) also helps"
-        return Refusal("wait", text, "Instagram asks to wait (401 \"Please wait a few minutes\"): stop now and "
-                       f"try again in 30 minutes or more; use --max-requests-per-hour to go slower{hint}")
-    if isinstance(err, TooManyRequestsException) or 429 in codes:
-        return Refusal("rate", text, "Instagram kept answering 429 Too Many Requests even after waiting: try "
-                       "again in an hour, with --max-requests-per-hour 100 or lower")
-    if 403 in codes or isinstance(err, QueryReturnedForbiddenException):
-        if username is None:
-            return Refusal("login", text, f"Instagram refused an anonymous request (403): {relogin}")
-        return Refusal("logged_out", text, f"Instagram refused the session of {who} (403): {relogin}")
-    if isinstance(err, QueryReturnedNotFoundException):
-        return Refusal("not_found", text, "Instagram has no such hashtag (404)")
-    if isinstance(err, (QueryReturnedBadRequestException, BadResponseException)):
-        return Refusal("refused", text, "Instagram refused the request (400 or an unexpected answer)")
-    if isinstance(err, (ConnectionException, requests.RequestException)):
-        return Refusal("network", text, "could not reach Instagram: check the network connection and try again")
-    return Refusal("error", f"{type(err).__name__}: {text}", "unexpected answer from Instagram")
-
-
-REFUSALS = (InstaloaderException, AbortDownloadException, requests.RequestException, KeyError, TypeError)
-
-
-# ------------------------------------------------------------------------------------------ per-tag state
-
-@dataclass
-class TagState:
-    """What `scrape/<tag>.json` remembers between runs."""
-
-    path: Path
-    tag: str
-    frozen: dict[str, Any] | None = None  # instaloader's FrozenNodeIterator, as a dict
-    in_flight: str | None = None  # shortcode of the post being fetched when the state was written
-    incomplete: dict[str, dict[str, Any]] = field(default_factory=dict)  # shortcode -> {"reason", "tries"}
-    finished_at: str | None = None  # when the recent feed was last walked to its end
-    updated_at: str | None = None
-
-    @classmethod
-    def load(cls, ws, tag: str) -> TagState:
-        path = ws.scrape_dir / f"{tag}.json"
-        state = cls(path=path, tag=tag)
-        if not path.exists():
-            return state
-        try:
-            doc = json.loads(path.read_text("utf-8"))
-            state.frozen = doc.get("frozen")
-            state.in_flight = doc.get("in_flight")
-            state.incomplete = dict(doc.get("incomplete") or {})
-            state.finished_at = doc.get("finished_at")
-            state.updated_at = doc.get("updated_at")
-        except (ValueError, AttributeError, TypeError) as e:
-            # Only ever written atomically, so this is a hand edit or a foreign file: keep it, start afresh.
-            damaged = path.with_suffix(".damaged.json")
-            path.replace(damaged)
-            log.warning("#%s: unreadable scrape state (%s) moved to %s; starting from the newest posts",
-                        tag, e, damaged)
-        if state.in_flight:
-            # The last run died while fetching this post: finish it first.
-            state.incomplete.setdefault(state.in_flight, {"reason": "interrupted", "tries": 0})
-            state.in_flight = None
-        return state
-
-    def save(self) -> None:
-        self.updated_at = utcnow().isoformat()
-        doc = {
-            "tag": self.tag,
-            "frozen": self.frozen,
-            "in_flight": self.in_flight,
-            "incomplete": self.incomplete,
-            "finished_at": self.finished_at,
-            "updated_at": self.updated_at,
-            "instaloader_version": instaloader.__version__,
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.path, json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8"))
-
-
-def check_tag(tag: str) -> str:
-    name = (tag or "").strip().lstrip("#").lower()
-    if not TAG_RE.match(name):
-        raise GhostsError(f"not a hashtag: {tag!r} (letters, digits and '_' only, without spaces)")
-    return name
 
 
 # ---------------------------------------------------------------------------------------------- summaries
@@ -252,7 +66,7 @@ def check_tag(tag: str) -> str:
 @dataclass
 class TagOutcome:
     tag: str
-    feed: str | None = None  # recent | top
+    feed: str | None = None  # the feed used: recent | sections | top (feeds.py)
     resumed: bool = False
     finished: bool = False  # the feed was walked to its end
     added: int = 0
@@ -340,6 +154,36 @@ class _DownloadFailed(Exception):
     pass
 
 
+class _LaterPageRefused(Exception):
+    """Internal: a feed refused a page after its first; the next feed is tried."""
+
+    def __init__(self, refusal: Refusal):
+        super().__init__(refusal.detail)
+        self.refusal = refusal
+
+
+RETRY_AFTER_MIN = {"wait": 30, "rate": 60, "blocked": 180}
+
+
+def retry_hint(kind: str) -> str:
+    minutes = RETRY_AFTER_MIN.get(kind)
+    if minutes:
+        at = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes)).strftime("%H:%M UTC")
+        return f"Retry after {at} (in {minutes} minutes or more)"
+    if kind in ("login", "logged_out", "checkpoint"):
+        return "Retry once `ghosts login` has saved a working session (check it with `ghosts login --check USER`)"
+    if kind == "network":
+        return "Retry once the network is back"
+    if kind == "gone":
+        return "Retry after updating instaloader, or import another scraper's download with `ghosts import-scraped`"
+    return "Retry later"
+
+
+def _expired(frozen: dict[str, Any]) -> bool:
+    best_before = frozen.get("best_before")
+    return bool(best_before) and dt.datetime.fromtimestamp(best_before) < dt.datetime.now()
+
+
 # ---------------------------------------------------------------------------------------------- scraping
 
 class TagScraper:
@@ -397,10 +241,12 @@ class TagScraper:
             hashtag = self._call(lambda: Hashtag.from_name(self.ctx, self.tag))
             self._finish_incomplete()
             if not self._limit_reached():
-                self._walk_feed(hashtag)
+                self._walk_feeds(hashtag)
         except _Stop as stop:
-            self.out.stopped = stop.refusal.message(self.tag)
             self.out.stop_kind = stop.refusal.kind
+            self.out.stopped = stop.refusal.message(self.tag)
+            if stop.refusal.account_wide:
+                self.out.stopped += " " + self._kept()
             log.warning("%s", self.out.stopped)
         finally:
             self.out.incomplete = len(self.state.incomplete)
@@ -408,42 +254,96 @@ class TagScraper:
             self.bar.close()
         return self.out
 
+    def _kept(self) -> str:
+        """What an account-wide stop leaves behind, and when to try again."""
+        kind = self.out.stop_kind or ""
+        images = f"{self.out.added} new image{'s' if self.out.added != 1 else ''}"
+        parts = [f"Kept: {images} from #{self.tag} in this run ({self.out.posts_seen} posts read)"]
+        if self.state.frozen:
+            parts.append(f"the position in the {self.state.feed} feed is saved and the next run resumes there")
+        if self.state.incomplete:
+            parts.append(f"{len(self.state.incomplete)} unfinished posts are finished first next time")
+        return "; ".join(parts) + ". " + retry_hint(kind) + "."
+
     def _call(self, fn):
         try:
             return fn()
         except REFUSALS as e:
+            if is_network_failure(e):
+                raise _Stop(network_refusal(str(e))) from e
             raise _Stop(classify(e, self.username)) from e
 
-    def _walk_feed(self, hashtag: Hashtag) -> None:
-        iterator: Iterator[Post] | None = None
-        if not self.top_only:
+    def _note(self, text: str) -> None:
+        self.out.notes.append(text)
+        log.warning("#%s: %s", self.tag, text)
+
+    def _walk_feeds(self, hashtag: Hashtag) -> None:
+        """The feeds in order (see feeds.py): each one whose first page is refused for a reason that is not the
+        account's is passed over for the next; a refusal on a later page falls through the same way."""
+        feeds = ["top"] if self.top_only else list(FEEDS)
+        saved = self.state.feed if self.state.frozen and not self.restart else None
+        if saved in feeds:
+            feeds = feeds[feeds.index(saved):]  # resume where the last run was, on its feed
+        tried: list[str] = []
+        last: Refusal | None = None
+        for feed in feeds:
+            position = self.state.frozen if saved == feed else None
             try:
-                iterator = hashtag.get_posts_resumable()
-                self.out.feed = "recent"
+                iterator = self._open(hashtag, feed, position)
             except REFUSALS as e:
-                refusal = classify(e, self.username)
+                refusal = diagnose(self.ctx, e, self.username, self.tag, feed)
                 if refusal.account_wide and refusal.kind != "login":
                     raise _Stop(refusal) from e
-                # Top posts come with the tag's page we already have: worth a try before giving up.
-                note = f"the recent feed was refused ({refusal.detail}); used the top posts instead"
-                self.out.notes.append(note)
-                log.warning("#%s: %s", self.tag, note)
-        if iterator is not None:
-            self._resume(iterator)
-        else:
-            self.out.feed = "top"
-            iterator = self._call(hashtag.get_top_posts)
-        self._walk(iterator)
+                tried.append(feed)
+                last = refusal
+                self._note(f"{refusal.advice}; trying the next feed" if feed != feeds[-1] else refusal.advice)
+                continue
+            self.out.feed = feed
+            try:
+                self._walk(iterator, feed)
+                return
+            except _LaterPageRefused as later:
+                tried.append(feed)
+                last = later.refusal
+                self._note(later.refusal.advice + ("; trying the next feed" if feed != feeds[-1] else ""))
+        if last is not None and last.kind == "login":
+            raise _Stop(last)
+        labels = ", ".join(FEED_LABELS[f] for f in tried)
+        raise _Stop(Refusal(
+            "gone", last.detail if last else "",
+            f"every way to list this tag was refused ({labels}) although the session still answers elsewhere: "
+            f"Instagram has changed its API. Update instaloader (`pip install -U instaloader`), or download the tag "
+            f"with another scraper and bring it in with `ghosts import-scraped DIR` (docs/instagram.md, "
+            f"'When scraping breaks')"))
 
-    def _resume(self, iterator: NodeIterator) -> None:
-        frozen = self.state.frozen
-        if not frozen or self.restart:
-            return
+    def _open(self, hashtag: Hashtag, feed: str, position: dict[str, Any] | None):
+        """The feed's iterator, positioned where the last run left it when `position` is given."""
+        if feed == "recent":
+            iterator = open_feed(hashtag, "recent")
+            if position:
+                self._thaw(iterator, position)
+            return iterator
+        if position:
+            try:
+                iterator = open_feed(hashtag, feed, position)
+                self.out.resumed = True
+                log.info("#%s: resuming the %s feed", self.tag, feed)
+                return iterator
+            except REFUSALS as e:
+                if classify(e, self.username).account_wide:
+                    raise
+                # An expired or foreign cursor: the feed itself may still answer from its newest posts.
+                log.warning("#%s: not resuming from the saved position (%s); starting from the newest posts",
+                            self.tag, str(e).splitlines()[0][:200])
+                self.state.frozen = None
+        return open_feed(hashtag, feed)
+
+    def _thaw(self, iterator: NodeIterator, frozen: dict[str, Any]) -> None:
         try:
-            fni = FrozenNodeIterator(**frozen)
-            if fni.best_before and dt.datetime.fromtimestamp(fni.best_before) < dt.datetime.now():
+            fni = thaw_recent(iterator, {**frozen, "best_before": frozen.get("best_before")}) \
+                if not _expired(frozen) else None
+            if fni is None:
                 raise InvalidArgumentException("the saved position is too old (its cursor has expired)")
-            iterator.thaw(fni)
             self.out.resumed = True
             log.info("#%s: resuming after %d posts", self.tag, fni.total_index)
         except (TypeError, InvalidArgumentException) as e:
@@ -452,29 +352,27 @@ class TagScraper:
                         self.tag, e)
             self.state.frozen = None
 
-    def _walk(self, iterator: Iterable[Post]) -> None:
+    def _walk(self, iterator, feed: str) -> None:
         it = iter(iterator)
-        resumable = isinstance(it, NodeIterator)
-        # After a walk that reached the end of the feed, a new walk from the newest post can stop once it
-        # meets a run of posts it already has: everything older was walked before.
-        incremental = resumable and not self.out.resumed and self.state.finished_at is not None
+        # After a walk that reached the end of a newest-first feed, a new walk from the newest post can stop
+        # once it meets a run of posts it already has: everything older was walked before.
+        incremental = feed != "top" and not self.out.resumed and self.state.finished_at is not None
         streak = 0
         while not self._limit_reached():
             try:
                 post = next(it)
             except StopIteration:
                 self.out.finished = True
-                if resumable:
-                    self.state.frozen = None
+                self.state.frozen = None
+                if feed != "top":
                     self.state.finished_at = utcnow().isoformat()
                 return
             except REFUSALS as e:
-                raise _Stop(classify(e, self.username)) from e
+                raise self._later_page_refused(e, feed) from e
             self.out.posts_seen += 1
-            if resumable:
-                # Frozen now, the iterator gives this very post again: a crash below loses nothing.
-                self.state.frozen = it.freeze()._asdict()
-            seen = self._post(post, feed=self.out.feed or "recent")
+            # Frozen now, the iterator gives this very post again: a crash below loses nothing.
+            self.state.feed, self.state.frozen = feed, freeze(it)
+            seen = self._post(post, feed=feed)
             if seen != "video":
                 streak = streak + 1 if seen == "known" else 0
             if incremental and streak >= self.caught_up_after:
@@ -483,6 +381,16 @@ class TagScraper:
                 self.state.frozen = None
                 self.state.finished_at = utcnow().isoformat()
                 return
+
+    def _later_page_refused(self, err: BaseException, feed: str) -> Exception:
+        """A refusal after the feed's first page: never 'no such hashtag' (the tag gave posts already)."""
+        refusal = diagnose(self.ctx, err, self.username, self.tag, feed)
+        if refusal.account_wide:
+            return _Stop(refusal)
+        return _LaterPageRefused(Refusal(
+            "page", refusal.detail,
+            f"the {FEED_LABELS[feed]} refused a later page after {self.out.posts_seen} posts "
+            f"({refusal.detail.splitlines()[0][:160]}); the posts read so far are kept"))
 
     def _finish_incomplete(self) -> None:
         for shortcode in list(self.state.incomplete):
