@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from alignment.align import align_face, ffhq_quad
 from alignment.models import face_detector, landmark_predictor
 
 
@@ -235,8 +236,6 @@ def detect_faces(
 def _verify(img: np.ndarray, landmarks: np.ndarray, size: int = 192) -> float:
     """Score of the HOG detector's frontal filters on the face aligned upright (a face fills about half of an
     FFHQ crop, so at 192 px it meets the 80 px window): real faces score well above 0, a dog's face below."""
-    from alignment.align import align_face, ffhq_quad
-
     aligned = align_face(img, ffhq_quad(landmarks), size)
     gray = cv2.cvtColor(aligned, cv2.COLOR_RGB2GRAY)
     _, scores, _ = face_detector("hog").run(gray, 0, -1.0)

@@ -14,11 +14,16 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from alignment.align import align_face, ffhq_quad
 from alignment.detect import detect_faces
+from alignment.models import LANDMARKS_68, face_detector, landmark_predictor, model_path
 from alignment.pool import default_workers, run_jobs
 from alignment.quality import measure_face
+from curation.catalog.errors import GhostsError
+from curation.catalog.imaging import ImageRejected, load_rgb
+from curation.catalog.store import TMP_PREFIX, fsync_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"}
 OUTPUT_SIZES = tuple(2 ** k for k in range(6, 11))  # 64 ... 1024
@@ -30,8 +35,6 @@ class AlignError(Exception):
 
 
 def check_size(size: int) -> int:
-    from curation.catalog.errors import GhostsError
-
     if int(size) not in OUTPUT_SIZES:
         raise GhostsError(f"output size {size} is not supported: use a power of two from 64 to 1024 "
                           f"({', '.join(map(str, OUTPUT_SIZES))})")
@@ -41,8 +44,6 @@ def check_size(size: int) -> int:
 def collect_inputs(paths: list[Path], recursive: bool = False) -> list[Path]:
     """The photos named by `paths`: files as given, folders' image files (sorted; with sub-folders when
     `recursive`). A path that does not exist is an error before anything is written."""
-    from curation.catalog.errors import GhostsError
-
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -97,8 +98,6 @@ def write_output(path: Path, data: bytes) -> None:
     """Write one output file atomically: a temp file beside it, renamed over it, so that no reader (and no
     interrupted run) ever sees a partial face. Not fsynced one by one: the folder is synced once at the end of
     the batch (a file-by-file fsync cost about a tenth of the whole run), and a rerun rewrites anything lost."""
-    from curation.catalog.store import TMP_PREFIX
-
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -112,8 +111,6 @@ def write_output(path: Path, data: bytes) -> None:
 
 def align_file(job: FileJob) -> dict[str, Any]:
     """Detect and align every face of one photo into the output folder; never raises."""
-    from curation.catalog.errors import GhostsError
-    from curation.catalog.imaging import ImageRejected, load_rgb
     report: dict[str, Any] = {"input": job.path, "faces": [], "skipped": []}
     try:
         rgb = load_rgb(job.path)
@@ -171,10 +168,6 @@ def align_files(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Align every face of every input photo into `out_dir`; the per-input report, in input order."""
-    from tqdm import tqdm
-
-    from alignment.models import LANDMARKS_68, face_detector, landmark_predictor, model_path
-
     size = check_size(size)
     workers = min(default_workers() if workers is None else max(int(workers), 1), max(len(inputs), 1))
     face_detector(detector)  # a missing model fails here, once, with its message
@@ -196,7 +189,5 @@ def align_files(
         for r in run_jobs(align_file, jobs, workers, _crashed):
             reports.append(r)
             bar.update(1)
-    from curation.catalog.store import fsync_dir
-
     fsync_dir(out_dir)
     return sorted(reports, key=lambda r: order[r["input"]])

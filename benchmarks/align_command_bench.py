@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.commands import GHOSTS, PYTHON, Command, print_table, run_once, table  # noqa: E402
+from benchmarks.commands import GHOSTS, PYTHON, Command, print_table, run_once, table
 
 FACES = REPO.parent / "shared" / "testdata" / "faces"
 

@@ -30,7 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.commands import GHOSTS, run_once  # noqa: E402
+from benchmarks.commands import GHOSTS, run_once
 
 SIZE = (1080, 1350)
 

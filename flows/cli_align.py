@@ -27,7 +27,7 @@ def analyze(workers: int | None, detector: str, target_size: str, as_json: bool,
     rerun only does what is missing. An unreadable image is marked `error` with the reason and never stops
     the batch; an image without faces is marked `no_face`.
     """
-    from alignment.analyze import analyze_workspace
+    from curation.analysis.analyze import analyze_workspace
 
     ws = open_ws(data)
     summary = analyze_workspace(ws, workers=workers, detector=detector, target_size=int(target_size),

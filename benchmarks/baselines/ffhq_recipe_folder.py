@@ -20,11 +20,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import dlib  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import dlib
+import numpy as np
+from PIL import Image
 
-from tests.alignment.recipe import recipe_align, recipe_quad  # noqa: E402
+from tests.alignment.recipe import recipe_align, recipe_quad
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 

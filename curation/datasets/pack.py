@@ -38,7 +38,8 @@ from curation.datasets.archive import (
     is_power_of_two,
     render_card,
 )
-from curation.datasets.png import storable_png
+from curation.datasets.png import has_chunk, storable_png
+from curation.sources.files import collect_files
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -144,6 +145,10 @@ def probe_image(path: Path, root: Path) -> Probe:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 width, height = im.size
+                # Pillow looks for a PNG's EXIF by decoding the whole image (an eXIf chunk may follow the
+                # pixels); the chunk headers say whether there is one at all.
+                if im.format == "PNG" and not has_chunk(im.fp, b"eXIf"):
+                    return Probe(path, rel, width, height, im.mode)
                 if im.getexif().get(0x0112, 1) in _TRANSPOSING:
                     width, height = height, width
                 return Probe(path, rel, width, height, im.mode)
@@ -289,10 +294,6 @@ def pack_folder(
         raise GhostsError(f"the output must be a .zip file, got {out}")
     if out.exists() and not overwrite:
         raise GhostsError(f"{out} exists; choose another name or pass --overwrite")
-    # Imported here, not at the top: the ingest module brings the catalog (SQLAlchemy), a quarter of a second
-    # of start-up that packing a folder does not otherwise need.
-    from curation.sources.ingest import collect_files
-
     files, _ = collect_files([src], recursive=True)
     files = [f for f in files if f.resolve() != out.resolve()]
     probes = [probe_image(f, src) for f in tqdm(files, desc="scan", unit="img", disable=not progress)]

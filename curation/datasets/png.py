@@ -19,6 +19,22 @@ INERT = {b"tEXt", b"zTXt", b"iTXt", b"tIME", b"pHYs"}
 _CHANNELS = {0: 1, 2: 3}  # colour type -> channels, for the two the format takes (L, RGB)
 
 
+def has_chunk(fh, kind: bytes) -> bool:
+    """Whether the PNG open in `fh` (positioned anywhere) has a chunk of this type, read from the chunk headers
+    alone (the data is skipped, not read). False for what is not a PNG."""
+    fh.seek(0)
+    if fh.read(8) != SIGNATURE:
+        return False
+    while len(head := fh.read(8)) == 8:
+        length, found = struct.unpack(">I4s", head)
+        if found == kind:
+            return True
+        if found == b"IEND":
+            return False
+        fh.seek(length + 4, 1)
+    return False
+
+
 def storable_png(data: bytes, side: int, mode: str) -> bytes | None:
     """The bytes to store for `data` when it is a valid, non-interlaced 8-bit `mode` ("RGB" or "L") PNG of
     side x side pixels that holds only critical and inert chunks; None when it must be decoded instead.

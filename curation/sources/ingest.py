@@ -10,7 +10,6 @@ import datetime as dt
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import imagehash
@@ -20,12 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
-from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, decode_image
 from curation.catalog.schema import Image, NearDuplicate, utcnow
 from curation.catalog.store import put_bytes, sha256_bytes
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"}
+from curation.sources.files import IMAGE_EXTS, collect_files  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -165,30 +162,6 @@ class Ingestor:
 def ingest_bytes(ws, data: bytes, **kwargs) -> IngestResult:
     """Ingest one image's bytes (see Ingestor.add for the keyword arguments)."""
     return Ingestor(ws).add(data, **kwargs)
-
-
-def collect_files(paths: Iterable[str | os.PathLike], recursive: bool = False) -> tuple[list[Path], int]:
-    """Files to import, sorted: named files as given, and image files found in named folders.
-
-    Returns (files, skipped) where skipped counts folder entries without an image extension.
-    """
-    files: list[Path] = []
-    skipped = 0
-    for p in map(Path, paths):
-        if not p.exists():
-            raise GhostsError(f"no such file or folder: {p}")
-        if p.is_file():
-            files.append(p)
-            continue
-        entries = p.rglob("*") if recursive else p.iterdir()
-        for f in sorted(entries):
-            if not f.is_file() or f.name.startswith("."):
-                continue
-            if f.suffix.lower() in IMAGE_EXTS:
-                files.append(f)
-            else:
-                skipped += 1
-    return files, skipped
 
 
 def ingest_paths(ws, paths: Iterable[str | os.PathLike], recursive: bool = False, progress: bool = True) -> ImportSummary:

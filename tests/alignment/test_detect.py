@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from alignment.align import align_face, ffhq_quad, quad_side
-from alignment.analyze import analyze_rgb
 from alignment.detect import detect_faces, detection_scale, face_roll
+from alignment.faces import analyze_rgb
 from alignment.models import face_detector
 from tests.alignment.conftest import BALD, CRUISE
 from tests.alignment.recipe import psnr
