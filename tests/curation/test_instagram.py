@@ -224,21 +224,25 @@ class FakeInstagram:
                 "more_available": more, "next_max_id": cursor, "next_page": page,
                 "next_media_ids": [p.pk for p in posts[-2:]] if more else [], "status": "ok"}
 
+    def _tab_pages(self, tab: str) -> list[list[FakePost]]:
+        return self.pages if tab == "recent" else [self.top] + self.top_pages
+
+    def sections_normal(self, page: int, tab: str = "recent"):
+        """The sections endpoint's answer for one page of a tab."""
+        pages = self._tab_pages(tab)
+        more = page + 1 < len(pages)
+        body = self.section_page(pages[page], more, f"{tab}{page + 1}" if more else None, page + 1 if more else None)
+        return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
     def sections(self, request):
         form = parse_qs(request.body if isinstance(request.body, str) else request.body.decode())
         tab = form["tab"][0]
-        pages = self.pages if tab == "recent" else [self.top] + self.top_pages
         page = int(form.get("page", ["0"])[0]) if "max_id" in form else 0
         if "max_id" in form:
-            assert form["max_id"][0] == f"{tab}{page}" and json.loads(form["next_media_ids"][0])
-
-        def normal():
-            more = page + 1 < len(pages)
-            body = self.section_page(pages[page], more, f"{tab}{page + 1}" if more else None,
-                                     page + 1 if more else None)
-            return 200, {"Content-Type": "application/json"}, json.dumps(body)
-
-        return self._answer("sections_" + tab, str(page), normal)
+            # The next page is asked with what the last one gave: its cursor, page number and media ids.
+            assert form["max_id"][0] == f"{tab}{page}"
+            assert json.loads(form["next_media_ids"][0]) == [p.pk for p in self._tab_pages(tab)[page - 1][-2:]]
+        return self._answer("sections_" + tab, str(page), lambda: self.sections_normal(page, tab))
 
     def graphql_get(self, request):
         q = parse_qs(urlsplit(request.url).query)

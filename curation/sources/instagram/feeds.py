@@ -70,7 +70,7 @@ class SectionsFeed(Iterator[Post]):
             form["max_id"] = self.cursor["max_id"]
             if self.cursor.get("page") is not None:
                 form["page"] = str(self.cursor["page"])
-            if self.cursor.get("next_media_ids"):
+            if self.cursor.get("next_media_ids") is not None:  # sent back as given, even when empty
                 form["next_media_ids"] = json.dumps(self.cursor["next_media_ids"])
         page = self.ctx.get_json(SECTIONS_PATH.format(self.tag), form, use_post=True)
         self.pages += 1
