@@ -9,6 +9,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+import cv2
+
+from alignment.models import face_detector, landmark_predictor
+
 
 def default_workers() -> int:
     """One worker per core this process may use."""
@@ -20,11 +24,7 @@ def default_workers() -> int:
 
 def init_worker() -> None:
     """Worker set-up: single-threaded OpenCV (one process per core already) and dlib's models loaded once."""
-    import cv2
-
     cv2.setNumThreads(1)
-    from alignment.models import face_detector, landmark_predictor
-
     face_detector("hog")
     landmark_predictor()
 

@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.tasks import exponential_backoff
 
+from curation.analysis.analyze import analyze_images
 from curation.catalog.errors import GhostsError
 from curation.catalog.status import batch_outcome, pending_image_ids
 from curation.sources.ingest import ingest_paths
@@ -89,11 +90,6 @@ def pending_images(data: str) -> list[int]:
 @task(name="analyze-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def analyze_batch(data: str, image_ids: list[int], detector: str = "hog", target_size: int = 1024) -> dict[str, Any]:
     """Detect, landmark, align and score the faces of a few images (the alignment room's batch entry point)."""
-    try:
-        from alignment.analyze import analyze_images
-    except ImportError as e:
-        raise GhostsError("this ghosts install has no face analysis (alignment.analyze.analyze_images is missing: "
-                          f"{e}); reinstall ghosts") from e
     return analyze_images(open_data(data), image_ids, detector=detector, target_size=target_size, progress=False)
 
 

@@ -13,6 +13,9 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
+from alignment.align import align_face, quad_from_points
+from alignment.preview import write_preview
+from alignment.quality import measure_face
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.schema import Face, Image, utcnow
@@ -40,8 +43,6 @@ def _photo(ws, image_id: int) -> tuple[np.ndarray, Image]:
 
 def manual_quad(points: dict[str, Any], width: int, height: int) -> np.ndarray:
     """The FFHQ quad (4 x 2) from the four clicked points, after checking they make sense."""
-    from alignment.align import quad_from_points
-
     try:
         pts = {k: np.asarray(points[k], dtype=np.float64).reshape(2) for k in POINT_NAMES}
     except (KeyError, TypeError, ValueError):
@@ -59,8 +60,6 @@ def manual_quad(points: dict[str, Any], width: int, height: int) -> np.ndarray:
 
 
 def _aligned(rgb: np.ndarray, quad: np.ndarray, size: int) -> np.ndarray:
-    from alignment.align import align_face
-
     return np.asarray(align_face(rgb, quad, size=size), dtype=np.uint8)
 
 
@@ -80,9 +79,6 @@ def manual_preview_jpeg(ws, image_id: int, points: dict[str, Any]) -> tuple[byte
 def add_manual_face(ws, image_id: int, points: dict[str, Any], reviewer: str) -> Face:
     """Save a face cropped by hand (detector 'manual', `manual` true, the points and quad kept), with its
     preview and the same quality measures and flags as a detected face; it starts undecided like any candidate."""
-    from alignment.analyze import write_preview
-    from alignment.quality import measure_face
-
     rgb, _ = _photo(ws, image_id)
     quad = manual_quad(points, rgb.shape[1], rgb.shape[0])
     aligned = _aligned(rgb, quad, PREVIEW_SIZE)

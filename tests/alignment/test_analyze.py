@@ -9,7 +9,9 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from alignment.align import ffhq_quad
-from alignment.analyze import analyze_images, analyze_rgb, analyze_workspace, preview_relpath, write_preview
+from alignment.faces import analyze_rgb
+from alignment.preview import preview_relpath, write_preview
+from curation.analysis.analyze import analyze_images, analyze_workspace
 from curation.catalog.schema import Face, Image
 from curation.sources.ingest import ingest_paths
 from tests.alignment.conftest import CRUISE

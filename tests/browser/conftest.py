@@ -35,7 +35,7 @@ def review_ws(tmp_path_factory, faces_dir):
     summary = ingest_paths(ws, [faces_dir], progress=False)
     assert summary.added >= 10, summary.as_dict()
     try:
-        from alignment.analyze import analyze_workspace
+        from curation.analysis.analyze import analyze_workspace
     except ModuleNotFoundError as e:
         if not (e.name or "").startswith("alignment"):
             raise
