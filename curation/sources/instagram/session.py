@@ -178,17 +178,46 @@ def login_with_cookies(
     username = check_username(username)
     cookies = browser_cookies(browser, cookie_file)
     loader.context.update_cookies(cookies)
-    who = loader.test_login()
-    if not who:
-        raise LoginFailed(
-            f"the {browser} cookies are not a logged-in Instagram session: open instagram.com in {browser}, log in "
-            f"as {username}, then run this again"
-        )
+    who = check_cookie_session(loader, username, browser)
     if who.lower() != username:
         raise LoginFailed(f"{browser} is logged in to Instagram as {who}, not {username}: "
                           f"run `ghosts login {who.lower()} --cookies {browser}` or log in as {username} there")
     loader.context.username = who.lower()
     return save_session(ws, loader, f"cookies:{browser}")
+
+
+def check_cookie_session(loader: instaloader.Instaloader, username: str, browser: str) -> str:
+    """The account the imported cookies are logged in as, asked of `accounts/current_user` (not instaloader's
+    `test_login`, whose legacy query_hash Instagram has answered with 401 "Please wait" for valid sessions).
+    Every way this can fail gets its own message."""
+    from curation.sources.instagram.diagnosis import current_user, is_network_failure
+    from curation.sources.instagram.refusals import REFUSALS, classify
+
+    try:
+        who = current_user(loader.context)
+    except REFUSALS as e:
+        if is_network_failure(e):
+            raise LoginFailed(f"could not reach Instagram to check the {browser} cookies: check the network "
+                              f"connection and run this again") from None
+        refusal = classify(e, username)
+        if refusal.kind in ("login", "logged_out"):
+            who = None
+        elif refusal.kind == "checkpoint":
+            raise LoginFailed(f"the {browser} cookies are logged in, but Instagram holds the account at a security "
+                              f"check: open instagram.com in {browser}, follow its steps, then run this again") from None
+        elif refusal.kind in ("wait", "rate", "blocked"):
+            raise LoginFailed(f"Instagram is rate limiting this account or address, so the {browser} cookies could "
+                              f"not be checked ({refusal.detail.splitlines()[0][:160]}): try again in an hour") from None
+        else:
+            raise LoginFailed(f"Instagram gave an unexpected answer when checking the {browser} cookies "
+                              f"({refusal.detail.splitlines()[0][:160]}); `ghosts login --check {username}` after "
+                              f"saving shows which endpoints answer") from None
+    if not who:
+        raise LoginFailed(
+            f"{browser} has Instagram cookies, but Instagram says they are logged out (the session expired or "
+            f"was logged out elsewhere): open instagram.com in {browser}, log in as {username}, then run this again"
+        )
+    return who
 
 
 # ------------------------------------------------------------------------------------------ browser cookies
@@ -202,9 +231,13 @@ def browser_cookies(browser: str, cookie_file: str | os.PathLike | None = None) 
         cookies = read_firefox_cookies(path)
     else:
         cookies = _cookies_with_browser_cookie3(browser, cookie_file)
+    if not cookies:
+        raise LoginFailed(f"{browser}'s cookies (this profile) have no instagram.com cookies at all: open "
+                          f"instagram.com in {browser} with this profile, log in, then run this again (or pass "
+                          f"another profile's cookie database with --cookie-file)")
     if not cookies.get("sessionid"):
-        raise LoginFailed(f"no Instagram login found in {browser}'s cookies: open instagram.com in {browser}, "
-                          f"log in, then run this again")
+        raise LoginFailed(f"no Instagram login found in {browser}'s cookies: it has instagram.com cookies but no "
+                          f"session (logged out there); open instagram.com in {browser}, log in, then run this again")
     return cookies
 
 
@@ -241,22 +274,35 @@ def read_firefox_cookies(path: Path, domain: str = "instagram.com") -> dict[str,
     with tempfile.TemporaryDirectory(prefix="ghosts-cookies-") as tmp:
         os.chmod(tmp, 0o700)
         copy = Path(tmp) / "cookies.sqlite"
-        shutil.copyfile(path, copy)
-        for suffix in ("-wal", "-shm"):
-            side = path.with_name(path.name + suffix)
-            if side.exists():
-                shutil.copyfile(side, copy.with_name(copy.name + suffix))
-        con = sqlite3.connect(copy)
+        try:
+            shutil.copyfile(path, copy)
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    shutil.copyfile(side, copy.with_name(copy.name + suffix))
+        except PermissionError as e:
+            # Windows: a running Firefox holds its profile's files open without sharing.
+            raise LoginFailed(_locked(path, e)) from None
+        con = sqlite3.connect(copy, timeout=0.5)
         try:
             rows = con.execute(
                 "SELECT name, value FROM moz_cookies WHERE host = ? OR host LIKE ? ORDER BY lastAccessed",
                 (domain, "%." + domain),
             ).fetchall()
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e).lower():
+                raise LoginFailed(_locked(path, e)) from None
+            raise GhostsError(f"{path} is not a readable Firefox cookie database: {e}") from e
         except sqlite3.DatabaseError as e:
             raise GhostsError(f"{path} is not a readable Firefox cookie database: {e}") from e
         finally:
             con.close()
     return {name: value for name, value in rows}
+
+
+def _locked(path: Path, err: BaseException) -> str:
+    return (f"the browser profile at {path.parent} is locked by a running browser ({err}): close the browser "
+            f"(all its windows) and run this again")
 
 
 def _cookies_with_browser_cookie3(browser: str, cookie_file) -> dict[str, str]:
@@ -267,6 +313,11 @@ def _cookies_with_browser_cookie3(browser: str, cookie_file) -> dict[str, str]:
             f"reading {browser}'s cookies needs the browser_cookie3 package (`pip install browser_cookie3`); "
             f"Firefox works without it (`--cookies firefox`)"
         ) from None
-    jar = getattr(browser_cookie3, browser)(cookie_file=str(cookie_file) if cookie_file else None,
-                                            domain_name="instagram.com")
+    try:
+        jar = getattr(browser_cookie3, browser)(cookie_file=str(cookie_file) if cookie_file else None,
+                                                domain_name="instagram.com")
+    except (PermissionError, sqlite3.OperationalError) as e:
+        if isinstance(e, PermissionError) or "locked" in str(e).lower():
+            raise LoginFailed(_locked(Path(cookie_file or browser), e)) from None
+        raise
     return {c.name: c.value for c in jar if "instagram.com" in c.domain}
