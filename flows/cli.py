@@ -1,36 +1,14 @@
 """The `ghosts` command line: one click group; each room's commands live in flows/cli_<room>.py."""
 from __future__ import annotations
 
-import importlib
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from curation.catalog.errors import GhostsError
-
-data_option = click.option(
-    "--data",
-    "data",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="GHOSTS_DATA",
-    default=None,
-    show_default="./data",
-    help="Workspace folder (env GHOSTS_DATA).",
-)
-
-
-def open_ws(data: Path | None):
-    """The workspace named by --data / GHOSTS_DATA / ./data, which must have been initialised."""
-    from curation.catalog.settings import Settings
-    from curation.catalog.workspace import open_workspace
-
-    return open_workspace(data, Settings())
-
-
-def echo_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+from flows import cli_align, cli_archive, cli_demo, cli_flows, cli_latent, cli_review, cli_sources, cli_train
+from flows.cli_options import data_option, echo_json, open_ws
 
 
 class GhostsGroup(click.Group):
@@ -113,18 +91,9 @@ def status(as_json: bool, data: Path | None) -> None:
         click.echo("runs     " + "  ".join(f"{k}={v}" for k, v in st["training_runs"].items()))
 
 
-# Each room contributes its commands from its own module (COMMANDS = [...]).
-ROOM_MODULES = (
-    "flows.cli_align",
-    "flows.cli_archive",
-    "flows.cli_review",
-    "flows.cli_sources",
-    "flows.cli_train",
-    "flows.cli_latent",
-    "flows.cli_flows",
-    "flows.cli_demo",
-)
+# Each room contributes its commands from its own module (COMMANDS = [...]), in this order.
+ROOM_MODULES = (cli_align, cli_archive, cli_review, cli_sources, cli_train, cli_latent, cli_flows, cli_demo)
 
-for _name in ROOM_MODULES:
-    for _cmd in importlib.import_module(_name).COMMANDS:
+for _module in ROOM_MODULES:
+    for _cmd in _module.COMMANDS:
         main.add_command(_cmd)

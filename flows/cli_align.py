@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from curation.catalog.errors import GhostsError
-from flows.cli import data_option, echo_json, open_ws
+from flows.cli_options import data_option, echo_json, open_ws
 
 SIZES = ("64", "128", "256", "512", "1024")
 

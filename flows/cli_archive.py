@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from flows.cli import data_option, echo_json, open_ws
+from flows.cli_options import data_option, echo_json, open_ws
 
 
 def _power_of_two(ctx, param, value):

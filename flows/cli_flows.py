@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from curation.catalog.errors import GhostsError
-from flows.cli import data_option, echo_json
+from flows.cli_options import data_option, echo_json, open_ws
 
 LOCAL_API = "http://127.0.0.1:4200/api"  # where `ghosts server` (prefect server start) listens by default
 
@@ -83,8 +83,6 @@ def _settings(kw: dict):
 
 
 def _workspace(data: Path | None) -> str:
-    from flows.cli import open_ws
-
     return str(open_ws(data).root)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from curation.catalog.errors import GhostsError
-from flows.cli import data_option, open_ws
+from flows.cli_options import data_option, open_ws
 
 
 def _check_port(host: str, port: int) -> None:

@@ -7,7 +7,7 @@ import click
 
 from curation.catalog.errors import GhostsError
 from curation.sources.instagram.session import BROWSERS
-from flows.cli import data_option, echo_json, open_ws
+from flows.cli_options import data_option, echo_json, open_ws
 
 
 @click.command()
