@@ -76,7 +76,7 @@ class Processes:
         for proc in chosen:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 5  # a served runner waits for its flow run: no need here
         for proc in chosen:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
