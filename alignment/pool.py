@@ -37,8 +37,10 @@ def run_jobs(
     *,
     per_worker: int = 2,  # jobs queued per worker: keeps them busy without holding every result in memory
     initializer: Callable[[], None] | None = init_worker,
+    start: str = "spawn",  # how the first pool's workers start: "spawn", or "fork" from a process that holds
+    # no threads yet (they inherit its loaded models at no cost; pools run again after a crash always spawn)
 ) -> Iterator[Any]:
-    """fn(job) for every job, as results come in: in this process when workers is 1, else in spawned worker
+    """fn(job) for every job, as results come in: in this process when workers is 1, else in worker
     processes. `fn` must not raise; it reports failures in its result.
 
     A worker that dies (a crash in native code, the OOM killer) takes its pool with it, and every job in
@@ -51,9 +53,13 @@ def run_jobs(
         return
     pending = deque(jobs)
     suspects: deque = deque()
-    ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold threads and locks
+    if start == "fork" and "fork" not in multiprocessing.get_all_start_methods():
+        start = "spawn"  # not on this platform
+    ctx = multiprocessing.get_context(start)
     while pending or suspects:
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer) as pool:
+            # Never fork again: by now this process holds the pool's manager thread (and a progress bar's).
+            ctx = multiprocessing.get_context("spawn")
             broken = False
             while suspects and not broken:
                 job = suspects.popleft()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 
 def square_or_die(job: int) -> int:
     if job == 13:
@@ -10,11 +12,12 @@ def square_or_die(job: int) -> int:
     return job * job
 
 
-def test_a_dying_worker_costs_only_its_job():
+@pytest.mark.parametrize("start", ["spawn", "fork"])
+def test_a_dying_worker_costs_only_its_job(start):
     from alignment.pool import run_jobs
 
     jobs = list(range(20))
-    out = list(run_jobs(square_or_die, jobs, 2, lambda job: ("crashed", job), initializer=None))
+    out = list(run_jobs(square_or_die, jobs, 2, lambda job: ("crashed", job), initializer=None, start=start))
     assert sorted(r for r in out if not isinstance(r, tuple)) == [j * j for j in jobs if j != 13]
     assert out.count(("crashed", 13)) == 1
     # Jobs in flight beside the culprit are run again, never given up for it.
