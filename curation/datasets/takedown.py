@@ -1,15 +1,25 @@
-"""Takedown: remove a person's or a post's images from every dataset, now and later.
+"""Takedown: remove a person's or a post's images from the workspace and every dataset, now and later.
 
 The images are marked `excluded` (no freeze selects them again) and the request is recorded before any
 archive is touched, so an interrupted takedown still keeps them out of the future; running it again finishes
 the job. Every dataset whose latest version holds them gets a new version without them, re-packed from that
 archive's own PNGs (no re-alignment, so the other images stay bit-identical). Older versions are marked
 superseded, and the training runs that used any affected version are listed so their owners can act.
+
+Then the person is removed from the workspace: the originals in the image store, the face previews, the
+personal fields of the catalog rows (owner, caption and every other provenance field, URLs, source paths,
+landmarks) and, with `purge`, the archives of the old versions and the reals grids of the runs that used them.
+What stays is a tombstone per image (its sha256, status `excluded` and the takedown's reason), so the same
+bytes are refused if they come back. The takedown record keeps only a hash of the owner or post it names, and
+its reason with that name blanked. Finally the SQLite catalog is vacuumed and its write-ahead log truncated,
+so the blanked values are not left in free pages or in the log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +29,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from curation.catalog.errors import GhostsError
-from curation.catalog.schema import DatasetItem, DatasetVersion, Image, Takedown, TrainingRun
+from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image, Takedown, TrainingRun
 from curation.datasets.archive import ArchiveWriter, open_archive, render_card
 from curation.datasets.freeze import (
     card_facts,
@@ -46,15 +56,42 @@ class TakedownResult:
     emptied: list[str] = field(default_factory=list)  # datasets left with no image (no new version possible)
     training_runs: list[dict[str, Any]] = field(default_factory=list)
     purged: list[str] = field(default_factory=list)  # old archive files deleted (--purge)
+    removed_files: list[str] = field(default_factory=list)  # originals, previews, run grids deleted
+    scrubbed_rows: int = 0  # catalog rows whose personal fields were blanked
+    kept_versions: list[dict[str, Any]] = field(default_factory=list)  # old archives still holding them
+    already: bool = False  # every image was taken down before; this run only finished the job
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
+def record_value(kind: str, value: str) -> str:
+    """What the takedown record keeps of its selector: a sha256 for an owner or a post (the record must not
+    name the person it removes), the image's sha256 (prefix) as given."""
+    if kind == "image":
+        return value
+    if kind == "post":
+        m = POST_RE.search(value)
+        value = m.group(1) if m else value.split("?")[0].split("#")[0].rstrip("/")
+    else:
+        value = value.lower()
+    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def blank_names(text: str, names: set[str]) -> str:
+    """`text` with every occurrence of each name (any case, with or without '@') replaced by [removed]."""
+    for name in sorted((n for n in names if n), key=len, reverse=True):
+        text = re.sub(re.escape(name), "[removed]", text, flags=re.IGNORECASE)
+    return text
+
+
 def find_images(
     session: Session, *, owner: str | None = None, image: str | None = None, post: str | None = None
 ) -> tuple[str, str, list[Image]]:
-    """(kind, value, images) for exactly one selector; raises a clear error when it matches nothing."""
+    """(kind, value, images) for exactly one selector; raises a clear error when it matches nothing.
+
+    Images already taken down no longer carry their owner or post URL; a selector that a previous takedown
+    recorded (by hash) finds them again, so a rerun finishes an interrupted takedown."""
     given = [(k, v) for k, v in (("owner", owner), ("image", image), ("post", post)) if v]
     if len(given) != 1:
         raise GhostsError("name exactly one of --owner NAME, --image SHA256 or --post URL")
@@ -76,6 +113,14 @@ def find_images(
             conds.append(Image.shortcode == m.group(1))
         stmt = select(Image).where(or_(*conds))
     images = list(session.scalars(stmt.order_by(Image.sha256)))
+    if kind != "image":
+        earlier = session.scalars(
+            select(Takedown).where(Takedown.kind == kind, Takedown.value == record_value(kind, value))
+        ).all()
+        ids = {i for t in earlier for i in (t.image_ids or [])} - {im.id for im in images}
+        if ids:
+            images += session.scalars(select(Image).where(Image.id.in_(ids))).all()
+            images.sort(key=lambda im: im.sha256)
     if not images:
         raise GhostsError(f"no image in the catalog matches --{kind} {value}")
     if kind == "image" and len(value) < 64 and len(images) > 1:
@@ -99,12 +144,18 @@ def takedown(
         kind, value, images = find_images(s, owner=owner, image=image, post=post)
         ids = [im.id for im in images]
         shas = {im.sha256 for im in images}
-        row = Takedown(kind=kind, value=value, reason=reason.strip(), image_ids=ids)
+        # Names the record must not keep: the owners, the posts' shortcodes and URLs, the selector itself.
+        names = {im.owner for im in images} | {im.shortcode for im in images} | {im.post_url for im in images}
+        names |= {value} if kind != "image" else set()
+        names = {n for n in names if n and len(n) >= 2}
+        clean_reason = blank_names(reason.strip(), names)
+        row = Takedown(kind=kind, value=record_value(kind, value), reason=clean_reason, image_ids=ids)
         s.add(row)
+        already = all(im.status == "excluded" and im.path is None and not im.owner for im in images)
         for im in images:
             im.status = "excluded"
         s.flush()
-        result = TakedownResult(row.id, kind, value, sorted(shas))
+        result = TakedownResult(row.id, kind, value, sorted(shas), already=already)
         when = row.created_at
 
     with ws.session() as s:
@@ -113,7 +164,7 @@ def takedown(
             .where(DatasetVersion.id.in_(select(DatasetItem.dataset_id).where(DatasetItem.image_id.in_(ids))))
             .order_by(DatasetVersion.name, DatasetVersion.version)
         ).all()
-    note = f"takedown #{result.takedown_id}: {reason.strip()}"
+    note = f"takedown #{result.takedown_id}: {clean_reason}"
     for name in sorted({v.name for v in holding}):
         with dataset_lock(ws, name):
             with ws.session() as s:
@@ -153,7 +204,75 @@ def takedown(
             if path.exists():
                 path.unlink()
                 result.purged.append(v.path)
+        for r in result.training_runs:
+            # The grid of training images a run draws at its start holds the removed faces too.
+            grid = ws.abspath(r["run_dir"]) / "reals.png"
+            if grid.is_file():
+                grid.unlink()
+                result.removed_files.append(ws.relpath(grid))
+    else:
+        result.kept_versions = [
+            {"name": v.name, "version": v.version, "path": v.path}
+            for v in holding
+            if ws.abspath(v.path).exists()
+        ]
+    _remove_person(ws, ids, result, clean_reason)
     return result
+
+
+def _unlink(ws, rel: str | None, removed: list[str]) -> None:
+    if not rel:
+        return
+    path = ws.abspath(rel)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        removed.append(rel)
+
+
+def _remove_person(ws, ids: list[int], result: TakedownResult, reason: str) -> None:
+    """Delete the images' files, blank their personal catalog fields, and scrub the catalog's free pages.
+
+    Files go first: a kill between the two leaves rows that still name deleted files (a rerun of the same
+    takedown finds the images through the record and finishes), never a blanked row whose files remain."""
+    with ws.session() as s:
+        images = s.scalars(select(Image).where(Image.id.in_(ids))).all()
+        faces = s.scalars(select(Face).where(Face.image_id.in_(ids))).all()
+        for im in images:
+            _unlink(ws, im.path, result.removed_files)
+            # A store file from before the row knew its path (a killed ingest) has the same name stem.
+            for stray in ws.images_dir.glob(f"{im.sha256[:2]}/{im.sha256}.*"):
+                _unlink(ws, ws.relpath(stray), result.removed_files)
+        for f in faces:
+            _unlink(ws, f.preview_path, result.removed_files)
+        tomb = f"taken down (takedown #{result.takedown_id}): {reason}"
+        for im in images:
+            im.path = None
+            im.owner = im.shortcode = im.post_url = im.source_ref = None
+            im.taken_at = None
+            im.likes = None
+            im.provenance = {"takedown": result.takedown_id}
+            im.conversion = None
+            im.status = "excluded"
+            im.reject_reason = tomb
+            result.scrubbed_rows += 1
+        for f in faces:
+            f.preview_path = None
+            f.box = f.landmarks = f.points = f.quad = f.quality = None
+            f.deleted = True
+            result.scrubbed_rows += 1
+    scrub_catalog(ws)
+
+
+def scrub_catalog(ws) -> None:
+    """Rewrite the SQLite catalog without its free pages and empty its write-ahead log, so values just
+    blanked are nowhere in the files. Another process holding the catalog open can keep the log alive;
+    then the log is emptied at that process's next checkpoint."""
+    if ws.engine.dialect.name != "sqlite":
+        return
+    with ws.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("PRAGMA secure_delete=ON")
+        conn.exec_driver_sql("VACUUM")
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _repack_without(

@@ -44,6 +44,7 @@ class ImportSummary:
     skipped: int = 0  # files in folders without an image extension (READMEs, XML, ...)
     rejected: list[dict[str, str]] = field(default_factory=list)
     image_ids: list[int] = field(default_factory=list)
+    failed_before: list[dict[str, str]] = field(default_factory=list)  # duplicates whose analysis failed
 
     def count(self, result: IngestResult, label: str) -> None:
         if result.status == "added":
@@ -53,6 +54,8 @@ class ImportSummary:
             self.converted += bool(result.conversion)
         elif result.status == "duplicate":
             self.duplicates += 1
+            if result.reason and "--retry-errors" in result.reason:
+                self.failed_before.append({"path": label, "state": result.reason})
         else:
             self.rejected.append({"path": label, "reason": result.reason or "rejected"})
 
@@ -64,6 +67,7 @@ class ImportSummary:
             "converted": self.converted,
             "skipped": self.skipped,
             "rejected": self.rejected,
+            "failed_before": self.failed_before,
         }
 
 
@@ -122,9 +126,10 @@ class Ingestor:
         with self.ws.session() as s:
             known = s.execute(select(Image).where(Image.sha256 == digest)).scalar_one_or_none()
             if known is not None:
-                if known.status == "rejected":
+                if known.status in ("rejected", "excluded") and known.reject_reason:
+                    # Refused before, or taken down: say why, every time the bytes come back.
                     return IngestResult("rejected", digest, known.id, known.reject_reason)
-                return IngestResult("duplicate", digest, known.id)
+                return IngestResult("duplicate", digest, known.id, known_state(known))
         try:
             dec = decode_image(data, self.ws.settings.max_pixels)
         except ImageRejected as e:
@@ -157,6 +162,14 @@ class Ingestor:
                 known = s.execute(select(Image).where(Image.sha256 == result.sha256)).scalar_one()
                 return IngestResult("duplicate", result.sha256, known.id)
         return result
+
+
+def known_state(image: Image) -> str:
+    """What a re-import of an image already in the catalog is told: its state, and how to retry a failure."""
+    if image.status == "error":
+        return (f"already in the catalog (image {image.id}), analysis failed: {image.reject_reason or 'error'}; "
+                "`ghosts analyze --retry-errors` tries it again")
+    return f"already in the catalog (image {image.id}, {image.status})"
 
 
 def ingest_bytes(ws, data: bytes, **kwargs) -> IngestResult:

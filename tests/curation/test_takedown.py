@@ -71,7 +71,9 @@ def test_takedown_by_owner_writes_a_new_version_without_the_images(scraped):
     with ws.session() as s:
         assert {im.status for im in s.scalars(select(Image).where(Image.sha256.in_(gone)))} == {"excluded"}
         row = s.scalars(select(Takedown)).one()
-        assert (row.kind, row.value, row.reason) == ("owner", "ALICE", "email from alice, 2024-11-02")
+        # The record keeps a hash of the owner, and the reason with the owner's name blanked.
+        assert (row.kind, row.reason) == ("owner", "email from [removed], 2024-11-02")
+        assert row.value.startswith("sha256:") and "alice" not in row.value.lower()
         assert "takedown #1" in s.get(DatasetVersion, v1.dataset_id).superseded_reason
     assert v1.path.exists()  # kept without --purge
     # The images can never be selected again: a fresh freeze finds the same selection as v2.
@@ -126,3 +128,97 @@ def test_cli_takedown(scraped):
     assert r.exit_code == 0 and json.loads(r.stdout)["new_versions"][0]["version"] == 3
     r = CliRunner().invoke(main, ["takedown", "--owner", "zed", "--reason", "r", "--data", str(ws.root)])
     assert r.exit_code == 1 and "no image in the catalog matches" in r.output
+
+
+OWNER = "Zoé_Ghostwriter"  # non-ASCII, mixed case: searched for in every spelling the files could hold
+
+
+def _needles(data: bytes, n: int = 3, size: int = 48) -> list[bytes]:
+    """`n` slices of `data` from its middle part (headers are shared by many files; the middle is not)."""
+    step = max(1, (len(data) - size) // (n + 1))
+    return [data[step * (k + 1): step * (k + 1) + size] for k in range(n)]
+
+
+def _workspace_hits(root, needles: dict[str, list[bytes]]) -> dict[str, list[str]]:
+    """Which needles occur in which files of the workspace (the catalog, its WAL and every other file)."""
+    hits: dict[str, list[str]] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        low = data.lower()
+        for what, group in needles.items():
+            if any(x in data or x.lower() in low for x in group):
+                hits.setdefault(what, []).append(str(path.relative_to(root)))
+    return hits
+
+
+def test_takedown_purge_leaves_no_byte_of_the_photo_nor_the_owners_name(scraped, faces_dir):
+    from alignment.preview import write_preview
+    from curation.catalog.imaging import load_rgb
+    from curation.sources.ingest import ingest_paths
+
+    ws, _v1 = scraped
+    with ws.session() as s:
+        im = s.scalars(select(Image).where(Image.owner == "bob")).one()
+        im.owner = OWNER
+        im.source_ref = f"https://cdn.example/{OWNER}/photo.jpg"
+        im.provenance = dict(im.provenance, caption=f"boo! photo by @{OWNER} #ghost", owner=OWNER)
+        original = ws.abspath(im.path).read_bytes()
+        source_file = faces_dir / im.provenance["name"]
+        rgb = load_rgb(ws.abspath(im.path))
+        previews = []
+        for f in im.faces:
+            f.preview_path = write_preview(ws, f.id, rgb, f.quad)
+            previews.append(ws.abspath(f.preview_path).read_bytes())
+        sha = im.sha256
+    # A freeze after the owner's name is in the catalog, so the archive's provenance holds it too.
+    v2 = freeze_dataset(ws, "ghosts", resolution=32, labels="source-tag", progress=False)
+    assert v2.version == 2
+    with open_archive(v2.path) as arc:
+        crops = [arc.read_bytes(n) for n, p in zip(arc.names, arc.provenance) if p["image_sha256"] == sha]
+    run = ws.runs_dir / "00002"
+    run.mkdir()
+    (run / "reals.png").write_bytes(crops[0])  # stands in for a run's grid of training images
+    with ws.session() as s:
+        s.add(TrainingRun(run_dir="runs/00002", dataset_id=v2.dataset_id, dataset_sha256=v2.sha256))
+
+    needles = {
+        "owner": [OWNER.encode(), OWNER.lower().encode(), json.dumps(OWNER).encode()[1:-1]],
+        "photo": _needles(original),
+        "preview": [x for p in previews for x in _needles(p)],
+        "crop": [x for c in crops for x in _needles(c)],
+    }
+    before = _workspace_hits(ws.root, needles)
+    assert set(before) == {"owner", "photo", "preview", "crop"}, before  # the search can find them
+    assert "catalog.sqlite" in " ".join(before["owner"])
+
+    r = takedown(ws, owner=OWNER.lower(), reason=f"{OWNER} wrote to us", purge=True, progress=False)
+    assert r.images == [sha] and r.purged and r.new_versions[0]["version"] == 3
+    assert {ws.relpath(ws.abspath(p)) for p in r.removed_files} >= {"runs/00002/reals.png"}
+    assert any(p.startswith("images/") for p in r.removed_files)
+    assert sum(p.startswith("previews/") for p in r.removed_files) == len(previews)
+    assert {t["run_dir"] for t in r.training_runs} == {"runs/00001", "runs/00002"}
+    ws.close()
+    assert _workspace_hits(ws.root, needles) == {}
+
+    # The tombstone: the same bytes are refused on re-import, with the takedown's reason.
+    summary = ingest_paths(ws, [source_file], progress=False)
+    assert summary.added == 0 and len(summary.rejected) == 1
+    assert "taken down (takedown #1): [removed] wrote to us" in summary.rejected[0]["reason"]
+    out = CliRunner().invoke(main, ["import", str(source_file), "--data", str(ws.root)])
+    assert out.exit_code == 0 and "taken down (takedown #1)" in out.stdout
+    # A rerun of the same takedown finds the images through the record and finishes (nothing left to do).
+    again = takedown(ws, owner=OWNER, reason="again", progress=False)
+    assert again.images == [sha] and again.already and again.new_versions == []
+    ws.close()
+    assert _workspace_hits(ws.root, needles) == {}
+
+
+def test_takedown_without_purge_says_which_old_archives_still_hold_the_faces(scraped):
+    ws, v1 = scraped
+    r = takedown(ws, owner="bob", reason="asked", progress=False)
+    assert r.kept_versions == [{"name": "ghosts", "version": 1, "path": ws.relpath(v1.path)}]
+    assert v1.path.exists() and r.removed_files  # the originals and previews go in any case
+    with ws.session() as s:
+        row = s.scalars(select(Image).where(Image.sha256 == r.images[0])).one()
+        assert (row.path, row.owner, row.post_url, row.shortcode, row.source_ref) == (None,) * 5
+        assert row.provenance == {"takedown": r.takedown_id}
