@@ -23,6 +23,7 @@ are not tried either (pushing on makes a block longer).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -447,7 +448,7 @@ class TagScraper:
             # This one post is broken (deleted, unexpected answer): note it and go on with the feed.
             problem = stop.refusal.detail
             items = []
-        if items and meta["owner_username"].lower() in self.taken_down_owners:
+        if items and meta["owner_username"] in self.taken_down_owners:
             # This account asked to be taken down: none of its posts come back in.
             self.out.posts_taken_down += 1
             self.state.incomplete.pop(shortcode, None)
@@ -523,10 +524,25 @@ class TagScraper:
         raise _DownloadFailed(f"download failed after {self.download_attempts} attempts: {last}")
 
 
-def taken_down_owners(ws) -> set[str]:
+class TakenDownOwners:
+    """The accounts that asked for a takedown (`ghosts takedown --owner`), as the takedown records keep them:
+    a "sha256:" hash of the lowercased name (records must not name the person), or, in records written
+    before that, the name itself."""
+
+    def __init__(self, values: list[str]):
+        self.values = {v.strip().lstrip("@").lower() for v in values}
+
+    def __contains__(self, owner: object) -> bool:
+        if not isinstance(owner, str) or not owner:
+            return False
+        name = owner.strip().lstrip("@").lower()
+        return name in self.values or "sha256:" + hashlib.sha256(name.encode("utf-8")).hexdigest() in self.values
+
+
+def taken_down_owners(ws) -> TakenDownOwners:
     with ws.session() as s:
         values = s.execute(select(Takedown.value).where(Takedown.kind == "owner")).scalars().all()
-    return {v.strip().lstrip("@").lower() for v in values}
+    return TakenDownOwners(list(values))
 
 
 def image_items(post: Post) -> list[tuple[int | None, bool, str]]:
