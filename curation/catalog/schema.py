@@ -111,6 +111,7 @@ class Face(Base):
     decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     reviewer: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(String(255))
+    rating: Mapped[int | None]  # 1-5 stars from review (kept with the decision), None: not rated
 
     image: Mapped[Image] = relationship(back_populates="faces")
 
@@ -127,6 +128,9 @@ class Decision(Base):
     reason: Mapped[str | None] = mapped_column(String(255))
     reviewer: Mapped[str | None] = mapped_column(String(64))
     decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    rating: Mapped[int | None]  # the face's rating after this step
+    previous_rating: Mapped[int | None]
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("review_rounds.id"), index=True)  # the round it belongs to
 
 
 class ReviewRound(Base):
@@ -137,8 +141,9 @@ class ReviewRound(Base):
     done_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     target: Mapped[int | None]
     accepted: Mapped[int | None]
-    reviewer: Mapped[str | None] = mapped_column(String(64))
+    reviewer: Mapped[str | None] = mapped_column(String(64))  # who opened the round
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    closed_by: Mapped[str | None] = mapped_column(String(64))  # who pressed "Selection done"
 
 
 class DatasetVersion(Base):
@@ -204,23 +209,24 @@ class Takedown(Base):
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, lock_timeout: float = 30.0) -> Engine:
+    """`lock_timeout`: seconds to wait for another process's write before failing with "database is locked"."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Worker threads (the review app, Prefect thread runners) share the engine; SQLite serialises writes.
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": lock_timeout}
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, lock_timeout))
     return engine
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn, lock_timeout: float = 30.0) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; a crash never corrupts the file
     cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints, safe with WAL
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
     cur.close()
 
 
@@ -229,7 +235,8 @@ def _alembic_config(engine: Engine):
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # ConfigParser interpolates '%': a quoted path (%C3%A9, %23) must have it doubled.
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     return cfg
 
 

@@ -6,18 +6,30 @@ pressing undo repeatedly walks back through the batches (multi-level). Undo rows
 reason is `undo #<id>` (the first row id of the batch they revert); nothing is deleted, so the audit trail
 keeps every step. Two reviewers may work at once: the last write wins per face, and an undo never overwrites
 a face somebody else has decided since (it records the face as kept instead).
+
+Writes are serialised: every decide, undo and round close runs under one process-wide lock and in one
+transaction, so concurrent requests (several tabs, several reviewers on one server) each read the state the
+previous one left, and every history row's `previous` is the state it really replaced.
+
+Every history row belongs to the review round that was open when it was written (`round_id`; a decision made
+while no round is open opens the next one). A closed round is immutable: undo refuses to revert a batch of a
+closed round (`RoundClosed`).
+
+A face's rating (1-5 stars, or none) is kept with its decision: a rating step is a batch like a decision
+(its rows repeat the face's decision and carry the new rating), and undo restores the previous rating.
 """
 from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
-from curation.catalog.schema import Decision, Face, Image, utcnow
+from curation.catalog.schema import Decision, Face, Image, ReviewRound, utcnow
 
 REVIEW_DECISIONS = ("accepted", "rejected", "skipped", "undecided")
 REASON_RE = re.compile(r"^[a-z0-9][a-z0-9 _.-]{0,63}$")  # short tags ("blurry", "duplicate"), never "#"
@@ -26,6 +38,11 @@ UNDO_PREFIX = "undo #"
 REJECT_REASONS = ("blurry", "duplicate", "not a face", "occluded", "bad crop", "text or watermark", "extreme pose",
                   "looks under 18", "other")
 MAX_BATCH = 10_000  # one bulk selection; more is almost certainly a client bug
+DEFAULT_TARGET = 1000  # faces wanted when nobody said otherwise (~1k is enough for StyleGAN2-ADA's small-data regime)
+KEEP = object()  # decide(..., rating=KEEP): leave the rating as it is
+
+# One writer at a time (decisions, undo, closing a round, manual faces): each reads the state the last left.
+WRITE_LOCK = threading.RLock()
 
 
 @dataclass
@@ -33,6 +50,7 @@ class Change:
     face_id: int
     decision: str
     previous: str
+    rating: int | None = None
 
 
 @dataclass
@@ -44,19 +62,47 @@ class Batch:
     changes: list[Change] = field(default_factory=list)
     kept: list[int] = field(default_factory=list)  # faces left alone (deleted, unknown, decided by others)
     undone: int | None = None  # for an undo: the batch key (first history row id) it reverted
+    round_id: int | None = None  # the review round the batch belongs to
 
     def as_dict(self) -> dict:
         return {
             "reviewer": self.reviewer,
             "decided_at": self.decided_at.isoformat(),
-            "changes": [{"face_id": c.face_id, "decision": c.decision, "previous": c.previous} for c in self.changes],
+            "changes": [{"face_id": c.face_id, "decision": c.decision, "previous": c.previous, "rating": c.rating}
+                        for c in self.changes],
             "kept": self.kept,
             "undone": self.undone,
+            "round_id": self.round_id,
         }
 
 
 class DecisionError(GhostsError):
     pass
+
+
+class RoundClosed(DecisionError):
+    """Undo reached a batch of a round that "Selection done" closed: that round's record stays as it is."""
+
+
+def open_round_in(session, reviewer: str | None) -> ReviewRound:
+    """The open review round, created (with the last round's target) when none is open."""
+    rnd = session.scalars(
+        select(ReviewRound).where(ReviewRound.done_at.is_(None)).order_by(ReviewRound.id.desc()).limit(1)).first()
+    if rnd is None:
+        prev = session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(1)).first()
+        rnd = ReviewRound(target=prev.target if prev and prev.target else DEFAULT_TARGET, reviewer=reviewer,
+                          started_at=utcnow())
+        session.add(rnd)
+        session.flush()
+    return rnd
+
+
+def check_rating(rating) -> int | None:
+    if rating is None or rating == 0:
+        return None
+    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+        raise DecisionError("rating must be 1 to 5 (0 or none clears it)")
+    return rating
 
 
 def _aware(t: dt.datetime | None) -> dt.datetime | None:
@@ -84,25 +130,32 @@ def check_reason(reason: str | None) -> str | None:
     return reason
 
 
-def decide(ws, face_ids: Iterable[int], decision: str, reviewer: str, reason: str | None = None) -> Batch:
+def decide(ws, face_ids: Iterable[int], decision: str | None, reviewer: str, reason: str | None = None,
+           rating=KEEP) -> Batch:
     """Record `decision` for every face in `face_ids` as one batch (one undo step); return what changed.
 
-    Faces that are deleted or unknown are listed in `kept`. Deciding a face again simply overwrites it (last
-    write wins); the history keeps both.
+    `decision` None keeps each face's decision (a rating step); `rating` 1-5 or None sets the rating, KEEP
+    leaves it. Faces that are deleted or unknown are listed in `kept`. Deciding a face again simply overwrites
+    it (last write wins); the history keeps both. The batch joins the open round (opening one if none is open).
     """
-    if decision not in REVIEW_DECISIONS:
+    if decision is not None and decision not in REVIEW_DECISIONS:
         raise DecisionError(f"unknown decision {decision!r}: use one of {', '.join(REVIEW_DECISIONS)}")
     if not reviewer:
         raise DecisionError("a decision needs a reviewer name")
+    if decision is None and rating is KEEP:
+        raise DecisionError("nothing to record: give a decision or a rating")
     reason = check_reason(reason)
+    if rating is not KEEP:
+        rating = check_rating(rating)
     ids = list(dict.fromkeys(int(i) for i in face_ids))
     if not ids:
         raise DecisionError("no faces given")
     if len(ids) > MAX_BATCH:
         raise DecisionError(f"at most {MAX_BATCH} faces per decision (got {len(ids)})")
-    with ws.session() as s:
+    with WRITE_LOCK, ws.session() as s:
         when = _batch_time(s, reviewer)
-        batch = Batch(reviewer, when)
+        rnd = open_round_in(s, reviewer)
+        batch = Batch(reviewer, when, round_id=rnd.id)
         faces = {f.id: f for f in s.scalars(select(Face).where(Face.id.in_(ids)))}
         for fid in ids:
             face = faces.get(fid)
@@ -110,13 +163,18 @@ def decide(ws, face_ids: Iterable[int], decision: str, reviewer: str, reason: st
                 batch.kept.append(fid)
                 continue
             previous = face.decision or "undecided"
-            s.add(Decision(face_id=fid, decision=decision, previous=previous, reason=reason, reviewer=reviewer,
-                           decided_at=when))
-            face.decision = decision
-            face.decided_at = when if decision != "undecided" else None
-            face.reviewer = reviewer
-            face.reason = reason
-            batch.changes.append(Change(fid, decision, previous))
+            new = previous if decision is None else decision
+            new_rating = face.rating if rating is KEEP else rating
+            s.add(Decision(face_id=fid, decision=new, previous=previous, reason=reason if decision else face.reason,
+                           reviewer=reviewer, decided_at=when, rating=new_rating, previous_rating=face.rating,
+                           round_id=rnd.id))
+            if decision is not None:
+                face.decision = decision
+                face.decided_at = when if decision != "undecided" else None
+                face.reviewer = reviewer
+                face.reason = reason
+            face.rating = new_rating
+            batch.changes.append(Change(fid, new, previous, new_rating))
     return batch
 
 
@@ -145,9 +203,20 @@ def _is_undo(rows: list[Decision]) -> bool:
     return bool(rows) and (rows[0].reason or "").startswith(UNDO_PREFIX)
 
 
+def _round_of(session, row: Decision) -> ReviewRound | None:
+    if row.round_id is not None:
+        return session.get(ReviewRound, row.round_id)
+    # History written before rounds were recorded on it: the first round closed after the row, if any.
+    return session.scalars(select(ReviewRound).where(ReviewRound.done_at.is_not(None),
+                                                     ReviewRound.done_at >= row.decided_at)
+                           .order_by(ReviewRound.id).limit(1)).first()
+
+
 def undo_last(ws, reviewer: str) -> Batch | None:
-    """Revert `reviewer`'s most recent batch that is not undone yet; None when there is nothing to undo."""
-    with ws.session() as s:
+    """Revert `reviewer`'s most recent batch that is not undone yet; None when there is nothing to undo.
+
+    Raises RoundClosed when that batch belongs to a closed round (undo never rewrites a closed round)."""
+    with WRITE_LOCK, ws.session() as s:
         undone: set[int] = set()
         target: tuple[int, list[Decision]] | None = None
         for key, rows in _batches(s, reviewer):
@@ -159,18 +228,24 @@ def undo_last(ws, reviewer: str) -> Batch | None:
         if target is None:
             return None
         key, rows = target
+        rnd = _round_of(s, rows[0])
+        if rnd is not None and rnd.done_at is not None:
+            raise RoundClosed(f"your last decision belongs to review round {rnd.id}, closed by "
+                              f"{rnd.closed_by or rnd.reviewer or 'someone'}: a closed round is kept as it was")
+        current_round = open_round_in(s, reviewer)
         when = _batch_time(s, reviewer)
-        batch = Batch(reviewer, when, undone=key)
+        batch = Batch(reviewer, when, undone=key, round_id=current_round.id)
         marker = f"{UNDO_PREFIX}{key}"
         for row in sorted(rows, key=lambda r: r.id):
             face = s.get(Face, row.face_id)
             if face is None:
                 continue
             current = face.decision or "undecided"
-            if face.deleted or current != row.decision:
-                # Somebody decided (or deleted) this face after us: their write stands.
+            if face.deleted or current != row.decision or face.rating != row.rating:
+                # Somebody decided (or deleted, or rated) this face after us: their write stands.
                 s.add(Decision(face_id=face.id, decision=current, previous=current, reason=marker,
-                               reviewer=reviewer, decided_at=when))
+                               reviewer=reviewer, decided_at=when, rating=face.rating, previous_rating=face.rating,
+                               round_id=current_round.id))
                 batch.kept.append(face.id)
                 continue
             restored = row.previous or "undecided"
@@ -179,7 +254,9 @@ def undo_last(ws, reviewer: str) -> Batch | None:
                 .limit(1)
             ).first()
             s.add(Decision(face_id=face.id, decision=restored, previous=current, reason=marker, reviewer=reviewer,
-                           decided_at=when))
+                           decided_at=when, rating=row.previous_rating, previous_rating=face.rating,
+                           round_id=current_round.id))
+            face.rating = row.previous_rating
             face.decision = restored
             if restored == "undecided" or before is None:
                 face.decided_at, face.reviewer, face.reason = None, None, None
@@ -188,7 +265,7 @@ def undo_last(ws, reviewer: str) -> Batch | None:
                 face.decided_at = before.decided_at
                 face.reviewer = before.reviewer
                 face.reason = None if (before.reason or "").startswith(UNDO_PREFIX) else before.reason
-            batch.changes.append(Change(face.id, restored, current))
+            batch.changes.append(Change(face.id, restored, current, face.rating))
         return batch
 
 
@@ -205,13 +282,14 @@ def decision_counts(session) -> dict[str, int]:
     return counts
 
 
-def delete_face(ws, face_id: int, reviewer: str) -> bool:
-    """Mark a wrong detection deleted (kept in the catalog for audit, hidden from review and freeze)."""
-    with ws.session() as s:
+def delete_face(ws, face_id: int, reviewer: str, deleted: bool = True) -> bool:
+    """Mark a wrong detection deleted (kept in the catalog for audit, hidden from review and freeze), or
+    restore it (`deleted=False`: back in review with the decision it had)."""
+    with WRITE_LOCK, ws.session() as s:
         face = s.get(Face, face_id)
         if face is None:
             return False
-        face.deleted = True
+        face.deleted = deleted
         face.reviewer = reviewer
         face.decided_at = utcnow()
         return True

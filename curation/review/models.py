@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from curation.catalog.errors import GhostsError
 from curation.review.decisions import MAX_BATCH, check_reason
@@ -12,10 +12,22 @@ from curation.review.decisions import MAX_BATCH, check_reason
 Point = tuple[float, float]
 
 
+FaceId = Annotated[int, Field(ge=1, le=2**53)]  # a catalog id; anything else is a 422, never an overflow
+
+
 class DecideIn(BaseModel):
-    face_ids: list[int] = Field(..., min_length=1, max_length=MAX_BATCH)
-    decision: Literal["accepted", "rejected", "skipped", "undecided"]
+    """A decision, a rating, or both, for one face or a selection: one undo step."""
+
+    face_ids: list[FaceId] = Field(..., min_length=1, max_length=MAX_BATCH)
+    decision: Literal["accepted", "rejected", "skipped", "undecided"] | None = None
     reason: str | None = Field(None, max_length=64)
+    rating: int | None = Field(None, ge=0, le=5)  # 1-5 stars; 0 clears; absent keeps the rating
+
+    @model_validator(mode="after")
+    def _something(self) -> DecideIn:
+        if self.decision is None and "rating" not in self.model_fields_set:
+            raise ValueError("give a decision or a rating")
+        return self
 
     @field_validator("reason")
     @classmethod
@@ -36,6 +48,7 @@ class ChangeOut(BaseModel):
     face_id: int
     decision: str
     previous: str
+    rating: int | None = None
 
 
 class Counts(BaseModel):
@@ -47,12 +60,16 @@ class Counts(BaseModel):
     target: int
     round_id: int | None
     round_open: bool
+    round_closed_by: str | None = None
+    round_closed_at: str | None = None
+    round_accepted: int | None = None
 
 
 class BatchOut(BaseModel):
     changes: list[ChangeOut]
     kept: list[int]
     undone: int | None = None
+    round_id: int | None = None
     counts: Counts
 
 
@@ -71,11 +88,15 @@ class ManualPointsIn(BaseModel):
     mouth_left: Point
     mouth_right: Point
 
-    @field_validator("eye_left", "eye_right", "mouth_left", "mouth_right")
+    @field_validator("eye_left", "eye_right", "mouth_left", "mouth_right", mode="before")
     @classmethod
-    def _finite(cls, v: Point) -> Point:
-        if not all(math.isfinite(c) and abs(c) < 1e6 for c in v):
-            raise ValueError("point coordinates must be finite pixel positions")
+    def _finite(cls, v):
+        # JSON's NaN / Infinity extensions and huge numbers are refused here, with the point's name.
+        if not isinstance(v, (list, tuple)) or len(v) != 2:
+            raise ValueError("a point is [x, y] in photo pixels")
+        for c in v:
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or abs(c) >= 1e6:
+                raise ValueError("point coordinates must be finite pixel positions")
         return v
 
 

@@ -16,11 +16,12 @@ from sqlalchemy import select
 
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import ReviewRound, utcnow
-from curation.review.decisions import decision_counts
+from curation.review.decisions import DEFAULT_TARGET, WRITE_LOCK, decision_counts
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TARGET = 1000  # faces wanted when nobody said otherwise (~1k is enough for StyleGAN2-ADA's small-data regime)
+__all__ = ["DEFAULT_TARGET", "Completion", "Resume", "RunNotWaiting", "complete_selection", "current_round",
+           "finish_round", "last_round", "open_round", "review_counts", "round_history"]
 
 
 def current_round(session) -> ReviewRound | None:
@@ -44,7 +45,7 @@ def open_round(ws, target: int | None = None, flow_run_id: str | None = None, re
         raise GhostsError(f"review target must be at least 1 (got {target})")
     if flow_run_id is not None:
         parse_run_id(flow_run_id)
-    with ws.session() as s:
+    with WRITE_LOCK, ws.session() as s:
         rnd = current_round(s)
         if rnd is None:
             prev = last_round(s)
@@ -109,14 +110,16 @@ def finish_round(ws, reviewer: str, resume: Resume | None = None) -> Completion:
     """`complete_selection`, also saying whether a waiting run was resumed (for the page's message)."""
     if not reviewer:
         raise GhostsError("completing a selection needs a reviewer name")
-    with ws.session() as s:
+    with WRITE_LOCK, ws.session() as s:  # no decision slips in between counting and closing
         rnd = current_round(s)
         if rnd is None:
             prev = last_round(s)
-            rnd = ReviewRound(target=prev.target if prev and prev.target else DEFAULT_TARGET, started_at=utcnow())
+            rnd = ReviewRound(target=prev.target if prev and prev.target else DEFAULT_TARGET, started_at=utcnow(),
+                              reviewer=reviewer)
             s.add(rnd)
         rnd.accepted = decision_counts(s)["accepted"]
-        rnd.reviewer = reviewer
+        rnd.reviewer = rnd.reviewer or reviewer
+        rnd.closed_by = reviewer
         rnd.done_at = utcnow()
         s.flush()
         round_id, run_id, accepted = rnd.id, rnd.flow_run_id, rnd.accepted
@@ -140,13 +143,28 @@ def _resume(ws, resume: Resume | None, round_id: int, run_id: str, run_input: di
         log.warning("review round %s closed, but flow run %s was not waiting any more: %s", round_id, run_id, e)
         return False
     except Exception as e:
-        with ws.session() as s:
+        with WRITE_LOCK, ws.session() as s:
             rnd = s.get(ReviewRound, round_id)
-            rnd.done_at = None
+            rnd.done_at, rnd.closed_by = None, None
         raise GhostsError(
             f"could not resume the pipeline run {run_id} waiting on this review ({type(e).__name__}: {e}); "
             "the round is still open: check that the Prefect server is reachable and press Selection done again"
         ) from e
+
+
+def round_history(session, limit: int = 20) -> list[dict]:
+    """The newest rounds, newest first: id, opened, closed, who opened and closed it, accepted, target, and
+    how many decisions were recorded in it."""
+    from sqlalchemy import func
+
+    from curation.catalog.schema import Decision
+
+    rounds = session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(limit)).all()
+    made = dict(session.execute(select(Decision.round_id, func.count()).where(
+        Decision.round_id.in_([r.id for r in rounds])).group_by(Decision.round_id)).all()) if rounds else {}
+    return [{"id": r.id, "opened": r.started_at, "closed": r.done_at, "opened_by": r.reviewer,
+             "closed_by": r.closed_by, "accepted": r.accepted, "target": r.target, "decisions": int(made.get(r.id, 0)),
+             "flow_run_id": r.flow_run_id} for r in rounds]
 
 
 def review_counts(ws) -> dict:
@@ -157,4 +175,7 @@ def review_counts(ws) -> dict:
         counts["target"] = (rnd.target if rnd and rnd.target else DEFAULT_TARGET)
         counts["round_id"] = rnd.id if rnd else None
         counts["round_open"] = bool(rnd and rnd.done_at is None)
+        counts["round_closed_by"] = rnd.closed_by if rnd else None
+        counts["round_closed_at"] = rnd.done_at.isoformat() if rnd and rnd.done_at else None
+        counts["round_accepted"] = rnd.accepted if rnd else None
         return counts

@@ -129,7 +129,7 @@ def test_decide_and_undo_over_http(client, cat, workspace):
     r = client.post("/api/decisions", json={"face_ids": [f1], "decision": "accepted"}, headers=h)
     assert r.status_code == 200, r.text
     assert r.json()["counts"]["accepted"] == 1 and r.json()["changes"] == [
-        {"face_id": f1, "decision": "accepted", "previous": "undecided"}]
+        {"face_id": f1, "decision": "accepted", "previous": "undecided", "rating": None}]
     client.post("/api/decisions", json={"face_ids": [f2, f3], "decision": "rejected", "reason": "blurry"}, headers=h)
     with workspace.session() as s:
         assert s.get(Face, f2).decision == "rejected" and s.get(Face, f2).reason == "blurry"
@@ -155,7 +155,7 @@ def test_decisions_typed_fast_go_together_but_undo_one_by_one(client, cat):
                                                                         (f1, "skipped")]
     assert out["counts"]["skipped"] == 1 and out["counts"]["rejected"] == 1
     assert client.post("/api/undo", headers=h).json()["changes"] == [
-        {"face_id": f1, "decision": "accepted", "previous": "skipped"}]
+        {"face_id": f1, "decision": "accepted", "previous": "skipped", "rating": None}]
 
 
 def test_bad_decisions_are_refused_with_a_message(client, cat):

@@ -3,37 +3,38 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy import select
 
 from curation.catalog.schema import Face
-from curation.review.decisions import decide, delete_face, undo_last
+from curation.review.decisions import KEEP, RoundClosed, decide, delete_face, undo_last
 from curation.review.deps import Ctx, ReviewContext
 from curation.review.grid import GridQuery, list_faces
 from curation.review.models import BatchOut, ChangeOut, Counts, DecideIn, DecideManyIn, FaceState
 from curation.review.security import csrf_token
-from curation.review.selection import current_round, open_round, review_counts
+from curation.review.selection import review_counts
 
 router = APIRouter(prefix="/api", tags=["faces"])
+FaceIdPath = Annotated[int, Path(ge=1, le=2**53)]
 
 
 def counts(ctx: ReviewContext) -> Counts:
     return Counts(**review_counts(ctx.ws))
 
 
-def _ensure_round(ctx: ReviewContext) -> None:
-    # Decisions after "Selection done" belong to a new round (same target).
-    with ctx.ws.session() as s:
-        if current_round(s) is not None:
-            return
-    open_round(ctx.ws, reviewer=ctx.config.reviewer)
+def _change(c) -> ChangeOut:
+    return ChangeOut(face_id=c.face_id, decision=c.decision, previous=c.previous, rating=c.rating)
 
 
 def _batch_out(ctx: ReviewContext, batch) -> BatchOut:
-    return BatchOut(
-        changes=[ChangeOut(face_id=c.face_id, decision=c.decision, previous=c.previous) for c in batch.changes],
-        kept=batch.kept, undone=batch.undone, counts=counts(ctx),
-    )
+    return BatchOut(changes=[_change(c) for c in batch.changes], kept=batch.kept, undone=batch.undone,
+                    round_id=batch.round_id, counts=counts(ctx))
+
+
+def _decide(ctx: ReviewContext, item: DecideIn):
+    # Decisions after "Selection done" go into the next round (decide opens it, same target).
+    rating = item.rating if "rating" in item.model_fields_set else KEEP
+    return decide(ctx.ws, item.face_ids, item.decision, ctx.config.reviewer, item.reason, rating=rating)
 
 
 @router.get("/csrf")
@@ -74,33 +75,53 @@ def face_states(ctx: Ctx, ids: Annotated[str, Query(max_length=8000, pattern=r"^
 
 @router.post("/decisions", response_model=BatchOut)
 def post_decisions(ctx: Ctx, body: DecideIn) -> BatchOut:
-    _ensure_round(ctx)
-    batch = decide(ctx.ws, body.face_ids, body.decision, ctx.config.reviewer, body.reason)
-    return _batch_out(ctx, batch)
+    return _batch_out(ctx, _decide(ctx, body))
 
 
 @router.post("/decisions/many", response_model=BatchOut)
 def post_decisions_many(ctx: Ctx, body: DecideManyIn) -> BatchOut:
     """Apply the items in order, each as its own batch; answer with all their changes and the counts."""
-    _ensure_round(ctx)
-    changes, kept = [], []
+    changes, kept, round_id = [], [], None
     for item in body.items:
-        batch = decide(ctx.ws, item.face_ids, item.decision, ctx.config.reviewer, item.reason)
-        changes += [ChangeOut(face_id=c.face_id, decision=c.decision, previous=c.previous) for c in batch.changes]
+        batch = _decide(ctx, item)
+        changes += [_change(c) for c in batch.changes]
         kept += batch.kept
-    return BatchOut(changes=changes, kept=kept, counts=counts(ctx))
+        round_id = batch.round_id
+    return BatchOut(changes=changes, kept=kept, round_id=round_id, counts=counts(ctx))
 
 
 @router.post("/undo", response_model=BatchOut)
 def post_undo(ctx: Ctx) -> BatchOut:
-    batch = undo_last(ctx.ws, ctx.config.reviewer)
+    try:
+        batch = undo_last(ctx.ws, ctx.config.reviewer)
+    except RoundClosed as e:
+        raise HTTPException(409, str(e)) from None
     if batch is None:
         raise HTTPException(409, "nothing to undo")
     return _batch_out(ctx, batch)
 
 
 @router.post("/faces/{face_id:int}/delete", response_model=Counts)
-def post_delete(ctx: Ctx, face_id: int) -> Counts:
+def post_delete(ctx: Ctx, face_id: FaceIdPath) -> Counts:
     if not delete_face(ctx.ws, face_id, ctx.config.reviewer):
         raise HTTPException(404, f"no face {face_id}")
     return counts(ctx)
+
+
+@router.post("/faces/{face_id:int}/restore", response_model=Counts)
+def post_restore(ctx: Ctx, face_id: FaceIdPath) -> Counts:
+    """Bring a deleted face back into review, with the decision it had."""
+    if not delete_face(ctx.ws, face_id, ctx.config.reviewer, deleted=False):
+        raise HTTPException(404, f"no face {face_id}")
+    return counts(ctx)
+
+
+@router.get("/faces/deleted")
+def deleted_faces(ctx: Ctx, image_id: Annotated[int | None, Query(ge=1, le=2**53)] = None) -> list[dict]:
+    """Deleted faces (of one photo, or the newest 200), so the page can offer to restore them."""
+    q = select(Face.id, Face.image_id, Face.reviewer).where(Face.deleted.is_(True))
+    if image_id is not None:
+        q = q.where(Face.image_id == image_id)
+    with ctx.ws.session() as s:
+        rows = s.execute(q.order_by(Face.decided_at.desc().nulls_last(), Face.id.desc()).limit(200)).all()
+    return [{"id": i, "image_id": img, "deleted_by": r} for i, img, r in rows]
