@@ -1,4 +1,4 @@
-"""`ghosts login`, `ghosts scrape` and `ghosts import-urls`: the network sources."""
+"""`ghosts login`, `ghosts scrape`, `ghosts import-urls` and `ghosts import-scraped`: the network sources."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +17,11 @@ from flows.cli_options import data_option, echo_json, open_ws
                    "recommends when a password login hits a checkpoint).")
 @click.option("--cookie-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="The browser's cookie database (Firefox: cookies.sqlite), when it is not found by itself.")
+@click.option("--check", is_flag=True,
+              help="Do not log in: ask each endpoint the scraper uses once with the saved session, and print "
+                   "which ones answer (exit status 1 when the session is not logged in).")
 @data_option
-def login(username: str, browser: str | None, cookie_file: Path | None, data: Path | None) -> None:
+def login(username: str, browser: str | None, cookie_file: Path | None, check: bool, data: Path | None) -> None:
     """Log in to Instagram as USERNAME and save the session in the workspace (mode 0600).
 
     Without --cookies, asks for the password (and a two-factor code when Instagram wants one). The
@@ -29,6 +32,16 @@ def login(username: str, browser: str | None, cookie_file: Path | None, data: Pa
 
     username = check_username(username)
     ws = open_ws(data)
+    if check:
+        from curation.sources.instagram.diagnosis import check_report, check_saved_session
+
+        checks, logged_in = check_saved_session(ws, username)
+        for line in check_report(username, checks, logged_in):
+            click.echo(line)
+        if not logged_in:
+            raise GhostsError(f"the saved session of {username} is not logged in: run `ghosts login {username}` "
+                              f"(or `--cookies firefox`) again")
+        return
     loader = make_loader()
     if browser or cookie_file:
         path = login_with_cookies(ws, loader, username, browser=(browser or "firefox"), cookie_file=cookie_file)
@@ -128,4 +141,26 @@ def import_urls(file: Path, timeout: float, max_mb: float, as_json: bool, data: 
         click.echo(f"  refused {r['url']}: {r['reason']}")
 
 
-COMMANDS = [login, scrape, import_urls]
+@click.command(name="import-scraped")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@data_option
+def import_scraped(folder: Path, as_json: bool, data: Path | None) -> None:
+    """Import another Instagram scraper's download in FOLDER, with each post's provenance.
+
+    Reads instaloader's `.json.xz` / `.json` files, instagram-scraper's `--media-metadata` JSON and
+    gallery-dl's `--write-metadata` sidecars: shortcode, post URL, owner, caption, tags, date and likes go
+    into the catalog as for `ghosts scrape`, so takedown by owner works the same. Accounts that asked for a
+    takedown are skipped.
+    """
+    from curation.sources.scraped import import_scraped as run_import
+
+    summary = run_import(open_ws(data), folder, progress=not as_json)
+    if as_json:
+        echo_json(summary.as_dict())
+        return
+    for line in summary.lines():
+        click.echo(line)
+
+
+COMMANDS = [login, scrape, import_urls, import_scraped]

@@ -100,6 +100,25 @@ class ScrapedSummary:
         d.pop("image_ids")
         return d
 
+    def lines(self) -> list[str]:
+        """What `ghosts import-scraped` prints."""
+        tools = ", ".join(f"{n} from {t}" for t, n in sorted(self.by_tool.items()))
+        head = (f"{self.posts} posts ({tools}): added {self.added}, duplicates {self.duplicates}, near duplicates "
+                f"{self.near_duplicates}, videos skipped {self.videos_skipped}, refused {len(self.rejected)}")
+        out = [head]
+        if self.taken_down:
+            out.append(f"  skipped {self.taken_down} images of accounts that asked for a takedown")
+        if self.without_owner:
+            out.append(f"  {self.without_owner} images without the owner's name (the tool did not record it): "
+                       f"`ghosts takedown --post URL` still finds them")
+        if self.untracked_images:
+            out.append(f"  {self.untracked_images} image files without metadata were left alone (`ghosts import` "
+                       f"takes plain photos)")
+        out += [f"  missing file {m}" for m in self.missing_files]
+        out += [f"  unreadable {u['path']}: {u['reason']}" for u in self.unreadable]
+        out += [f"  refused {r['path']}: {r['reason']}" for r in self.rejected]
+        return out
+
 
 # ---------------------------------------------------------------------------------------------- readers
 

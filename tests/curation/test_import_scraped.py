@@ -190,3 +190,19 @@ def test_damaged_and_foreign_folders_say_what_is_wrong(workspace, downloads, tmp
         import_scraped(workspace, plain, progress=False)
     with pytest.raises(GhostsError, match="not a folder"):
         import_scraped(workspace, tmp_path / "nowhere", progress=False)
+
+
+def test_import_scraped_cli(workspace, downloads):
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    r = CliRunner().invoke(main, ["import-scraped", str(downloads), "--data", str(workspace.root)])
+    assert r.exit_code == 0, r.output
+    assert "4 posts (2 from gallery-dl, 2 from instagram-scraper, 4 from instaloader): added 7" in r.stdout
+    assert "1 image files without metadata were left alone" in r.stdout
+    r = CliRunner().invoke(main, ["import-scraped", str(downloads), "--json", "--data", str(workspace.root)])
+    assert r.exit_code == 0 and json.loads(r.stdout)["duplicates"] == 7
+    r = CliRunner().invoke(main, ["import-scraped", str(downloads / "carol" / "carol.json"), "--data",
+                                  str(workspace.root)])
+    assert r.exit_code == 2 and "is a file" in r.stderr

@@ -184,3 +184,23 @@ def test_login_check_lists_which_endpoints_answer(logged_in, fake, loader_factor
     assert checks["hashtag sections endpoint (tab=recent)"].ok
     assert checks["hashtag sections endpoint (tab=recent)"].detail == "first post C0aaaaaaaa1"
     assert json.dumps([c.__dict__ for c in checks.values()])  # plain data, printable as JSON
+
+
+def test_login_check_cli(logged_in, fake, monkeypatch):
+    import instaloader
+
+    from tests.curation.test_instagram import cli
+
+    monkeypatch.setattr(instaloader.InstaloaderContext, "do_sleep", lambda self: None)
+    revoke_query_hash(fake)
+    r = cli(["login", USER, "--check", "--data", str(logged_in.root)])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert f"answers  accounts/current_user (i.instagram.com): logged in as {USER}" in lines
+    assert any(line.startswith("refused  recent-posts feed") and "wait" in line for line in lines)
+    assert any(line.startswith("answers  hashtag sections endpoint") for line in lines)
+
+    fake.fault("current_user", (302, "", {"Location": "https://www.instagram.com/accounts/login/"}))
+    r = cli(["login", USER, "--check", "--data", str(logged_in.root)])
+    assert r.exit_code == 1 and f"the saved session of {USER} is not logged in" in r.stderr
+    assert "refused  accounts/current_user" in r.stdout

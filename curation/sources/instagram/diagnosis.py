@@ -142,3 +142,27 @@ def check_endpoints(loader, tag: str = "instagram") -> list[EndpointCheck]:
 def _first(iterator) -> str:
     post = next(iter(iterator), None)
     return f"first post {post.shortcode}" if post is not None else "answers (no posts)"
+
+
+def check_saved_session(ws, username: str, loader=None, tag: str = "instagram") -> tuple[list[EndpointCheck], bool]:
+    """`ghosts login --check USER`: each endpoint with the saved session, and whether the session is logged in
+    (accounts/current_user names the account)."""
+    from curation.sources.instagram.loader import make_loader
+    from curation.sources.instagram.session import check_username, load_session
+
+    username = check_username(username)
+    if loader is None:
+        loader = make_loader()
+    load_session(ws, loader, username)
+    checks = check_endpoints(loader, tag)
+    return checks, checks[0].ok
+
+
+def check_report(username: str, checks: list[EndpointCheck], logged_in: bool) -> list[str]:
+    lines = [f"{'answers' if c.ok else 'refused':8} {c.name}: {c.detail}" for c in checks]
+    if logged_in:
+        feeds = [c for c in checks if c.name in FEED_LABELS.values()]
+        if feeds and not any(c.ok for c in feeds):
+            lines.append(f"the session of {username} works, but no hashtag feed answers: Instagram has changed "
+                         f"its API; see 'When scraping breaks' in docs/instagram.md (ghosts import-scraped)")
+    return lines
