@@ -17,6 +17,7 @@ from curation.catalog.errors import GhostsError
 
 LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 CNN_DETECTOR = "mmod_human_face_detector.dat"
+RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"  # 128-D face descriptors (ResNet, see docs/responsible-use.md)
 DETECTORS = ("hog", "cnn")
 
 # dlib's detector and predictor objects are not safe to call from two threads at once (a shared HOG detector
@@ -90,6 +91,8 @@ def _build(kind: str):
         return dlib.cnn_face_detection_model_v1(str(model_path(CNN_DETECTOR)))
     if kind == "landmarks":
         return dlib.shape_predictor(str(model_path(LANDMARKS_68)))
+    if kind == "recognition":
+        return dlib.face_recognition_model_v1(str(model_path(RECOGNITION)))
     raise ValueError(kind)
 
 
@@ -103,3 +106,8 @@ def face_detector(kind: str = "hog"):
 def landmark_predictor():
     """dlib's 68-point (iBUG 300-W) shape predictor, cached per thread (loading it takes about a second)."""
     return _load("landmarks")
+
+
+def face_recognizer():
+    """dlib's face recognition ResNet (128-D descriptors; the same person below about 0.6), cached per thread."""
+    return _load("recognition")
