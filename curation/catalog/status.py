@@ -12,6 +12,7 @@ from curation.catalog.schema import (
     Face,
     Image,
     NearDuplicate,
+    ReviewRound,
     TrainingRun,
     count_by,
 )
@@ -50,7 +51,36 @@ def workspace_status(ws) -> dict[str, Any]:
                 {"name": n, "version": v, "resolution": r, "count": c, "path": p} for n, v, r, c, p in datasets
             ],
             "training_runs": count_by(s, TrainingRun.status),
+            "review_rounds": review_rounds(s),
         }
+
+
+def review_rounds(session, limit: int = 10) -> list[dict[str, Any]]:
+    """The newest review rounds, newest first: opened, closed, by whom, accepted at closing, decisions in it."""
+    rounds = session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(limit)).all()
+    made = dict(session.execute(
+        select(Decision.round_id, func.count()).where(Decision.round_id.in_([r.id for r in rounds]))
+        .group_by(Decision.round_id)).all()) if rounds else {}
+
+    def iso(t):
+        return t.isoformat(sep=" ", timespec="minutes") if t else None
+
+    return [{"id": r.id, "state": "open" if r.done_at is None else "closed", "opened": iso(r.started_at),
+             "opened_by": r.reviewer, "closed": iso(r.done_at), "closed_by": r.closed_by, "accepted": r.accepted,
+             "target": r.target, "decisions": int(made.get(r.id, 0))} for r in rounds]
+
+
+def round_lines(rounds: list[dict[str, Any]]) -> list[str]:
+    """`ghosts status` lines for the review rounds, newest first."""
+    out = []
+    for r in rounds:
+        if r["state"] == "open":
+            out.append(f"round    {r['id']} open since {r['opened']}" + (f" by {r['opened_by']}" if r["opened_by"] else "")
+                       + f", target {r['target']}, {r['decisions']} decisions so far")
+        else:
+            out.append(f"round    {r['id']} closed {r['closed']} by {r['closed_by'] or '?'}: {r['accepted']} accepted "
+                       f"of target {r['target']} (opened {r['opened']}, {r['decisions']} decisions)")
+    return out
 
 
 def pending_image_ids(ws) -> list[int]:

@@ -2,13 +2,14 @@
 never app.py (which builds the app from them and which nothing imports back)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 
 from curation.review.config import ReviewConfig
+from curation.review.grid import Snapshots
 from curation.review.media import PhotoCache
 from curation.review.security import Guard
 from curation.review.selection import Resume
@@ -24,6 +25,7 @@ class ReviewContext:
     templates: Jinja2Templates
     photos: PhotoCache
     resume: Resume | None = None  # resumes the flow run waiting on the round (None: nothing to resume with)
+    snapshots: Snapshots = field(default_factory=Snapshots)  # the id lists grid paging walks through
 
 
 def get_ctx(request: Request) -> ReviewContext:

@@ -97,13 +97,41 @@ def test_flag_filters_use_the_analysis_thresholds(workspace):
         assert plain in tile_ids(c.get("/").text)
 
 
+def next_link(html: str) -> str | None:
+    m = re.search(r'rel="next" href="([^"]+)"', html)
+    return m.group(1).replace("&amp;", "&") if m else None
+
+
 def test_grid_pages_cover_every_face_once(workspace):
     make_catalog(workspace, photos=13, faces_per_photo=2)  # 26 faces, pages of 12
     with client_for(workspace, per_page=12) as c:
-        pages = [tile_ids(c.get(f"/?page={p}").text) for p in (1, 2, 3)]
+        pages, url = [], "/"
+        while url:
+            html = c.get(url).text
+            pages.append(tile_ids(html))
+            url = next_link(html)
         assert [len(p) for p in pages] == [12, 12, 2]
         assert len({f for p in pages for f in p}) == 26
-        assert 'rel="next" href="/?page=2"' in c.get("/").text
+        assert re.search(r'rel="next" href="/\?page=2&amp;snap=[\w-]+"', c.get("/").text)
+
+
+def test_deciding_while_paging_an_undecided_filter_skips_nobody(workspace):
+    """Decide every face of each page of "undecided", then page on: every face is seen exactly once."""
+    cat = make_catalog(workspace, photos=20, faces_per_photo=2)  # 40 faces, pages of 12
+    with client_for(workspace, per_page=12) as c:
+        h = {"x-csrf-token": csrf_of(c)}
+        seen, url = [], "/?decision=undecided"
+        while url:
+            html = c.get(url).text
+            ids = tile_ids(html)
+            seen += ids
+            assert c.post("/api/decisions", json={"face_ids": ids, "decision": "accepted"}, headers=h).status_code == 200
+            url = next_link(html)
+        assert sorted(seen) == sorted(cat["faces"]) and len(seen) == len(set(seen))
+        snap = re.search(r"snap=([\w-]+)", c.get("/?decision=accepted").text).group(1)
+        assert sorted(c.get(f"/api/snapshots/{snap}").json()["ids"]) == sorted(cat["faces"])
+        assert c.get("/api/snapshots/nosuchsnapshot").status_code == 404
+        assert c.get("/?snap=bad!").status_code == 422
 
 
 def test_decision_filter_and_json_api(client, cat):

@@ -52,16 +52,29 @@ def get_counts(ctx: Ctx) -> Counts:
 def get_faces(ctx: Ctx, q: Annotated[GridQuery, Query()]) -> dict:
     """One grid page as JSON (same sort and filters as the page)."""
     with ctx.ws.session() as s:
-        page = list_faces(s, q, ctx.config.per_page)
+        page = list_faces(s, q, ctx.config.per_page, snapshots=ctx.snapshots)
     return {
-        "page": q.page, "pages": page.pages, "total": page.total, "per_page": page.per_page,
+        "page": q.page, "pages": page.pages, "snap": page.query.snap, "total": page.total, "per_page": page.per_page,
         "faces": [
             {"id": t.id, "image_id": t.image_id, "decision": t.decision, "score": t.score, "flagged": t.flagged,
              "manual": t.manual, "hints": t.hints, "tag": t.tag, "owner": t.owner, "likes": t.likes,
-             "source": t.source, "reviewer": t.reviewer, "preview": f"/faces/{t.id}/preview"}
+             "source": t.source, "reviewer": t.reviewer, "rating": t.rating, "preview": f"/faces/{t.id}/preview"}
             for t in page.tiles
         ],
     }
+
+
+@router.get("/snapshots/{snap}")
+def snapshot_ids(ctx: Ctx, snap: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,32}$")]) -> dict:
+    """Every face id of a grid snapshot still in review (for "select all matching the filter")."""
+    ids = ctx.snapshots.get(snap)
+    if ids is None:
+        raise HTTPException(404, "this grid listing is gone (server restarted?): reload the page")
+    live = set()
+    with ctx.ws.session() as s:
+        for k in range(0, len(ids), 5000):
+            live.update(s.scalars(select(Face.id).where(Face.id.in_(ids[k:k + 5000]), Face.deleted.is_(False))))
+    return {"snap": snap, "ids": [i for i in ids if i in live]}
 
 
 @router.get("/faces/state", response_model=list[FaceState])

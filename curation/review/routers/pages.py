@@ -30,9 +30,9 @@ def _page(ctx: ReviewContext, request: Request, name: str, **data) -> HTMLRespon
 @router.get("/", response_class=HTMLResponse)
 def grid(ctx: Ctx, request: Request, q: Annotated[GridQuery, Query()]) -> HTMLResponse:
     with ctx.ws.session() as s:
-        page = list_faces(s, q, ctx.config.per_page)
+        page = list_faces(s, q, ctx.config.per_page, snapshots=ctx.snapshots)
         facets = facet_values(s)
-    return _page(ctx, request, "grid.html", page=page, q=q, facets=facets, sort_labels=SORT_LABELS,
+    return _page(ctx, request, "grid.html", page=page, q=page.query, facets=facets, sort_labels=SORT_LABELS,
                  flag_labels=FLAG_LABELS, view="faces")
 
 
