@@ -1,23 +1,44 @@
 """The `ghosts` command line: one click group; each room's commands live in flows/cli_<room>.py."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
 
-from curation.catalog.errors import GhostsError
+from curation.catalog.errors import GhostsError, environment_message
 from flows import cli_align, cli_archive, cli_demo, cli_flows, cli_latent, cli_review, cli_sources, cli_train
 from flows.cli_options import data_option, echo_json, open_ws
 
 
 class GhostsGroup(click.Group):
+    """Every user-facing failure ends as one line on stderr and exit status 1 (with `--json`, also one JSON
+    object with an `error` field on stdout): a GhostsError, or an environment fault (full disk, read-only
+    folder, locked or damaged catalog) that `environment_message` recognises. Anything else is a bug and
+    keeps its traceback."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["ghosts.json"] = "--json" in args
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except GhostsError as e:
-            click.echo(f"ghosts: error: {e}", err=True)
-            sys.exit(1)
+            self._fail(ctx, str(e))
+        except Exception as e:
+            why = environment_message(e)
+            if why is None:
+                raise
+            self._fail(ctx, why)
+
+    @staticmethod
+    def _fail(ctx, message: str):
+        if ctx.meta.get("ghosts.json"):
+            click.echo(json.dumps({"error": message}))
+        click.echo(f"ghosts: error: {message}", err=True)
+        sys.exit(1)
 
 
 @click.group(cls=GhostsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -37,7 +58,7 @@ def init(data: Path | None) -> None:
     from curation.catalog.workspace import init_workspace
 
     ws = init_workspace(data, Settings())
-    click.echo(f"workspace ready at {ws.root} (catalog: {ws.db_url.split('?')[0]})")
+    click.echo(f"workspace ready at {ws.root} (catalog: {ws.catalog_file or ws.db_url.split('?')[0]})")
 
 
 @main.command(name="import")

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CATALOG = "catalog.sqlite"  # the default catalog's file name inside the workspace
 
 
 class Settings(BaseSettings):
@@ -18,6 +21,11 @@ class Settings(BaseSettings):
     near_dup_distance: int = Field(6, ge=0, le=32)
     review_token: str | None = Field(None, description="Token the review app requires on a non-loopback host.")
     inception: Path | None = Field(None, description="Inception TorchScript file for FID/KID.")
+    lock_timeout: float = Field(
+        30.0, gt=0, description="Seconds a command waits for another process's write to the catalog."
+    )
 
     def resolved_db_url(self, root: Path) -> str:
-        return self.db_url or f"sqlite:///{(root / 'catalog.sqlite').resolve()}"
+        # An SQLite URI filename, percent-quoted (SQLite decodes it), so any folder name a user can type
+        # (spaces, é, # ? @ %) stays one path; a plain sqlite:///path URL cannot hold '?' or '#'.
+        return self.db_url or "sqlite:///file:" + quote(str((root / CATALOG).resolve()), safe="/") + "?uri=true"

@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import unquote
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from curation.catalog.errors import GhostsError
+from curation.catalog.errors import GhostsError, environment_message
 from curation.catalog.schema import catalog_revision, head_revision, make_engine, upgrade_catalog
 from curation.catalog.settings import Settings
-from curation.catalog.store import sweep_temp_files
+from curation.catalog.store import atomic_write_text, sweep_temp_files
 
 MARKER = ".ghosts-workspace"
 SUBDIRS = ("images", "previews", "datasets", "runs", "sessions", "scrape", "tmp")
@@ -42,7 +44,19 @@ class Workspace:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.db_url)
+        return make_engine(self.db_url, self.settings.lock_timeout)
+
+    @property
+    def catalog_file(self) -> Path | None:
+        """The SQLite file of the catalog, or None when the catalog is not an SQLite file."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.db_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        if url.query.get("uri") == "true" and url.database.startswith("file:"):
+            return Path(unquote(url.database[len("file:"):]))
+        return Path(url.database)
 
     @cached_property
     def _sessions(self) -> sessionmaker[Session]:
@@ -71,27 +85,132 @@ class Workspace:
 
 
 def init_workspace(root: str | os.PathLike | None = None, settings: Settings | None = None) -> Workspace:
-    """Create the folders and the catalog (or upgrade an existing one); safe to run again."""
+    """Create the folders and the catalog (or upgrade an existing one); safe to run again.
+
+    A failed init removes what it created (so nothing half-made is left for later commands to trip on), and
+    init never creates an empty catalog beside an image store that already holds images."""
     settings = settings or Settings()
     ws = Workspace(Path(root) if root is not None else settings.data, settings)
-    ws.root.mkdir(parents=True, exist_ok=True)
-    for sub in SUBDIRS:
-        (ws.root / sub).mkdir(exist_ok=True)
-    os.chmod(ws.sessions_dir, 0o700)  # Instagram session files live here
-    upgrade_catalog(ws.engine)
-    (ws.root / MARKER).write_text("ghosts workspace\n")
+    _check_makeable(ws.root)
+    made: list[Path] = []
+    try:
+        for folder in reversed([ws.root, *ws.root.parents]):
+            if not folder.exists():
+                folder.mkdir()
+                made.append(folder)
+                break  # mkdir(parents=True) below makes the rest; removing the first one removes them all
+        ws.root.mkdir(parents=True, exist_ok=True)
+        _refuse_missing_catalog(ws)
+        catalog = ws.catalog_file
+        if catalog is not None and not catalog.exists():
+            made.append(catalog)
+        for sub in SUBDIRS:
+            if not (ws.root / sub).exists():
+                (ws.root / sub).mkdir()
+                made.append(ws.root / sub)
+        os.chmod(ws.sessions_dir, 0o700)  # Instagram session files live here
+        _check_revision(ws)
+        upgrade_catalog(ws.engine)
+        atomic_write_text(ws.root / MARKER, "ghosts workspace\n")
+    except BaseException as e:
+        ws.close()
+        for path in reversed(made):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                for extra in ("", "-wal", "-shm", "-journal"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(f"{path}{extra}")
+        if isinstance(e, GhostsError) or not isinstance(e, Exception):
+            raise
+        why = environment_message(e)
+        if why is None and isinstance(e, OSError):
+            why = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        if why is None:
+            raise
+        raise GhostsError(f"cannot create a workspace at {ws.root}: {why}") from e
     return ws
 
 
 def open_workspace(root: str | os.PathLike | None = None, settings: Settings | None = None) -> Workspace:
-    """Open an initialised workspace, upgrading an older catalog schema in place."""
+    """Open an initialised workspace, upgrading an older catalog schema in place.
+
+    Every way the catalog can be unusable is one clear GhostsError: missing beside existing data (never
+    recreated empty), damaged, from a newer ghosts, read-only, or locked by another process."""
     settings = settings or Settings()
     ws = Workspace(Path(root) if root is not None else settings.data, settings)
     if not (ws.root / MARKER).exists():
         raise GhostsError(f"no ghosts workspace at {ws.root}: run `ghosts init --data {ws.root}` first")
-    if catalog_revision(ws.engine) != head_revision():
-        upgrade_catalog(ws.engine)
+    _refuse_missing_catalog(ws)
+    if not os.access(ws.root, os.W_OK) or (ws.catalog_file and not os.access(ws.catalog_file, os.W_OK)):
+        raise GhostsError(
+            f"the workspace {ws.root} is read-only: ghosts writes to its catalog (and SQLite its lock files "
+            "beside it) even to read it; make it writable, or copy the workspace somewhere writable"
+        )
+    try:
+        if _check_revision(ws) != head_revision():
+            upgrade_catalog(ws.engine)
+    except GhostsError:
+        ws.close()
+        raise
+    except Exception as e:
+        ws.close()
+        why = environment_message(e)
+        if why is None:
+            raise
+        raise GhostsError(f"cannot open the catalog of {ws.root}: {why}") from e
     # A killed writer can leave temp files behind; nothing refers to them.
     sweep_temp_files(ws.tmp_dir)
     sweep_temp_files(ws.images_dir)
     return ws
+
+
+def _check_makeable(root: Path) -> None:
+    """A clear error for a workspace path that cannot be a folder (a file, or a file above it)."""
+    for folder in [root, *root.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                raise GhostsError(
+                    f"cannot create a workspace at {root}: {folder} is a file, not a folder; choose another --data"
+                )
+            return
+
+
+def _refuse_missing_catalog(ws: Workspace) -> None:
+    catalog = ws.catalog_file
+    if catalog is None or catalog.exists():
+        return
+    held = next((p for p in ws.images_dir.rglob("*") if p.is_file()), None) if ws.images_dir.is_dir() else None
+    held = held or next((p for p in ws.datasets_dir.rglob("*.zip")), None) if ws.datasets_dir.is_dir() else held
+    if held is not None:
+        raise GhostsError(
+            f"the catalog {catalog} is missing, but the workspace holds data ({ws.relpath(held)}, ...): restore "
+            "catalog.sqlite from a backup; ghosts will not start an empty catalog beside existing images "
+            "(to start over, move images/ and datasets/ away first)"
+        )
+
+
+def _check_revision(ws: Workspace) -> str | None:
+    """The catalog's schema revision; a clear error for a damaged catalog or one from a newer ghosts."""
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
+    from curation.catalog.schema import MIGRATIONS_DIR
+
+    try:
+        rev = catalog_revision(ws.engine)
+    except Exception as e:
+        why = environment_message(e)
+        if why is None:
+            raise
+        raise GhostsError(f"cannot open the catalog {ws.catalog_file or ws.db_url}: {why}") from e
+    if rev is not None:
+        try:
+            ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(rev)
+        except (RevisionError, CommandError):
+            raise GhostsError(
+                f"the catalog {ws.catalog_file or ws.db_url} was written by a newer ghosts (schema revision "
+                f"{rev}; this one knows up to {head_revision()}): upgrade ghosts to open it"
+            ) from None
+    return rev

@@ -24,7 +24,7 @@ def test_init_import_status_json(tmp_path, faces_dir):
     r = run("import", faces_dir, "--json", "--data", data)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output) == {"added": 12, "duplicates": 0, "near_duplicates": 0, "converted": 0,
-                                    "skipped": 4, "rejected": []}
+                                    "skipped": 4, "rejected": [], "failed_before": []}
     r = run("import", faces_dir, "--json", env={"GHOSTS_DATA": str(data)})
     assert json.loads(r.output)["duplicates"] == 12
     st = json.loads(run("status", "--json", "--data", data).output)
