@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
@@ -16,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from curation.catalog.errors import GhostsError
 from curation.review.config import ReviewConfig
 from curation.review.deps import ReviewContext
+from curation.review.manual import ManualCropError
 from curation.review.media import NotFound, PhotoCache
 from curation.review.routers import api, media, pages, rounds
 from curation.review.security import Guard, GuardMiddleware
@@ -48,15 +48,22 @@ def create_app(ws, config: ReviewConfig | None = None, resume: Resume | None = N
     for r in (pages.router, api.router, media.router, rounds.router):
         app.include_router(r)
 
+    @app.exception_handler(ManualCropError)
+    async def _bad_points(request: Request, exc: ManualCropError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
     @app.exception_handler(GhostsError)
     async def _ghosts_error(request: Request, exc: GhostsError):
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError):
+        # A short reason, never the input echoed back (NaN and the like are no JSON, and need no repeating).
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: "
+            f"{str(e.get('msg', 'invalid')).removeprefix('Value error, ')}" for e in exc.errors()[:5])
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
-        where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg')}" for e in exc.errors())
+            return JSONResponse({"detail": f"bad request: {where}"}, status_code=422)
         return PlainTextResponse(f"bad request: {where}\n", status_code=422)
 
     @app.exception_handler(NotFound)

@@ -68,7 +68,9 @@ class PhotoCache:
         return data
 
 
-def render_photo(ws, image_id: int, max_side: int = PHOTO_MAX_SIDE) -> bytes:
+def photo_file(ws, image_id: int) -> Path:
+    """The stored photo of an image, which must be a regular file inside the store (every route that reads a
+    photo goes through here: the photo route and both manual-crop routes)."""
     with ws.session() as s:
         img = s.get(Image, image_id)
         rel = img.path if img is not None and img.status != "excluded" else None
@@ -77,6 +79,11 @@ def render_photo(ws, image_id: int, max_side: int = PHOTO_MAX_SIDE) -> bytes:
     path = ws.abspath(rel)
     if not _inside(path, ws.images_dir) or not path.is_file():
         raise NotFound(f"file of image {image_id} is missing")
+    return path
+
+
+def render_photo(ws, image_id: int, max_side: int = PHOTO_MAX_SIDE) -> bytes:
+    path = photo_file(ws, image_id)
     try:
         rgb = load_rgb(path, ws.settings.max_pixels)
     except ImageRejected as e:

@@ -332,7 +332,7 @@ def test_manual_crop_refuses_bad_points(client, cat):
     image = cat["images"][0]
     outside = _points([100, 60, 220, 200]) | {"eye_left": [5000, 10]}
     r = client.post(f"/api/images/{image}/manual/preview", json=outside, headers=h)
-    assert r.status_code == 400 and "outside" in r.json()["detail"]
+    assert r.status_code == 422 and "outside" in r.json()["detail"]
     same = _points([100, 60, 220, 200]) | {"eye_right": [130, 116]}
     same["eye_left"] = [130, 116]
     assert "almost the same" in client.post(f"/api/images/{image}/manual", json=same, headers=h).json()["detail"]
@@ -341,6 +341,28 @@ def test_manual_crop_refuses_bad_points(client, cat):
     nan = _points([100, 60, 220, 200]) | {"mouth_left": ["nan", 3]}
     assert client.post(f"/api/images/{image}/manual", json=nan, headers=h).status_code == 422
     assert client.post("/api/images/999999/manual", json=_points([1, 1, 50, 50]), headers=h).status_code == 404
+    line = {"eye_left": [100, 100], "eye_right": [140, 101], "mouth_left": [180, 102], "mouth_right": [220, 103]}
+    r = client.post(f"/api/images/{image}/manual/preview", json=line, headers=h)
+    assert r.status_code == 422 and "one line" in r.json()["detail"]
+    raw = json.dumps(_points([100, 60, 220, 200])).replace("[136.0, 116.0]", "[NaN, Infinity]", 1)
+    assert "NaN" in raw
+    for bad in (raw, '{"eye_left": [1e400, 2], "eye_right": [1, 2], "mouth_left": [1, 2], "mouth_right": [1, 9]}'):
+        r = client.post(f"/api/images/{image}/manual/preview", content=bad, headers=h | {"content-type": "application/json"})
+        assert r.status_code == 422, (bad, r.text)
+
+
+def test_manual_points_are_named_by_geometry_whatever_the_click_order(client, cat):
+    h = {"x-csrf-token": csrf_of(client)}
+    image = cat["images"][0]
+    pts = _points([100, 60, 220, 200])
+    right = client.post(f"/api/images/{image}/manual/preview", json=pts, headers=h)
+    assert right.headers["x-ghosts-reordered"] == "0"
+    names = list(pts)
+    for order in ([3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2]):
+        shuffled = {names[k]: pts[names[j]] for k, j in enumerate(order)}
+        r = client.post(f"/api/images/{image}/manual/preview", json=shuffled, headers=h)
+        assert r.status_code == 200 and r.headers["x-ghosts-reordered"] == "1"
+        assert np.allclose(json.loads(r.headers["x-ghosts-quad"]), json.loads(right.headers["x-ghosts-quad"]))
 
 
 # --- pictures --------------------------------------------------------------------------------------------------

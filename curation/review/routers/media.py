@@ -37,9 +37,10 @@ def photo(ctx: Ctx, image_id: int, size: Annotated[Literal["full", "thumb"], Que
 @router.post("/api/images/{image_id:int}/manual/preview")
 def manual_preview(ctx: Ctx, image_id: int, body: ManualPointsIn) -> Response:
     """The aligned crop the four points would give, before anything is saved."""
-    data, quad = manual_preview_jpeg(ctx.ws, image_id, body.model_dump())
+    data, quad, reordered = manual_preview_jpeg(ctx.ws, image_id, body.model_dump())
     return Response(data, media_type="image/jpeg",
-                    headers={"cache-control": "no-store", "x-ghosts-quad": json.dumps(quad)})
+                    headers={"cache-control": "no-store", "x-ghosts-quad": json.dumps(quad),
+                             "x-ghosts-reordered": "1" if reordered else "0"})
 
 
 @router.post("/api/images/{image_id:int}/manual", response_model=ManualFaceOut)
