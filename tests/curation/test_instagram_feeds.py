@@ -159,7 +159,7 @@ def test_network_down_is_its_own_diagnosis(logged_in, fake, loader_factory):
 
 def test_every_feed_gone_points_to_another_scraper(logged_in, fake, loader_factory):
     revoke_query_hash(fake)
-    fake.gone.add("sections_recent")
+    fake.gone.update({"sections_recent", "sections_top"})
     # web_info without its top section (twice: instaloader asks again for a key it lacks).
     bare = (200, {"data": {"id": "17843853986012965", "name": TAG, "media_count": 7}, "status": "ok"})
     fake.fault("web_info", bare, bare)
@@ -168,6 +168,20 @@ def test_every_feed_gone_points_to_another_scraper(logged_in, fake, loader_facto
     t = summary.tags[0]
     assert t.stop_kind == "gone" and "import-scraped" in t.stopped and summary.skipped_tags == ["othertag"]
     assert len(t.notes) == 3 and summary.nothing_fetched_because_refused
+    assert fake.keys("sections_top") == ["0"] * 3  # top posts asked of the sections endpoint (404, retried)
+
+
+def test_a_dead_tag_page_is_not_a_rate_limit_and_the_feeds_go_on_without_it(logged_in, fake, loader_factory):
+    fake.fault("web_info", *[PLEASE_WAIT] * 2)  # web_info revoked; the probe (current_user) answers
+    t = scrape(logged_in, loader_factory).tags[0]
+    assert t.stopped is None and t.feed == "recent" and t.finished and t.added == 8
+    assert "tag's page (tags/web_info) refused" in t.notes[0] and "not a rate limit" in t.notes[0]
+
+
+def test_no_such_hashtag_is_only_said_of_the_tag_page(logged_in, fake, loader_factory):
+    fake.fault("web_info", *[(404, {"message": "Page not found", "status": "fail"})] * 3)
+    t = scrape(logged_in, loader_factory).tags[0]
+    assert t.stop_kind == "not_found" and "no such hashtag" in t.stopped and fake.count("current_user") == 0
 
 
 def test_login_check_lists_which_endpoints_answer(logged_in, fake, loader_factory):

@@ -44,6 +44,9 @@ def current_user(ctx) -> str | None:
     return (user or {}).get("username") if isinstance(user, dict) else None
 
 
+PROBE_NAMES = {True: "accounts/current_user", False: "tags/web_info"}
+
+
 def probe(ctx, username: str | None, tag: str) -> tuple[str | None, Refusal | None]:
     """(the endpoint that answered, None) or (None, what its refusal means)."""
     try:
@@ -72,6 +75,10 @@ def diagnose(ctx, err: BaseException, username: str | None, tag: str, feed: str)
     first = classify(err, username)
     if first.kind in ("checkpoint", "blocked"):
         return first  # Instagram said so in the answer itself
+    if first.kind == "login":
+        return first  # no session to probe with: logging in is the next step whatever the endpoint
+    if feed == "web_info" and first.kind == "not_found":
+        return first  # the tag's page is not there: no such hashtag
     if is_network_failure(err):
         answered, refusal = probe(ctx, username, tag)
         return refusal if refusal is not None else Refusal(
@@ -80,9 +87,9 @@ def diagnose(ctx, err: BaseException, username: str | None, tag: str, feed: str)
     if refusal is not None:
         if refusal.kind in ("wait", "rate"):
             return Refusal(refusal.kind, f"{first.detail}; probe: {refusal.detail}",
-                           "this account (or this address) is rate limited: the feed and a second endpoint "
-                           "both refused; stop now and try again in an hour, with --max-requests-per-hour 100 "
-                           "or lower")
+                           f"this account (or this address) is rate limited: the {FEED_LABELS[feed]} and a second "
+                           f"endpoint ({PROBE_NAMES[bool(username)]}) both refused; stop now, and go slower next time "
+                           f"with --max-requests-per-hour 100 or lower")
         return refusal
     return Refusal("endpoint", first.detail,
                    f"the {FEED_LABELS[feed]} refused ({first.detail.splitlines()[0][:160]}) while the same "

@@ -25,6 +25,7 @@ from instaloader import FrozenNodeIterator, Hashtag, NodeIterator, Post
 
 FEEDS = ("recent", "sections", "top")
 FEED_LABELS = {
+    "web_info": "tag's page (tags/web_info)",  # not a feed: what the feeds start from
     "recent": "recent-posts feed (GraphQL query_hash)",
     "sections": "hashtag sections endpoint (tab=recent)",
     "top": "top posts (web_info, then sections tab=top)",
@@ -106,7 +107,8 @@ def open_feed(hashtag: Hashtag, feed: str, position: dict[str, Any] | None = Non
     if feed == "sections":
         return SectionsFeed(ctx, hashtag.name, "recent", position=position)
     if feed == "top":
-        first = hashtag._metadata("top") if not position else None
+        # The first page comes with the tag's page; without it (web_info refused), from the sections endpoint.
+        first = hashtag._node.get("top") if not position and hashtag._has_full_metadata else None
         return SectionsFeed(ctx, hashtag.name, "top", first_page=first, position=position)
     raise ValueError(f"unknown feed {feed!r}")
 

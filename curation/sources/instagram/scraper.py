@@ -239,7 +239,7 @@ class TagScraper:
 
     def run(self) -> TagOutcome:
         try:
-            hashtag = self._call(lambda: Hashtag.from_name(self.ctx, self.tag))
+            hashtag = self._tag_page()
             self._finish_incomplete()
             if not self._limit_reached():
                 self._walk_feeds(hashtag)
@@ -265,6 +265,18 @@ class TagScraper:
         if self.state.incomplete:
             parts.append(f"{len(self.state.incomplete)} unfinished posts are finished first next time")
         return "; ".join(parts) + ". " + retry_hint(kind) + "."
+
+    def _tag_page(self) -> Hashtag:
+        """The tag's page (web_info). Refused by an endpoint that is gone while the session still works, the
+        feeds are tried without it (all but the top posts' first page can do without)."""
+        try:
+            return Hashtag.from_name(self.ctx, self.tag)
+        except REFUSALS as e:
+            refusal = diagnose(self.ctx, e, self.username, self.tag, "web_info")
+            if refusal.kind != "endpoint":
+                raise _Stop(refusal) from e
+            self._note(refusal.advice + "; trying the feeds without it")
+            return Hashtag(self.ctx, {"name": self.tag})
 
     def _call(self, fn):
         try:
@@ -341,10 +353,9 @@ class TagScraper:
 
     def _thaw(self, iterator: NodeIterator, frozen: dict[str, Any]) -> None:
         try:
-            fni = thaw_recent(iterator, {**frozen, "best_before": frozen.get("best_before")}) \
-                if not _expired(frozen) else None
-            if fni is None:
+            if _expired(frozen):
                 raise InvalidArgumentException("the saved position is too old (its cursor has expired)")
+            fni = thaw_recent(iterator, frozen)
             self.out.resumed = True
             log.info("#%s: resuming after %d posts", self.tag, fni.total_index)
         except (TypeError, InvalidArgumentException) as e:
