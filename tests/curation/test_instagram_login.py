@@ -203,6 +203,20 @@ def test_cookie_import_of_cookies_instagram_says_are_logged_out(workspace, ig, t
     assert not (workspace.sessions_dir / f"{USER}.json").exists()
 
 
+def test_cookie_import_while_rate_limited_or_at_a_checkpoint_says_so(workspace, ig, tmp_path):
+    db = firefox_db(tmp_path / "cookies.sqlite", FIREFOX_COOKIES)
+    current_user(ig, answer=(401, {"Content-Type": "application/json"}, json.dumps(
+        {"message": "Please wait a few minutes before you try again.", "status": "fail"})))
+    r = login_cli(workspace, USER, "--cookie-file", str(db))
+    assert r.exit_code == 1 and "rate limiting" in r.stderr and "logged out" not in r.stderr
+    ig.remove(responses.GET, CURRENT_USER)
+    current_user(ig, answer=(400, {"Content-Type": "application/json"}, json.dumps(
+        {"message": "checkpoint_required", "checkpoint_url": "/challenge/X/", "status": "fail"})))
+    r = login_cli(workspace, USER, "--cookie-file", str(db))
+    assert r.exit_code == 1 and "security check" in r.stderr
+    assert not (workspace.sessions_dir / f"{USER}.json").exists()
+
+
 def test_cookie_import_from_a_profile_locked_by_a_running_browser(workspace, tmp_path, monkeypatch):
     db = firefox_db(tmp_path / "cookies.sqlite", FIREFOX_COOKIES)
     real_copy = shutil.copyfile
