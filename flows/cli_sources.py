@@ -114,9 +114,12 @@ def scrape(tags: tuple[str, ...], limit: int | None, session_user: str | None, t
               help="Seconds to wait for a server's answer (connecting: at most 10).")
 @click.option("--max-mb", type=click.FloatRange(min=0.001), default=50.0, show_default=True,
               help="Largest image to download, in megabytes.")
+@click.option("--deadline", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              help="Most seconds one URL may take in all (retries included), however steadily it sends.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @data_option
-def import_urls(file: Path, timeout: float, max_mb: float, as_json: bool, data: Path | None) -> None:
+def import_urls(file: Path, timeout: float, max_mb: float, deadline: float, as_json: bool,
+                data: Path | None) -> None:
     """Import the images at the URLs listed in FILE (one per line, or a CSV with a `url` column).
 
     Each URL must answer with an image content type within the size limit. Servers that send
@@ -131,7 +134,7 @@ def import_urls(file: Path, timeout: float, max_mb: float, as_json: bool, data: 
     if not urls:
         raise GhostsError(f"no URLs in {file}: expected one http(s) URL per line or a CSV with a `url` column")
     summary = fetch_all(ws, urls, timeout=(min(10.0, timeout), timeout), max_bytes=int(max_mb * 1_000_000),
-                        progress=not as_json)
+                        progress=not as_json, deadline_s=deadline)
     if as_json:
         echo_json(summary.as_dict())
         return

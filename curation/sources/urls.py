@@ -85,12 +85,22 @@ def fetch_image(
     max_bytes: int = 50_000_000,  # larger bodies are dropped while streaming
     attempts: int = 3,  # tries for connection errors and 429/5xx answers
     sleep: Callable[[float], None] = time.sleep,
+    deadline_s: float = 300.0,  # the whole fetch, retries included; each read is bounded by timeout[1]
 ) -> Fetched:
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in ("http", "https"):
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as e:
+        raise FetchRefused(f"invalid URL: {e}") from None
+    if parts.scheme.lower() not in ("http", "https"):
         raise FetchRefused("not an http(s) URL")
+    if not parts.hostname:
+        raise FetchRefused("invalid URL: no host name")
+    deadline = time.monotonic() + deadline_s
     last = ""
     for attempt in range(1, attempts + 1):
+        if time.monotonic() > deadline:
+            raise FetchRefused(f"{last or 'too slow'}; gave up after the {deadline_s:.0f} s deadline")
         try:
             with session.get(url, timeout=timeout, stream=True) as resp:
                 if resp.status_code in RETRY_STATUSES and attempt < attempts:
@@ -105,9 +115,11 @@ def fetch_image(
                 ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 if not ctype.startswith("image/"):
                     raise FetchRefused(f"not an image: Content-Type {ctype or 'missing'}")
-                return Fetched(read_limited(resp, max_bytes), resp.url, ctype, dict(resp.headers))
+                return Fetched(read_limited(resp, max_bytes, deadline), resp.url, ctype, dict(resp.headers))
         except FetchRefused:
             raise
+        except (ValueError, UnicodeError) as e:  # what urllib3 raises for URLs urlsplit let through
+            raise FetchRefused(f"invalid URL: {e}") from None
         except requests.Timeout:
             last = "timed out"
         except requests.TooManyRedirects:
@@ -117,7 +129,7 @@ def fetch_image(
             if isinstance(e, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)):
                 raise FetchRefused(f"invalid URL: {e}") from None
         if attempt < attempts:
-            sleep(2.0 * attempt)
+            sleep(min(2.0 * attempt, max(0.0, deadline - time.monotonic())))
     raise FetchRefused(f"{last} (after {attempts} attempts)")
 
 
@@ -149,6 +161,7 @@ def import_urls(
     progress: bool = True,
     session: requests.Session | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline_s: float = 300.0,  # per URL, retries included
 ) -> ImportSummary:
     """Fetch and ingest each URL; the summary's `rejected` entries carry the URL and the reason."""
     urls = list(dict.fromkeys(urls))
@@ -172,7 +185,8 @@ def import_urls(
                     summary.duplicates += 1
                 continue
             try:
-                got = fetch_image(session, url, timeout=timeout, max_bytes=max_bytes, attempts=attempts, sleep=sleep)
+                got = fetch_image(session, url, timeout=timeout, max_bytes=max_bytes, attempts=attempts, sleep=sleep,
+                                  deadline_s=deadline_s)
             except FetchRefused as e:
                 log.info("refused %s: %s", url, e.reason)
                 summary.rejected.append({"url": url, "reason": e.reason})
