@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import instaloader
 import requests
+import urllib3
 from instaloader import Hashtag, NodeIterator, Post
 from instaloader.exceptions import (
     BadResponseException,
@@ -527,7 +528,8 @@ class TagScraper:
                 raise _DownloadFailed(f"image refused: {e}") from e
             except _DownloadFailed:
                 raise
-            except (ConnectionException, requests.RequestException) as e:
+            except (ConnectionException, requests.RequestException, urllib3.exceptions.HTTPError) as e:
+                # urllib3's errors come through when the body is read from the raw stream (read_limited).
                 last = e
                 log.warning("download of %s failed (%s), attempt %d of %d", url, e, attempt, self.download_attempts)
                 if attempt < self.download_attempts:
