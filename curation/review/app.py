@@ -39,7 +39,10 @@ def create_app(ws, config: ReviewConfig | None = None, resume: Resume | None = N
     open_round(ws, target=config.target, reviewer=config.reviewer)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.autoescape = True
-    ctx = ReviewContext(ws, config, Guard(config.token, allowed_hosts(config)), templates, PhotoCache(), resume)
+    guard = Guard(config.token, allowed_hosts(config), log_requests=config.log_requests)
+    templates.env.globals["signed"] = guard.sign  # links and images in pages: signed URLs, never the token
+    templates.env.globals["sig_fields"] = guard.sig_fields
+    ctx = ReviewContext(ws, config, guard, templates, PhotoCache(), resume)
 
     app = FastAPI(title="ghosts review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx

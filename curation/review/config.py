@@ -42,6 +42,7 @@ class ReviewConfig(BaseModel):
     # Extra Host header values accepted besides the bound host (a loopback server refuses other names,
     # which stops DNS-rebinding pages from talking to it).
     extra_hosts: tuple[str, ...] = ()
+    log_requests: bool = False  # one access-log line per request (refusals are always logged)
 
     @field_validator("reviewer")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.templating import Jinja2Templates
 
 from curation.review.config import ReviewConfig
@@ -33,3 +33,7 @@ def get_ctx(request: Request) -> ReviewContext:
 
 
 Ctx = Annotated[ReviewContext, Depends(get_ctx)]
+
+MAX_ID = 2**53  # catalog ids are SQLite integers; a larger number is a 422, never an overflow
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+OptionalIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]

@@ -1,30 +1,44 @@
 """Who may talk to the review app, and how a page proves a state change came from itself.
 
-- Access token: when the app has one (always, off loopback), every request must carry it: the
-  `X-Ghosts-Token` header, or the `ghosts_token` cookie that a first visit with `?token=...` sets (the app
-  then redirects to the same URL without the token, so it does not linger in the address bar or history).
+- Access token: when the app has one (always, off loopback), every request must carry it, and no cookie
+  ever does (cookies are not separated by port: every other web service on the host would receive it). The
+  URL `ghosts review` prints carries `?token=...` once; the page's script keeps it in sessionStorage (which
+  is per origin, port included), removes it from the address bar, and sends it as `Authorization: Bearer`
+  on every fetch. Links and images in a page are signed URLs instead (`exp` and `sig`: an HMAC of the path
+  and expiry time under a per-process secret, valid SIGNED_TTL seconds), and the script re-signs a link
+  before following it, so the token is never in a link, a history entry or a Referer. Tokens and signatures
+  are compared in constant time.
 - Host check: on loopback the Host header must name this machine, which defeats DNS-rebinding pages.
 - CSRF: state changes are POST with an `X-CSRF-Token` header equal to an HMAC of the browser's own random
   `ghosts_csrf` cookie under a per-process secret; a cross-site page can neither read the cookie nor the token
-  embedded in our page. The Origin header, when sent, must be our own.
+  embedded in our page. The Origin header, when sent, must be our own. (The CSRF cookie grants nothing alone.)
+- Limits: request bodies over MAX_BODY bytes are refused (413) before the app reads them.
+- Logging: every refusal is logged with the client's address; with `log_requests` every request is too
+  (method, path without query, status, milliseconds, client).
 - Headers: a strict Content-Security-Policy (no inline script, no framing), nosniff, no referrer.
 """
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
+import time
 from hashlib import sha256
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+log = logging.getLogger("ghosts.review")
 
 TOKEN_HEADER = "x-ghosts-token"
-TOKEN_COOKIE = "ghosts_token"
 CSRF_HEADER = "x-csrf-token"
 CSRF_COOKIE = "ghosts_csrf"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+SIGNED_TTL = 1800  # seconds a signed link or image URL stays valid (the page re-signs links it follows)
+MAX_BODY = 1 << 20  # bytes: the largest request body (a 10,000-face decision is ~80 kB)
+PUBLIC_PREFIX = "/static/"  # the page's own CSS and script: nothing private, served without the token
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
@@ -44,17 +58,54 @@ SECURITY_HEADERS = {
 class Guard:
     """The app's security state: its token, its CSRF secret, and the Host names it answers to."""
 
-    def __init__(self, token: str | None, allowed_hosts: set[str] | None):
+    def __init__(self, token: str | None, allowed_hosts: set[str] | None, log_requests: bool = False):
         self.token = token
+        self.log_requests = log_requests
         self.secret = secrets.token_bytes(32)  # per process: restarting the server invalidates old pages
         self.allowed_hosts = allowed_hosts  # None: any Host (non-loopback servers sit behind a token)
 
     # --- tokens ---------------------------------------------------------------------------------------------
+    def _same(self, given: str | None) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def sign(self, url: str, now: float | None = None) -> str:
+        """`url` (a local path, with or without a query) with `exp` and `sig` added; unchanged without a token."""
+        if not self.token:
+            return url
+        exp = int((now or time.time()) + SIGNED_TTL)
+        path = urlsplit(url).path
+        return f"{url}{'&' if '?' in url else '?'}exp={exp}&sig={self._sig(path, exp)}"
+
+    def sig_fields(self, path: str) -> list[tuple[str, str]]:
+        """`exp` and `sig` for a GET form whose action is `path` (none without a token)."""
+        if not self.token:
+            return []
+        exp = int(time.time() + SIGNED_TTL)
+        return [("exp", str(exp)), ("sig", self._sig(path, exp))]
+
+    def _sig(self, path: str, exp: int) -> str:
+        return hmac.new(self.secret, f"{path}|{exp}".encode(), sha256).hexdigest()[:32]
+
+    def signature_ok(self, request: Request) -> bool:
+        exp, sig = request.query_params.get("exp"), request.query_params.get("sig")
+        if not exp or not sig or not exp.isdigit() or len(exp) > 12:
+            return False
+        if int(exp) < time.time():
+            return False
+        return hmac.compare_digest(sig.encode(), self._sig(request.url.path, int(exp)).encode())
+
     def token_ok(self, request: Request) -> bool:
         if not self.token:
             return True
-        given = request.headers.get(TOKEN_HEADER) or request.cookies.get(TOKEN_COOKIE) or ""
-        return hmac.compare_digest(given.encode(), self.token.encode())
+        auth = request.headers.get("authorization") or ""
+        if auth[:7].lower() == "bearer " and self._same(auth[7:].strip()):
+            return True
+        if self._same(request.headers.get(TOKEN_HEADER)):
+            return True
+        if request.method in ("GET", "HEAD"):
+            # A page opened from the printed URL (?token=...), or a signed link or image.
+            return self._same(request.query_params.get("token")) or self.signature_ok(request)
+        return False
 
     def csrf_for(self, cookie_value: str) -> str:
         return hmac.new(self.secret, cookie_value.encode(), sha256).hexdigest()
@@ -90,9 +141,15 @@ def _cookie(name: str, value: str, secure: bool) -> str:
     return f"{name}={value}; HttpOnly; Path=/; SameSite=strict" + ("; Secure" if secure else "")
 
 
+def client_of(scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "?"
+
+
 class GuardMiddleware:
-    """Plain ASGI middleware (no per-request task, unlike BaseHTTPMiddleware): host, token and CSRF checks
-    before the app runs, the security headers and a first-visit CSRF cookie on the way out."""
+    """Plain ASGI middleware (no per-request task, unlike BaseHTTPMiddleware): host, token, CSRF and body-size
+    checks before the app runs, the security headers and a first-visit CSRF cookie on the way out, and the
+    refusal and access log lines."""
 
     def __init__(self, app, guard: Guard):
         self.app = app
@@ -103,11 +160,14 @@ class GuardMiddleware:
             return await self.app(scope, receive, send)
         scope.setdefault("state", {})  # shared with the endpoint's Request: csrf_token() leaves its cookie here
         request = Request(scope)
+        started = time.perf_counter()
+        status_seen = {"code": 0}
         denied = self._check(request)
         https = request.url.scheme == "https"
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
+                status_seen["code"] = message["status"]
                 headers = MutableHeaders(scope=message)
                 for k, v in SECURITY_HEADERS.items():
                     if k not in headers:
@@ -121,33 +181,60 @@ class GuardMiddleware:
                     headers.append("set-cookie", _cookie(CSRF_COOKIE, value, https))
             await send(message)
 
-        if denied is not None:
-            return await denied(scope, receive, send_with_headers)
-        return await self.app(scope, receive, send_with_headers)
+        try:
+            if denied is None and request.method not in SAFE_METHODS:
+                # Read the body here (bounded), so a chunked upload without Content-Length is capped too.
+                body, more = b"", True
+                while more:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    body += message.get("body", b"")
+                    more = message.get("more_body", False)
+                    if len(body) > MAX_BODY:
+                        denied = (413, f"request body over {MAX_BODY} bytes")
+                        break
+                replayed = {"done": False}
 
-    def _check(self, request: Request) -> Response | None:
+                async def replay():
+                    if replayed["done"]:
+                        return await receive()
+                    replayed["done"] = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+
+                app_receive = replay
+            else:
+                app_receive = receive
+            if denied is not None:
+                status, reason = denied
+                log.warning("review: refused %s %s from %s: %s %s", request.method, request.url.path,
+                            client_of(scope), status, reason)
+                return await _deny(request, status, reason)(scope, receive, send_with_headers)
+            return await self.app(scope, app_receive, send_with_headers)
+        finally:
+            if self.guard.log_requests:
+                log.info("%s %s %s %.1f ms %s", request.method, request.url.path, status_seen["code"],
+                         (time.perf_counter() - started) * 1000, client_of(scope))
+
+    def _check(self, request: Request) -> tuple[int, str] | None:
         guard = self.guard
         if not guard.host_ok(request):
-            return _deny(request, 400, "unexpected Host header: open the review page by the address "
-                                       "`ghosts review` printed")
-        query_token = request.query_params.get("token")
-        if guard.token and query_token is not None and request.method == "GET":
-            if not hmac.compare_digest(query_token.encode(), guard.token.encode()):
-                return _deny(request, 401, "wrong access token")
-            # Trade the token in the URL for an HttpOnly cookie and drop it from the address bar.
-            rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = request.url.path + ("?" + urlencode(rest) if rest else "")
-            resp = RedirectResponse(target, status_code=303)
-            resp.headers.append("set-cookie", _cookie(TOKEN_COOKIE, guard.token, request.url.scheme == "https"))
-            return resp
-        if not guard.token_ok(request):
-            return _deny(request, 401, "access token required: open the URL `ghosts review` printed "
-                                       "(it carries ?token=...) or send the X-Ghosts-Token header")
+            return 400, "unexpected Host header: open the review page by the address `ghosts review` printed"
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return 413, f"request body over {MAX_BODY} bytes"
+        if not request.url.path.startswith(PUBLIC_PREFIX) and not guard.token_ok(request):
+            if request.query_params.get("token") is not None:
+                return 401, "wrong access token"
+            if request.query_params.get("sig") is not None:
+                return 401, "this link has expired: reload the page from the URL `ghosts review` printed"
+            return 401, ("access token required: open the URL `ghosts review` printed (it carries ?token=...) "
+                         "or send an Authorization: Bearer header")
         if request.method not in SAFE_METHODS:
             if not guard.origin_ok(request):
-                return _deny(request, 403, "cross-origin request refused")
+                return 403, "cross-origin request refused"
             if not guard.csrf_ok(request):
-                return _deny(request, 403, "missing or stale CSRF token: reload the page")
+                return 403, "missing or stale CSRF token: reload the page"
         return None
 
 

@@ -461,23 +461,79 @@ def test_non_loopback_host_needs_a_token():
     assert make_config(host="::1").token is None  # loopback: no token needed
 
 
-def test_token_checked_on_every_request(workspace, cat):
+def test_token_checked_on_every_request(workspace, cat, caplog):
     token = "s3cret-token-for-tests"
+    face = cat["faces"][0]
     with client_for(workspace, host="0.0.0.0", token=token) as c:
-        for path in ("/", "/api/counts", f"/faces/{cat['faces'][0]}/preview", "/static/review.js"):
+        for path in ("/", "/api/counts", f"/faces/{face}/preview", "/images/1/photo"):
             assert c.get(path).status_code == 401, path
+        assert c.get("/static/review.js").status_code == 200  # the page's own code: nothing private
         assert c.get("/", headers={"x-ghosts-token": "wrong-token-wrong-token"}).status_code == 401
-        assert c.get("/", headers={"x-ghosts-token": token}).status_code == 200
-        assert c.get("/?token=wrong").status_code == 401
-        # ?token= on the first visit becomes an HttpOnly cookie and leaves the address bar.
+        assert c.get("/", headers={"authorization": f"Bearer {token}"}).status_code == 200
+        with caplog.at_level("WARNING", logger="ghosts.review"):
+            assert c.get("/?token=wrong").status_code == 401
+        assert any("refused GET /" in r.message and "testclient" in r.message for r in caplog.records)
+        # The printed URL opens the page itself: no redirect, and no cookie but the CSRF one.
         r = c.get(f"/?sort=likes&token={token}", follow_redirects=False)
-        assert r.status_code == 303 and r.headers["location"] == "/?sort=likes"
-        assert "HttpOnly" in r.headers["set-cookie"] and "SameSite=strict" in r.headers["set-cookie"]
-        assert c.get("/api/counts").status_code == 200  # the cookie now rides along
-        csrf = csrf_of(c)
-        r = c.post("/api/decisions", json={"face_ids": [cat["faces"][0]], "decision": "accepted"},
-                   headers={"x-csrf-token": csrf})
         assert r.status_code == 200
+        assert all(not v.startswith("ghosts_token") for v in r.headers.get_list("set-cookie"))
+        assert token not in re.sub(r'data-token-once="[^"]*"', "", r.text)  # links and images are signed
+        assert c.get("/api/counts").status_code == 401  # no cookie carries the token
+        signed = re.search(r'src="(/faces/\d+/preview\?exp=\d+&amp;sig=[0-9a-f]+)"', r.text).group(1)
+        assert c.get(signed.replace("&amp;", "&")).status_code == 200
+        assert c.get(signed.replace("&amp;", "&").replace("/preview", "/../1/preview")).status_code in (401, 404)
+        other = re.sub(r"/faces/\d+/", f"/faces/{cat['faces'][1]}/", signed.replace("&amp;", "&"))
+        assert c.get(other).status_code == 401  # a signature is bound to its path
+        expired = re.sub(r"exp=\d+", "exp=1000", signed.replace("&amp;", "&"))
+        assert c.get(expired).status_code == 401
+        auth = {"authorization": f"Bearer {token}"}
+        assert c.get("/api/sign?url=/photos", headers=auth).json()["url"].startswith("/photos?exp=")
+        for bad in ("//host.example", "/\\host.example", "https://host.example"):
+            assert c.get("/api/sign", params={"url": bad}, headers=auth).status_code == 422, bad
+        r = c.get("http://127.0.0.1//host.example", headers=auth, follow_redirects=False)
+        assert r.status_code == 404 and "location" not in r.headers  # never an off-site redirect
+        csrf = csrf_of(c, f"/?token={token}")
+        r = c.post("/api/decisions", json={"face_ids": [face], "decision": "accepted"},
+                   headers={"x-csrf-token": csrf} | auth)
+        assert r.status_code == 200
+        r = c.post("/api/decisions", json={"face_ids": [face], "decision": "accepted"},
+                   headers={"x-csrf-token": csrf}, params={"token": token})
+        assert r.status_code == 401  # a state change needs the header, not a URL
+
+
+def test_bodies_are_capped_and_bad_input_is_a_4xx(client, cat, caplog):
+    h = {"x-csrf-token": csrf_of(client)}
+    big = b'{"face_ids": [' + b"1," * 600_000 + b'1], "decision": "accepted"}'
+    r = client.post("/api/decisions", content=big, headers=h | {"content-type": "application/json"})
+    assert r.status_code == 413 and "body" in r.json()["detail"]
+
+    def chunks():
+        for _ in range(20):
+            yield b" " * 100_000
+
+    r = client.post("/api/decisions", content=chunks(), headers=h | {"content-type": "application/json"})
+    assert r.status_code == 413  # no Content-Length: capped while reading
+    for body in ({"face_ids": [2**70], "decision": "accepted"}, {"face_ids": [-1], "decision": "accepted"},
+                 {"face_ids": [1], "decision": "accepted", "rating": 9}, {"face_ids": "1", "decision": "x"}):
+        r = client.post("/api/decisions", json=body, headers=h)
+        assert r.status_code == 422 and r.json()["detail"].startswith("bad request"), (body, r.text)
+    for path in ("/?page=0", "/?page=99999999999999999999", "/?min_score=nan", "/?max_pose=1e999",
+                 f"/images/{2**70}", f"/faces/{2**70}/preview", "/api/faces/state?ids=1,x",
+                 f"/api/faces/state?ids={2**80}", "/images/1?face=abc", f"/images/{2**64}/panel"):
+        r = client.get(path)
+        assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:200])
+    assert client.post(f"/api/faces/{2**70}/delete", headers=h).status_code in (404, 422)
+
+
+def test_access_log_behind_log_requests(workspace, cat, caplog):
+    with client_for(workspace, log_requests=True) as c, caplog.at_level("INFO", logger="ghosts.review"):
+        c.get("/api/counts?secret=x")
+    line = next(r.message for r in caplog.records if "/api/counts" in r.message)
+    assert line.startswith("GET /api/counts 200") and "secret" not in line
+    with client_for(workspace) as c, caplog.at_level("INFO", logger="ghosts.review"):
+        caplog.clear()
+        c.get("/api/counts")
+    assert not [r for r in caplog.records if "/api/counts" in r.message]
 
 
 # --- scale -----------------------------------------------------------------------------------------------------

@@ -8,14 +8,13 @@ from sqlalchemy import select
 
 from curation.catalog.schema import Face
 from curation.review.decisions import KEEP, RoundClosed, decide, delete_face, undo_last
-from curation.review.deps import Ctx, ReviewContext
+from curation.review.deps import MAX_ID, Ctx, IdPath, OptionalIdQuery, ReviewContext
 from curation.review.grid import GridQuery, list_faces
 from curation.review.models import BatchOut, ChangeOut, Counts, DecideIn, DecideManyIn, FaceState
 from curation.review.security import csrf_token
 from curation.review.selection import review_counts
 
 router = APIRouter(prefix="/api", tags=["faces"])
-FaceIdPath = Annotated[int, Path(ge=1, le=2**53)]
 
 
 def counts(ctx: ReviewContext) -> Counts:
@@ -41,6 +40,13 @@ def _decide(ctx: ReviewContext, item: DecideIn):
 def get_csrf(ctx: Ctx, request: Request) -> dict:
     """A fresh CSRF token for this browser (after a server restart; cross-site pages cannot read it)."""
     return {"csrf": csrf_token(ctx.guard, request)}
+
+
+@router.get("/sign")
+def get_signed(ctx: Ctx, url: Annotated[str, Query(max_length=2000, pattern=r"^/([^/\\\s][^\s]*)?$")]) -> dict:
+    """A signed link to one of our own pages (the script re-signs links before following them); only local
+    paths: `//host` and `/\\host` are refused, so nothing can be turned into an off-site link."""
+    return {"url": ctx.guard.sign(url)}
 
 
 @router.get("/counts", response_model=Counts)
@@ -81,6 +87,8 @@ def snapshot_ids(ctx: Ctx, snap: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,
 def face_states(ctx: Ctx, ids: Annotated[str, Query(max_length=8000, pattern=r"^\d+(,\d+)*$")]) -> list[FaceState]:
     """Current decisions of the faces on screen, so a page follows another reviewer's changes."""
     wanted = [int(i) for i in ids.split(",")][:1000]
+    if any(i > MAX_ID for i in wanted):
+        raise HTTPException(422, "bad request: ids: not a catalog id")
     with ctx.ws.session() as s:
         rows = s.execute(select(Face.id, Face.decision, Face.reviewer, Face.deleted).where(Face.id.in_(wanted))).all()
     return [FaceState(id=i, decision=d or "undecided", reviewer=r, deleted=bool(x)) for i, d, r, x in rows]
@@ -115,14 +123,14 @@ def post_undo(ctx: Ctx) -> BatchOut:
 
 
 @router.post("/faces/{face_id:int}/delete", response_model=Counts)
-def post_delete(ctx: Ctx, face_id: FaceIdPath) -> Counts:
+def post_delete(ctx: Ctx, face_id: IdPath) -> Counts:
     if not delete_face(ctx.ws, face_id, ctx.config.reviewer):
         raise HTTPException(404, f"no face {face_id}")
     return counts(ctx)
 
 
 @router.post("/faces/{face_id:int}/restore", response_model=Counts)
-def post_restore(ctx: Ctx, face_id: FaceIdPath) -> Counts:
+def post_restore(ctx: Ctx, face_id: IdPath) -> Counts:
     """Bring a deleted face back into review, with the decision it had."""
     if not delete_face(ctx.ws, face_id, ctx.config.reviewer, deleted=False):
         raise HTTPException(404, f"no face {face_id}")
@@ -130,7 +138,7 @@ def post_restore(ctx: Ctx, face_id: FaceIdPath) -> Counts:
 
 
 @router.get("/faces/deleted")
-def deleted_faces(ctx: Ctx, image_id: Annotated[int | None, Query(ge=1, le=2**53)] = None) -> list[dict]:
+def deleted_faces(ctx: Ctx, image_id: OptionalIdQuery = None) -> list[dict]:
     """Deleted faces (of one photo, or the newest 200), so the page can offer to restore them."""
     q = select(Face.id, Face.image_id, Face.reviewer).where(Face.deleted.is_(True))
     if image_id is not None:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
-from curation.review.deps import Ctx
+from curation.review.deps import Ctx, IdPath
 from curation.review.manual import add_manual_face, manual_preview_jpeg
 from curation.review.media import PHOTO_MAX_SIDE, THUMB_MAX_SIDE, preview_file
 from curation.review.models import ManualFaceOut, ManualPointsIn
@@ -22,20 +22,20 @@ IMAGE_CACHE = "private, max-age=86400"
 
 # `{face_id:int}` matches digits only: any other path (a traversal attempt included) is a plain 404.
 @router.get("/faces/{face_id:int}/preview")
-def face_preview(ctx: Ctx, face_id: int) -> FileResponse:
+def face_preview(ctx: Ctx, face_id: IdPath) -> FileResponse:
     path = preview_file(ctx.ws, face_id)
     media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
     return FileResponse(path, media_type=media, headers={"cache-control": IMAGE_CACHE})
 
 
 @router.get("/images/{image_id:int}/photo")
-def photo(ctx: Ctx, image_id: int, size: Annotated[Literal["full", "thumb"], Query()] = "full") -> Response:
+def photo(ctx: Ctx, image_id: IdPath, size: Annotated[Literal["full", "thumb"], Query()] = "full") -> Response:
     data = ctx.photos.get(ctx.ws, image_id, PHOTO_MAX_SIDE if size == "full" else THUMB_MAX_SIDE)
     return Response(data, media_type="image/jpeg", headers={"cache-control": IMAGE_CACHE})
 
 
 @router.post("/api/images/{image_id:int}/manual/preview")
-def manual_preview(ctx: Ctx, image_id: int, body: ManualPointsIn) -> Response:
+def manual_preview(ctx: Ctx, image_id: IdPath, body: ManualPointsIn) -> Response:
     """The aligned crop the four points would give, before anything is saved."""
     data, quad, reordered = manual_preview_jpeg(ctx.ws, image_id, body.model_dump())
     return Response(data, media_type="image/jpeg",
@@ -44,6 +44,6 @@ def manual_preview(ctx: Ctx, image_id: int, body: ManualPointsIn) -> Response:
 
 
 @router.post("/api/images/{image_id:int}/manual", response_model=ManualFaceOut)
-def manual_save(ctx: Ctx, image_id: int, body: ManualPointsIn) -> ManualFaceOut:
+def manual_save(ctx: Ctx, image_id: IdPath, body: ManualPointsIn) -> ManualFaceOut:
     face = add_manual_face(ctx.ws, image_id, body.model_dump(), ctx.config.reviewer)
     return ManualFaceOut(face_id=face.id, image_id=face.image_id, quad=face.quad, score=face.score, counts=counts(ctx))

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from curation.catalog.schema import Face, Image
 from curation.review.decisions import REJECT_REASONS
-from curation.review.deps import Ctx, ReviewContext
+from curation.review.deps import Ctx, IdPath, OptionalIdQuery, ReviewContext
 from curation.review.detail import photo_detail
 from curation.review.grid import FLAG_LABELS, SORT_LABELS, GridQuery, facet_values, list_faces
 from curation.review.security import csrf_token
@@ -68,11 +68,11 @@ def _detail(ctx: ReviewContext, image_id: int, face: int | None):
 
 
 @router.get("/images/{image_id:int}", response_class=HTMLResponse)
-def detail_page(ctx: Ctx, request: Request, image_id: int, face: int | None = None) -> HTMLResponse:
+def detail_page(ctx: Ctx, request: Request, image_id: IdPath, face: OptionalIdQuery = None) -> HTMLResponse:
     return _page(ctx, request, "detail.html", d=_detail(ctx, image_id, face), view="detail")
 
 
 @router.get("/images/{image_id:int}/panel", response_class=HTMLResponse)
-def detail_panel(ctx: Ctx, request: Request, image_id: int, face: int | None = None) -> HTMLResponse:
+def detail_panel(ctx: Ctx, request: Request, image_id: IdPath, face: OptionalIdQuery = None) -> HTMLResponse:
     """The detail view as a fragment, for the grid's overlay."""
     return ctx.templates.TemplateResponse(request, "panel.html", {"d": _detail(ctx, image_id, face)})
