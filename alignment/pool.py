@@ -1,8 +1,18 @@
-"""Worker processes for per-photo jobs: bounded in flight, and surviving a worker that dies."""
+"""Worker processes for per-photo jobs: bounded in flight, surviving a worker that dies, and dying with
+their parent however it ends (kill -9 included): on Linux the kernel sends each worker SIGKILL when the
+process that started it goes (PR_SET_PDEATHSIG); everywhere a watchdog thread in the worker exits it once its
+parent is gone."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -20,6 +30,30 @@ def default_workers() -> int:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # not on Linux
         return max(os.cpu_count() or 1, 1)
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent(parent_pid: int, initializer: Callable[[], None] | None = None) -> None:
+    """Worker start-up: be killed when `parent_pid` ends, then run `initializer`."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog below still ends the worker
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watchdog").start()
+    if initializer is not None:
+        initializer()
+
+
+def _watch_parent(parent_pid: int, every_s: float = 1.0) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(every_s)
+    os._exit(1)  # orphaned: nobody will read our results
 
 
 def init_worker() -> None:
@@ -56,8 +90,9 @@ def run_jobs(
     if start == "fork" and "fork" not in multiprocessing.get_all_start_methods():
         start = "spawn"  # not on this platform
     ctx = multiprocessing.get_context(start)
+    guarded = functools.partial(die_with_parent, os.getpid(), initializer)
     while pending or suspects:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=guarded) as pool:
             # Never fork again: by now this process holds the pool's manager thread (and a progress bar's).
             ctx = multiprocessing.get_context("spawn")
             broken = False

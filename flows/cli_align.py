@@ -18,9 +18,13 @@ SIZES = ("64", "128", "256", "512", "1024")
               help="dlib's HOG detector (fast) or its CNN detector (slower, finds more faces).")
 @click.option("--target-size", type=click.Choice(SIZES), default="1024", show_default=True,
               help="Dataset output size the measures refer to: faces whose crop is smaller are flagged upscaled.")
+@click.option("--retry-errors", is_flag=True,
+              help="Also retry images in `error` that could not be decoded (those whose cause may have passed, "
+                   "such as a missing store file or an unwritable previews/ folder, are retried anyway).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @data_option
-def analyze(workers: int | None, detector: str, target_size: str, as_json: bool, data: Path | None) -> None:
+def analyze(workers: int | None, detector: str, target_size: str, retry_errors: bool, as_json: bool,
+            data: Path | None) -> None:
     """Detect, landmark, align and score the faces of every image not analysed yet.
 
     Each face gets its box, 68 landmarks, FFHQ crop quad, quality measures and a 256-px preview. Resumable: a
@@ -31,13 +35,13 @@ def analyze(workers: int | None, detector: str, target_size: str, as_json: bool,
 
     ws = open_ws(data)
     summary = analyze_workspace(ws, workers=workers, detector=detector, target_size=int(target_size),
-                                progress=not as_json)
+                                progress=not as_json, retry_errors=retry_errors)
     if as_json:
         echo_json(summary.as_dict())
         return
     click.echo(f"analysed {summary.images} images in {summary.seconds:.1f} s: {summary.analyzed} with faces, "
                f"{summary.no_face} without, {summary.error} errors; {summary.faces} faces "
-               f"({summary.flagged} flagged)")
+               f"({summary.flagged} flagged)" + (f"; {summary.retried} retried" if summary.retried else ""))
     for e in summary.errors[:20]:
         click.echo(f"  image {e['image_id']}: {e['reason']}")
     if summary.error > 20:

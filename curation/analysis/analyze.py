@@ -3,7 +3,9 @@ processes, resumable, one bad image never stopping the batch.
 
 `analyze_workspace` runs `alignment.faces.analyze_rgb` over every image still `new` (worker processes, a
 progress bar) and records, per image and in one transaction, its faces and its new status: `analyzed`,
-`no_face`, or `error` with the reason. A rerun picks up exactly what is left.
+`no_face`, or `error` with the reason. A rerun picks up exactly what is left, and retries the images in
+`error` whose cause may have passed (a store file missing for a moment, a preview that could not be written,
+a worker that crashed); `retry_errors` retries every image in `error`, undecodable ones included.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from tqdm import tqdm
 
 from alignment.faces import analyze_rgb
@@ -26,6 +28,12 @@ from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.schema import Face, Image, utcnow
 
 log = logging.getLogger(__name__)
+
+# Reasons of an `error` whose cause can pass: a rerun tries these images again by itself.
+MISSING = "file missing from the image store"
+CRASHED = "analysis crashed its worker process"
+FILE_FAULT = "cannot read or write a file"
+TRANSIENT = (MISSING, CRASHED, FILE_FAULT)
 
 
 # --- one image, in a worker ----------------------------------------------------------------------------------------
@@ -48,7 +56,7 @@ def _run_job(job: Job) -> dict[str, Any]:
     out: dict[str, Any] = {"image_id": job.image_id, "faces": [], "reason": None}
     try:
         if not Path(job.path).is_file():
-            return out | {"status": "error", "reason": "file missing from the image store"}
+            return out | {"status": "error", "reason": f"{MISSING} ({job.path}); a rerun tries it again"}
         try:
             rgb = load_rgb(job.path, job.max_pixels)
         except ImageRejected as e:
@@ -62,6 +70,9 @@ def _run_job(job: Job) -> dict[str, Any]:
         return out | {"status": "analyzed" if rows else "no_face", "faces": rows}
     except GhostsError as e:
         return out | {"status": "error", "reason": str(e)}
+    except OSError as e:  # a read-only previews/, a full disk, a file gone mid-read: may pass
+        return out | {"status": "error", "reason": f"{FILE_FAULT}: {e.strerror or e}"
+                      + (f": {e.filename}" if e.filename else "") + "; a rerun tries it again"}
     except Exception as e:
         log.exception("analysis of image %s failed", job.image_id)
         return out | {"status": "error", "reason": f"analysis failed: {type(e).__name__}: {e}"}
@@ -79,6 +90,7 @@ class AnalyzeSummary:
     faces: int = 0
     flagged: int = 0
     skipped: int = 0  # already analysed by someone else meanwhile
+    retried: int = 0  # images in `error` tried again
     errors: list[dict[str, Any]] = field(default_factory=list)  # image id and reason, the first 100
     seconds: float = 0.0
 
@@ -123,6 +135,24 @@ def record_outcome(ws, outcome: dict[str, Any]) -> bool:
     return True
 
 
+def requeue_errors(ws, image_ids: Iterable[int] | None = None, *, every: bool = False) -> int:
+    """Put images in `error` back to `new` so this run analyses them again: those whose cause may have
+    passed, or (`every`) all of them. Their reason is kept until the new outcome replaces it."""
+    cond = Image.status == "error"
+    if not every:
+        cond = cond & or_(*(Image.reject_reason.startswith(t) for t in TRANSIENT))
+    ids = None if image_ids is None else sorted({int(i) for i in image_ids})
+    n = 0
+    with ws.session() as s:
+        if ids is None:
+            n = s.execute(update(Image).where(cond, Image.path.is_not(None)).values(status="new")).rowcount
+        else:
+            for start in range(0, len(ids), 500):
+                n += s.execute(update(Image).where(cond, Image.path.is_not(None),
+                                                   Image.id.in_(ids[start:start + 500])).values(status="new")).rowcount
+    return n
+
+
 def _jobs(ws, image_ids: Iterable[int] | None, detector: str, target_size: int) -> list[Job]:
     q = select(Image.id, Image.path, Image.sha256).where(Image.status == "new", Image.path.is_not(None))
     ids = None if image_ids is None else sorted({int(i) for i in image_ids})
@@ -150,7 +180,7 @@ def _check(detector: str, target_size: int) -> None:
 
 def _crashed(job: Job) -> dict[str, Any]:
     return {"image_id": job.image_id, "status": "error", "faces": [],
-            "reason": "analysis crashed its worker process (out of memory?)"}
+            "reason": f"{CRASHED} (out of memory?); a rerun tries it again"}
 
 
 def analyze_workspace(
@@ -161,14 +191,17 @@ def analyze_workspace(
     target_size: int = 1024,  # dataset output size: faces with smaller crops are flagged as upscaled
     progress: bool = True,
     image_ids: Iterable[int] | None = None,  # only these (those still `new`); None: every `new` image
+    retry_errors: bool = False,  # retry every image in `error` (by default only those whose cause may pass)
 ) -> AnalyzeSummary:
     """Detect, landmark, align, measure and preview the faces of every image not analysed yet."""
     _check(detector, target_size)
     started = time.monotonic()
+    image_ids = None if image_ids is None else list(image_ids)
+    retried = requeue_errors(ws, image_ids, every=retry_errors)
     jobs = _jobs(ws, image_ids, detector, target_size)
     workers = default_workers() if workers is None else max(int(workers), 1)
     workers = min(workers, max(len(jobs), 1))
-    summary = AnalyzeSummary()
+    summary = AnalyzeSummary(retried=retried)
     outcomes = run_jobs(_run_job, jobs, workers, _crashed)
     with tqdm(total=len(jobs), unit="img", desc="analyze", disable=not progress or not jobs) as bar:
         for outcome in outcomes:
