@@ -1,7 +1,6 @@
 """The `ghosts` command line: one click group; each room's commands live in flows/cli_<room>.py."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import click
 
 from curation.catalog.errors import GhostsError, environment_message
 from flows import cli_align, cli_archive, cli_demo, cli_flows, cli_latent, cli_review, cli_sources, cli_train
-from flows.cli_options import data_option, echo_json, open_ws
+from flows.cli_options import data_option, echo_json, json_output, open_ws
 
 
 class GhostsGroup(click.Group):
@@ -23,6 +22,16 @@ class GhostsGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
+        if not ctx.meta.get("ghosts.json"):
+            return self._invoke(ctx)
+        with json_output():  # one JSON document on stdout; logs, progress and child processes on stderr
+            try:
+                return self._invoke(ctx)
+            except click.ClickException as e:  # a usage error: JSON too, then click's usual message
+                echo_json({"error": e.format_message()})
+                raise
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except GhostsError as e:
@@ -30,13 +39,16 @@ class GhostsGroup(click.Group):
         except Exception as e:
             why = environment_message(e)
             if why is None:
+                if ctx.meta.get("ghosts.json") and not isinstance(e, (click.ClickException, click.exceptions.Exit,
+                                                                       click.Abort)):
+                    echo_json({"error": f"{type(e).__name__}: {e}"})
                 raise
             self._fail(ctx, why)
 
     @staticmethod
     def _fail(ctx, message: str):
         if ctx.meta.get("ghosts.json"):
-            click.echo(json.dumps({"error": message}))
+            echo_json({"error": message})
         click.echo(f"ghosts: error: {message}", err=True)
         sys.exit(1)
 

@@ -51,9 +51,9 @@ def demo(out: Path, posts: int, kimg: float, resolution: str, review: bool, port
             from curation.review.app import create_app
             from curation.review.config import make_config
             from curation.review.server import serving
-            from flows.review_gate import resume_waiting_run
+            from flows.review_gate import make_resume
 
-            app = create_app(ws, make_config(target=made.with_face), resume=resume_waiting_run)
+            app = create_app(ws, make_config(target=made.with_face), resume=make_resume(ws))
             url = stack.enter_context(serving(app, port=port))
             click.echo(f"review page: {url}  (decide, then press 'Selection done' to let the pipeline go on)")
             with contextlib.suppress(Exception):
@@ -61,6 +61,12 @@ def demo(out: Path, posts: int, kimg: float, resolution: str, review: bool, port
             kwargs.update(review_url=url, review_poll_interval=2)
         else:
             kwargs.update(auto_accept_rule="score>=0")
+        # One Prefect API for the run and its worker processes; a lost API ends the demo with one message.
+        from flows.cli_flows import _configured_api_url
+        from flows.local_api import api_watchdog, foreground_api
+
+        url = stack.enter_context(foreground_api(_configured_api_url()))
+        stack.enter_context(api_watchdog(url))
         result = pipeline(**kwargs)
 
     st = workspace_status(ws)

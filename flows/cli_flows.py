@@ -87,10 +87,14 @@ def _workspace(data: Path | None) -> str:
 
 
 def _print(result, as_json: bool) -> None:
+    """The result: one JSON document on stdout with --json (everything else went to stderr), else readable
+    lines."""
     if as_json:
         echo_json(result)
-    else:
-        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    for key, value in (result or {}).items():
+        shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+        click.echo(f"{key}: {shown}")
 
 
 def _configured_api_url() -> str | None:
@@ -101,13 +105,18 @@ def _configured_api_url() -> str | None:
 
 
 def _foreground(fn):
-    """Run a flow in this process; say where its runs are shown."""
+    """Run a flow in this process, on one Prefect API for it and all its worker processes (the configured one,
+    else one temporary server for the command), ending with one clear error if that API goes away."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if not _configured_api_url():
-            click.echo("ghosts: running on a temporary Prefect server in this process (set PREFECT_API_URL, "
+        from flows.local_api import api_watchdog, foreground_api
+
+        configured = _configured_api_url()
+        if not configured:
+            click.echo("ghosts: running on a temporary Prefect server for this command (set PREFECT_API_URL, "
                        "e.g. after `ghosts server`, to see the run in the Prefect UI)", err=True)
-        return fn(*args, **kwargs)
+        with foreground_api(configured) as url, api_watchdog(url, as_json=bool(kwargs.get("as_json"))):
+            return fn(*args, **kwargs)
     return wrapper
 
 
@@ -116,7 +125,7 @@ def _foreground(fn):
 @click.group(name="run")
 def run() -> None:
     """Run a Prefect flow once, in the foreground (pipeline, scrape-and-align, review-gate, freeze, train,
-    explore)."""
+    explore), or resume the run waiting at the review gate (resume)."""
 
 
 @run.command(name="pipeline")
@@ -197,13 +206,67 @@ def run_scrape_and_align(**kw) -> None:
 @click.option("--target", type=click.IntRange(min=1), default=1000, show_default=True, help="Faces wanted.")
 @click.option("--review-url", default="http://127.0.0.1:8765/", show_default=True, help="Where reviewers go.")
 @click.option("--timeout", type=float, default=72, show_default=True, help="Hours to wait.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_option
 @_foreground
-def run_review_gate(target: int, review_url: str, timeout: float, data: Path | None) -> None:
+def run_review_gate(target: int, review_url: str, timeout: float, as_json: bool, data: Path | None) -> None:
     """Wait (paused) until "Selection done" is pressed on the review page."""
     from flows.review_gate import review_gate
 
-    _print(review_gate(target=target, data=_workspace(data), review_url=review_url, timeout_hours=timeout), False)
+    _print(review_gate(target=target, data=_workspace(data), review_url=review_url, timeout_hours=timeout), as_json)
+
+
+@run.command(name="resume")
+@click.argument("run_id", required=False)
+@click.option("--reviewer", default=None, help="Who finished the selection (default: your login name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@data_option
+def run_resume(run_id: str | None, reviewer: str | None, as_json: bool, data: Path | None) -> None:
+    """Resume the run waiting at the review gate (default: the latest round's run), as "Selection done" does.
+
+    An open round is closed first. The run is resumed on the Prefect API it waits on (recorded when it paused;
+    else PREFECT_API_URL, else a `ghosts server` on this machine).
+    """
+    import getpass
+
+    from sqlalchemy import select
+
+    from curation.catalog.schema import ReviewRound
+    from curation.review.selection import RunNotWaiting, finish_round
+    from flows.review_gate import recorded_run_api, resume_waiting_run
+
+    ws = open_ws(data)
+    reviewer = reviewer or getpass.getuser()
+    with ws.session() as s:
+        q = select(ReviewRound).where(ReviewRound.flow_run_id.is_not(None))
+        if run_id:
+            q = q.where(ReviewRound.flow_run_id == run_id)
+        rnd = s.scalars(q.order_by(ReviewRound.id.desc()).limit(1)).first()
+        if rnd is None:
+            raise GhostsError(f"no review round waits for flow run {run_id}" if run_id else
+                              "no review round was opened by a flow run: nothing to resume")
+        round_id, run_id, is_open, accepted = rnd.id, rnd.flow_run_id, rnd.done_at is None, rnd.accepted
+    url = recorded_run_api(ws, run_id) or _configured_api_url() or LOCAL_API
+
+    def resume(rid: str, run_input: dict) -> None:
+        resume_waiting_run(rid, run_input, url)
+
+    if is_open:
+        done = finish_round(ws, reviewer, resume)
+        if not done.resumed:
+            raise GhostsError(f"round {round_id} closed, but flow run {run_id} on {url} was not waiting any more "
+                              "(already resumed, timed out or cancelled): run the pipeline again to go on")
+        accepted = done.round.accepted
+    else:
+        try:
+            resume_waiting_run(run_id, {"accepted": accepted or 0, "reviewer": reviewer, "round_id": round_id}, url)
+        except RunNotWaiting as e:
+            raise GhostsError(f"{e}: nothing to resume (round {round_id} is closed)") from None
+    result = {"flow_run_id": run_id, "round_id": round_id, "accepted": accepted, "api_url": url, "resumed": True}
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(f"resumed flow run {run_id} on {url} (round {round_id}, {accepted} faces accepted)")
 
 
 @run.command(name="freeze")
@@ -247,9 +310,10 @@ def run_train(archive: Path, as_json: bool, data: Path | None, **kw) -> None:
 @click.option("--outdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where grid.png and morph.gif go [explore/ beside the snapshot].")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_foreground
 def run_explore(network: Path, grid_seeds: int, truncation_psi: float, morph_seeds: str, frames: int,
-                outdir: Path | None, device: str | None) -> None:
+                outdir: Path | None, device: str | None, as_json: bool) -> None:
     """A sample grid and a looping morph of a trained generator, as files and Prefect artifacts."""
     from flows.explore import explore
 
@@ -258,7 +322,7 @@ def run_explore(network: Path, grid_seeds: int, truncation_psi: float, morph_see
     except ValueError:
         raise GhostsError(f"--morph-seeds {morph_seeds!r}: give whole numbers separated by commas") from None
     _print(explore(network=str(network), grid_seeds=grid_seeds, truncation_psi=truncation_psi, morph_seeds=seeds,
-                   frames=frames, outdir=str(outdir) if outdir else None, device=device), False)
+                   frames=frames, outdir=str(outdir) if outdir else None, device=device), as_json)
 
 
 # ------------------------------------------------------------------------------------------- serve, server

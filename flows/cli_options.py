@@ -4,7 +4,10 @@ flows/cli.py assembles the commands of flows/cli_<room>.py; those modules import
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -29,5 +32,56 @@ def open_ws(data: Path | None):
     return open_workspace(data, Settings())
 
 
+# Where echo_json writes while a `--json` command runs (json_output): the real stdout, which everything else
+# (click.echo, print, logs, progress bars, child processes) no longer reaches.
+_json_out = None
+
+
+def json_stdout_fd() -> int:
+    """The file descriptor JSON goes to (1 outside json_output)."""
+    try:
+        return _json_out.fileno() if _json_out is not None else 1
+    except (AttributeError, OSError, ValueError):
+        return 1
+
+
+@contextlib.contextmanager
+def json_output():
+    """For a `--json` command: stdout goes to stderr (at the file-descriptor level when stdout is a real file,
+    so child processes follow), and echo_json writes the one JSON document to the real stdout."""
+    global _json_out
+    saved, saved_out = sys.stdout, _json_out
+    fd = dup = None
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    if fd is not None:
+        sys.stdout.flush()
+        dup = os.dup(fd)
+        os.dup2(2, fd)
+        _json_out = os.fdopen(dup, "w", closefd=False)
+    else:
+        _json_out = saved
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+        try:
+            _json_out.flush()
+        finally:
+            if dup is not None:
+                os.dup2(dup, fd)
+                os.close(dup)
+            _json_out = saved_out
+
+
 def echo_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+    """The command's one JSON document, on the real stdout even while json_output() diverts the rest."""
+    text = json.dumps(obj, indent=2, default=str)
+    if _json_out is not None:
+        _json_out.write(text + "\n")
+        _json_out.flush()
+    else:
+        click.echo(text)

@@ -50,9 +50,9 @@ def review(host: str, port: int, target: int | None, reviewer: str | None, token
 
     from curation.review.app import create_app
     from curation.review.selection import review_counts
-    from flows.review_gate import resume_waiting_run
+    from flows.review_gate import make_resume
 
-    app = create_app(ws, config, resume=resume_waiting_run)
+    app = create_app(ws, config, resume=make_resume(ws))  # resumes on the run's own API; starts no server
     counts = review_counts(ws)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}/" + (f"?token={config.token}" if config.token else "")

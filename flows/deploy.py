@@ -72,19 +72,19 @@ def build_deployments(opts: ServeOptions) -> list[RunnerDeployment]:
         "detector": opts.detector, "runner": opts.runner, "workers": opts.workers, "dask_address": opts.dask_address,
     }
     deployments = [
-        scrape_and_align.to_deployment(_sync=True,
+        scrape_and_align.to_deployment(
             name="scheduled", parameters=scrape_params,
             schedules=[CronSchedule(cron=opts.cron, timezone=opts.timezone)] if opts.cron else None,
             description="Scrape the tags and import the folders, then analyse every new image.",
             tags=["ghosts"]),
-        review_gate.to_deployment(_sync=True, name="manual", parameters={"data": opts.data}, tags=["ghosts"]),
-        freeze.to_deployment(_sync=True, name="manual", parameters={"data": opts.data}, tags=["ghosts"]),
-        pipeline.to_deployment(_sync=True, name="manual", parameters={**scrape_params, "settings": opts.settings.model_dump()},
+        review_gate.to_deployment(name="manual", parameters={"data": opts.data}, tags=["ghosts"]),
+        freeze.to_deployment(name="manual", parameters={"data": opts.data}, tags=["ghosts"]),
+        pipeline.to_deployment(name="manual", parameters={**scrape_params, "settings": opts.settings.model_dump()},
                                tags=["ghosts"]),
-        explore.to_deployment(_sync=True, name="manual", tags=["ghosts"]),
+        explore.to_deployment(name="manual", tags=["ghosts"]),
     ]
     if opts.train_on_freeze:
-        deployments.append(train.to_deployment(_sync=True,
+        deployments.append(train.to_deployment(
             name="on-freeze",
             parameters={"settings": opts.settings.model_dump(), "data": opts.data},
             triggers=[frozen_trigger()],

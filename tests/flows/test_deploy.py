@@ -36,7 +36,7 @@ def test_schedule_and_train_on_freeze_trigger(prefect_api, tmp_path):
 
     opts = ServeOptions(data=str(tmp_path), cron="0 3 * * *", timezone="Europe/Paris", tags=["halloweenmakeup"],
                         limit=50, settings=TrainSettings(kimg=100, cfg="paper256"))
-    ids = {f"{d.flow_name}/{d.name}": d.apply(_sync=True) for d in build_deployments(opts)}
+    ids = {f"{d.flow_name}/{d.name}": d.apply() for d in build_deployments(opts)}
     assert set(ids) == {"scrape-and-align/scheduled", "review-gate/manual", "freeze/manual", "pipeline/manual",
                         "explore/manual", "train/on-freeze"}
 

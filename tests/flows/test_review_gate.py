@@ -73,7 +73,7 @@ def test_gate_resumed_from_the_prefect_ui_closes_the_round(prefect_api, workspac
     ids = _faces(workspace, 2)
     decide(workspace, ids[:1], "accepted", "bob")
     th, box, run_id = _start_gate(workspace, target=10)
-    resume_flow_run(run_id, run_input={"reviewer": "bob"}, _sync=True)  # the UI form: only the reviewer filled in
+    resume_flow_run(run_id, run_input={"reviewer": "bob"})  # the UI form: only the reviewer filled in
     th.join(timeout=180)
     assert "error" not in box, box.get("error")
     assert box["result"]["accepted"] == 1 and box["result"]["reviewer"] == "bob"
