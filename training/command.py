@@ -22,6 +22,8 @@ from training.config import AUG_MODES, PRESETS
 @click.option("--cfg", type=click.Choice(list(PRESETS)), default="auto", show_default=True,
               help="Base configuration.")
 @click.option("--batch", type=int, default=None, help="Override the total batch size.")
+@click.option("--batch-gpu", type=int, default=None, help="Images per forward pass on each GPU; smaller than "
+              "batch / gpus accumulates gradients over several passes (less memory, same batch).")
 @click.option("--gamma", type=float, default=None, help="Override the R1 weight.")
 @click.option("--glr", type=float, default=None, help="Override the G learning rate.")
 @click.option("--dlr", type=float, default=None, help="Override the D learning rate.")
@@ -37,8 +39,10 @@ from training.config import AUG_MODES, PRESETS
               show_default=True, help="Augmentation pipeline.")
 @click.option("--ada-kimg", type=float, default=None, help="kimg for p to move 0->1 [500; 100 when fine-tuning].")
 @click.option("--resume", default=None, help="'latest' continues the newest run in --outdir exactly; a snapshot "
-              "path starts a new run from its weights (transfer learning).")
-@click.option("--freezed", type=int, default=0, show_default=True, help="Freeze the first N D blocks.")
+              "or NVlabs .pkl, or ffhq256|ffhq512|ffhq1024|celebahq256|lsundog256 (files in GHOSTS_MODELS), "
+              "starts a new run from its weights (transfer learning: tensors whose name and shape match).")
+@click.option("--freezed", type=int, default=0, show_default=True,
+              help="Freeze-D: keep the first N D layers fixed (4 in the top block, 3 in each next one).")
 @click.option("--gpus", type=int, default=1, show_default=True, help="Processes (GPUs) to train on.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--metrics", default="swd", show_default=True, help="Comma list of swd,fid,kid, or none.")

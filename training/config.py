@@ -35,6 +35,34 @@ PRESETS: dict[str, Preset] = {
     "paper1024": Preset(mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
 }
 METRIC_NAMES = ("swd", "fid", "kid")
+
+# `--resume NAME`: the reference's transfer-learning sources. ghosts never downloads them: the file must be in
+# the models folder (GHOSTS_MODELS, default ~/.cache/ghosts/models) under the file name of its address.
+_NVLABS = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/"
+NAMED_SOURCES: dict[str, str] = {
+    "ffhq256": _NVLABS + "ffhq-res256-mirror-paper256-noaug.pkl",
+    "ffhq512": _NVLABS + "ffhq-res512-mirror-stylegan2-noaug.pkl",
+    "ffhq1024": _NVLABS + "ffhq-res1024-mirror-stylegan2-noaug.pkl",
+    "celebahq256": _NVLABS + "celebahq-res256-mirror-paper256-kimg100000-ada-target0.5.pkl",
+    "lsundog256": _NVLABS + "lsundog-res256-paper256-kimg100000-noaug.pkl",
+}
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("GHOSTS_MODELS") or Path.home() / ".cache" / "ghosts" / "models").expanduser()
+
+
+def resolve_resume(resume: str | None) -> str | None:
+    """'latest' and paths unchanged; a NAMED_SOURCES name -> its file in models_dir(), which must exist."""
+    if resume is None or resume == "latest" or resume not in NAMED_SOURCES:
+        return resume
+    url = NAMED_SOURCES[resume]
+    path = models_dir() / url.rsplit("/", 1)[1]
+    if not path.is_file():
+        raise TrainingError(f"--resume {resume}: {path} is missing. ghosts downloads nothing; download it "
+                            f"yourself from\n  {url}\nand put it at\n  {path}\n(or set GHOSTS_MODELS to the "
+                            f"folder that holds it)")
+    return str(path)
 AUG_MODES = ("ada", "noaug", "fixed")
 
 
@@ -65,11 +93,11 @@ class TrainingOptions:
     map_layers: int = 2
     cbase: int = 16384
     cmax: int = 512
-    conv_clamp: float = 256  # activation clamp in reduced precision
+    conv_clamp: float = 256  # activations clamped to +-conv_clamp (the reference's train.py value)
     num_reduced_res: int = 4  # top resolutions run in bf16 on CUDA
     # Optimisation.
     batch: int = 32
-    batch_gpu: int = 32
+    batch_gpu: int = 32  # samples per forward pass; batch / gpus / batch_gpu rounds of gradient accumulation
     mbstd_group: int = 4
     glr: float = 0.0025
     dlr: float = 0.0025
@@ -90,8 +118,8 @@ class TrainingOptions:
     ada_interval: int = 4  # minibatches between p updates
     ada_kimg: float = 500  # kimg for p to go 0 -> 1 at most
     # Resume / transfer.
-    resume: str | None = None  # "latest" or a snapshot path
-    freezed: int = 0  # freeze this many top-resolution D blocks (FreezeD)
+    resume: str | None = None  # "latest", or a snapshot / NVlabs .pkl path (a named source resolved to its file)
+    freezed: int = 0  # Freeze-D: the first N D layers (fromrgb, conv0, conv1, skip per block, top down)
     # Metrics.
     metrics: list[str] = field(default_factory=lambda: ["swd"])
     metric_images: int | None = None  # None = the standard counts (50k fakes for FID/KID)
@@ -128,6 +156,9 @@ class TrainingOptions:
             raise TrainingError("--gpus must be at least 1")
         if self.batch < 1 or self.batch % self.gpus:
             raise TrainingError(f"--batch {self.batch} must be a positive multiple of --gpus {self.gpus}")
+        if self.batch_gpu < 1 or (self.batch // self.gpus) % self.batch_gpu:
+            raise TrainingError(f"--batch-gpu {self.batch_gpu} must divide the per-GPU batch "
+                                f"{self.batch // self.gpus} (--batch {self.batch} over {self.gpus} GPU(s))")
         if self.batch_gpu % self.mbstd_group:
             raise TrainingError(f"the minibatch-std group size {self.mbstd_group} must divide the per-GPU batch "
                                 f"{self.batch_gpu} (--batch {self.batch} over {self.gpus} GPU(s)); "
@@ -172,7 +203,8 @@ def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gp
                   tick_kimg: float = 4, metrics: list[str] | str | None = ("swd",),
                   metric_images: int | None = None, inception: Path | str | None = None, workers: int = 3,
                   device: str | None = None, bf16: bool = True, tf32: bool = True, channels_last: bool = False,
-                  z_dim: int = 512, w_dim: int = 512, dry_run: bool = False) -> TrainingOptions:
+                  z_dim: int = 512, w_dim: int = 512, batch_gpu: int | None = None,
+                  dry_run: bool = False) -> TrainingOptions:
     """A preset + overrides -> validated options. Reads the archive header (not the images) for its size."""
     if cfg not in PRESETS:
         raise TrainingError(f"unknown --cfg {cfg!r}; choose one of {', '.join(PRESETS)}")
@@ -189,10 +221,12 @@ def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gp
     total = batch if batch is not None else spec.mb
     if gpus < 1 or total < 1 or total % gpus:
         raise TrainingError(f"--batch {total} must be a positive multiple of --gpus {gpus}")
-    group = mbstd_group if mbstd_group is not None else min(spec.mbstd, total // gpus)
+    per_gpu = batch_gpu if batch_gpu is not None else total // gpus
+    group = mbstd_group if mbstd_group is not None else min(spec.mbstd, per_gpu)
     if isinstance(metrics, str):
         metrics = parse_metrics(metrics)
-    resuming = resume is not None
+    resume = resolve_resume(resume)
+    transfer = resume is not None and resume != "latest"
     opts = TrainingOptions(
         data=Path(data).resolve(), outdir=Path(outdir), dataset_name=info.name,
         dataset_sha256=file_sha256(info.path), resolution=res, channels=info.channels,
@@ -202,15 +236,15 @@ def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gp
         workers=workers, z_dim=z_dim, w_dim=w_dim,
         map_layers=map_layers if map_layers is not None else spec.map,
         cbase=cbase if cbase is not None else int(spec.fmaps * 32768), cmax=cmax if cmax is not None else 512,
-        batch=total, batch_gpu=total // gpus, mbstd_group=group,
+        batch=total, batch_gpu=per_gpu, mbstd_group=group,
         glr=glr if glr is not None else spec.lrate, dlr=dlr if dlr is not None else spec.lrate,
-        # auto derives R1 gamma and the EMA half-life from the batch, so a --batch override moves them too
-        # (and the same total batch gives the same run on any number of GPUs)
-        gamma=gamma if gamma is not None else (0.0002 * res ** 2 / total if cfg == "auto" else spec.gamma),
-        ema_kimg=total * 10 / 32 if cfg == "auto" else spec.ema, ema_rampup=spec.ramp,
+        # as the reference: auto derives R1 gamma and the EMA half-life from its own batch (spec.mb); a --batch
+        # override changes the batch only
+        gamma=gamma if gamma is not None else spec.gamma, ema_kimg=spec.ema,
+        ema_rampup=None if transfer else spec.ramp,  # the reference turns the ramp-up off when resuming
         aug=aug, p=p if p is not None else 0.0, target=target, augpipe=augpipe,
         # p adapts 5x faster when starting from trained weights (the reference's choice)
-        ada_kimg=ada_kimg if ada_kimg is not None else (100 if resuming else 500),
+        ada_kimg=ada_kimg if ada_kimg is not None else (100 if transfer else 500),
         resume=resume, freezed=freezed, metrics=list(metrics or []), metric_images=metric_images,
         inception=resolve_inception(inception), device=device, bf16=bf16, tf32=tf32,
         channels_last=channels_last, dry_run=dry_run,

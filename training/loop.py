@@ -33,7 +33,7 @@ from training.dataset import GlobalBatchSampler, ImageArchive
 from training.errors import TrainingError
 from training.loss import SharedRandom, StyleGAN2Loss
 from training.metrics import INCEPTION_MISSING, append_metric, compute_metrics
-from training.networks import Discriminator, Generator
+from training.networks import Discriminator, Generator, copy_matching
 from training.report import TickStats, append_line, grid_shape, plot_curves, save_image_grid, stat_line
 
 ProgressCallback = Callable[[dict, "Path | None"], None]
@@ -226,20 +226,24 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
 
     # --- Networks (built from the same seed on every rank, then broadcast to be sure) ------------------
     torch.manual_seed(opts.seed)
-    if resume_snap is not None:
+    if exact:  # the same networks, maths (arch_version) included
         G = resume_snap.build_generator("G", device)
         D = resume_snap.build_discriminator(device)
         G_ema = resume_snap.build_generator("G_ema", device)
-        if G.c_dim != opts.c_dim:
-            raise TrainingError(f"{resume_snap.stem.name} has {G.c_dim} label classes; this run has {opts.c_dim}")
     else:
         common = dict(img_resolution=opts.resolution, img_channels=opts.channels, channel_base=opts.cbase,
                       channel_max=opts.cmax, num_reduced_res=opts.num_reduced_res, conv_clamp=opts.conv_clamp)
         G = Generator(z_dim=opts.z_dim, c_dim=opts.c_dim, w_dim=opts.w_dim, mapping_layers=opts.map_layers,
                       **common).to(device)
-        D = Discriminator(c_dim=opts.c_dim, mbstd_group_size=opts.mbstd_group, mapping_layers=opts.map_layers,
+        D = Discriminator(c_dim=opts.c_dim, mbstd_group_size=opts.mbstd_group,
+                          mapping_layers=8,  # the reference's D label mapping is 8 layers whatever --map says
                           **common).to(device)
         G_ema = copy.deepcopy(G).eval()
+        if resume_snap is not None:  # transfer learning: every tensor whose name and shape match
+            counts = {name: copy_matching(net, resume_snap.state_dict(name))
+                      for name, net in (("G", G), ("D", D), ("G_ema", G_ema))}
+            log(f"transfer learning from {resume_snap.stem.name}: " + "; ".join(
+                f"{name} {c} tensors copied, {s} skipped" for name, (c, s) in counts.items()))
     G_ema.eval().requires_grad_(False)
     if D.b4.mbstd.group_size != opts.mbstd_group:
         D.b4.mbstd.group_size = opts.mbstd_group  # transfer learning with another batch layout
@@ -251,7 +255,7 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
     if world_size > 1:
         for t in [*G.state_dict().values(), *D.state_dict().values(), *G_ema.state_dict().values()]:
             dist.broadcast(t, src=0)
-    frozen = list(D.blocks[: opts.freezed])
+    frozen = D.layers_in_freeze_order()[: opts.freezed]
 
     # --- Augmentation, loss, optimisers ---------------------------------------------------------------
     augment_pipe = None
@@ -280,8 +284,6 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
         if rank == 0:
             resume_snap.restore_rng()
         log(f"resumed {resume_snap.stem.name}: kimg {cur_nimg / 1000:g}, augment p {resume_snap.augment_p:.4f}")
-    elif resume_snap is not None:
-        log(f"transfer learning from {resume_snap.stem}")
     if not (exact and rank == 0):
         torch.manual_seed(opts.seed * world_size + rank + 1)  # augmentation draws differ per rank
 
@@ -337,38 +339,58 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
     last_snapshot: Path | None = None
     last_stats: dict = {}
     n = opts.batch_gpu
+    rounds = opts.batch // (opts.gpus * n)  # gradient accumulation: --batch-gpu smaller than batch / gpus
+
+    def latents():
+        """A phase's latents and labels, drawn for the whole global batch at once and cut into rounds, so
+        --batch-gpu and the number of GPUs do not change what is drawn."""
+        shared.set_round(None)
+        z = shared.randn(n * rounds, G.z_dim)
+        c = sample_c(n * rounds)
+        for i in range(rounds):
+            shared.set_round(i, rounds)  # draws inside the phase (noise, style mixing) as R processes would
+            yield z[i * n:(i + 1) * n], None if c is None else c[i * n:(i + 1) * n]
+        shared.set_round(None)
+
     done = cur_nimg >= total_nimg
     while not done:
-        real_img, real_c = next(loader)
-        real_img = real_img.to(device, non_blocking=True).to(torch.float32) / 127.5 - 1
-        real_c = real_c.to(device) if opts.c_dim > 0 else None
+        reals = []
+        for _ in range(rounds):
+            real_img, real_c = next(loader)
+            reals.append((real_img.to(device, non_blocking=True).to(torch.float32) / 127.5 - 1,
+                          real_c.to(device) if opts.c_dim > 0 else None))
 
+        # Each phase sums its rounds' gradients, each round weighted 1/rounds (the mean over the batch).
         # G main: make D call fakes real.
         _set_trainable(G, True)
         _set_trainable(D, False)
         opt_G.zero_grad(set_to_none=True)
-        stats.add(loss.accumulate_G_main(shared.randn(n, G.z_dim), sample_c(n)))
+        for z, c in latents():
+            stats.add(loss.accumulate_G_main(z, c, gain=1 / rounds))
         _sync_grads(list(G.parameters()), world_size)
         opt_G.step()
         # G reg: path length, every g_reg_interval minibatches.
         if opts.pl_weight > 0 and batch_idx % opts.g_reg_interval == 0:
             opt_G.zero_grad(set_to_none=True)
-            stats.add(loss.accumulate_G_reg(shared.randn(n, G.z_dim), sample_c(n), gain=opts.g_reg_interval))
+            for z, c in latents():
+                stats.add(loss.accumulate_G_reg(z, c, gain=opts.g_reg_interval / rounds))
             _sync_grads(list(G.parameters()), world_size)
             opt_G.step()
         _set_trainable(G, False)
         # D main: fakes fake, reals real.
         _set_trainable(D, True, frozen)
         opt_D.zero_grad(set_to_none=True)
-        d_stats = loss.accumulate_D_main(real_img, real_c, shared.randn(n, G.z_dim), sample_c(n))
-        stats.add(d_stats)
-        ada_acc += torch.stack([d_stats["Loss/signs/real"].sum(), torch.tensor(float(n), device=device)])
+        for (real_img, real_c), (z, c) in zip(reals, latents()):
+            d_stats = loss.accumulate_D_main(real_img, real_c, z, c, gain=1 / rounds)
+            stats.add(d_stats)
+            ada_acc += torch.stack([d_stats["Loss/signs/real"].sum(), torch.tensor(float(n), device=device)])
         _sync_grads(list(D.parameters()), world_size)
         opt_D.step()
         # D reg: R1 on (augmented) reals, every d_reg_interval minibatches.
         if opts.gamma > 0 and batch_idx % opts.d_reg_interval == 0:
             opt_D.zero_grad(set_to_none=True)
-            stats.add(loss.accumulate_D_reg(real_img, real_c, gain=opts.d_reg_interval))
+            for real_img, real_c in reals:
+                stats.add(loss.accumulate_D_reg(real_img, real_c, gain=opts.d_reg_interval / rounds))
             _sync_grads(list(D.parameters()), world_size)
             opt_D.step()
         _set_trainable(D, False)
@@ -475,8 +497,9 @@ def _continue_options(run_dir: Path, opts: TrainingOptions, snap: Snapshot) -> T
         raise TrainingError(f"--resume latest: {run_dir.name} was trained on a different archive "
                             f"(sha256 {snap.meta['dataset_sha256'][:12]}...) than {opts.data.name} "
                             f"(sha256 {opts.dataset_sha256[:12]}...); use --resume PATH to fine-tune instead")
+    per_gpu = stored.batch // opts.gpus
     merged = replace(stored, **{k: getattr(opts, k) for k in CONTINUE_OVERRIDES}, resume="latest",
-                     batch_gpu=stored.batch // opts.gpus)
+                     batch_gpu=stored.batch_gpu if per_gpu % stored.batch_gpu == 0 else per_gpu)
     return merged.validate()
 
 

@@ -26,16 +26,35 @@ class SharedRandom:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 
-    def _slice(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        return x[self.rank * n: (self.rank + 1) * n]
+        self._round: int | None = None  # gradient-accumulation round, while one runs
+        self._rounds, self._cache, self._k = 1, [], 0
+
+    def set_round(self, index: int | None, rounds: int = 1) -> None:
+        """Enter accumulation round `index` of `rounds` (None: leave). Inside rounds every draw is made once,
+        at round 0, for all rounds of all ranks, and sliced: R rounds on one process draw exactly what R
+        processes would (the k-th draw of every round has the same shape, as the rounds run the same code)."""
+        self._round, self._rounds, self._k = index, rounds, 0
+        if index == 0:
+            self._cache = []
+
+    def _draw(self, fn, n: int, shape: tuple) -> torch.Tensor:
+        if self._round is None:
+            x = fn(n * self.world_size, *shape, generator=self.generator, device=self.device)
+            return x[self.rank * n: (self.rank + 1) * n]
+        if self._round == 0:
+            x = fn(n * self.world_size * self._rounds, *shape, generator=self.generator, device=self.device)
+            self._cache.append(x)
+        else:
+            x = self._cache[self._k]
+        self._k += 1
+        slot = self.rank * self._rounds + self._round
+        return x[slot * n: (slot + 1) * n]
 
     def randn(self, n: int, *shape: int) -> torch.Tensor:
-        x = torch.randn(n * self.world_size, *shape, generator=self.generator, device=self.device)
-        return self._slice(x, n)
+        return self._draw(torch.randn, n, shape)
 
     def rand(self, n: int, *shape: int) -> torch.Tensor:
-        x = torch.rand(n * self.world_size, *shape, generator=self.generator, device=self.device)
-        return self._slice(x, n)
+        return self._draw(torch.rand, n, shape)
 
     def state(self) -> torch.Tensor:
         return self.generator.get_state()

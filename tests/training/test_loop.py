@@ -2,6 +2,8 @@
 learning, the progress callback and the CLI's errors."""
 import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,3 +138,50 @@ def test_dry_run_writes_nothing(archive32, tmp_path):
     r = run_cli("--data", archive32, "--outdir", tmp_path / "runs", "--dry-run", "--cfg", "paper256")
     assert r.exit_code == 0 and '"batch": 64' in r.output and "00000-blobs-paper256" in r.output
     assert not (tmp_path / "runs").exists()
+
+
+NVLABS_PKL = Path("/work/shared/testdata/nvlabs/network-snapshot-32px.pkl")
+
+
+@pytest.mark.skipif(not NVLABS_PKL.exists(), reason="NVlabs fixture not present")
+def test_transfer_from_an_nvlabs_pickle_copies_what_matches_and_freezes_d_layers(archive32, tmp_path):
+    opts = dict(cbase=1024, cmax=64, map_layers=8, workers=0, metrics="none", snap=0, batch=4, kimg=0.004,
+                tick_kimg=0.004)
+    o = build_options(archive32, tmp_path, resume=str(NVLABS_PKL), freezed=5, **opts)
+    assert o.ada_kimg == 100 and o.ema_rampup is None  # the reference's transfer settings
+    result = train(o)
+    src = load_snapshot(NVLABS_PKL)
+    log = (result.run_dir / "log.txt").read_text()
+    n_g, n_d = len(src.state_dict("G")), len(src.state_dict("D"))
+    assert f"G {n_g} tensors copied, 0 skipped; D {n_d} tensors copied, 0 skipped" in log
+    snap = load_snapshot(result.snapshot)
+    assert snap.cur_nimg == 4 and snap.meta["G_kwargs"]["arch_version"] == 2
+    d_new, d_src = snap.state_dict("D"), src.state_dict("D")
+    for frozen in ("blocks.0.fromrgb.weight", "blocks.0.skip.weight", "blocks.1.conv0.weight"):
+        assert torch.equal(d_new[frozen], d_src[frozen]), frozen
+    assert not torch.equal(d_new["blocks.1.conv1.weight"], d_src["blocks.1.conv1.weight"])
+    # Another architecture: only what matches is copied, and the log says how much was skipped.
+    o = build_options(archive32, tmp_path, resume=str(NVLABS_PKL), **{**opts, "cmax": 32, "map_layers": 2})
+    log = (train(o).run_dir / "log.txt").read_text()
+    copied, skipped = map(int, re.search(r": G (\d+) tensors copied, (\d+) skipped", log).groups())
+    assert copied > 0 and skipped > 0
+
+
+def test_named_source_missing_tells_where_to_get_it(archive32, tmp_path, monkeypatch):
+    monkeypatch.setenv("GHOSTS_MODELS", str(tmp_path / "models"))
+    r = run_cli("--data", archive32, "--outdir", tmp_path / "runs", "--resume", "ffhq256", "--kimg", 0.01)
+    assert r.exit_code == 1
+    assert "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/" \
+           "ffhq-res256-mirror-paper256-noaug.pkl" in r.output
+    assert str(tmp_path / "models" / "ffhq-res256-mirror-paper256-noaug.pkl") in r.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_batch_gpu_accumulates_rounds_into_one_batch(archive16, tmp_path):
+    o = build_options(archive16, tmp_path, batch=8, batch_gpu=4, kimg=0.016, tick_kimg=0.008, **TINY)
+    assert o.batch_gpu == 4 and o.mbstd_group == 4
+    result = train(o)
+    rows = read_stats(result.run_dir / "stats.jsonl")
+    assert [round(r["Progress/kimg"]["mean"], 3) for r in rows] == [0.008, 0.016]  # 8 images per step
+    with pytest.raises(Exception, match="--batch-gpu 3 must divide the per-GPU batch 8"):
+        build_options(archive16, tmp_path, batch=8, batch_gpu=3, mbstd_group=1, **TINY)
