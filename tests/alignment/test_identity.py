@@ -12,6 +12,7 @@ from alignment.identity import (
     People,
     cluster_people,
     crop_descriptor,
+    crop_face_score,
     distances,
     face_descriptor,
     face_descriptors,
@@ -106,6 +107,13 @@ def test_crop_descriptor_agrees_with_the_photo(collage, photo, detections):
     f = detections(CRUISE)[0]
     small = align_face(photo(CRUISE), ffhq_quad(f.landmarks), 64)
     assert np.linalg.norm(crop_descriptor(small) - face_descriptors(photo(CRUISE), [f])[0]) < 0.35
+
+
+def test_crop_face_score_tells_faces_from_blobs(collage):
+    assert min(crop_face_score(crop) for _, _, crop in collage.values()) > 0
+    rng = np.random.default_rng(0)
+    blob = np.clip(rng.normal(128, 40, (1, 1, 3)) + rng.normal(0, 8, (256, 256, 3)), 0, 255).astype(np.uint8)
+    assert crop_face_score(blob) < 0
 
 
 def test_clustering_groups_the_collage_and_keeps_strangers_apart(collage, others):

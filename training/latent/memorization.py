@@ -8,6 +8,10 @@ Two distances per generated face, both against every image of the archive the ne
   image and its mirror (training may have used --mirror). Aligned crops make a plain distance meaningful: a
   near copy is close in pixels even where a descriptor is unsure.
 
+A descriptor of something that is not a face means nothing (an untrained generator's blobs land within
+0.6 of some face now and then), so each generated picture is first asked whether it looks like a face at all
+(`crop_face_score`, dlib's HOG frontal filters); only face-like pictures can count as the same person.
+
 The report also gives, as a yardstick, each training face's nearest *other* training face by descriptor: a
 dataset that holds one person many times shows small distances there, and a model that learnt that person
 will come close to them without copying any one photo. docs/responsible-use.md says what the numbers mean.
@@ -23,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alignment.identity import SAME_PERSON, crop_descriptor, distances
+from alignment.identity import SAME_PERSON, crop_descriptor, crop_face_score, distances
 from training.checkpoint import load_generator
 from training.dataset import ImageArchive
 from training.errors import TrainingError
@@ -41,6 +45,8 @@ class NearestPair:
     pixel_distance: float  # RMS (0-1) to the nearest training image or its mirror
     pixel_member: str
     pixel_mirrored: bool  # the nearest by pixels was the mirrored image
+    face_score: float  # crop_face_score of the generated picture (> min_face_score: it looks like a face)
+    face_like: bool
 
 
 @dataclass
@@ -53,11 +59,13 @@ class MemorizationReport:
     truncation_psi: float
     threshold: float  # same-person descriptor distance
     pixel_size: int  # side of the crops compared by pixels
-    fraction_same_person: float  # generated faces closer than `threshold` to some training face
-    descriptor_quantiles: dict[str, float]  # of each generated face's nearest training distance
-    pixel_quantiles: dict[str, float]
-    training_descriptor_quantiles: dict[str, float]  # each training face to its nearest other one (yardstick)
-    pairs: list[NearestPair] = field(default_factory=list)  # one per sample, closest by descriptor first
+    min_face_score: float | None  # pictures scoring below this are not faces (None: every one counts)
+    fraction_face_like: float  # samples that look like a face at all
+    fraction_same_person: float  # samples that look like a face and are closer than `threshold` to a training one
+    descriptor_quantiles: dict[str, float | None]  # nearest training distance of the face-like samples
+    pixel_quantiles: dict[str, float | None]  # nearest training RMS of every sample
+    training_descriptor_quantiles: dict[str, float | None]  # each training face to its nearest other one (yardstick)
+    pairs: list[NearestPair] = field(default_factory=list)  # one per sample: face-like ones closest first, then the rest
     sheet: str | None = None  # PNG of the closest pairs: generated | nearest by descriptor | nearest by pixels
 
     def to_dict(self) -> dict:
@@ -73,18 +81,23 @@ class MemorizationReport:
         return cls(**d)
 
     def summary(self) -> str:
-        q, p = self.descriptor_quantiles, self.pixel_quantiles
+        q, p, t = self.descriptor_quantiles, self.pixel_quantiles, self.training_descriptor_quantiles
+
+        def f(x):
+            return "-" if x is None else f"{x:.3f}"
+
         return (f"{self.samples} generated faces against {self.training_images} training faces: "
-                f"{self.fraction_same_person:.1%} closer than {self.threshold:g} to a training face "
-                f"(descriptor distance median {q['p50']:.3f}, min {q['p0']:.3f}; "
-                f"training faces to each other: median {self.training_descriptor_quantiles['p50']:.3f}); "
-                f"pixel RMS median {p['p50']:.3f}, min {p['p0']:.3f}")
+                f"{self.fraction_face_like:.1%} look like faces, {self.fraction_same_person:.1%} closer than "
+                f"{self.threshold:g} to a training face (descriptor distance median {f(q['p50'])}, min {f(q['p0'])}; "
+                f"training faces to each other: median {f(t['p50'])}); "
+                f"pixel RMS median {f(p['p50'])}, min {f(p['p0'])}")
 
 
-def quantiles(values) -> dict[str, float]:
+def quantiles(values) -> dict[str, float | None]:
+    """p0 (min), p5, p25, p50 (median), p75, p95, p100 (max); None for each when there are no values."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
-        return {f"p{round(q * 100)}": float("nan") for q in QUANTILES}
+        return {f"p{round(q * 100)}": None for q in QUANTILES}
     return {f"p{round(q * 100)}": float(np.quantile(v, q)) for q in QUANTILES}
 
 
@@ -145,7 +158,8 @@ def write_sheet(path: Path | str, rows: list[tuple[np.ndarray, np.ndarray, np.nd
     for gen, by_desc, by_pix, pair in rows:
         g, d, p = (_small(x, size) for x in (gen, by_desc, by_pix))
         cells += [_label((g * 255).round().astype(np.uint8), f"seed {pair.seed}"),
-                  _label((d * 255).round().astype(np.uint8), f"id {pair.descriptor_distance:.3f}"),
+                  _label((d * 255).round().astype(np.uint8),
+                         f"id {pair.descriptor_distance:.3f}" if pair.face_like else "id: not a face"),
                   _label((p * 255).round().astype(np.uint8), f"px {pair.pixel_distance:.3f}")]
     if not cells:
         raise TrainingError("no pairs to put on the sheet")
@@ -162,6 +176,7 @@ def measure_memorization(
     class_idx: int | None = None,
     threshold: float = SAME_PERSON,  # same-person descriptor distance
     pixel_size: int = 64,  # crops are compared by pixels at this size
+    min_face_score: float | None = 0.0,  # a picture must score this (crop_face_score) to count as a face
     sheet: Path | str | None = None,  # write the PNG sheet of the closest pairs here
     sheet_pairs: int = 16,  # rows on the sheet
     training_descriptors: np.ndarray | None = None,  # [N, 128] of the archive, if already known (the catalog's)
@@ -194,10 +209,16 @@ def measure_memorization(
     queries = np.stack([_small(im, pixel_size) for im in generated]).reshape(len(generated), -1)
     p_idx, p_min = _nearest_rms(queries, pool)
 
+    scores = np.array([crop_face_score(im) for im in generated])
+    face_like = scores >= min_face_score if min_face_score is not None else np.ones(len(scores), bool)
+
     pairs = [NearestPair(seed=int(s), descriptor_distance=float(d_min[i]), descriptor_member=members[d_idx[i]],
                          pixel_distance=float(p_min[i]), pixel_member=members[p_idx[i] % len(real)],
-                         pixel_mirrored=bool(p_idx[i] >= len(real))) for i, s in enumerate(seeds)]
-    order = sorted(range(len(pairs)), key=lambda i: (pairs[i].descriptor_distance, pairs[i].pixel_distance))
+                         pixel_mirrored=bool(p_idx[i] >= len(real)), face_score=float(scores[i]),
+                         face_like=bool(face_like[i])) for i, s in enumerate(seeds)]
+    # Face-like samples first, closest by descriptor first; then the rest by pixels.
+    order = sorted(range(len(pairs)), key=lambda i: (not face_like[i], pairs[i].descriptor_distance
+                                                     if face_like[i] else pairs[i].pixel_distance))
 
     sheet_path = None
     if sheet is not None and sheet_pairs > 0:
@@ -212,8 +233,9 @@ def measure_memorization(
     return MemorizationReport(
         network=network_name, archive=str(archive), training_images=len(real), samples=len(seeds),
         seeds=[int(s) for s in seeds], truncation_psi=float(truncation_psi), threshold=float(threshold),
-        pixel_size=int(pixel_size), fraction_same_person=float((d_min < threshold).mean()),
-        descriptor_quantiles=quantiles(d_min), pixel_quantiles=quantiles(p_min),
+        pixel_size=int(pixel_size), min_face_score=None if min_face_score is None else float(min_face_score),
+        fraction_face_like=float(face_like.mean()), fraction_same_person=float((face_like & (d_min < threshold)).mean()),
+        descriptor_quantiles=quantiles(d_min[face_like]), pixel_quantiles=quantiles(p_min),
         training_descriptor_quantiles=quantiles(baseline), pairs=[pairs[i] for i in order], sheet=sheet_path)
 
 
