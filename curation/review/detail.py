@@ -60,6 +60,7 @@ class PhotoDetail:
     caption: str | None
     tags: list[str]
     neighbours: list[Neighbour] = field(default_factory=list)
+    deleted: list[FaceInfo] = field(default_factory=list)  # faces deleted from this photo (restorable)
 
 
 def _fmt(v: Any) -> str:
@@ -141,8 +142,10 @@ def photo_detail(ws, image_id: int, focus: int | None = None, max_neighbours: in
                 continue
             neighbours.append(Neighbour(other, int(dist), [face_info(f, n) for n, f in enumerate(_live_faces(s, other), 1)],
                                         bool(oimg.path)))
+        gone = s.scalars(select(Face).where(Face.image_id == image_id, Face.deleted.is_(True)).order_by(Face.id))
+        deleted = [face_info(f, 0) for f in gone]
         return PhotoDetail(
-            image_id=img.id, width=img.width or 0, height=img.height or 0, status=img.status, has_photo=bool(img.path),
+            deleted=deleted, image_id=img.id, width=img.width or 0, height=img.height or 0, status=img.status, has_photo=bool(img.path),
             faces=faces, focus=focus, provenance=[(k, str(v)) for k, v in rows if v not in (None, "")],
             post_url=safe_url(img.post_url or prov.get("post_url")), caption=prov.get("caption"), tags=tags,
             neighbours=neighbours,

@@ -217,10 +217,24 @@ def test_token_required_off_loopback(browser, review_ws):
         assert resp.status == 401 and "access token required" in pg.content()
         resp = pg.goto(url + "/api/counts")
         assert resp.status == 401
-        resp = pg.goto(f"{url}/?token={token}")  # the printed URL: sets the cookie, drops the token from the URL
-        assert resp.status == 200 and "token=" not in pg.url
+        resp = pg.goto(f"{url}/?token={token}")  # the printed URL: the page keeps the token, not a cookie
+        assert resp.status == 200
         pg.wait_for_selector(".tile")
-        assert pg.request.get(url + "/api/counts").status == 200
+        wait_until(pg, "!location.search.includes('token=')")
+        assert not [c for c in ctx.cookies() if token in c["value"]]
+        assert pg.request.get(url + "/api/counts").status == 401  # nothing but the page's script carries it
+        first = int(pg.eval_on_selector(".tile", "e => e.dataset.faceId"))
+        pg.keyboard.press("a")  # a decision goes out with the Authorization header
+        wait_saved(pg, first, "accepted")
+        images = pg.eval_on_selector_all(".tile img", "els => els.map(e => e.naturalWidth)")
+        assert images and all(w > 0 for w in images[:3])  # signed image URLs load
+        pg.keyboard.press("u")
+        wait_saved(pg, first, "undecided")
+        if pg.locator('.pager a[rel="next"]').count():
+            pg.keyboard.press("n")  # a link followed: re-signed, still no token in the URL
+            pg.wait_for_url("**page=2**")
+            assert "token=" not in pg.url and "sig=" in pg.url
+            pg.wait_for_selector(".tile")
         ctx.close()
 
 
