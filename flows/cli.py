@@ -119,7 +119,8 @@ def status(as_json: bool, data: Path | None) -> None:
     click.echo(f"faces    {fa['total']}  manual={fa['manual']}  flagged={fa['flagged']}  "
                + "  ".join(f"{k}={v}" for k, v in sorted(fa["by_decision"].items())))
     for d in st["datasets"]:
-        click.echo(f"dataset  {d['name']} v{d['version']}  {d['count']} x {d['resolution']}px  {d['path']}")
+        state = d["state"] + (f" ({d['superseded_reason']})" if d.get("superseded_reason") else "")
+        click.echo(f"dataset  {d['name']} v{d['version']}  {d['count']} x {d['resolution']}px  {d['path']}  [{state}]")
     if st["training_runs"]:
         click.echo("runs     " + "  ".join(f"{k}={v}" for k, v in st["training_runs"].items()))
 

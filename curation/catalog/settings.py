@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     db_url: str | None = Field(None, description="SQLAlchemy URL of the catalog; default: SQLite in the workspace.")
     # Decompression-bomb guard: Pillow warns at 89.5 MP; 100 MP covers any real camera or phone photo.
     max_pixels: int = Field(100_000_000, description="Images with more pixels than this are refused at ingest.")
+    max_file_bytes: int = Field(2_000_000_000, gt=0, description="Local files larger than this are refused unread.")
     # pHash Hamming distance (of 64 bits) at or under which two images are linked as near duplicates.
     near_dup_distance: int = Field(6, ge=0, le=32)
     review_token: str | None = Field(None, description="Token the review app requires on a non-loopback host.")

@@ -25,8 +25,10 @@ def workspace_status(ws) -> dict[str, Any]:
         live_faces = Face.deleted.is_(False)
         datasets = s.execute(
             select(DatasetVersion.name, DatasetVersion.version, DatasetVersion.resolution, DatasetVersion.count,
-                   DatasetVersion.path).order_by(DatasetVersion.name, DatasetVersion.version)
+                   DatasetVersion.path, DatasetVersion.superseded_reason)
+            .order_by(DatasetVersion.name, DatasetVersion.version)
         ).all()
+        latest = {n: v for n, v, *_ in datasets}  # ordered by version: the last one wins
         return {
             "workspace": str(ws.root),
             "images": {
@@ -48,7 +50,9 @@ def workspace_status(ws) -> dict[str, Any]:
             },
             "decisions_recorded": s.scalar(select(func.count()).select_from(Decision)) or 0,
             "datasets": [
-                {"name": n, "version": v, "resolution": r, "count": c, "path": p} for n, v, r, c, p in datasets
+                {"name": n, "version": v, "resolution": r, "count": c, "path": p,
+                 "state": version_state(ws, p, why, latest[n] == v), "superseded_reason": why}
+                for n, v, r, c, p, why in datasets
             ],
             "training_runs": count_by(s, TrainingRun.status),
             "review_rounds": review_rounds(s),
@@ -81,6 +85,18 @@ def round_lines(rounds: list[dict[str, Any]]) -> list[str]:
             out.append(f"round    {r['id']} closed {r['closed']} by {r['closed_by'] or '?'}: {r['accepted']} accepted "
                        f"of target {r['target']} (opened {r['opened']}, {r['decisions']} decisions)")
     return out
+
+
+def version_state(ws, path: str, superseded_reason: str | None, is_latest: bool) -> str:
+    """current (the latest version, its archive on disk), older (a later version exists), superseded (a
+    takedown replaced it), purged (superseded and its archive deleted), or missing (the archive is gone
+    though nothing removed it)."""
+    on_disk = ws.abspath(path).is_file()
+    if superseded_reason:
+        return "superseded" if on_disk else "purged"
+    if not on_disk:
+        return "missing"
+    return "current" if is_latest else "older"
 
 
 def pending_image_ids(ws) -> list[int]:

@@ -18,13 +18,49 @@ from typing import IO
 TMP_PREFIX = ".tmp-"
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the platform allows (os.umask sets it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def file_mode_for(folder: str | os.PathLike, private: bool = False) -> int:
+    """The mode a new file in `folder` gets: what open() would give it under the user's umask (mkstemp
+    always makes 0600), no more open than the folder itself (a 0700 folder such as sessions/ keeps its
+    files 0600), and 0600 when `private`."""
+    if private:
+        return 0o600
+    mode = 0o666 & ~current_umask()
+    with contextlib.suppress(OSError):
+        folder_bits = os.stat(folder).st_mode
+        for who in (0o070, 0o007):  # group, others: no read/write for them unless they may enter the folder
+            if not folder_bits & who & 0o111:
+                mode &= ~who
+    return mode
+
+
+def set_umask_mode(fd: int, folder: str | os.PathLike, private: bool = False) -> None:
+    """Give a file made by mkstemp (0600) the mode `file_mode_for(folder)`."""
+    with contextlib.suppress(OSError):  # a file system without modes (FAT) keeps what it has
+        os.fchmod(fd, file_mode_for(folder, private))
+
+
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "wb", tmp_dir: str | os.PathLike | None = None) -> Iterator[IO]:
+def atomic_writer(
+    path: str | os.PathLike, mode: str = "wb", tmp_dir: str | os.PathLike | None = None, *, private: bool = False
+) -> Iterator[IO]:
     """Open a temp file (beside `path`, or in `tmp_dir` on the same filesystem); on success fsync it and
-    rename it to `path`, on error remove it."""
+    rename it to `path`, on error remove it. The file gets the user's umask (see file_mode_for); `private`
+    makes it 0600 (secrets)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=tmp_dir or path.parent)
+    set_umask_mode(fd, path.parent, private)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -38,13 +74,15 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb", tmp_dir: str | os.P
     fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, tmp_dir: str | os.PathLike | None = None) -> None:
-    with atomic_writer(path, "wb", tmp_dir) as fh:
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, tmp_dir: str | os.PathLike | None = None, *, private: bool = False
+) -> None:
+    with atomic_writer(path, "wb", tmp_dir, private=private) as fh:
         fh.write(data)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, *, private: bool = False) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), private=private)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -159,9 +159,8 @@ def open_workspace(root: str | os.PathLike | None = None, settings: Settings | N
         if why is None:
             raise
         raise GhostsError(f"cannot open the catalog of {ws.root}: {why}") from e
-    # A killed writer can leave temp files behind; nothing refers to them.
-    sweep_temp_files(ws.tmp_dir)
-    sweep_temp_files(ws.images_dir)
+    # A killed writer can leave temp files behind (the store, previews, datasets, runs); nothing refers to them.
+    sweep_temp_files(ws.root)
     return ws
 
 

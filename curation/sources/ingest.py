@@ -177,6 +177,26 @@ def ingest_bytes(ws, data: bytes, **kwargs) -> IngestResult:
     return Ingestor(ws).add(data, **kwargs)
 
 
+SNIFF_ABOVE = 16 << 20  # files larger than this are identified from their header before being read whole
+
+
+def precheck_file(path, max_bytes: int) -> str | None:
+    """Why a local file is refused before it is read (None: read it): too large, or a large file whose header
+    is no image format's (only the header is read, so a 1 GB non-image costs a few bytes, not a gigabyte)."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        return f"too large: {size} bytes > the {max_bytes} byte limit (GHOSTS_MAX_FILE_BYTES)"
+    if size > SNIFF_ABOVE:
+        try:
+            with PILImage.open(path) as im:
+                im.format  # noqa: B018 - identified from the header alone
+        except PILImage.DecompressionBombError:
+            return None  # an image: decode_image refuses it with the pixel limit's reason
+        except (PILImage.UnidentifiedImageError, ValueError, SyntaxError):
+            return f"not an image: {size} bytes whose header is no image format Pillow knows"
+    return None
+
+
 def ingest_paths(ws, paths: Iterable[str | os.PathLike], recursive: bool = False, progress: bool = True) -> ImportSummary:
     """Import local files and folders. One bad file never stops the batch: it gets a reason and the rest go on."""
     files, skipped = collect_files(paths, recursive)
@@ -185,11 +205,15 @@ def ingest_paths(ws, paths: Iterable[str | os.PathLike], recursive: bool = False
     for f in tqdm(files, desc="import", unit="img", disable=not progress):
         label = str(f)
         try:
+            refusal = precheck_file(f, ws.settings.max_file_bytes)
+            if refusal:
+                summary.rejected.append({"path": label, "reason": refusal})
+                continue
             data = f.read_bytes()
+            stat = f.stat()
         except OSError as e:
             summary.rejected.append({"path": label, "reason": f"cannot read file: {e.strerror or e}"})
             continue
-        stat = f.stat()
         result = ingestor.add(
             data,
             name=f.name,
