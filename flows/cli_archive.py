@@ -180,12 +180,15 @@ def verify(ctx, archive, manifest, max_size, as_json):
 @click.option("--post", help="Every image of this post (URL).")
 @click.option("--reason", required=True, help="Who asked and why; kept with the takedown record.")
 @click.option(
-    "--purge", is_flag=True, help="Also delete the archive files of the versions that held the images."
+    "--purge", is_flag=True,
+    help="Also delete the archive files of the old versions that held the images, and the reals grids of the "
+    "training runs that used them (the originals, previews and personal catalog fields go in any case)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_option
 def takedown(owner, image, post, reason, purge, as_json, data):
-    """Exclude images for good and publish new versions of every dataset that held them, without them."""
+    """Remove a person's or a post's images for good: new versions of every dataset without them, the originals,
+    previews and personal catalog fields deleted, the same images refused if they come back."""
     from curation.datasets.takedown import takedown as run_takedown
 
     r = run_takedown(
@@ -194,7 +197,10 @@ def takedown(owner, image, post, reason, purge, as_json, data):
     if as_json:
         echo_json(r.as_dict())
         return
-    click.echo(f"takedown #{r.takedown_id}: {len(r.images)} images excluded (--{r.kind} {r.value})")
+    click.echo(f"takedown #{r.takedown_id}: {len(r.images)} images excluded (--{r.kind} {r.value})"
+               + (" (already taken down before: finished what was left)" if r.already else ""))
+    click.echo(f"  removed {len(r.removed_files)} files (originals, previews, run grids) and blanked the personal "
+               f"fields of {r.scrubbed_rows} catalog rows; the same images are refused if imported again")
     for v in r.new_versions:
         click.echo(
             f"  new version {v['name']} v{v['version']}: {v['count']} images ({v['removed']} removed) -> {v['path']}"
@@ -205,6 +211,9 @@ def takedown(owner, image, post, reason, purge, as_json, data):
         click.echo(f"  superseded {v['name']} v{v['version']} ({v['path']})")
     for p in r.purged:
         click.echo(f"  deleted {p}")
+    for v in r.kept_versions:
+        click.echo(f"  kept {v['name']} v{v['version']} ({v['path']}): it still holds the images; "
+                   "run the takedown again with --purge to delete it")
     if r.training_runs:
         click.echo("training runs that used the old versions (retrain or delete their snapshots):")
         for t in r.training_runs:

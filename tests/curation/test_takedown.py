@@ -122,6 +122,8 @@ def test_cli_takedown(scraped):
     assert r.exit_code == 0, r.output
     assert "takedown #1: 1 images excluded" in r.stdout and "new version ghosts v2" in r.stdout
     assert "run 1 [done] runs/00001" in r.stdout
+    assert "the same images are refused if imported again" in r.stdout
+    assert "kept ghosts v1" in r.stdout and "--purge" in r.stdout
     r = CliRunner().invoke(
         main, ["takedown", "--owner", "carol", "--reason", "request", "--json", "--data", str(ws.root)]
     )
