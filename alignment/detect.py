@@ -143,7 +143,8 @@ def detect_faces(
     max_upscale: float = 2.5,  # largest enlargement of a small photo for detection
     retry_angles: tuple[float, ...] | None = None,  # rotated passes when the upright one finds nothing;
     # None: +-30 degrees for HOG; none for the CNN, which tolerates roll better and costs far more per pass
-    rescan_window: float = 1.0,  # a face found narrower than the detection window (80 px): rescan at `pixels`
+    rescan_window: float = 1.0,  # a face found narrower than the detection window (80 px) ...
+    rescan_faces: int = 3,  # ... among at least this many faces: rescan at `pixels`
     retry_pixels: float = 0.35e6,  # size of each rotated pass's canvas (faces rolled past ~50 degrees are
     # rare and found here only when large)
     threshold: float = 0.0,  # detector score threshold (dlib's default for both detectors)
@@ -203,12 +204,14 @@ def detect_faces(
 
     upright_pass = _scan(det, detector, small, threshold)
     add([(box / scale, score, hint, 0.0, None) for box, score, hint in upright_pass])
-    # A large photo is scanned below a megapixel. When a face found there is near the smallest size that scan
-    # can see, the photo may hold smaller ones (a group photo, a collage): it is scanned again at a megapixel,
-    # and the faces only that finer scan sees are added (the others keep their first detection).
+    # A large photo is scanned below a megapixel. When it shows a crowd (several faces) reaching down to the
+    # smallest size that scan can see, it probably holds smaller ones too (a group photo, a collage): it is
+    # scanned again at a megapixel, and the faces only that finer scan sees are added (the others keep their
+    # first detection). One or two faces, however small, are the photo's subjects: no rescan.
     fine = detection_scale(w, h, pixels=pixels, large_pixels=pixels, max_upscale=max_upscale)
     window = getattr(det, "detection_window_width", 80)
-    if fine > scale * 1.05 and any(box[2] - box[0] < window * rescan_window for box, _, _ in upright_pass):
+    if (fine > scale * 1.05 and len(upright_pass) >= rescan_faces
+            and any(box[2] - box[0] < window * rescan_window for box, _, _ in upright_pass)):
         add([(box / fine, score, hint, 0.0, None)
              for box, score, hint in _scan(det, detector, _resize(source, fine), threshold)])
     if retry_angles is None:
