@@ -23,14 +23,17 @@ from sqlalchemy import func, or_, select
 from alignment.quality import BLUR_FLAG, PADDING_FLAG, YAW_FLAG
 from curation.catalog.schema import Face, Image
 
-Sort = Literal["score", "date", "likes", "source", "id"]
+Sort = Literal["score", "sharpness", "pose", "size", "rating", "date", "owner", "likes", "source", "id"]
 DecisionFilter = Literal["all", "undecided", "accepted", "rejected", "skipped"]
-FlagFilter = Literal["any", "flagged", "clean", "upscaled", "padding", "blurry", "pose", "manual"]
+FlagFilter = Literal["any", "flagged", "clean", "upscaled", "padded", "blurry", "profile", "manual"]
 
-SORT_LABELS = {"score": "quality score", "date": "date", "likes": "likes", "source": "source", "id": "catalog order"}
+SORT_LABELS = {"score": "quality score", "sharpness": "sharpness", "pose": "frontal first", "size": "face size",
+               "rating": "rating", "date": "date", "owner": "owner", "likes": "likes", "source": "source",
+               "id": "catalog order"}
+# The analysis's own flag names (alignment.quality.FLAGS), plus the review's groupings.
 FLAG_LABELS = {
-    "any": "all", "flagged": "flagged", "clean": "not flagged", "upscaled": "upscaled", "padding": "heavy padding",
-    "blurry": "blurry", "pose": "extreme pose", "manual": "cropped by hand",
+    "any": "all", "flagged": "flagged", "clean": "not flagged", "upscaled": "upscaled (small for the target size)",
+    "padded": "heavy padding", "blurry": "blurry", "profile": "profile (turned away)", "manual": "cropped by hand",
 }
 
 
@@ -44,11 +47,13 @@ class GridQuery(BaseModel):
     flag: FlagFilter = "any"
     min_score: float | None = Field(None, ge=0.0, le=1.0)
     max_padding: float | None = Field(None, ge=0.0)
-    max_pose: float | None = Field(None, ge=0.0, le=180.0)  # degrees of |yaw| or |roll|
+    max_pose: float | None = Field(None, ge=0.0, le=180.0)  # degrees of |yaw| (roll is undone by alignment)
+    min_rating: int | None = Field(None, ge=1, le=5)
     page: int = Field(1, ge=1, le=100_000)
     snap: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{8,32}$")  # the id list this paging walks through
 
-    @field_validator("tag", "source", "min_score", "max_padding", "max_pose", "snap", mode="before")
+    @field_validator("tag", "source", "min_score", "max_padding", "max_pose", "min_rating", "snap",
+                     mode="before")
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
         # The filter form sends empty fields as `min_score=`: that means "no threshold".
@@ -167,11 +172,11 @@ def face_hints(face: Face, th: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
         if face.upscaled:
             hints.append("upscaled")
         if face.padding is not None and face.padding > th.padding:
-            hints.append("padding")
+            hints.append("padded")
         if face.blur is not None and face.blur < th.blur:
             hints.append("blurry")
         if abs(face.yaw or 0.0) > th.pose:
-            hints.append("pose")
+            hints.append("profile")
     if face.manual and "manual" not in hints:
         hints.insert(0, "manual")
     return hints
@@ -191,7 +196,8 @@ def _filters(q: GridQuery, th: Thresholds) -> list:
         conds.append(or_(Face.padding.is_(None), Face.padding <= q.max_padding))
     if q.max_pose is not None:
         conds.append(func.abs(func.coalesce(Face.yaw, 0.0)) <= q.max_pose)
-        conds.append(func.abs(func.coalesce(Face.roll, 0.0)) <= q.max_pose)
+    if q.min_rating is not None:
+        conds.append(Face.rating >= q.min_rating)
     match q.flag:
         case "flagged":
             conds.append(Face.flagged.is_(True))
@@ -199,11 +205,11 @@ def _filters(q: GridQuery, th: Thresholds) -> list:
             conds.append(Face.flagged.is_(False))
         case "upscaled":
             conds.append(Face.upscaled.is_(True))
-        case "padding":
+        case "padded":
             conds.append(Face.padding > th.padding)
         case "blurry":
             conds.append(Face.blur < th.blur)
-        case "pose":
+        case "profile":
             conds.append(func.abs(Face.yaw) > th.pose)
         case "manual":
             conds.append(Face.manual.is_(True))
@@ -214,6 +220,16 @@ def _order(sort: Sort) -> list:
     match sort:
         case "score":
             return [Face.score.desc().nulls_last(), Face.id]
+        case "sharpness":
+            return [Face.blur.desc().nulls_last(), Face.id]
+        case "pose":
+            return [func.abs(func.coalesce(Face.yaw, 90.0)), Face.score.desc().nulls_last(), Face.id]
+        case "size":
+            return [Face.quad_size.desc().nulls_last(), Face.id]
+        case "rating":
+            return [Face.rating.desc().nulls_last(), Face.score.desc().nulls_last(), Face.id]
+        case "owner":
+            return [Image.owner.nulls_last(), Face.score.desc().nulls_last(), Face.id]
         case "date":
             return [Image.taken_at.desc().nulls_last(), Image.ingested_at.desc(), Face.image_id, Face.index, Face.id]
         case "likes":

@@ -90,6 +90,18 @@ def faces_from_annotations(ws, faces_dir: Path) -> None:
                     face.preview_path = rel
 
 
+@pytest.fixture(scope="module")
+def server(review_ws):
+    """The review app over the analysed test photos, served by uvicorn in a thread."""
+    from curation.review import ReviewConfig
+    from curation.review.app import create_app
+    from curation.review.server import serving
+
+    app = create_app(review_ws, ReviewConfig(reviewer="tester", target=5))
+    with serving(app) as url:
+        yield url
+
+
 @pytest.fixture
 def page(browser):
     ctx = browser.new_context(viewport={"width": 1400, "height": 900}, device_scale_factor=1)

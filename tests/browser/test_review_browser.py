@@ -22,13 +22,6 @@ pytestmark = pytest.mark.browser
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-@pytest.fixture(scope="module")
-def server(review_ws):
-    app = create_app(review_ws, ReviewConfig(reviewer="tester", target=5))
-    with serving(app) as url:
-        yield url
-
-
 def reset_decisions(ws) -> None:
     with ws.session() as s:
         for f in s.scalars(select(Face)):

@@ -92,8 +92,8 @@ def test_flag_filters_use_the_analysis_thresholds(workspace):
     turned = add_face(workspace, img, index=3, yaw=-(YAW_FLAG + 5))
     with client_for(workspace) as c:
         assert tile_ids(c.get("/?flag=blurry").text) == [soft]
-        assert tile_ids(c.get("/?flag=padding").text) == [padded]
-        assert tile_ids(c.get("/?flag=pose").text) == [turned]
+        assert tile_ids(c.get("/?flag=padded").text) == [padded]
+        assert tile_ids(c.get("/?flag=profile").text) == [turned]
         assert plain in tile_ids(c.get("/").text)
 
 
@@ -467,7 +467,7 @@ def test_token_checked_on_every_request(workspace, cat, caplog):
     with client_for(workspace, host="0.0.0.0", token=token) as c:
         for path in ("/", "/api/counts", f"/faces/{face}/preview", "/images/1/photo"):
             assert c.get(path).status_code == 401, path
-        assert c.get("/static/review.js").status_code == 200  # the page's own code: nothing private
+        assert c.get("/static/js/main.js").status_code == 200  # the page's own code: nothing private
         assert c.get("/", headers={"x-ghosts-token": "wrong-token-wrong-token"}).status_code == 401
         assert c.get("/", headers={"authorization": f"Bearer {token}"}).status_code == 200
         with caplog.at_level("WARNING", logger="ghosts.review"):
