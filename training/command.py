@@ -53,6 +53,8 @@ from training.config import AUG_MODES, PRESETS
 @click.option("--device", default=None, help="Force a device (cpu, cuda); default: cuda when present.")
 @click.option("--no-bf16", "bf16", is_flag=True, flag_value=False, default=True,
               help="Keep the top resolutions in float32 on CUDA.")
+@click.option("--allow-tf32", "tf32", is_flag=True, help="Allow TF32 on CUDA (faster, less exact; off as in "
+              "the reference).")
 @click.option("--channels-last", is_flag=True, help="Use channels-last memory format.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
 def train(**kw) -> None:

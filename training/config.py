@@ -127,7 +127,7 @@ class TrainingOptions:
     # Devices.
     device: str | None = None  # None = cuda when present, else cpu
     bf16: bool = True  # bf16 autocast for the top resolutions on CUDA
-    tf32: bool = True
+    tf32: bool = False  # TF32 matmuls/convolutions on CUDA; off by default, as the reference
     channels_last: bool = False
     dry_run: bool = False
 
@@ -202,7 +202,7 @@ def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gp
                   resume: str | None = None, freezed: int = 0, seed: int = 0, snap: int = 50,
                   tick_kimg: float = 4, metrics: list[str] | str | None = ("swd",),
                   metric_images: int | None = None, inception: Path | str | None = None, workers: int = 3,
-                  device: str | None = None, bf16: bool = True, tf32: bool = True, channels_last: bool = False,
+                  device: str | None = None, bf16: bool = True, tf32: bool = False, channels_last: bool = False,
                   z_dim: int = 512, w_dim: int = 512, batch_gpu: int | None = None,
                   dry_run: bool = False) -> TrainingOptions:
     """A preset + overrides -> validated options. Reads the archive header (not the images) for its size."""

@@ -390,7 +390,9 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
         if opts.gamma > 0 and batch_idx % opts.d_reg_interval == 0:
             opt_D.zero_grad(set_to_none=True)
             for real_img, real_c in reals:
-                stats.add(loss.accumulate_D_reg(real_img, real_c, gain=opts.d_reg_interval / rounds))
+                r_stats = loss.accumulate_D_reg(real_img, real_c, gain=opts.d_reg_interval / rounds)
+                stats.add(r_stats)  # its reals' signs count in r_t and in the tick's mean, as the reference
+                ada_acc += torch.stack([r_stats["Loss/signs/real"].sum(), torch.tensor(float(n), device=device)])
             _sync_grads(list(D.parameters()), world_size)
             opt_D.step()
         _set_trainable(D, False)

@@ -90,10 +90,11 @@ class StyleGAN2Loss:
         G, n = self.G, z.shape[0]
         ws = G.mapping(z, c, update_emas=True)
         if self.style_mixing_prob > 0:
-            # Per-sample cut-off: layers from the cut-off on take their w from a second latent.
-            mix = self.random.rand(n) < self.style_mixing_prob
-            cutoff = torch.floor(self.random.rand(n) * (G.num_ws - 1)).long() + 1  # uniform in 1..num_ws-1
-            cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, G.num_ws))
+            # As the reference: one cut-off per forward pass; layers from it on take their w from a second
+            # latent (with probability style_mixing_prob, else no mixing).
+            mix = self.random.rand(1) < self.style_mixing_prob
+            cutoff = torch.floor(self.random.rand(1) * (G.num_ws - 1)).long() + 1  # uniform in 1..num_ws-1
+            cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, G.num_ws)).expand(n)
             z2 = self.random.randn(n, G.z_dim)
             ws2 = G.mapping(z2, c, update_emas=False)
             layer = torch.arange(G.num_ws, device=ws.device).reshape(1, -1, 1)
@@ -154,4 +155,6 @@ class StyleGAN2Loss:
         r1_penalty = grads.square().sum(dim=[1, 2, 3])
         loss = r1_penalty * (self.r1_gamma / 2)
         ((logits[:, 0] * 0 + loss).mean() * gain).backward()
-        return {"Loss/r1_penalty": r1_penalty.detach(), "Loss/D/reg": loss.detach()}
+        # The reference's r_t also counts these reals (its ADA collector reads every Loss/signs/real report).
+        return {"Loss/r1_penalty": r1_penalty.detach(), "Loss/D/reg": loss.detach(),
+                "Loss/signs/real": logits.detach().sign()}

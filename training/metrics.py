@@ -47,8 +47,11 @@ def iterate_fakes(G, dataset, num: int, batch: int, device, seed: int = 123):
         n = min(batch, num - start)
         z = torch.randn(n, G.z_dim, generator=gen).to(device)
         c = None if labels is None else labels[start:start + n].to(device)
+        # Random per-pixel noise, as the reference's metrics, drawn from this generator (not the global RNG).
+        noise = [torch.randn(n, 1, layer.resolution, layer.resolution, generator=gen).to(device)
+                 for layer in G.synthesis.noise_layers()]
         with torch.no_grad():
-            yield to_uint8(G(z, c, noise_mode="const")).cpu()
+            yield to_uint8(G.synthesis(G.mapping(z, c), noise_inputs=noise)).cpu()
 
 
 # ------------------------------------------------------------------------------------------------- SWD

@@ -87,17 +87,17 @@ def test_resume_latest_reproduces_an_uninterrupted_run(archive16, tmp_path):
 
 def test_ada_p_follows_rt_and_noaug_keeps_zero(archive16, tmp_path):
     o = build_options(archive16, tmp_path / "ada", batch=4, kimg=0.024, tick_kimg=0.004, ada_kimg=0.1, dlr=0.01,
-                      **TINY)
+                      target=0.2, **TINY)
     result = train(dataclasses.replace(o, ada_interval=1))  # one p update per tick, so ticks show each r_t
     rows = read_stats(result.run_dir / "stats.jsonl")
     p_prev, step = 0.0, 4 / 100
     for row in rows:
         rt, p = row["Loss/signs/real"]["mean"], row["Progress/augment"]["mean"]
-        expect = min(max(p_prev + (step if rt > 0.6 else -step if rt < 0.6 else 0), 0), 1)
+        expect = min(max(p_prev + (step if rt > 0.2 else -step if rt < 0.2 else 0), 0), 1)
         assert p == pytest.approx(expect, abs=1e-6)
         p_prev = p
-    # The untrained D calls these few reals real at first, so p must have risen above zero.
-    assert rows[0]["Loss/signs/real"]["mean"] > 0.6 and max(r["Progress/augment"]["mean"] for r in rows) > 0
+    # The untrained D calls these few reals real more often than the (low) target at first, so p must rise.
+    assert rows[0]["Loss/signs/real"]["mean"] > 0.2 and max(r["Progress/augment"]["mean"] for r in rows) > 0
 
     o = build_options(archive16, tmp_path / "noaug", batch=4, kimg=0.008, tick_kimg=0.004, aug="noaug", **TINY)
     rows = read_stats(train(o).run_dir / "stats.jsonl")
