@@ -240,7 +240,7 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
                           **common).to(device)
         G_ema = copy.deepcopy(G).eval()
         if resume_snap is not None:  # transfer learning: every tensor whose name and shape match
-            counts = {name: copy_matching(net, resume_snap.state_dict(name))
+            counts = {name: copy_matching(net, _transfer_source(resume_snap, name))
                       for name, net in (("G", G), ("D", D), ("G_ema", G_ema))}
             log(f"transfer learning from {resume_snap.stem.name}: " + "; ".join(
                 f"{name} {c} tensors copied, {s} skipped" for name, (c, s) in counts.items()))
@@ -482,6 +482,17 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
         log(f"done: {cur_nimg / 1000:g} kimg in {time.time() - start_time:.1f} s")
     return TrainResult(run_dir=run_dir, snapshot=last_snapshot, stats=last_stats, cur_nimg=cur_nimg,
                        augment_p=float(augment_pipe.p) if augment_pipe is not None else 0.0)
+
+
+def _transfer_source(snap: Snapshot, name: str) -> dict[str, torch.Tensor]:
+    """A snapshot's tensors for transfer into arch_version-2 networks: version-1 up-sampling kernels were
+    correlations, the reference's are convolutions, so they are flipped."""
+    sd = snap.state_dict(name)
+    kwargs = snap.meta.get("D_kwargs" if name == "D" else "G_kwargs") or {}
+    if kwargs.get("arch_version", 2) == 1:
+        sd = {k: v.flip([2, 3]) if re.fullmatch(r"synthesis\.blocks\.\d+\.conv0\.weight", k) else v
+              for k, v in sd.items()}
+    return sd
 
 
 # The options a user may change when continuing a run; everything else comes from the run itself so the

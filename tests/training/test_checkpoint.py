@@ -78,3 +78,31 @@ def test_latest_snapshot_picks_newest_run_and_kimg(tmp_path):
     (tmp_path / "00002-a-auto").mkdir()  # a run that died before its first snapshot
     (tmp_path / "00001-a-auto" / "network-snapshot-000012.safetensors").write_bytes(b"half written")
     assert latest_snapshot(tmp_path) == tmp_path / "00001-a-auto" / "network-snapshot-000010"
+
+
+def test_version_1_snapshot_renders_as_it_did_and_transfers_with_flipped_kernels():
+    """tests/training/data/snapshot-v1.* was written by the networks of format version 1 (commit efaa46f),
+    with what they rendered; it must keep rendering exactly that."""
+    import numpy as np
+
+    from training.loop import _transfer_source
+    from training.networks import copy_matching
+
+    data = __import__("pathlib").Path(__file__).parent / "data"
+    snap = load_snapshot(data / "snapshot-v1.json")
+    want = np.load(data / "snapshot-v1-expected.npz")
+    G, D = snap.build_generator("G_ema"), snap.build_discriminator()
+    z = torch.from_numpy(want["z"])
+    with torch.no_grad():
+        img = G(z, None, truncation_psi=1.0, noise_mode="const")
+        assert torch.equal(img, torch.from_numpy(want["img_psi1"]))
+        assert torch.equal(G(z, None, truncation_psi=0.7), torch.from_numpy(want["img_psi07"]))
+        assert torch.equal(D(img, None), torch.from_numpy(want["logits"]))
+        # Into version-2 networks: flipped up-sampling kernels reproduce the old maths except at borders.
+        kw = {**snap.meta["G_kwargs"], "arch_version": 2}
+        errors = []
+        for source in (_transfer_source(snap, "G_ema"), snap.state_dict("G_ema")):
+            G2 = Generator(**kw)
+            assert copy_matching(G2, source) == (len(G2.state_dict()), 0)
+            errors.append((G2(z) - img).abs()[:, :, 4:-4, 4:-4].mean().item())
+        assert errors[0] < errors[1] / 2
