@@ -173,3 +173,45 @@ def test_tensor_larger_than_its_storage_is_refused(tmp_path, monkeypatch):
     p.write_bytes(_tensor_pickle(torch.zeros(4), (3, 3), monkeypatch))
     with pytest.raises(ImportRefused, match=r"shape \[3, 3\] needs 9 elements but its storage holds 4"):
         read_network_pickle(p)
+
+
+def _fake_global(monkeypatch, module: str, name: str):
+    """A callable that pickles by reference as `module.name` (for building foreign-format fixtures)."""
+    mod = types.ModuleType(module)
+
+    def fn(*args):
+        raise AssertionError("never called by the reader")
+
+    fn.__module__, fn.__qualname__ = module, name
+    setattr(mod, name, fn)
+    parts = module.split(".")  # none of these packages exists here: register empty parents
+    for i in range(1, len(parts)):
+        monkeypatch.setitem(sys.modules, ".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+    monkeypatch.setitem(sys.modules, module, mod)
+    return fn
+
+
+def test_tensorflow_era_pickle_is_named(tmp_path, monkeypatch):
+    net = _fake_global(monkeypatch, "dnnlib.tflib.network", "Network")
+    p = tmp_path / "stylegan2-ffhq-config-f.pkl"
+    p.write_bytes(pickle.dumps((_Call(net, ()), _Call(net, ()), _Call(net, ())), protocol=3))
+    with pytest.raises(ImportRefused, match="TensorFlow-era StyleGAN/StyleGAN2 pickle"):
+        read_network_pickle(p)
+
+
+def test_stylegan3_generator_is_named(tmp_path, monkeypatch):
+    from training.checkpoint import load_snapshot as load
+
+    rec = _fake_global(monkeypatch, "torch_utils.persistence", "_reconstruct_persistent_obj")
+
+    def module(cls, children=None):
+        return _Call(rec, ({"type": "class", "version": 6, "module_src": "", "class_name": cls,
+                            "state": {"_parameters": {}, "_buffers": {}, "_modules": children or {}}},))
+
+    G = module("Generator", {"synthesis": module("SynthesisNetwork", {"input": module("SynthesisInput"),
+                                                                      "L0_36_512": module("SynthesisLayer")}),
+                             "mapping": module("MappingNetwork")})
+    p = tmp_path / "stylegan3-t-ffhq-1024x1024.pkl"
+    p.write_bytes(pickle.dumps({"G": G, "G_ema": G, "D": None}, protocol=4))
+    with pytest.raises(ImportRefused, match=r"StyleGAN3 \(alias-free\) generator"):
+        load(p)
