@@ -29,11 +29,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import dlib  # noqa: E402
+import dlib
 
-from alignment.align import align_face, ffhq_quad  # noqa: E402
-from alignment.detect import detect_faces  # noqa: E402
-from alignment.identity import (  # noqa: E402
+from alignment.align import align_face, ffhq_quad
+from alignment.detect import detect_faces
+from alignment.identity import (
     CROP_FACE_BOX,
     People,
     cluster_people,
@@ -41,8 +41,8 @@ from alignment.identity import (  # noqa: E402
     crop_face_score,
     face_descriptors,
 )
-from alignment.models import face_recognizer  # noqa: E402
-from curation.catalog.imaging import load_rgb  # noqa: E402
+from alignment.models import face_recognizer
+from curation.catalog.imaging import load_rgb
 
 FACES = REPO.parent / "shared" / "testdata" / "faces"
 PHOTOS = sorted(p.name for p in FACES.glob("*.jpg") if p.name != "dogs.jpg")
@@ -94,8 +94,8 @@ def main() -> None:
     det_total = desc_total = 0.0
     for name in PHOTOS:
         rgb = load_rgb(FACES / name)
-        t_det, dets = best_time(lambda: detect_faces(rgb), args.repeat)
-        t_desc, vecs = best_time(lambda: face_descriptors(rgb, dets), args.repeat)
+        t_det, dets = best_time(lambda rgb=rgb: detect_faces(rgb), args.repeat)
+        t_desc, vecs = best_time(lambda rgb=rgb, dets=dets: face_descriptors(rgb, dets), args.repeat)
         out["photos"][name] = {"megapixels": rgb.shape[0] * rgb.shape[1] / 1e6, "faces": len(dets),
                                "detect_s": t_det, "descriptors_s": t_desc}
         det_total += t_det
@@ -149,11 +149,12 @@ def main() -> None:
     for n in (1000, 5000, 10000):
         # people of ~10 faces each: a real descriptor, turned by noise of the size seen between one person's photos
         people_centres = base[rng.integers(len(base), size=n // 10)] + rng.normal(0, 0.03, (n // 10, 128))
-        vectors = people_centres[rng.integers(len(people_centres), size=n + 200)] + rng.normal(0, 0.025, (n + 200, 128))
+        pick = rng.integers(len(people_centres), size=n + 200)
+        vectors = people_centres[pick] + rng.normal(0, 0.025, (n + 200, 128))
         descriptors = {i: v.astype(np.float32) for i, v in enumerate(vectors[:n])}
-        t_full, people = best_time(lambda: cluster_people(descriptors), 1)
+        t_full, people = best_time(lambda d=descriptors: cluster_people(d), 1)
         more = descriptors | {n + i: v.astype(np.float32) for i, v in enumerate(vectors[n:])}
-        t_inc, later = best_time(lambda: cluster_people(more, people), args.repeat)
+        t_inc, later = best_time(lambda d=more, p=people: cluster_people(d, p), args.repeat)
         assert isinstance(later, People)
         out["clustering"][n] = {"from_scratch_s": t_full, "add_200_s": t_inc, "people": people.count}
         print(f"clustering {n} faces from scratch: {t_full:.2f} s ({people.count} people); "

@@ -14,7 +14,7 @@ from alignment.detect import detect_faces
 from tests.training.archives import member_name, write_archive
 from training.checkpoint import save_snapshot
 from training.errors import TrainingError
-from training.latent.memorization import MemorizationReport, measure_memorization, memorization
+from training.latent.memorization import MemorizationReport, measure_memorization, memorization, scan_archive
 from training.networks import Generator
 
 RES = 64
@@ -35,6 +35,12 @@ def faces(faces_dir) -> np.ndarray:
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory, faces):
     return write_archive(tmp_path_factory.mktemp("memo") / "faces.zip", faces)
+
+
+@pytest.fixture(scope="module")
+def known(archive) -> np.ndarray:
+    """The archive's descriptors, described once (as the catalog would hand them over)."""
+    return scan_archive(archive)[2]
 
 
 class CopyingNetwork(torch.nn.Module):
@@ -66,9 +72,11 @@ def untrained(res: int = RES) -> Generator:
                      mapping_layers=2).eval()
 
 
-def test_a_copying_network_is_flagged(faces, archive, tmp_path):
+def test_a_copying_network_is_flagged(faces, archive, known, tmp_path):
     report = measure_memorization(CopyingNetwork(faces), archive, list(range(12)), sheet=tmp_path / "sheet.png",
-                                  sheet_pairs=5)
+                                  sheet_pairs=5)  # describes the archive itself
+    assert report == measure_memorization(CopyingNetwork(faces), archive, list(range(12)), sheet=tmp_path /
+                                          "sheet.png", sheet_pairs=5, training_descriptors=known)
     assert report.fraction_same_person == 1.0 and report.fraction_face_like == 1.0
     assert report.descriptor_quantiles["p100"] < 0.3 and report.pixel_quantiles["p100"] < 0.05
     assert any(p.pixel_mirrored for p in report.pairs)
@@ -81,13 +89,15 @@ def test_a_copying_network_is_flagged(faces, archive, tmp_path):
     assert sheet.shape[1] == 3 * 192 + 2 * 4 and sheet.shape[0] == 5 * 192 + 4 * 4
 
 
-def test_an_untrained_network_passes(faces, archive, tmp_path):
-    report = measure_memorization(untrained(), archive, list(range(12)), truncation_psi=0.7)
+def test_an_untrained_network_passes(faces, archive, known, tmp_path):
+    report = measure_memorization(untrained(), archive, list(range(12)), truncation_psi=0.7,
+                                  training_descriptors=known)
     assert report.fraction_same_person == 0.0 and report.fraction_face_like == 0.0
     assert set(report.descriptor_quantiles.values()) == {None}  # no face, no identity to compare
     assert report.pixel_quantiles["p0"] > 0.05
     # counted as faces regardless, its blobs are still mostly further than the same-person distance
-    anyway = measure_memorization(untrained(), archive, list(range(12)), truncation_psi=0.7, min_face_score=None)
+    anyway = measure_memorization(untrained(), archive, list(range(12)), truncation_psi=0.7, min_face_score=None,
+                                  training_descriptors=known)
     assert anyway.fraction_face_like == 1.0 and anyway.fraction_same_person < 0.2
     assert anyway.descriptor_quantiles["p50"] > 0.6
     # the yardstick: the collage repeats four people, so some training faces sit close to another
@@ -99,12 +109,13 @@ def test_an_untrained_network_passes(faces, archive, tmp_path):
     assert pairs == sorted(pairs)
 
 
-def test_snapshot_report_round_trips_as_json(faces, archive, tmp_path):
+def test_snapshot_report_round_trips_as_json(faces, archive, known, tmp_path):
     G = untrained()
     save_snapshot(tmp_path / "network-snapshot-000000", G=G, G_ema=G)
     report = memorization(tmp_path / "network-snapshot-000000", archive, samples=3, first_seed=5,
-                          sheet=tmp_path / "s.png")
-    again = memorization(tmp_path / "network-snapshot-000000", archive, samples=3, first_seed=5)
+                          sheet=tmp_path / "s.png", training_descriptors=known)
+    again = memorization(tmp_path / "network-snapshot-000000", archive, samples=3, first_seed=5,
+                         training_descriptors=known)
     assert report.seeds == [5, 6, 7] and report.samples == 3 and report.training_images == len(faces)
     assert [p.descriptor_distance for p in report.pairs] == [p.descriptor_distance for p in again.pairs]
     data = json.loads(report.to_json())

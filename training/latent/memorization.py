@@ -102,25 +102,30 @@ def quantiles(values) -> dict[str, float | None]:
 
 
 def _small(img: np.ndarray, size: int) -> np.ndarray:
-    """An HxWxC uint8 crop -> size x size x 3 float32 in [0, 1]."""
+    """An HxWxC uint8 crop -> size x size x 3 uint8."""
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     if img.shape[0] != size:
         interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
         img = cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=interp)
-    return img.astype(np.float32) / 255.0
+    return np.ascontiguousarray(img)
 
 
-def _nearest_rms(queries: np.ndarray, pool: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Index and RMS distance of each query's nearest pool image (flattened float arrays)."""
-    qn, pn = (queries**2).sum(1), (pool**2).sum(1)
-    idx, dist = np.empty(len(queries), np.int64), np.empty(len(queries))
-    for s in range(0, len(queries), block):
-        d2 = qn[s:s + block, None] + pn[None, :] - 2.0 * queries[s:s + block] @ pool.T
+def _nearest_rms(queries: np.ndarray, pool: np.ndarray, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Index and RMS distance (0-1) of each query's nearest pool image; uint8 [N, s, s, 3] in, the pool
+    converted a block at a time (memory: the uint8 pool plus one float block)."""
+    q = queries.reshape(len(queries), -1).astype(np.float32) / 255.0
+    qn = (q**2).sum(1)
+    best = np.full(len(q), np.inf)
+    idx = np.zeros(len(q), np.int64)
+    for s in range(0, len(pool), block):
+        p = pool[s:s + block].reshape(-1, q.shape[1]).astype(np.float32) / 255.0
+        d2 = qn[:, None] + (p**2).sum(1)[None, :] - 2.0 * q @ p.T
         i = d2.argmin(axis=1)
-        idx[s:s + block] = i
-        dist[s:s + block] = np.sqrt(np.maximum(d2[np.arange(len(i)), i], 0.0) / queries.shape[1])
-    return idx, dist
+        v = d2[np.arange(len(q)), i]
+        better = v < best
+        best[better], idx[better] = v[better], i[better] + s
+    return idx, np.sqrt(np.maximum(best, 0.0) / q.shape[1])
 
 
 def _nearest_other(vectors: np.ndarray, block: int = 1024) -> np.ndarray:
@@ -133,11 +138,29 @@ def _nearest_other(vectors: np.ndarray, block: int = 1024) -> np.ndarray:
     return out
 
 
-def read_training_faces(archive: Path | str, *, limit: int | None = None) -> tuple[list[str], list[np.ndarray]]:
-    """Member names and HxWxC uint8 images of a dataset archive (the one archive reader)."""
-    data = ImageArchive(Path(archive), max_size=limit)
+def scan_archive(archive: Path | str, *, pixel_size: int = 64, descriptors: bool = True,
+                 progress: bool = False) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """One pass over a dataset archive (the one archive reader): member names, every image at pixel_size
+    (uint8 [N, s, s, 3]) and, when asked, their crop descriptors [N, 128]. Only the small copies are kept."""
+    data = ImageArchive(Path(archive))
+    small, vectors = [], []
     try:
-        return list(data.members), [data.read_image(i).transpose(1, 2, 0) for i in range(len(data.members))]
+        for i in tqdm(range(len(data.members)), desc="reading training faces", unit="face", disable=not progress,
+                      leave=False):
+            img = data.read_image(i).transpose(1, 2, 0)
+            small.append(_small(img, pixel_size))
+            if descriptors:
+                vectors.append(crop_descriptor(img))
+    finally:
+        data.close()
+    return list(data.members), np.stack(small), (np.stack(vectors) if descriptors else None)
+
+
+def read_training_face(archive: Path | str, index: int) -> np.ndarray:
+    """One archive image, HxWxC uint8."""
+    data = ImageArchive(Path(archive))
+    try:
+        return data.read_image(index).transpose(1, 2, 0)
     finally:
         data.close()
 
@@ -157,10 +180,9 @@ def write_sheet(path: Path | str, rows: list[tuple[np.ndarray, np.ndarray, np.nd
     cells = []
     for gen, by_desc, by_pix, pair in rows:
         g, d, p = (_small(x, size) for x in (gen, by_desc, by_pix))
-        cells += [_label((g * 255).round().astype(np.uint8), f"seed {pair.seed}"),
-                  _label((d * 255).round().astype(np.uint8),
-                         f"id {pair.descriptor_distance:.3f}" if pair.face_like else "id: not a face"),
-                  _label((p * 255).round().astype(np.uint8), f"px {pair.pixel_distance:.3f}")]
+        cells += [_label(g, f"seed {pair.seed}"),
+                  _label(d, f"id {pair.descriptor_distance:.3f}" if pair.face_like else "id: not a face"),
+                  _label(p, f"px {pair.pixel_distance:.3f}")]
     if not cells:
         raise TrainingError("no pairs to put on the sheet")
     return save_png(make_grid(cells, cols=3, pad=4, background=255), path)
@@ -188,51 +210,58 @@ def measure_memorization(
         raise TrainingError("no samples to generate: give at least one seed")
     if not threshold > 0:
         raise TrainingError(f"the same-person threshold must be positive, got {threshold}")
-    members, real = read_training_faces(archive)
-    if training_descriptors is None:
-        training_descriptors = np.stack([crop_descriptor(im) for im in tqdm(
-            real, desc="describing training faces", unit="face", disable=not progress, leave=False)])
-    training_descriptors = np.asarray(training_descriptors, dtype=np.float32)
-    if training_descriptors.shape != (len(real), 128):
-        raise TrainingError(f"expected {len(real)} training descriptors of 128 values, got {training_descriptors.shape}")
+    members, pool, found = scan_archive(archive, pixel_size=pixel_size, descriptors=training_descriptors is None,
+                                        progress=progress)
+    training_descriptors = np.asarray(found if training_descriptors is None else training_descriptors, np.float32)
+    if training_descriptors.shape != (len(members), 128):
+        raise TrainingError(f"expected {len(members)} training descriptors of 128 values, "
+                            f"got an array of shape {training_descriptors.shape}")
 
-    generated = generate_images(G, list(seeds), truncation_psi, noise_mode, class_idx=class_idx, progress=progress)
-    gen_desc = np.stack([crop_descriptor(im) for im in tqdm(
-        generated, desc="describing generated faces", unit="face", disable=not progress, leave=False)])
-
-    d = distances(gen_desc, training_descriptors)
-    d_idx = d.argmin(axis=1)
-    d_min = d[np.arange(len(d)), d_idx]
-
-    pool = np.stack([_small(im, pixel_size) for im in real])
-    pool = np.concatenate([pool, pool[:, :, ::-1]]).reshape(2 * len(real), -1)
-    queries = np.stack([_small(im, pixel_size) for im in generated]).reshape(len(generated), -1)
-    p_idx, p_min = _nearest_rms(queries, pool)
-
-    scores = np.array([crop_face_score(im) for im in generated])
+    # One picture at a time (generate_images gives the same picture for a seed alone or in a batch): only its
+    # descriptor, face score and small copy are kept; the sheet's few are generated again at the end.
+    seeds = [int(s) for s in seeds]
+    gen_desc, scores, gen_small = [], [], []
+    for s in tqdm(seeds, desc="generating and describing", unit="face", disable=not progress, leave=False):
+        img = generate_images(G, [s], truncation_psi, noise_mode, class_idx=class_idx)[0]
+        gen_desc.append(crop_descriptor(img))
+        scores.append(crop_face_score(img))
+        gen_small.append(_small(img, pixel_size))
+    scores = np.array(scores)
     face_like = scores >= min_face_score if min_face_score is not None else np.ones(len(scores), bool)
 
-    pairs = [NearestPair(seed=int(s), descriptor_distance=float(d_min[i]), descriptor_member=members[d_idx[i]],
-                         pixel_distance=float(p_min[i]), pixel_member=members[p_idx[i] % len(real)],
-                         pixel_mirrored=bool(p_idx[i] >= len(real)), face_score=float(scores[i]),
+    d = distances(np.stack(gen_desc), training_descriptors)
+    d_idx = d.argmin(axis=1)
+    d_min = d[np.arange(len(d)), d_idx]
+    # Mirrors: the distance of a picture to a mirrored training image is that of its own mirror to the image.
+    gen_small = np.stack(gen_small)
+    p_idx, p_min = _nearest_rms(np.concatenate([gen_small, gen_small[:, :, ::-1]]), pool)
+    n = len(seeds)
+    mirrored = p_min[n:] < p_min[:n]
+    p_idx = np.where(mirrored, p_idx[n:], p_idx[:n])
+    p_min = np.where(mirrored, p_min[n:], p_min[:n])
+
+    pairs = [NearestPair(seed=s, descriptor_distance=float(d_min[i]), descriptor_member=members[d_idx[i]],
+                         pixel_distance=float(p_min[i]), pixel_member=members[p_idx[i]],
+                         pixel_mirrored=bool(mirrored[i]), face_score=float(scores[i]),
                          face_like=bool(face_like[i])) for i, s in enumerate(seeds)]
     # Face-like samples first, closest by descriptor first; then the rest by pixels.
-    order = sorted(range(len(pairs)), key=lambda i: (not face_like[i], pairs[i].descriptor_distance
-                                                     if face_like[i] else pairs[i].pixel_distance))
+    order = sorted(range(n), key=lambda i: (not face_like[i], pairs[i].descriptor_distance
+                                            if face_like[i] else pairs[i].pixel_distance))
 
     sheet_path = None
     if sheet is not None and sheet_pairs > 0:
         rows = []
         for i in order[:sheet_pairs]:
-            by_pix = real[p_idx[i] % len(real)]
-            rows.append((generated[i], real[d_idx[i]], by_pix[:, ::-1] if pairs[i].pixel_mirrored else by_pix,
-                         pairs[i]))
+            by_pix = read_training_face(archive, int(p_idx[i]))
+            rows.append((generate_images(G, [seeds[i]], truncation_psi, noise_mode, class_idx=class_idx)[0],
+                         read_training_face(archive, int(d_idx[i])),
+                         by_pix[:, ::-1] if mirrored[i] else by_pix, pairs[i]))
         sheet_path = str(write_sheet(sheet, rows))
 
-    baseline = _nearest_other(training_descriptors) if len(real) > 1 else np.array([])
+    baseline = _nearest_other(training_descriptors) if len(members) > 1 else np.array([])
     return MemorizationReport(
-        network=network_name, archive=str(archive), training_images=len(real), samples=len(seeds),
-        seeds=[int(s) for s in seeds], truncation_psi=float(truncation_psi), threshold=float(threshold),
+        network=network_name, archive=str(archive), training_images=len(members), samples=len(seeds),
+        seeds=seeds, truncation_psi=float(truncation_psi), threshold=float(threshold),
         pixel_size=int(pixel_size), min_face_score=None if min_face_score is None else float(min_face_score),
         fraction_face_like=float(face_like.mean()), fraction_same_person=float((face_like & (d_min < threshold)).mean()),
         descriptor_quantiles=quantiles(d_min[face_like]), pixel_quantiles=quantiles(p_min),
