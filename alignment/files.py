@@ -22,10 +22,10 @@ from alignment.models import face_detector, landmark_predictor
 from alignment.pool import default_workers, run_jobs
 from alignment.quality import measure_face
 from curation.catalog.errors import GhostsError
+from curation.catalog.files import folder_images
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.store import TMP_PREFIX, fsync_dir
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"}
 OUTPUT_SIZES = tuple(2 ** k for k in range(6, 11))  # 64 ... 1024
 PNG_COMPRESSION = 4  # zlib level: close to the smallest files at a fraction of level 9's time
 
@@ -47,8 +47,7 @@ def collect_inputs(paths: list[Path], recursive: bool = False) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = p.rglob("*") if recursive else p.iterdir()
-            out += sorted(f for f in found if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            out += folder_images(p, recursive)[0]
         elif p.is_file():
             out.append(p)
         else:

@@ -39,7 +39,7 @@ from curation.datasets.archive import (
     render_card,
 )
 from curation.datasets.png import has_chunk, storable_png
-from curation.sources.files import collect_files
+from curation.catalog.files import collect_files
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
+from curation.catalog.files import collect_files  # noqa: F401 - re-exported
 from curation.catalog.imaging import ImageRejected, decode_image
 from curation.catalog.schema import Image, NearDuplicate, utcnow
 from curation.catalog.store import put_bytes, sha256_bytes
-from curation.sources.files import IMAGE_EXTS, collect_files  # noqa: F401 - re-exported
 
 
 @dataclass
