@@ -436,7 +436,11 @@ def _expect(kwargs: dict, key: str, allowed, what: str) -> None:
 
 def generator_kwargs(G: ModuleRecord) -> dict:
     kw = G.init_kwargs
-    m, s = dict(kw.get("mapping_kwargs") or {}), dict(kw.get("synthesis_kwargs") or {})
+    # stylegan2-ada-pytorch nests the synthesis options in synthesis_kwargs; the stylegan3 repository passes
+    # them to its StyleGAN2 Generator as keyword arguments of their own.
+    m = dict(kw.get("mapping_kwargs") or {})
+    s = {**{k: v for k, v in kw.items() if k not in ("mapping_kwargs", "synthesis_kwargs")},
+         **dict(kw.get("synthesis_kwargs") or {})}
     _expect(s, "architecture", ("skip",), "G")
     for key in ("embed_features", "layer_features"):
         _expect(m, key, (None, kw.get("w_dim", 512)), "G mapping")
