@@ -220,14 +220,18 @@ def people_from(assignments: Mapping[FaceId, int]) -> People:
     return People(faces=faces, next_id=max(faces.values(), default=0) + 1)
 
 
-def _neighbours(vectors: np.ndarray, rows: np.ndarray, threshold: float, block: int = 1024) -> list[np.ndarray]:
-    """For each of `rows`, the indices of the vectors closer than threshold (itself excluded)."""
+def _neighbours(vectors: np.ndarray, rows: np.ndarray, threshold: float,
+                block: int = 1024) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each of `rows`, the indices of the vectors closer than threshold (itself excluded) and their
+    distances."""
     out = []
     for s in range(0, len(rows), block):
         r = rows[s:s + block]
         d = distances(vectors[r], vectors)
         d[np.arange(len(r)), r] = np.inf
-        out.extend(np.flatnonzero(row < threshold) for row in d)
+        for row in d:
+            nb = np.flatnonzero(row < threshold)
+            out.append((nb, row[nb]))
     return out
 
 
@@ -263,14 +267,15 @@ def cluster_people(
     for _ in range(iterations):
         changed = False
         for i in rng.permutation(new_rows):
-            nb = links[i]
+            nb, d = links[i]
             if len(nb) == 0:
                 continue
-            d = np.linalg.norm(vectors[nb] - vectors[i], axis=1)
-            votes: dict[int, list[float]] = {}
-            for lab, dist in zip(label[nb], d):
-                votes.setdefault(int(lab), []).append(float(dist))
-            best = min(votes, key=lambda lab: (-len(votes[lab]), min(votes[lab]), lab))
+            # The group with the most links wins; ties go to the closer group, then the lower label.
+            groups, which = np.unique(label[nb], return_inverse=True)
+            votes = np.bincount(which)
+            closest = np.full(len(groups), np.inf)
+            np.minimum.at(closest, which, d)
+            best = groups[np.lexsort((groups, closest, -votes))[0]]
             if best != label[i]:
                 label[i], changed = best, True
         if not changed:
@@ -332,10 +337,9 @@ def suggest_merges(people: People, descriptors: Mapping[FaceId, np.ndarray], *,
     vectors = np.stack([np.asarray(descriptors[f], dtype=np.float32).reshape(DESCRIPTOR_DIM) for f in ids])
     owner = np.array([people.faces[f] for f in ids])
     best: dict[tuple[int, int], float] = {}
-    for i, nb in enumerate(_neighbours(vectors, np.arange(len(ids)), threshold)):
-        for j in nb:
+    for i, (nb, dist) in enumerate(_neighbours(vectors, np.arange(len(ids)), threshold)):
+        for j, d in zip(nb, dist):
             a, b = sorted((int(owner[i]), int(owner[j])))
             if a != b:
-                d = float(np.linalg.norm(vectors[i] - vectors[j]))
-                best[(a, b)] = min(best.get((a, b), np.inf), d)
+                best[(a, b)] = min(best.get((a, b), np.inf), float(d))
     return sorted(((a, b, d) for (a, b), d in best.items()), key=lambda t: (t[2], t[0], t[1]))
