@@ -22,15 +22,7 @@ from typing import Any
 import cv2
 
 from alignment.models import face_detector, landmark_predictor
-
-
-def default_workers() -> int:
-    """One worker per core this process may use."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return max(os.cpu_count() or 1, 1)
-
+from curation.catalog.workers import default_workers  # noqa: F401 - re-exported for alignment's callers
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 

@@ -29,8 +29,9 @@ from PIL import Image, ImageOps
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from curation.catalog.workers import default_workers
 from curation.datasets.archive import archive_name
-from curation.datasets.pack import default_workers, pack_folder
+from curation.datasets.pack import pack_folder
 from curation.sources.ingest import collect_files
 
 PHOTO = REPO.parent / "shared" / "testdata" / "faces" / "bald_guys.jpg"

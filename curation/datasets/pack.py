@@ -27,7 +27,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from curation.catalog.errors import GhostsError
+from curation.catalog.files import collect_files
 from curation.catalog.imaging import ImageRejected, decode_image
+from curation.catalog.workers import default_workers
 from curation.datasets.archive import (
     MAX_RESOLUTION,
     MIN_RESOLUTION,
@@ -39,20 +41,12 @@ from curation.datasets.archive import (
     render_card,
 )
 from curation.datasets.png import has_chunk, storable_png
-from curation.catalog.files import collect_files
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"}
 _TRANSPOSING = {5, 6, 7, 8}  # EXIF orientations that swap width and height
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def ordered_map(
