@@ -21,7 +21,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 
 from curation.catalog.errors import GhostsError
-from curation.catalog.schema import ReviewRound
+from curation.catalog.schema import DECISIONS, ReviewRound
 from curation.review import selection
 from curation.review.selection import RunNotWaiting, open_round, parse_run_id, review_counts
 from flows.artifacts import artifact_key, markdown_table
@@ -122,7 +122,7 @@ class ReviewDone(RunInput):
 
 def gate_markdown(counts: dict[str, Any], target: int, data: str, review_url: str, timeout_hours: float) -> str:
     left = max(target - counts.get("accepted", 0), 0)
-    table = markdown_table([(k, counts.get(k, 0)) for k in ("accepted", "rejected", "skipped", "undecided", "total")],
+    table = markdown_table([(k, counts.get(k, 0)) for k in (*DECISIONS, "total")],
                            header=("faces", "count"))
     return (
         f"## Review needed: {counts.get('accepted', 0)} of {target} faces accepted ({left} to go)\n\n"

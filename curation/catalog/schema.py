@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
@@ -28,7 +28,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 IMAGE_STATUSES = ("new", "analyzed", "no_face", "rejected", "excluded", "error")
-DECISIONS = ("undecided", "accepted", "rejected", "skipped")
+# The one decision vocabulary (Face.decision), in the order counts and messages list it.
+DecisionName = Literal["accepted", "rejected", "skipped", "undecided"]
+DECISIONS: tuple[str, ...] = get_args(DecisionName)
 
 
 def utcnow() -> dt.datetime:

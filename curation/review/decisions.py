@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
-from curation.catalog.schema import Decision, Face, Image, ReviewRound, utcnow
+from curation.catalog.schema import DECISIONS, Decision, Face, Image, ReviewRound, utcnow
 
-REVIEW_DECISIONS = ("accepted", "rejected", "skipped", "undecided")
+REVIEW_DECISIONS = DECISIONS  # the catalog's vocabulary
 REASON_RE = re.compile(r"^[a-z0-9][a-z0-9 _.-]{0,63}$")  # short tags ("blurry", "duplicate"), never "#"
 UNDO_PREFIX = "undo #"
 # The reject reasons the page offers (any short tag is accepted through the API).

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from curation.catalog.errors import GhostsError
+from curation.catalog.schema import DecisionName
 from curation.review.decisions import MAX_BATCH, check_reason
 
 Point = tuple[float, float]
@@ -19,7 +20,7 @@ class DecideIn(BaseModel):
     """A decision, a rating, or both, for one face or a selection: one undo step."""
 
     face_ids: list[FaceId] = Field(..., min_length=1, max_length=MAX_BATCH)
-    decision: Literal["accepted", "rejected", "skipped", "undecided"] | None = None
+    decision: DecisionName | None = None
     reason: str | None = Field(None, max_length=64)
     rating: int | None = Field(None, ge=0, le=5)  # 1-5 stars; 0 clears; absent keeps the rating
 
