@@ -79,3 +79,31 @@ def test_instagram_concurrency_limit_is_created_once(prefect_api):
     ensure_instagram_limit()  # a limit someone edited in the UI is left alone
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(INSTAGRAM_LIMIT).limit == 2
+
+
+def test_prefect_yaml_deploys_the_flows_and_trigger_that_flows_deploy_declares(tmp_path):
+    """prefect.yaml (for work pools) and flows/deploy.py (for `ghosts serve`) describe the same deployments:
+    the same flows, and the same train-on-freeze trigger."""
+    import importlib
+    from pathlib import Path
+
+    import yaml
+
+    from flows.deploy import ServeOptions, build_deployments, frozen_trigger
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "prefect.yaml").read_text())
+    flows_in_yaml = {}
+    for d in spec["deployments"]:
+        path, attr = d["entrypoint"].split(":")
+        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), attr)
+        flows_in_yaml[flow.name] = d
+    served = build_deployments(ServeOptions(data=str(tmp_path), cron="0 3 * * *", tags=["x"]))
+    assert set(flows_in_yaml) == {d.flow_name for d in served}
+
+    assert flows_in_yaml["scrape-and-align"]["schedules"][0]["cron"]
+    trigger = frozen_trigger()
+    (yaml_trigger,) = flows_in_yaml["train"]["triggers"]
+    assert yaml_trigger["type"] == "event" and yaml_trigger["enabled"]
+    assert set(yaml_trigger["expect"]) == set(trigger.expect)
+    assert yaml_trigger["match"] == trigger.match.model_dump()
+    assert yaml_trigger["parameters"] == trigger.parameters
