@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,8 @@ import numpy as np
 import PIL.Image
 import torch
 
+from curation.datasets.archive import ArchiveError, open_archive
 from training.errors import TrainingError
-
-IMAGE_SUFFIXES = (".png",)
 
 
 @dataclass(frozen=True)
@@ -48,16 +46,15 @@ def inspect_archive(path: Path) -> ArchiveInfo:
     if not zipfile.is_zipfile(path):
         raise TrainingError(f"{path} is not a dataset archive (expected a .zip written by `ghosts freeze`)")
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            members = tuple(sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES)))
-            if not members:
-                raise TrainingError(f"{path} holds no PNG images")
-            with zf.open(members[0]) as f:
-                first = PIL.Image.open(f)
-                first.load()
-            labels_json = json.loads(zf.read("dataset.json")) if "dataset.json" in names else {"labels": None}
-    except (zipfile.BadZipFile, OSError, PIL.UnidentifiedImageError, json.JSONDecodeError) as e:
+        # The one reader (curation.datasets.archive): training accepts exactly the member names, labels and
+        # manifest that `ghosts verify` accepts.
+        with open_archive(path) as archive:
+            members = tuple(archive.names)
+            table = archive.labels
+            first = archive.read_image(members[0])
+    except ArchiveError as e:
+        raise TrainingError(str(e)) from None
+    except (OSError, PIL.UnidentifiedImageError) as e:
         raise TrainingError(f"cannot read dataset archive {path}: {e}") from e
     w, h = first.size
     if w != h or w < 4 or w & (w - 1):
@@ -65,8 +62,7 @@ def inspect_archive(path: Path) -> ArchiveInfo:
     if first.mode not in ("RGB", "L"):
         raise TrainingError(f"{path}: images must be RGB or greyscale, found mode {first.mode}")
     labels = None
-    if isinstance(labels_json, dict) and labels_json.get("labels"):
-        table = dict(labels_json["labels"])
+    if table:
         missing = [m for m in members if m not in table]
         if missing:
             raise TrainingError(f"{path}: dataset.json has no label for {missing[0]} ({len(missing)} missing)")

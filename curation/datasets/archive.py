@@ -399,7 +399,7 @@ class Archive:
         self.names: list[str] = sorted(n for n in members if IMAGE_NAME_RE.match(n))
         if not self.names:
             self._zip.close()
-            raise ArchiveError(f"{self.path} holds no images named NNNNN/imgNNNNNNNN.png")
+            raise ArchiveError(f"{self.path} holds no PNG images named NNNNN/imgNNNNNNNN.png")
         self._members = set(members)
         self._provenance: list[dict[str, Any]] | None = None
         self.labels: dict[str, int] | None = self._read_labels()
