@@ -446,24 +446,24 @@ def generator_kwargs(G: ModuleRecord) -> dict:
         _expect(m, key, (None, kw.get("w_dim", 512)), "G mapping")
     _expect(m, "activation", ("lrelu",), "G mapping")
     _expect(s, "channels_last", (False, True), "G")
-    return dict(z_dim=int(kw["z_dim"]), c_dim=int(kw["c_dim"]), w_dim=int(kw["w_dim"]),
-                img_resolution=int(kw["img_resolution"]), img_channels=int(kw["img_channels"]),
-                mapping_layers=int(m.get("num_layers", 8)), channel_base=int(s.get("channel_base", 32768)),
-                channel_max=int(s.get("channel_max", 512)), num_reduced_res=int(s.get("num_fp16_res", 0)),
-                conv_clamp=s.get("conv_clamp"), mapping_lr_multiplier=float(m.get("lr_multiplier", 0.01)),
-                w_avg_beta=float(m.get("w_avg_beta", 0.995)), arch_version=2)
+    return {"z_dim": int(kw["z_dim"]), "c_dim": int(kw["c_dim"]), "w_dim": int(kw["w_dim"]),
+                "img_resolution": int(kw["img_resolution"]), "img_channels": int(kw["img_channels"]),
+                "mapping_layers": int(m.get("num_layers", 8)), "channel_base": int(s.get("channel_base", 32768)),
+                "channel_max": int(s.get("channel_max", 512)), "num_reduced_res": int(s.get("num_fp16_res", 0)),
+                "conv_clamp": s.get("conv_clamp"), "mapping_lr_multiplier": float(m.get("lr_multiplier", 0.01)),
+                "w_avg_beta": float(m.get("w_avg_beta", 0.995)), "arch_version": 2}
 
 
 def discriminator_kwargs(D: ModuleRecord) -> dict:
     kw = D.init_kwargs
     m, e = dict(kw.get("mapping_kwargs") or {}), dict(kw.get("epilogue_kwargs") or {})
     _expect(kw, "architecture", ("resnet",), "D")
-    return dict(c_dim=int(kw["c_dim"]), img_resolution=int(kw["img_resolution"]),
-                img_channels=int(kw["img_channels"]), channel_base=int(kw.get("channel_base", 32768)),
-                channel_max=int(kw.get("channel_max", 512)), num_reduced_res=int(kw.get("num_fp16_res", 0)),
-                conv_clamp=kw.get("conv_clamp"), mbstd_group_size=int(e.get("mbstd_group_size", 4)),
-                mbstd_num_channels=int(e.get("mbstd_num_channels", 1)), mapping_layers=int(m.get("num_layers", 8)),
-                cmap_dim=kw.get("cmap_dim"), arch_version=2)
+    return {"c_dim": int(kw["c_dim"]), "img_resolution": int(kw["img_resolution"]),
+                "img_channels": int(kw["img_channels"]), "channel_base": int(kw.get("channel_base", 32768)),
+                "channel_max": int(kw.get("channel_max", 512)), "num_reduced_res": int(kw.get("num_fp16_res", 0)),
+                "conv_clamp": kw.get("conv_clamp"), "mbstd_group_size": int(e.get("mbstd_group_size", 4)),
+                "mbstd_num_channels": int(e.get("mbstd_num_channels", 1)), "mapping_layers": int(m.get("num_layers", 8)),
+                "cmap_dim": kw.get("cmap_dim"), "arch_version": 2}
 
 
 def convert_network_pickle(path: Path | str) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -1,10 +1,13 @@
 # Run once, from the repository root, with the code of commit 20e2477 (format version 1); kept for the record.
 # Writes a tiny snapshot with the networks as they were before format version 2, plus what they render.
-import numpy as np, torch
-from training.checkpoint import save_snapshot, load_snapshot
+import numpy as np
+import torch
+
+from training.checkpoint import save_snapshot
 from training.networks import Discriminator, Generator
+
 torch.manual_seed(7)
-kw = dict(img_resolution=16, channel_base=128, channel_max=16)
+kw = {"img_resolution": 16, "channel_base": 128, "channel_max": 16}
 G = Generator(z_dim=16, w_dim=16, mapping_layers=2, **kw)
 D = Discriminator(mbstd_group_size=2, mapping_layers=2, **kw)
 with torch.no_grad():
