@@ -447,6 +447,115 @@ def mirror_pairs(
 # --- freeze -------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class FreezePlan:
+    """What a freeze will write, read from the catalog under the dataset's lock: the selected faces' records,
+    the alignment jobs (one per photo, its faces' quads), the parent version and the selection's digest."""
+
+    name: str
+    resolution: int
+    labels: str
+    mirror_check: bool
+    mirror_distance: int
+    records: list[dict[str, Any]]
+    ids: list[tuple[int, int]]  # (face id, image id) per record
+    jobs: list[tuple[Path, list[np.ndarray], int, int | None, bool]]
+    decided: list[dt.datetime]
+    parent: DatasetVersion | None
+    digest: str
+    class_names: list[str] | None
+
+    @property
+    def version(self) -> int:
+        return self.parent.version + 1 if self.parent else 1
+
+
+def plan_freeze(ws, name: str, resolution: int, labels: str, mirror_check: bool, mirror_distance: int) -> FreezePlan:
+    """Read the accepted faces and the latest version of `name` (hold `dataset_lock` around plan -> commit)."""
+    with ws.session() as s:
+        rows = selected_faces(s)
+        if not rows:
+            raise GhostsError(
+                "no accepted faces to freeze: accept faces in review first (`ghosts review`), "
+                "or check that their images were not excluded by a takedown"
+            )
+        quads = [face_quad(f) for f, _ in rows]
+        records = [face_record(f, im, q) for (f, im), q in zip(rows, quads)]
+        ids = [(f.id, im.id) for f, im in rows]
+        decided = [f.decided_at for f, _ in rows if f.decided_at] or [im.ingested_at for _, im in rows]
+        jobs: list[tuple[Path, list[np.ndarray], int, int | None, bool]] = []
+        last_image = None
+        for (f, im), q in zip(rows, quads):
+            if im.id != last_image:
+                jobs.append((ws.abspath(im.path), [], resolution, ws.settings.max_pixels, mirror_check))
+                last_image = im.id
+            jobs[-1][1].append(q)
+        parent = latest_version(s, name)
+    return FreezePlan(name, resolution, labels, mirror_check, mirror_distance, records, ids, jobs, decided, parent,
+                      selection_digest(records, resolution, labels), class_names_of(records, labels))
+
+
+def unchanged_version(ws, plan: FreezePlan) -> FreezeResult | None:
+    """The latest version, when it already holds exactly this selection with these settings (and is on disk)."""
+    parent = plan.parent
+    if (
+        parent is None
+        or parent.selection_digest != plan.digest
+        or parent.superseded_reason
+        or not ws.abspath(parent.path).is_file()
+    ):
+        return None
+    with ws.session() as s:
+        grandparent = s.get(DatasetVersion, parent.parent_id) if parent.parent_id else None
+    return FreezeResult(
+        plan.name,
+        parent.version,
+        ws.abspath(parent.path),
+        parent.sha256,
+        parent.count,
+        parent.resolution,
+        False,
+        parent.id,
+        grandparent.version if grandparent else None,
+    )
+
+
+def write_version_archive(plan: FreezePlan, vdir: Path, workers: int | None, progress: bool) -> ArchiveInfo:
+    """Align every planned face (worker threads, in order) into the version's zip, with its card; refuses the
+    selection when the mirror check finds mirrored or duplicate faces."""
+    name, version, records = plan.name, plan.version, plan.records
+    hashes: list[np.ndarray] = []
+    with ArchiveWriter(vdir / f"{name}-v{version}-{plan.resolution}.zip") as writer:
+        with tqdm(total=len(records), desc=f"freeze {name} v{version}", unit="face", disable=not progress) as bar:
+            for faces in ordered_map(_align_photo, plan.jobs, workers=workers, chunk=1):
+                for png, h in faces:
+                    rec = records[writer.count]
+                    label = plan.class_names.index(rec.get("query") or UNTAGGED) if plan.class_names else None
+                    writer.add(png, rec, label)
+                    if h is not None:
+                        hashes.append(h)
+                bar.update(len(faces))
+        if plan.mirror_check and (pairs := mirror_pairs(hashes, plan.mirror_distance)):
+            raise _mirror_error(pairs, records, plan.ids)
+        parent = plan.parent
+        history = [f"parent: v{parent.version} (sha256 {parent.sha256[:16]}...)"] if parent else []
+        date = _iso(max(plan.decided))
+        return writer.finish(
+            lambda w: render_card(
+                card_facts(
+                    w.records,
+                    title=f"{name} v{version}",
+                    date=date,
+                    resolution=plan.resolution,
+                    mode=w.mode,
+                    class_names=plan.class_names,
+                    history=history,
+                    mirror_checked=plan.mirror_check,
+                )
+            )
+        )
+
+
 def freeze_dataset(
     ws,
     name: str,
@@ -459,88 +568,18 @@ def freeze_dataset(
     progress: bool = True,
 ) -> FreezeResult:
     """Freeze the accepted faces into version N+1 of `name` (or return the latest version when it already
-    holds exactly this selection with these settings)."""
+    holds exactly this selection with these settings): plan -> write -> commit, under the dataset's lock."""
     check_name(name)
     check_resolution(resolution)
     if labels not in LABEL_MODES:
         raise GhostsError(f"--labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
 
     with dataset_lock(ws, name):
-        with ws.session() as s:
-            rows = selected_faces(s)
-            if not rows:
-                raise GhostsError(
-                    "no accepted faces to freeze: accept faces in review first (`ghosts review`), "
-                    "or check that their images were not excluded by a takedown"
-                )
-            quads = [face_quad(f) for f, _ in rows]
-            records = [face_record(f, im, q) for (f, im), q in zip(rows, quads)]
-            ids = [(f.id, im.id) for f, im in rows]
-            decided = [f.decided_at for f, _ in rows if f.decided_at] or [im.ingested_at for _, im in rows]
-            jobs: list[tuple[Path, list[np.ndarray], int, int | None, bool]] = []
-            last_image = None
-            for (f, im), q in zip(rows, quads):
-                if im.id != last_image:
-                    jobs.append((ws.abspath(im.path), [], resolution, ws.settings.max_pixels, mirror_check))
-                    last_image = im.id
-                jobs[-1][1].append(q)
-            parent = latest_version(s, name)
-
-        digest = selection_digest(records, resolution, labels)
-        if (
-            parent is not None
-            and parent.selection_digest == digest
-            and not parent.superseded_reason
-            and ws.abspath(parent.path).is_file()
-        ):
-            with ws.session() as s:
-                grandparent = s.get(DatasetVersion, parent.parent_id) if parent.parent_id else None
-            return FreezeResult(
-                name,
-                parent.version,
-                ws.abspath(parent.path),
-                parent.sha256,
-                parent.count,
-                parent.resolution,
-                False,
-                parent.id,
-                grandparent.version if grandparent else None,
-            )
-
-        version = parent.version + 1 if parent else 1
-        class_names = class_names_of(records, labels)
-        with new_version_dir(ws, name, version) as vdir:
-            hashes: list[np.ndarray] = []
-            with ArchiveWriter(vdir / f"{name}-v{version}-{resolution}.zip") as writer:
-                with tqdm(
-                    total=len(records), desc=f"freeze {name} v{version}", unit="face", disable=not progress
-                ) as bar:
-                    for faces in ordered_map(_align_photo, jobs, workers=workers, chunk=1):
-                        for png, h in faces:
-                            rec = records[writer.count]
-                            label = class_names.index(rec.get("query") or UNTAGGED) if class_names else None
-                            writer.add(png, rec, label)
-                            if h is not None:
-                                hashes.append(h)
-                        bar.update(len(faces))
-                if mirror_check and (pairs := mirror_pairs(hashes, mirror_distance)):
-                    raise _mirror_error(pairs, records, ids)
-                history = [f"parent: v{parent.version} (sha256 {parent.sha256[:16]}...)"] if parent else []
-                date = _iso(max(decided))
-                info = writer.finish(
-                    lambda w: render_card(
-                        card_facts(
-                            w.records,
-                            title=f"{name} v{version}",
-                            date=date,
-                            resolution=resolution,
-                            mode=w.mode,
-                            class_names=class_names,
-                            history=history,
-                            mirror_checked=mirror_check,
-                        )
-                    )
-                )
+        plan = plan_freeze(ws, name, resolution, labels, mirror_check, mirror_distance)
+        if (unchanged := unchanged_version(ws, plan)) is not None:
+            return unchanged
+        with new_version_dir(ws, name, plan.version) as vdir:
+            info = write_version_archive(plan, vdir, workers, progress)
             extra = (
                 {"mirror_check": {"distance": mirror_distance, "hash_bits": MIRROR_HASH_SIZE**2, "pairs": 0}}
                 if mirror_check
@@ -549,18 +588,19 @@ def freeze_dataset(
             row = commit_version(
                 ws,
                 name=name,
-                version=version,
+                version=plan.version,
                 info=info,
                 labels=labels,
-                class_names=class_names,
-                parent=parent,
-                digest=digest,
-                items=ids,
+                class_names=plan.class_names,
+                parent=plan.parent,
+                digest=plan.digest,
+                items=plan.ids,
                 extra=extra,
             )
+    parent = plan.parent
     return FreezeResult(
         name,
-        version,
+        plan.version,
         info.path,
         info.sha256,
         info.count,
