@@ -199,8 +199,9 @@ def precheck_file(path, max_bytes: int) -> str | None:
 
 def ingest_paths(ws, paths: Iterable[str | os.PathLike], recursive: bool = False, progress: bool = True) -> ImportSummary:
     """Import local files and folders. One bad file never stops the batch: it gets a reason and the rest go on."""
-    files, skipped = collect_files(paths, recursive)
-    summary = ImportSummary(skipped=skipped)
+    problems: list[dict[str, str]] = []  # unreadable sub-folders, symlink loops: reported, the batch goes on
+    files, skipped = collect_files(paths, recursive, problems)
+    summary = ImportSummary(skipped=skipped, rejected=problems)
     ingestor = Ingestor(ws)
     for f in tqdm(files, desc="import", unit="img", disable=not progress):
         label = str(f)

@@ -112,3 +112,42 @@ def test_a_huge_non_image_is_refused_from_its_header(workspace, tmp_path, monkey
     ws = open_workspace(workspace.root, Settings())
     assert ingest_paths(ws, [big], progress=False).rejected[0]["reason"].startswith("too large")
     ws.close()
+
+
+def test_recursive_import_reports_symlink_loops_and_unreadable_folders(workspace, faces_dir, tmp_path, monkeypatch):
+    top = tmp_path / "photos"
+    (top / "ok").mkdir(parents=True)
+    (top / "locked").mkdir()
+    (top / "ok" / "a.jpg").write_bytes((faces_dir / PASCAL[0]).read_bytes())
+    (top / "locked" / "b.jpg").write_bytes((faces_dir / PASCAL[1]).read_bytes())
+    (top / "loop").symlink_to(top / "loop")  # a link to itself
+    (top / "ok" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    named_loop = tmp_path / "named-loop.jpg"
+    named_loop.symlink_to(named_loop)
+    locked = top / "locked"
+    if os.geteuid() == 0:  # root reads any folder: make this one fail the way an unreadable one does
+        real = os.scandir
+
+        def scandir(path="."):
+            if Path(path) == locked:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+    else:
+        locked.chmod(0)
+    try:
+        summary = ingest_paths(workspace, [named_loop, top], recursive=True, progress=False)
+    finally:
+        locked.chmod(0o755)
+    reasons = {Path(r["path"]).name: r["reason"] for r in summary.rejected}
+    assert summary.added == 1  # a.jpg; the batch went on past every problem
+    assert reasons["named-loop.jpg"].startswith("symlink loop")
+    assert reasons["loop"].startswith("symlink loop")
+    assert reasons["gone.jpg"].startswith("broken symlink")
+    assert reasons["locked"] == "cannot read folder: Permission denied"
+    out = CliRunner().invoke(main, ["import", "-r", str(named_loop), str(top), "--data", str(workspace.root)])
+    assert out.exit_code == 0 and "symlink loop" in out.stdout
+    # A path that does not exist at all is still a typo that stops the command with one clear line.
+    out = CliRunner().invoke(main, ["import", str(tmp_path / "typo.jpg"), "--data", str(workspace.root)])
+    assert out.exit_code == 1 and "no such file or folder" in out.stderr
