@@ -7,6 +7,7 @@ new one, never a torn one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import tempfile
@@ -116,15 +117,18 @@ def put_bytes(ws, data: bytes, ext: str) -> tuple[str, str]:
     return digest, rel
 
 
-def sweep_temp_files(folder: Path, older_than_s: float = 3600.0) -> int:
-    """Remove temp files left by a killed writer (never referenced by the catalog).
+def sweep_temp_files(folder: Path, older_than_s: float = 3600.0, name: str | None = None) -> int:
+    """Remove temp files left by a killed writer (never referenced by the catalog): every `.tmp-*` under
+    `folder`, or with `name` only the temp files of that one target directly in `folder` (for an output in a
+    user's folder, such as `ghosts pack`'s, whose other files are none of ours).
 
     Only old ones: a young temp file may belong to a writer that is still running in another process.
     """
     removed = 0
     now = time.time()
     if folder.exists():
-        for tmp in folder.rglob(TMP_PREFIX + "*"):
+        found = folder.glob(f"{TMP_PREFIX}{glob.escape(name)}.*") if name else folder.rglob(TMP_PREFIX + "*")
+        for tmp in found:
             with contextlib.suppress(OSError):
                 if now - tmp.stat().st_mtime >= older_than_s:
                     tmp.unlink()
