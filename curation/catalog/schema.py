@@ -16,6 +16,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -114,8 +115,20 @@ class Face(Base):
     reviewer: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(String(255))
     rating: Mapped[int | None]  # 1-5 stars from review (kept with the decision), None: not rated
+    descriptor: Mapped[bytes | None] = mapped_column(LargeBinary)  # 128 float32 (alignment.identity), None: not yet
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)  # None: not clustered yet
 
     image: Mapped[Image] = relationship(back_populates="faces")
+
+
+class Person(Base):
+    """One person the faces were grouped into (curation.analysis.identities). Rows are never deleted: a person
+    merged away or taken down keeps its row, so its id is never given to anyone else (People.next_id)."""
+
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Decision(Base):
