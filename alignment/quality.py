@@ -19,6 +19,13 @@ PREVIEW_SIZE = 256  # the review page's preview size; the blur measure is taken 
 BLUR_FLAG = 30.0  # flag faces blurrier than this (variance of the Laplacian on the preview)
 PADDING_FLAG = 0.1  # flag faces with more than this fraction of the crop made up
 YAW_FLAG = 40.0  # flag faces turned further than this (degrees)
+# The dataset side the size measures refer to when nobody chose one: 512, what most StyleGAN2-ADA datasets
+# of a few thousand faces train at (256 for quick runs, 1024 only with large, sharp sources). A face whose
+# crop square is smaller than this is enlarged when frozen, and flagged `upscaled`.
+DEFAULT_TARGET_SIZE = 512
+TARGET_SIZE_SETTING = "target_size"  # the workspace setting that holds the chosen side
+# The one flag vocabulary: what the analysis writes, the review filters by and the docs explain.
+FLAGS = ("upscaled", "padded", "blurry", "profile")
 
 
 @dataclass
@@ -127,6 +134,23 @@ def yaw_estimate(landmarks68, quad) -> float:
     return float(math.degrees(math.asin(min(max(r, -1.0), 1.0))))
 
 
+def face_flags(side: float | None, padding: float | None, blur: float | None, yaw: float | None, *,
+               target_size: int = DEFAULT_TARGET_SIZE, blur_flag: float = BLUR_FLAG,
+               padding_flag: float = PADDING_FLAG, yaw_flag: float = YAW_FLAG) -> list[str]:
+    """The flags (names from FLAGS) of a face with these measures; unknown measures raise no flag. Roll is
+    no flaw (alignment undoes it)."""
+    flags = []
+    if side is not None and side < target_size:
+        flags.append("upscaled")
+    if padding is not None and padding > padding_flag:
+        flags.append("padded")
+    if blur is not None and blur < blur_flag:
+        flags.append("blurry")
+    if yaw is not None and abs(yaw) > yaw_flag:
+        flags.append("profile")
+    return flags
+
+
 def measure_face(
     rgb: np.ndarray,
     quad,
@@ -135,7 +159,7 @@ def measure_face(
     points: dict[str, Any] | None = None,  # eye_left / eye_right / ..., when it was cropped by hand
     det_score: float | None = None,
     preview: np.ndarray | None = None,  # the PREVIEW_SIZE aligned face, when already made
-    target_size: int = 1024,  # the dataset's output size: smaller crops are enlarged, and flagged
+    target_size: int = DEFAULT_TARGET_SIZE,  # the dataset's output size: smaller crops are enlarged, and flagged
     blur_half: float = 50.0,  # blur value at which the sharpness factor is 0.5
     blur_flag: float = BLUR_FLAG,
     padding_flag: float = PADDING_FLAG,
@@ -167,15 +191,8 @@ def measure_face(
         "detection": 0.5 + 0.5 * (1.0 - math.exp(-1.5 * max(det_score, 0.0))) if det_score is not None else 1.0,
     }
     score = float(np.prod(list(factors.values())))
-    flags = []
-    if side < target_size:
-        flags.append("upscaled")
-    if pad > padding_flag:
-        flags.append("padded")
-    if blur < blur_flag:
-        flags.append("blurry")
-    if yaw is not None and abs(yaw) > yaw_flag:
-        flags.append("profile")
+    flags = face_flags(side, pad, blur, yaw, target_size=target_size, blur_flag=blur_flag,
+                       padding_flag=padding_flag, yaw_flag=yaw_flag)
     return Quality(quad_size=side, eye_dist=eye_dist, padding=pad, blur=blur, roll=quad_roll(q), yaw=yaw,
                    upscale=upscale, upscaled=side < target_size, target_size=int(target_size),
                    det_score=det_score, factors={k: round(v, 4) for k, v in factors.items()}, flags=flags,

@@ -161,6 +161,30 @@ class ReviewRound(Base):
     closed_by: Mapped[str | None] = mapped_column(String(64))  # who pressed "Selection done"
 
 
+class WorkspaceSetting(Base):
+    """Workspace-wide choices that several commands share (e.g. `target_size`: the dataset side the flags
+    refer to, set by `ghosts analyze --target-size` or `ghosts review --target-size`)."""
+
+    __tablename__ = "workspace_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def get_setting(session: Session, key: str, default: Any = None) -> Any:
+    row = session.get(WorkspaceSetting, key)
+    return default if row is None else row.value
+
+
+def set_setting(session: Session, key: str, value: Any) -> None:
+    row = session.get(WorkspaceSetting, key)
+    if row is None:
+        session.add(WorkspaceSetting(key=key, value=value, updated_at=utcnow()))
+    else:
+        row.value, row.updated_at = value, utcnow()
+
+
 class DatasetVersion(Base):
     __tablename__ = "dataset_versions"
     __table_args__ = (UniqueConstraint("name", "version"),)

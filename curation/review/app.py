@@ -12,7 +12,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from alignment.quality import TARGET_SIZE_SETTING
 from curation.catalog.errors import GhostsError
+from curation.catalog.schema import set_setting
 from curation.review.config import ReviewConfig
 from curation.review.deps import ReviewContext
 from curation.review.manual import ManualCropError
@@ -36,6 +38,9 @@ def create_app(ws, config: ReviewConfig | None = None, resume: Resume | None = N
     `resume` resumes the flow run waiting on the round when "Selection done" is pressed (the CLI passes
     flows.review_gate.resume_waiting_run)."""
     config = config or ReviewConfig()
+    if config.target_size is not None:
+        with ws.session() as s:
+            set_setting(s, TARGET_SIZE_SETTING, int(config.target_size))
     open_round(ws, target=config.target, reviewer=config.reviewer)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.autoescape = True

@@ -43,6 +43,7 @@ class ReviewConfig(BaseModel):
     # which stops DNS-rebinding pages from talking to it).
     extra_hosts: tuple[str, ...] = ()
     log_requests: bool = False  # one access-log line per request (refusals are always logged)
+    target_size: int | None = Field(None, ge=8, le=8192)  # sets the workspace's dataset side (flags follow it)
 
     @field_validator("reviewer")
     @classmethod

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import or_, select
 
 from curation.catalog.schema import Face, Image, NearDuplicate
-from curation.review.grid import DEFAULT_THRESHOLDS, Thresholds, face_hints
+from curation.review.grid import DEFAULT_THRESHOLDS, Thresholds, face_hints, thresholds_for
 
 MEASURES = ("score", "det_score", "eye_dist", "quad_size", "padding", "blur", "roll", "yaw")
 
@@ -127,7 +127,8 @@ def photo_detail(ws, image_id: int, focus: int | None = None, max_neighbours: in
         tags = list(prov.get("caption_hashtags") or [])
         if img.query and img.query not in tags:
             tags.insert(0, img.query)
-        faces = [face_info(f, n) for n, f in enumerate(_live_faces(s, image_id), 1)]
+        th = thresholds_for(s)
+        faces = [face_info(f, n, th) for n, f in enumerate(_live_faces(s, image_id), 1)]
         faces.sort(key=lambda f: f.id != focus)  # the face the reviewer came from first
         links = s.execute(
             select(NearDuplicate.image_id, NearDuplicate.other_id, NearDuplicate.distance)
@@ -140,10 +141,10 @@ def photo_detail(ws, image_id: int, focus: int | None = None, max_neighbours: in
             oimg = s.get(Image, other)
             if oimg is None or oimg.status == "excluded":
                 continue
-            neighbours.append(Neighbour(other, int(dist), [face_info(f, n) for n, f in enumerate(_live_faces(s, other), 1)],
+            neighbours.append(Neighbour(other, int(dist), [face_info(f, n, th) for n, f in enumerate(_live_faces(s, other), 1)],
                                         bool(oimg.path)))
         gone = s.scalars(select(Face).where(Face.image_id == image_id, Face.deleted.is_(True)).order_by(Face.id))
-        deleted = [face_info(f, 0) for f in gone]
+        deleted = [face_info(f, 0, th) for f in gone]
         return PhotoDetail(
             deleted=deleted, image_id=img.id, width=img.width or 0, height=img.height or 0, status=img.status, has_photo=bool(img.path),
             faces=faces, focus=focus, provenance=[(k, str(v)) for k, v in rows if v not in (None, "")],

@@ -18,10 +18,18 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
-from alignment.quality import BLUR_FLAG, PADDING_FLAG, YAW_FLAG
-from curation.catalog.schema import Face, Image
+from alignment.quality import (
+    BLUR_FLAG,
+    DEFAULT_TARGET_SIZE,
+    FLAGS,
+    PADDING_FLAG,
+    TARGET_SIZE_SETTING,
+    YAW_FLAG,
+    face_flags,
+)
+from curation.catalog.schema import Face, Image, get_setting
 
 Sort = Literal["score", "sharpness", "pose", "size", "rating", "date", "owner", "likes", "source", "id"]
 DecisionFilter = Literal["all", "undecided", "accepted", "rejected", "skipped"]
@@ -108,9 +116,16 @@ class Thresholds:
     padding: float = PADDING_FLAG  # fraction of the crop filled by reflection padding
     blur: float = BLUR_FLAG  # variance of the Laplacian on the preview; lower is softer
     pose: float = YAW_FLAG  # degrees of |yaw| (roll is undone by alignment, so it is no flaw)
+    target_size: int = DEFAULT_TARGET_SIZE  # the dataset side: smaller crops are `upscaled`
 
 
 DEFAULT_THRESHOLDS = Thresholds()
+
+
+def thresholds_for(session) -> Thresholds:
+    """The thresholds for this workspace: the analysis's, with its chosen target size (workspace setting)."""
+    size = get_setting(session, TARGET_SIZE_SETTING, DEFAULT_TARGET_SIZE)
+    return Thresholds(target_size=int(size)) if isinstance(size, int) and size > 0 else DEFAULT_THRESHOLDS
 
 
 @dataclass
@@ -162,21 +177,17 @@ class GridPage:
 
 
 def face_hints(face: Face, th: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
-    """Short flag names for a tile: the analysis's own flag list when it stored one, else from the columns."""
-    q = face.quality or {}
-    flags = q.get("flags")
-    if isinstance(flags, (list, tuple)) and all(isinstance(f, str) for f in flags):
-        hints = list(flags)
-    else:
-        hints = []
-        if face.upscaled:
-            hints.append("upscaled")
-        if face.padding is not None and face.padding > th.padding:
-            hints.append("padded")
-        if face.blur is not None and face.blur < th.blur:
-            hints.append("blurry")
-        if abs(face.yaw or 0.0) > th.pose:
-            hints.append("profile")
+    """Short flag names for a tile, from the face's measures under this workspace's thresholds (so they
+    follow the target size chosen after the analysis ran); flags outside the vocabulary that the analysis
+    stored are kept after them."""
+    side = face.quad_size
+    hints = face_flags(side, face.padding, face.blur, face.yaw, target_size=th.target_size, blur_flag=th.blur,
+                       padding_flag=th.padding, yaw_flag=th.pose)
+    if side is None and face.upscaled:
+        hints.insert(0, "upscaled")
+    stored = (face.quality or {}).get("flags")
+    if isinstance(stored, (list, tuple)):
+        hints += [f for f in stored if isinstance(f, str) and f not in FLAGS and f not in hints]
     if face.manual and "manual" not in hints:
         hints.insert(0, "manual")
     return hints
@@ -200,11 +211,11 @@ def _filters(q: GridQuery, th: Thresholds) -> list:
         conds.append(Face.rating >= q.min_rating)
     match q.flag:
         case "flagged":
-            conds.append(Face.flagged.is_(True))
+            conds.append(_flagged(th))
         case "clean":
-            conds.append(Face.flagged.is_(False))
+            conds.append(~_flagged(th))
         case "upscaled":
-            conds.append(Face.upscaled.is_(True))
+            conds.append(_upscaled(th))
         case "padded":
             conds.append(Face.padding > th.padding)
         case "blurry":
@@ -214,6 +225,16 @@ def _filters(q: GridQuery, th: Thresholds) -> list:
         case "manual":
             conds.append(Face.manual.is_(True))
     return conds
+
+
+def _upscaled(th: Thresholds):
+    return or_(Face.quad_size < th.target_size, and_(Face.quad_size.is_(None), Face.upscaled.is_(True)))
+
+
+def _flagged(th: Thresholds):
+    """Any flag under these thresholds (the stored `flagged` column was computed for the analysis's target)."""
+    return or_(_upscaled(th), func.coalesce(Face.padding, 0.0) > th.padding,
+               func.coalesce(Face.blur, 1e9) < th.blur, func.abs(func.coalesce(Face.yaw, 0.0)) > th.pose)
 
 
 def _order(sort: Sort) -> list:
@@ -250,18 +271,21 @@ def _tile(f: Face, tag, owner, likes, taken, kind, th: Thresholds) -> Tile:
 TILE_COLUMNS = (Image.query, Image.owner, Image.likes, Image.taken_at, Image.source_kind)
 
 
-def matching_ids(session, q: GridQuery, th: Thresholds = DEFAULT_THRESHOLDS) -> tuple[int, ...]:
+def matching_ids(session, q: GridQuery, th: Thresholds | None = None) -> tuple[int, ...]:
     """Every face matching `q`, in its sort order."""
+    th = th or thresholds_for(session)
     return tuple(session.scalars(select(Face.id).join(Image, Face.image_id == Image.id).where(*_filters(q, th))
                                  .order_by(*_order(q.sort))).all())
 
 
-def list_faces(session, q: GridQuery, per_page: int = 120, th: Thresholds = DEFAULT_THRESHOLDS,
+def list_faces(session, q: GridQuery, per_page: int = 120, th: Thresholds | None = None,
                snapshots: Snapshots | None = None) -> GridPage:
     """One page of faces matching `q`, in its sort order, with the total count for the pager.
 
     With `snapshots`, the page is a slice of the filter's id list (made now, or the one `q.snap` names), and
-    the returned page's query carries the snapshot key for the pager's links."""
+    the returned page's query carries the snapshot key for the pager's links. `th` defaults to the
+    workspace's thresholds (its target size)."""
+    th = th or thresholds_for(session)
     if snapshots is not None:
         fk = q.filter_key()
         ids = snapshots.get(q.snap, fk)

@@ -97,6 +97,29 @@ def test_flag_filters_use_the_analysis_thresholds(workspace):
         assert plain in tile_ids(c.get("/").text)
 
 
+def test_upscaled_follows_the_workspace_target_size(workspace):
+    """One workspace setting (default 512) decides `upscaled`: a 400 px crop is small for 512, fine for 256."""
+    from alignment.quality import DEFAULT_TARGET_SIZE, TARGET_SIZE_SETTING
+    from curation.catalog.schema import get_setting
+    from tests.curation.test_review_support import add_face, make_catalog
+
+    img = make_catalog(workspace, photos=1, faces_per_photo=0)["images"][0]
+    mid = add_face(workspace, img, index=0, box=[0.0, 0.0, 400.0, 400.0], upscaled=True)
+    big = add_face(workspace, img, index=1, box=[0.0, 0.0, 600.0, 600.0], upscaled=True)
+    assert DEFAULT_TARGET_SIZE == 512
+    with client_for(workspace) as c:
+        assert tile_ids(c.get("/?flag=upscaled").text) == [mid]
+        assert "flags @512px" in c.get("/").text
+    with client_for(workspace, target_size=256) as c:  # `ghosts review --target-size 256`
+        assert tile_ids(c.get("/?flag=upscaled").text) == []
+        assert sorted(tile_ids(c.get("/?flag=clean").text)) == sorted([mid, big])
+        assert "upscaled" not in c.get(f"/images/{img}/panel?face={mid}").text.split("quality measures")[0]
+    with workspace.session() as s:
+        assert get_setting(s, TARGET_SIZE_SETTING) == 256
+    with client_for(workspace, target_size=1024) as c:
+        assert sorted(tile_ids(c.get("/?flag=upscaled").text)) == sorted([mid, big])
+
+
 def next_link(html: str) -> str | None:
     m = re.search(r'rel="next" href="([^"]+)"', html)
     return m.group(1).replace("&amp;", "&") if m else None
@@ -544,7 +567,8 @@ def test_ten_thousand_faces_open_fast(workspace):
     with workspace.session() as s:
         s.execute(insert(Face), [
             {"image_id": ids[i % 2], "index": i + 2, "detector": "hog", "score": (i * 7919 % 1000) / 1000,
-             "flagged": i % 5 == 0, "decision": "undecided", "deleted": False, "manual": False, "upscaled": False}
+             "flagged": i % 5 == 0, "quad_size": 200.0 if i % 5 == 0 else 900.0, "decision": "undecided",
+             "deleted": False, "manual": False, "upscaled": i % 5 == 0}
             for i in range(10_000)
         ])
     with client_for(workspace) as c:

@@ -51,7 +51,9 @@ def add_face(ws, image_id: int, *, index: int = 0, score: float = 0.5, seed: int
     with ws.session() as s:
         face = Face(
             image_id=image_id, index=index, detector="hog", det_score=1.0, box=box, landmarks=landmarks_in(box),
-            quad=[[x0, y0], [x0, y1], [x1, y1], [x1, y0]], eye_dist=(x1 - x0) / 3, quad_size=x1 - x0,
+            # Measures that agree with the flags asked for: an upscaled face's crop is smaller than the target.
+            quad=[[x0, y0], [x0, y1], [x1, y1], [x1, y0]], eye_dist=(x1 - x0) / 3,
+            quad_size=(x1 - x0) if upscaled else 2048.0,
             padding=padding, blur=blur, roll=0.0, yaw=yaw, upscaled=upscaled, flagged=flagged, score=score,
             quality={"score": score, "sharpness": 0.8}, **extra,
         )

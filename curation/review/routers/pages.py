@@ -12,7 +12,7 @@ from curation.catalog.schema import Face, Image
 from curation.review.decisions import REJECT_REASONS
 from curation.review.deps import Ctx, IdPath, OptionalIdQuery, ReviewContext
 from curation.review.detail import photo_detail
-from curation.review.grid import FLAG_LABELS, SORT_LABELS, GridQuery, facet_values, list_faces
+from curation.review.grid import FLAG_LABELS, SORT_LABELS, GridQuery, facet_values, list_faces, thresholds_for
 from curation.review.security import csrf_token
 from curation.review.selection import review_counts
 
@@ -30,9 +30,11 @@ def _page(ctx: ReviewContext, request: Request, name: str, **data) -> HTMLRespon
 @router.get("/", response_class=HTMLResponse)
 def grid(ctx: Ctx, request: Request, q: Annotated[GridQuery, Query()]) -> HTMLResponse:
     with ctx.ws.session() as s:
-        page = list_faces(s, q, ctx.config.per_page, snapshots=ctx.snapshots)
+        th = thresholds_for(s)
+        page = list_faces(s, q, ctx.config.per_page, th, snapshots=ctx.snapshots)
         facets = facet_values(s)
     return _page(ctx, request, "grid.html", page=page, q=page.query, facets=facets, sort_labels=SORT_LABELS,
+                 target_size=th.target_size,
                  flag_labels=FLAG_LABELS, view="faces")
 
 

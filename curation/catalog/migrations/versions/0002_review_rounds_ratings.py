@@ -1,4 +1,4 @@
-"""review: ratings on faces and history, decisions tied to their round, who closed a round
+"""review: ratings on faces and history, decisions tied to their round, who closed a round, workspace settings
 
 Revision ID: 0002
 Revises: 0001
@@ -24,9 +24,16 @@ def upgrade() -> None:
         b.create_foreign_key('fk_decisions_round_id_review_rounds', 'review_rounds', ['round_id'], ['id'])
     with op.batch_alter_table('review_rounds') as b:
         b.add_column(sa.Column('closed_by', sa.String(length=64), nullable=True))
+    op.create_table('workspace_settings',
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.JSON(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('key')
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('workspace_settings')
     with op.batch_alter_table('review_rounds') as b:
         b.drop_column('closed_by')
     with op.batch_alter_table('decisions') as b:
