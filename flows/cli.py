@@ -104,7 +104,7 @@ def import_(paths: tuple[Path, ...], recursive: bool, as_json: bool, data: Path 
 @data_option
 def status(as_json: bool, data: Path | None) -> None:
     """Counts of images, faces, decisions, datasets and training runs."""
-    from curation.catalog.status import workspace_status
+    from curation.catalog.status import round_lines, workspace_status
 
     st = workspace_status(open_ws(data))
     if as_json:
@@ -123,6 +123,8 @@ def status(as_json: bool, data: Path | None) -> None:
         click.echo(f"dataset  {d['name']} v{d['version']}  {d['count']} x {d['resolution']}px  {d['path']}  [{state}]")
     if st["training_runs"]:
         click.echo("runs     " + "  ".join(f"{k}={v}" for k, v in st["training_runs"].items()))
+    for line in round_lines(st.get("review_rounds", [])):
+        click.echo(line)
 
 
 # Each room contributes its commands from its own module (COMMANDS = [...]), in this order.

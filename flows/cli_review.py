@@ -33,16 +33,21 @@ def _check_port(host: str, port: int) -> None:
 @click.option("--reviewer", default=None, help="Name saved with every decision (default: your login name).")
 @click.option("--token", envvar="GHOSTS_REVIEW_TOKEN", default=None,
               help="Access token required on every request (env GHOSTS_REVIEW_TOKEN); mandatory off loopback.")
+@click.option("--target-size", type=click.IntRange(8, 8192), default=None,
+              help="Dataset side the flags refer to (faces smaller are flagged upscaled); a workspace setting, "
+                   "default 512.")
+@click.option("--log-requests", is_flag=True, help="Log every request (method, path, status, ms, client).")
 @data_option
 def review(host: str, port: int, target: int | None, reviewer: str | None, token: str | None,
-           data: Path | None) -> None:
+           target_size: int | None, log_requests: bool, data: Path | None) -> None:
     """Open the review page: pick the faces for the dataset, by keyboard, every decision saved at once.
 
     Prints the URL to open. Keys: arrows/hjkl move, a accept, r reject, s skip, u undo, space details, ? help.
     """
     from curation.review.config import make_config
 
-    config = make_config(host=host, port=port, target=target, reviewer=reviewer, token=token)
+    config = make_config(host=host, port=port, target=target, reviewer=reviewer, token=token,
+                         target_size=target_size, log_requests=log_requests or None)
     ws = open_ws(data)
     _check_port(host, port)
 
@@ -52,6 +57,14 @@ def review(host: str, port: int, target: int | None, reviewer: str | None, token
     from curation.review.selection import review_counts
     from flows.review_gate import make_resume
 
+    import logging
+
+    # Refusals are always logged (with the client address); every request only with --log-requests.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    review_log = logging.getLogger("ghosts.review")
+    review_log.addHandler(handler)
+    review_log.setLevel(logging.INFO if log_requests else logging.WARNING)
     app = create_app(ws, config, resume=make_resume(ws))  # resumes on the run's own API; starts no server
     counts = review_counts(ws)
     shown_host = f"[{host}]" if ":" in host else host

@@ -40,3 +40,24 @@ def test_missing_workspace_is_reported(tmp_path):
 def test_bad_reviewer_name_is_refused(workspace):
     r = run("--data", str(workspace.root), "--reviewer", "<script>")
     assert r.exit_code == 1 and "reviewer" in r.output
+
+
+def test_status_lists_rounds_open_and_closed(workspace):
+    from curation.review import complete_selection, decide, open_round
+    from tests.curation.test_review_support import make_catalog
+
+    faces = make_catalog(workspace, photos=2, faces_per_photo=2)["faces"]
+    first = open_round(workspace, target=3, reviewer="ann")
+    decide(workspace, faces[:2], "accepted", "ann")
+    complete_selection(workspace, "bob")
+    decide(workspace, faces[2:3], "accepted", "ann")  # opens the next round
+    r = CliRunner().invoke(main, ["status", "--data", str(workspace.root)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.output.splitlines() if x.startswith("round")]
+    assert lines[0].startswith(f"round    {first.id + 1} open since ") and "by ann, target 3, 1 decisions" in lines[0]
+    assert lines[1].startswith(f"round    {first.id} closed ") and "by bob: 2 accepted of target 3" in lines[1]
+
+
+def test_target_size_out_of_range_is_refused(workspace):
+    r = run("--data", str(workspace.root), "--target-size", "4")
+    assert r.exit_code == 2 and "--target-size" in r.output
