@@ -23,6 +23,7 @@ from alignment.faces import analyze_rgb
 from alignment.models import DETECTORS, face_detector, landmark_predictor
 from alignment.pool import default_workers, run_jobs
 from alignment.preview import save_preview
+from curation.analysis.identities import update_identities
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.schema import Face, Image, utcnow
@@ -93,6 +94,7 @@ class AnalyzeSummary:
     retried: int = 0  # images in `error` tried again
     errors: list[dict[str, Any]] = field(default_factory=list)  # image id and reason, the first 100
     seconds: float = 0.0
+    identities: dict[str, Any] | None = None  # the identity step's IdentitySummary; None when turned off
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -192,6 +194,7 @@ def analyze_workspace(
     progress: bool = True,
     image_ids: Iterable[int] | None = None,  # only these (those still `new`); None: every `new` image
     retry_errors: bool = False,  # retry every image in `error` (by default only those whose cause may pass)
+    identities: bool = True,  # then describe the new faces and group them into people (curation.analysis.identities)
 ) -> AnalyzeSummary:
     """Detect, landmark, align, measure and preview the faces of every image not analysed yet."""
     _check(detector, target_size)
@@ -208,6 +211,8 @@ def analyze_workspace(
             summary.add(outcome, record_outcome(ws, outcome))
             bar.update(1)
             bar.set_postfix(faces=summary.faces, errors=summary.error, refresh=False)
+    if identities:
+        summary.identities = update_identities(ws, progress=progress).as_dict()
     summary.seconds = round(time.monotonic() - started, 2)
     return summary
 

@@ -1,0 +1,196 @@
+"""Who is who in the workspace: a descriptor for every face, and the faces grouped into people.
+
+- `describe_faces` computes the 128-D descriptor (alignment.identity) of every live face that has none yet,
+  detected or cropped by hand: from the stored photo and the landmarks analysis found, or, for a face cropped
+  by hand (points, no landmarks), from its aligned crop. One photo at a time, each photo's descriptors in one
+  transaction: an interrupted run loses at most one photo's work, and a rerun picks up what is left.
+- `cluster_workspace` groups the described faces into people incrementally (`cluster_people`): faces that
+  already have a person keep it, new faces join the people they are close to or become new people. Person
+  ids live in the `people` table, whose rows are never deleted, so an id is never given to someone else.
+- `identity_counts` is what `ghosts status`, the freeze warning and the dataset card report: how many people,
+  and the largest person's and owner's shares of the faces.
+
+`ghosts analyze` runs both at its end (`update_identities`); `ghosts people` runs them on their own.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from tqdm import tqdm
+
+from alignment.align import align_face
+from alignment.identity import DESCRIPTOR_DIM, SAME_PERSON, People, cluster_people, crop_descriptor, face_descriptors
+from curation.catalog.imaging import ImageRejected, load_rgb
+from curation.catalog.schema import Face, Image, Person, utcnow
+
+log = logging.getLogger(__name__)
+
+CROP_SIZE = 256  # aligned crop side for faces cropped by hand (within ~0.1 of a photo descriptor at 128+ px)
+
+
+def to_bytes(vector: np.ndarray) -> bytes:
+    v = np.asarray(vector, dtype="<f4").reshape(DESCRIPTOR_DIM)
+    return v.tobytes()
+
+
+def from_bytes(blob: bytes) -> np.ndarray:
+    v = np.frombuffer(blob, dtype="<f4")
+    if v.size != DESCRIPTOR_DIM:
+        raise ValueError(f"a stored descriptor has {v.size} values, expected {DESCRIPTOR_DIM}")
+    return v.astype(np.float32)
+
+
+@dataclass
+class IdentitySummary:
+    described: int = 0  # faces given a descriptor in this run
+    undescribed: int = 0  # faces still without one (photo missing or unreadable: a rerun tries again)
+    clustered: int = 0  # faces given a person in this run
+    new_people: int = 0
+    people: int = 0  # people with at least one live face, after this run
+    largest_share: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+# --- descriptors ---------------------------------------------------------------------------------------------
+
+
+def _describe_photo(rgb: np.ndarray, faces: list[Face]) -> dict[int, bytes]:
+    """Descriptors of these faces of one photo: detected faces in one batch from their landmarks, faces
+    cropped by hand from their aligned crop."""
+    out: dict[int, bytes] = {}
+    marked = [f for f in faces if f.landmarks]
+    if marked:
+        vectors = face_descriptors(rgb, [(np.asarray(f.landmarks, float), f.box) for f in marked])
+        out |= {f.id: to_bytes(v) for f, v in zip(marked, vectors)}
+    for f in faces:
+        if not f.landmarks and f.quad:
+            out[f.id] = to_bytes(crop_descriptor(align_face(rgb, f.quad, CROP_SIZE)))
+    return out
+
+
+def describe_faces(ws, *, image_ids: Iterable[int] | None = None, progress: bool = False) -> tuple[int, int]:
+    """Give every live face without a descriptor one; returns (described, left without one)."""
+    q = (select(Face.image_id).join(Image, Image.id == Face.image_id)
+         .where(Face.descriptor.is_(None), Face.deleted.is_(False), Image.path.is_not(None)).distinct())
+    with ws.session() as s:
+        todo = sorted(s.scalars(q))
+    if image_ids is not None:
+        wanted = {int(i) for i in image_ids}
+        todo = [i for i in todo if i in wanted]
+    described = left = 0
+    for image_id in tqdm(todo, unit="img", desc="describe", disable=not progress or not todo):
+        with ws.session() as s:
+            path = s.scalar(select(Image.path).where(Image.id == image_id))
+            faces = list(s.scalars(select(Face).where(Face.image_id == image_id, Face.descriptor.is_(None),
+                                                      Face.deleted.is_(False))))
+            try:
+                rgb = load_rgb(ws.abspath(path), ws.settings.max_pixels)
+                blobs = _describe_photo(rgb, faces)
+            except (OSError, ImageRejected, ValueError) as e:  # a photo gone or unreadable: a rerun retries
+                log.warning("cannot describe the faces of image %s: %s", image_id, e)
+                left += len(faces)
+                continue
+            for f in faces:
+                if f.id in blobs:
+                    f.descriptor = blobs[f.id]
+                    described += 1
+                else:
+                    left += 1  # neither landmarks nor a quad: nothing to describe it from
+    return described, left
+
+
+# --- people --------------------------------------------------------------------------------------------------
+
+
+def load_people(session) -> tuple[People, dict[int, np.ndarray]]:
+    """The stored grouping of live faces, and every live face's descriptor (face id -> vector)."""
+    rows = session.execute(select(Face.id, Face.person_id, Face.descriptor).where(Face.deleted.is_(False))).all()
+    next_id = (session.scalar(select(func.max(Person.id))) or 0) + 1
+    people = People({fid: int(p) for fid, p, _ in rows if p is not None}, next_id)
+    return people, {fid: from_bytes(d) for fid, _, d in rows if d is not None}
+
+
+def save_people(session, people: People) -> int:
+    """Store a grouping: new person rows first, then every face whose person changed. Returns faces changed."""
+    known = set(session.scalars(select(Person.id)))
+    now = utcnow()
+    for pid in sorted(set(people.faces.values()) - known):
+        session.add(Person(id=pid, created_at=now))
+    session.flush()
+    current = dict(session.execute(select(Face.id, Face.person_id)).all())
+    changed = 0
+    for fid, pid in people.faces.items():
+        if current.get(fid) != pid:
+            session.execute(update(Face).where(Face.id == fid).values(person_id=pid))
+            changed += 1
+    return changed
+
+
+def cluster_workspace(ws, *, threshold: float = SAME_PERSON) -> tuple[int, int]:
+    """Give every described face without a person one; returns (faces clustered, new people). Two runs at
+    once (the flows' parallel batches) may both pick the next person id: the later one starts over."""
+    tries = 5
+    while True:
+        tries -= 1
+        try:
+            with ws.session() as s:
+                people, descriptors = load_people(s)
+                grouped = cluster_people(descriptors, people, threshold=threshold)
+                clustered = save_people(s, grouped)
+            return clustered, grouped.next_id - people.next_id
+        except IntegrityError:
+            if not tries:
+                raise
+
+
+def identity_counts(session, face_ids: Iterable[int] | None = None) -> dict[str, Any]:
+    """People and shares among these faces (None: every live face): the number of people, the largest
+    person's share of the faces that have a person, and the largest owner's share of all the faces (a face
+    of an image without an owner counts as its own owner)."""
+    q = select(Face.id, Face.person_id, Image.owner).join(Image, Image.id == Face.image_id)
+    if face_ids is None:
+        rows = session.execute(q.where(Face.deleted.is_(False))).all()
+    else:
+        ids = sorted({int(i) for i in face_ids})
+        rows = []
+        for start in range(0, len(ids), 500):
+            rows += session.execute(q.where(Face.id.in_(ids[start:start + 500]))).all()
+    persons: dict[int, int] = {}
+    owners: dict[str, int] = {}
+    for fid, pid, owner in rows:
+        if pid is not None:
+            persons[pid] = persons.get(pid, 0) + 1
+        key = owner if owner else f"(no owner: face {fid})"
+        owners[key] = owners.get(key, 0) + 1
+    with_person = sum(persons.values())
+    top_person = max(persons.items(), key=lambda kv: (kv[1], -kv[0]), default=(None, 0))
+    top_owner = max(owners.items(), key=lambda kv: kv[1], default=(None, 0))
+    return {
+        "faces": len(rows),
+        "with_person": with_person,
+        "people": len(persons),
+        "largest_person": top_person[0],
+        "largest_person_faces": top_person[1],
+        "largest_person_share": top_person[1] / with_person if with_person else 0.0,
+        "largest_owner": top_owner[0] if top_owner[0] and not top_owner[0].startswith("(no owner") else None,
+        "largest_owner_faces": top_owner[1],
+        "largest_owner_share": top_owner[1] / len(rows) if rows else 0.0,
+    }
+
+
+def update_identities(ws, *, threshold: float = SAME_PERSON, progress: bool = False) -> IdentitySummary:
+    """Describe what is new, then cluster it: the identity step of analysis (resumable, incremental)."""
+    described, left = describe_faces(ws, progress=progress)
+    clustered, new_people = cluster_workspace(ws, threshold=threshold)
+    with ws.session() as s:
+        counts = identity_counts(s)
+    return IdentitySummary(described=described, undescribed=left, clustered=clustered, new_people=new_people,
+                           people=counts["people"], largest_share=round(counts["largest_person_share"], 4))

@@ -1,0 +1,94 @@
+"""Identities in a real workspace: analysis describes every face and groups the collage of four men (six
+photos each) into its four people; a rerun is resumable and keeps every id; a face cropped by hand is
+described too."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select, update
+
+from curation.analysis.analyze import analyze_workspace
+from curation.analysis.identities import from_bytes, identity_counts, update_identities
+from curation.catalog.schema import Face, Image, Person
+from curation.sources.ingest import ingest_paths
+from tests.alignment.conftest import BALD, CRUISE
+from tests.alignment.test_identity import _who
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory, faces_dir):
+    from curation.catalog.workspace import init_workspace
+
+    ws = init_workspace(tmp_path_factory.mktemp("ids") / "ws")
+    ingest_paths(ws, [faces_dir / BALD, faces_dir / CRUISE], progress=False)
+    started = time.monotonic()
+    summary = analyze_workspace(ws, workers=1, progress=False)
+    yield ws, summary, time.monotonic() - started
+    ws.close()
+
+
+def _faces(ws):
+    with ws.session() as s:
+        return s.execute(select(Face.id, Face.person_id, Face.descriptor, Face.box, Image.source_ref)
+                         .join(Image, Image.id == Face.image_id).order_by(Face.id)).all()
+
+
+def test_analysis_groups_the_collage_into_its_four_people(analysed):
+    ws, summary, _ = analysed
+    rows = _faces(ws)
+    assert summary.identities["described"] == len(rows) == 25 and summary.identities["undescribed"] == 0
+    assert all(from_bytes(r.descriptor).shape == (128,) for r in rows)
+    collage = [r for r in rows if r.source_ref.endswith(BALD)]
+    cruise = [r for r in rows if r.source_ref.endswith(CRUISE)]
+    by_name: dict[str, set] = {}
+    for r in collage:
+        by_name.setdefault(_who(r.box), set()).add(r.person_id)
+    assert all(len(p) == 1 for p in by_name.values()), by_name  # each man is one person
+    assert len({next(iter(p)) for p in by_name.values()}) == 4  # and four different people
+    assert cruise[0].person_id not in {next(iter(p)) for p in by_name.values()}
+    assert summary.identities["people"] == 5
+    with ws.session() as s:
+        counts = identity_counts(s)
+        assert s.scalar(select(Person.id).order_by(Person.id.desc())) == 5
+    assert counts["people"] == 5 and counts["largest_person_faces"] == 6
+    assert counts["largest_person_share"] == pytest.approx(6 / 25)
+
+
+def test_rerun_describes_only_what_is_missing_and_keeps_every_id(analysed):
+    ws, _, _ = analysed
+    before = {r.id: r.person_id for r in _faces(ws)}
+    again = update_identities(ws)
+    assert (again.described, again.clustered, again.new_people) == (0, 0, 0)
+    one = next(iter(before))
+    with ws.session() as s:  # as if a run had stopped after describing the others
+        s.execute(update(Face).where(Face.id == one).values(descriptor=None, person_id=None))
+    resumed = update_identities(ws)
+    assert (resumed.described, resumed.clustered, resumed.new_people) == (1, 1, 0)
+    assert {r.id: r.person_id for r in _faces(ws)} == before
+
+
+def test_a_face_cropped_by_hand_joins_its_person(analysed):
+    from curation.review.manual import add_manual_face
+
+    ws, _, _ = analysed
+    rows = [r for r in _faces(ws) if r.source_ref.endswith(CRUISE)]
+    with ws.session() as s:
+        face = s.get(Face, rows[0].id)
+        lm = face.landmarks
+        image_id = face.image_id
+    eye = lambda pts: [sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)]  # noqa: E731
+    points = {"eye_left": eye(lm[36:42]), "eye_right": eye(lm[42:48]), "mouth_left": lm[48], "mouth_right": lm[54]}
+    manual = add_manual_face(ws, image_id, points, "tester")
+    summary = update_identities(ws)
+    assert (summary.described, summary.clustered, summary.new_people) == (1, 1, 0)
+    with ws.session() as s:
+        assert s.get(Face, manual.id).person_id == rows[0].person_id
+
+
+def test_analysis_can_leave_identities_out(workspace, faces_dir):
+    ingest_paths(workspace, [faces_dir / CRUISE], progress=False)
+    summary = analyze_workspace(workspace, workers=1, progress=False, identities=False)
+    assert summary.identities is None
+    with workspace.session() as s:
+        assert s.scalars(select(Face.descriptor)).all() == [None]
