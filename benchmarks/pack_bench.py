@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from curation.catalog.workers import default_workers
-from curation.datasets.archive import archive_name
+from curation.datasets.format import archive_name
 from curation.datasets.pack import pack_folder
 from curation.sources.ingest import collect_files
 

@@ -150,7 +150,8 @@ def pack(folder, out, resolution, center_crop, workers, overwrite, as_json):
 @click.pass_context
 def verify(ctx, archive, manifest, max_size, as_json):
     """Check a dataset archive: names, sizes, modes, dataset.json, provenance, sha256. Exit 1 on any fault."""
-    from curation.datasets.archive import DEFAULT_MAX_ARCHIVE_BYTES, verify_archive
+    from curation.datasets.format import DEFAULT_MAX_ARCHIVE_BYTES
+    from curation.datasets.verify import verify_archive
 
     rep = verify_archive(
         archive, manifest=manifest, max_bytes=max_size or DEFAULT_MAX_ARCHIVE_BYTES, progress=not as_json

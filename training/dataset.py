@@ -16,7 +16,8 @@ import numpy as np
 import PIL.Image
 import torch
 
-from curation.datasets.archive import ArchiveError, open_archive
+from curation.datasets.format import ArchiveError
+from curation.datasets.reader import open_archive
 from training.errors import TrainingError
 
 
@@ -46,7 +47,7 @@ def inspect_archive(path: Path) -> ArchiveInfo:
     if not zipfile.is_zipfile(path):
         raise TrainingError(f"{path} is not a dataset archive (expected a .zip written by `ghosts freeze`)")
     try:
-        # The one reader (curation.datasets.archive): training accepts exactly the member names, labels and
+        # The one reader (curation.datasets.reader): training accepts exactly the member names, labels and
         # manifest that `ghosts verify` accepts.
         with open_archive(path) as archive:
             members = tuple(archive.names)

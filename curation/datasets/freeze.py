@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -38,19 +39,11 @@ from alignment.align import align_face, ffhq_quad, quad_from_points
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import load_rgb
 from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image, utcnow
-from curation.catalog.store import atomic_write_text
-from curation.datasets.archive import (
-    FORMAT,
-    MANIFEST,
-    ArchiveInfo,
-    ArchiveWriter,
-    CardFacts,
-    archive_name,
-    encode_png,
-    json_line,
-    render_card,
-)
+from curation.catalog.store import atomic_write_text, fsync_dir
+from curation.datasets.card import CardFacts, render_card
+from curation.datasets.format import FORMAT, MANIFEST, archive_name, encode_png, json_line
 from curation.datasets.pack import check_resolution, ordered_map
+from curation.datasets.writer import ArchiveInfo, ArchiveWriter
 
 LABEL_MODES = ("none", "source-tag")
 UNTAGGED = "untagged"  # the class of images no tag found (imports), under --labels source-tag
@@ -112,6 +105,7 @@ def dataset_lock(ws, name: str) -> Iterator[None]:
         try:
             import fcntl
         except ImportError:  # Windows: no advisory locks; one writer is the user's job
+            recover_versions(ws, name)
             yield
             return
         try:
@@ -121,6 +115,7 @@ def dataset_lock(ws, name: str) -> Iterator[None]:
                 f"another freeze or takedown of dataset {name!r} is running; try again when it ends"
             ) from None
         try:
+            recover_versions(ws, name)  # what a writer killed before us left
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
@@ -135,20 +130,51 @@ def latest_version(session: Session, name: str) -> DatasetVersion | None:
     ).first()
 
 
+STAGING = ".tmp-v"  # datasets/NAME/.tmp-vN.<pid>/: a version being written; renamed to vN after its commit
+
+
 @contextlib.contextmanager
 def new_version_dir(ws, name: str, version: int) -> Iterator[Path]:
-    """The empty folder for version `version`, removed again if the block fails before the version is
-    committed. Use under `dataset_lock`, with `version` taken from the catalog."""
+    """A hidden staging folder for version `version` (`datasets/NAME/.tmp-vN.<pid>`), removed again if the
+    block fails. `commit_version` records the version and then renames the folder to `vN`, so nothing that
+    looks like a version (a `vN` folder with an archive that passes verify) exists before its catalog row does.
+    Use under `dataset_lock`, with `version` taken from the catalog."""
     vdir = ws.datasets_dir / name / f"v{version}"
     if vdir.exists():
-        # No catalog row names it (the caller took `version` from the catalog), so a killed writer left it.
+        # No catalog row names it (the caller took `version` from the catalog): debris of an older ghosts.
         shutil.rmtree(vdir)
-    vdir.mkdir(parents=True)
+    stage = ws.datasets_dir / name / f"{STAGING}{version}.{os.getpid()}"
+    stage.mkdir(parents=True)
     try:
-        yield vdir
+        yield stage
     except BaseException:
-        shutil.rmtree(vdir, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
         raise
+    if stage.exists():  # the block ended without commit_version: nothing was recorded
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def recover_versions(ws, name: str) -> list[int]:
+    """Settle the staging folders of `name` a killed freeze or takedown left (under `dataset_lock`): one whose
+    version the catalog recorded is renamed into place (the kill came between the commit and the rename);
+    any other is removed. Returns the versions put in place."""
+    folder = ws.datasets_dir / name
+    done: list[int] = []
+    for stage in sorted(folder.glob(f"{STAGING}*")) if folder.is_dir() else []:
+        m = re.fullmatch(re.escape(STAGING) + r"(\d+)\.\d+", stage.name)
+        version = int(m.group(1)) if m else None
+        with ws.session() as s:
+            row = s.scalars(
+                select(DatasetVersion).where(DatasetVersion.name == name, DatasetVersion.version == version)
+            ).first() if version is not None else None
+        final = folder / f"v{version}"
+        if row is not None and not final.exists() and (stage / Path(row.path).name).is_file():
+            os.replace(stage, final)
+            fsync_dir(folder)
+            done.append(version)
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
+    return done
 
 
 def code_version() -> str:
@@ -191,7 +217,11 @@ def commit_version(
     items: list[tuple[int | None, int | None]],  # (face_id, image_id) per archived image, in index order
     extra: dict[str, Any] | None = None,
 ) -> DatasetVersion:
-    """Write manifest.json beside the finished zip, then record the version and its items in the catalog."""
+    """Write manifest.json beside the finished zip in its staging folder, record the version and its items in
+    the catalog, then rename the staging folder to `vN` (see new_version_dir). The row's path is the final
+    one: use `ws.abspath(row.path)` afterwards, not `info.path`."""
+    stage = info.path.parent
+    final = ws.datasets_dir / name / f"v{version}"
     manifest = {
         "format": FORMAT,
         "name": name,
@@ -216,7 +246,7 @@ def commit_version(
             name=name,
             version=version,
             resolution=info.resolution,
-            path=ws.relpath(info.path),
+            path=ws.relpath(final / info.path.name),
             sha256=info.sha256,
             count=info.count,
             parent_id=parent.id if parent else None,
@@ -233,6 +263,9 @@ def commit_version(
                     dataset_id=row.id, face_id=face_id, image_id=image_id, archive_name=archive_name(i)
                 )
             )
+    if stage != final:
+        os.replace(stage, final)  # a kill before this line: recover_versions finishes it under the lock
+        fsync_dir(final.parent)
     return row
 
 
@@ -601,7 +634,7 @@ def freeze_dataset(
     return FreezeResult(
         name,
         plan.version,
-        info.path,
+        ws.abspath(row.path),
         info.sha256,
         info.count,
         info.resolution,

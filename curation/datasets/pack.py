@@ -30,17 +30,10 @@ from curation.catalog.errors import GhostsError
 from curation.catalog.files import collect_files
 from curation.catalog.imaging import ImageRejected, decode_image
 from curation.catalog.workers import default_workers
-from curation.datasets.archive import (
-    MAX_RESOLUTION,
-    MIN_RESOLUTION,
-    ArchiveInfo,
-    ArchiveWriter,
-    CardFacts,
-    encode_png,
-    is_power_of_two,
-    render_card,
-)
+from curation.datasets.card import CardFacts, render_card
+from curation.datasets.format import MAX_RESOLUTION, MIN_RESOLUTION, encode_png, is_power_of_two
 from curation.datasets.png import has_chunk, storable_png
+from curation.datasets.writer import ArchiveInfo, ArchiveWriter
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image, Takedown, TrainingRun
-from curation.datasets.archive import ArchiveWriter, open_archive, render_card
+from curation.datasets.card import render_card
 from curation.datasets.freeze import (
     card_facts,
     commit_version,
@@ -39,6 +39,8 @@ from curation.datasets.freeze import (
     new_version_dir,
     selection_digest,
 )
+from curation.datasets.reader import open_archive
+from curation.datasets.writer import ArchiveWriter
 
 POST_RE = re.compile(r"instagram\.com/(?:[^/?#]+/)?(?:p|reel|reels|tv)/([A-Za-z0-9_-]+)")
 # Fields the archive writer adds to each provenance record; a re-pack lets the writer set them afresh.

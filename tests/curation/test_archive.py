@@ -14,18 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curation.datasets.archive import (
-    ArchiveError,
-    ArchiveWriter,
-    CardFacts,
-    archive_name,
-    encode_png,
-    open_archive,
-    png_header,
-    read_manifest,
-    render_card,
-    verify_archive,
-)
+from curation.datasets.card import CardFacts, render_card
+from curation.datasets.format import ArchiveError, archive_name, encode_png, png_header
+from curation.datasets.reader import open_archive, read_manifest
+from curation.datasets.verify import verify_archive
+from curation.datasets.writer import ArchiveWriter
 
 
 def photo_crops(faces_dir: Path, n: int, size: int = 64, seed: int = 0) -> list[np.ndarray]:
@@ -318,7 +311,7 @@ def test_training_refuses_what_verify_refuses(tmp_path, extra_member, why):
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("00000/img00000000.png", buf.getvalue())
         zf.writestr(extra_member, buf.getvalue())
-    from curation.datasets.archive import verify_archive
+    from curation.datasets.verify import verify_archive
 
     assert not verify_archive(path, progress=False).ok
     with pytest.raises(TrainingError, match=why):

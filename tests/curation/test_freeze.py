@@ -23,8 +23,10 @@ from sqlalchemy import func, select
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image
 from curation.catalog.workspace import open_workspace
-from curation.datasets.archive import archive_name, open_archive, read_manifest, verify_archive
+from curation.datasets.format import archive_name
 from curation.datasets.freeze import freeze_dataset
+from curation.datasets.reader import open_archive, read_manifest
+from curation.datasets.verify import verify_archive
 from curation.sources.ingest import ingest_paths
 from flows.cli import main
 

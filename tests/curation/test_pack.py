@@ -12,8 +12,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from curation.catalog.errors import GhostsError
-from curation.datasets.archive import archive_name, open_archive, verify_archive
+from curation.datasets.format import archive_name
 from curation.datasets.pack import ordered_map, pack_folder
+from curation.datasets.reader import open_archive
+from curation.datasets.verify import verify_archive
 from flows.cli import main
 from tests.curation.test_archive import photo_crops
 

@@ -12,9 +12,10 @@ from PIL import Image, PngImagePlugin
 
 from alignment.files import encode_png as align_png
 from curation.catalog.errors import GhostsError
-from curation.datasets.archive import open_archive, verify_archive
 from curation.datasets.pack import pack_folder
 from curation.datasets.png import storable_png
+from curation.datasets.reader import open_archive
+from curation.datasets.verify import verify_archive
 from tests.curation.test_archive import photo_crops
 
 

@@ -10,9 +10,10 @@ from sqlalchemy import select
 
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import DatasetVersion, Image, Takedown, TrainingRun
-from curation.datasets.archive import open_archive, read_manifest, verify_archive
 from curation.datasets.freeze import freeze_dataset
+from curation.datasets.reader import open_archive, read_manifest
 from curation.datasets.takedown import takedown
+from curation.datasets.verify import verify_archive
 from flows.cli import main
 from tests.curation.test_freeze import PASCAL, add_faces
 
