@@ -265,7 +265,8 @@ def test_kill_9_during_freeze_leaves_no_archive_and_no_row(workspace, faces_dir)
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            tmp = list(vdir.glob(".tmp-*")) if vdir.exists() else []
+            # The version is written in a hidden staging folder (datasets/k/.tmp-v1.<pid>/), zip in a temp file.
+            tmp = list((ws_dir / "datasets" / "k").glob(".tmp-v1.*/.tmp-*"))
             if tmp and tmp[0].stat().st_size > 0:  # some faces are already in the temp zip
                 break
             time.sleep(0.005)
@@ -274,7 +275,7 @@ def test_kill_9_during_freeze_leaves_no_archive_and_no_row(workspace, faces_dir)
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert not list((ws_dir / "datasets").rglob("*.zip")) and not (vdir / "manifest.json").exists()
+    assert not list((ws_dir / "datasets").rglob("*.zip")) and not vdir.exists()
     ws = open_workspace(ws_dir)
     with ws.session() as s:
         assert s.scalar(select(func.count()).select_from(DatasetVersion)) == 0
@@ -283,7 +284,7 @@ def test_kill_9_during_freeze_leaves_no_archive_and_no_row(workspace, faces_dir)
         ws, "k", resolution=32, progress=False
     )  # the next freeze takes v1 and clears the debris
     assert r.version == 1 and verify_archive(r.path).ok
-    assert not list(vdir.glob(".tmp-*"))
+    assert not list(vdir.glob(".tmp-*")) and not list(vdir.parent.glob(".tmp-*"))
     ws.close()
 
 
