@@ -104,7 +104,7 @@ def import_(paths: tuple[Path, ...], recursive: bool, as_json: bool, data: Path 
 @data_option
 def status(as_json: bool, data: Path | None) -> None:
     """Counts of images, faces, decisions, datasets and training runs."""
-    from curation.catalog.status import round_lines, workspace_status
+    from curation.catalog.status import people_line, round_lines, workspace_status
 
     st = workspace_status(open_ws(data))
     if as_json:
@@ -118,6 +118,7 @@ def status(as_json: bool, data: Path | None) -> None:
         click.echo("tags     " + "  ".join(f"#{k}={v}" for k, v in sorted(im["by_tag"].items())))
     click.echo(f"faces    {fa['total']}  manual={fa['manual']}  flagged={fa['flagged']}  "
                + "  ".join(f"{k}={v}" for k, v in sorted(fa["by_decision"].items())))
+    click.echo(people_line(st["people"]))
     for d in st["datasets"]:
         state = d["state"] + (f" ({d['superseded_reason']})" if d.get("superseded_reason") else "")
         click.echo(f"dataset  {d['name']} v{d['version']}  {d['count']} x {d['resolution']}px  {d['path']}  [{state}]")

@@ -56,7 +56,28 @@ def workspace_status(ws) -> dict[str, Any]:
             ],
             "training_runs": count_by(s, TrainingRun.status),
             "review_rounds": review_rounds(s),
+            "people": people_counts(s),
         }
+
+
+def people_counts(session) -> dict[str, Any]:
+    """People among the live faces (grouped by curation.analysis.identities): how many, and the largest
+    person's faces and share of the faces that have a person."""
+    rows = session.execute(select(Face.person_id, func.count())
+                           .where(Face.deleted.is_(False), Face.person_id.is_not(None))
+                           .group_by(Face.person_id)).all()
+    grouped = sum(n for _, n in rows)
+    largest = max((n for _, n in rows), default=0)
+    return {"people": len(rows), "faces_grouped": grouped, "largest_faces": largest,
+            "largest_share": round(largest / grouped, 4) if grouped else 0.0}
+
+
+def people_line(p: dict[str, Any]) -> str:
+    """The `ghosts status` line for the people."""
+    if not p["people"]:
+        return "people   0 (no face grouped yet: ghosts analyze groups them)"
+    return (f"people   {p['people']}  largest {p['largest_faces']} faces = {100 * p['largest_share']:.1f}% "
+            f"of {p['faces_grouped']} grouped faces")
 
 
 def review_rounds(session, limit: int = 10) -> list[dict[str, Any]]:

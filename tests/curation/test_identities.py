@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from curation.analysis.analyze import analyze_workspace
 from curation.analysis.identities import from_bytes, identity_counts, update_identities
@@ -92,3 +92,17 @@ def test_analysis_can_leave_identities_out(workspace, faces_dir):
     assert summary.identities is None
     with workspace.session() as s:
         assert s.scalars(select(Face.descriptor)).all() == [None]
+
+
+def test_status_shows_the_people_and_the_largest_share(analysed):
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    ws, _, _ = analysed
+    result = CliRunner().invoke(main, ["status", "--data", str(ws.root)])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("people"))
+    with ws.session() as s:
+        grouped = s.scalar(select(func.count()).select_from(Face).where(Face.person_id.is_not(None)))
+    assert line == f"people   5  largest 6 faces = {100 * 6 / grouped:.1f}% of {grouped} grouped faces"
