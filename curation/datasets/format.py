@@ -43,6 +43,9 @@ MIN_RESOLUTION = 4  # StyleGAN2's lowest synthesis block
 MAX_RESOLUTION = 8192  # refuse bigger PNG headers before decoding them (decompression bombs)
 DEFAULT_MAX_ARCHIVE_BYTES = 1 << 40  # 1 TiB: far above FFHQ at 1024 px (~90 GB), far below a zip bomb's claim
 MAX_LISTED_FAULTS = 100
+# Class labels are indices into a one-hot vector of max+1 entries: bounded before anything is sized by them
+# (a label of 10**9 would ask training for terabytes). Far above any tag-labelled face dataset.
+MAX_CLASSES = 1 << 16
 
 IMAGE_NAME_RE = re.compile(r"^(\d{5})/img(\d{8})\.png$")
 

@@ -20,6 +20,8 @@ from curation.datasets.format import (
     DATASET_JSON,
     IMAGE_NAME_RE,
     MANIFEST,
+    MAX_CLASSES,
+    MAX_RESOLUTION,
     PROVENANCE,
     ArchiveError,
     png_header,
@@ -98,7 +100,18 @@ class Archive:
             labels = json.loads(self._zip.read(DATASET_JSON)).get("labels")
         except (ValueError, AttributeError) as e:
             raise ArchiveError(f"{self.path}: dataset.json is not valid: {e}") from None
-        return None if labels is None else {str(n): int(c) for n, c in labels}
+        if labels is None:
+            return None
+        table: dict[str, int] = {}
+        for entry in labels if isinstance(labels, list) else [labels]:
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                    and isinstance(entry[1], int) and not isinstance(entry[1], bool)):
+                raise ArchiveError(f'{self.path}: dataset.json labels must be ["name", class], found {entry!r}')
+            if not 0 <= entry[1] < MAX_CLASSES:
+                raise ArchiveError(f"{self.path}: dataset.json gives {entry[0]} class {entry[1]}, outside "
+                                   f"0..{MAX_CLASSES - 1}")
+            table[entry[0]] = entry[1]
+        return table
 
     @property
     def count(self) -> int:
@@ -131,6 +144,16 @@ class Archive:
         return self._zip.read(name)
 
     def read_image(self, name: str) -> Image.Image:
+        """Decode one member, after its PNG header's size is checked (a header claiming 30000 x 30000 pixels
+        is refused before anything is allocated for it)."""
+        with self._zip.open(name) as fh:
+            head = fh.read(33)
+        try:
+            width, height, _ = png_header(head)
+        except ValueError:
+            raise ArchiveError(f"{self.path}: {name} is not a PNG file") from None
+        if not (0 < width <= MAX_RESOLUTION and 0 < height <= MAX_RESOLUTION):
+            raise ArchiveError(f"{self.path}: {name} claims {width}x{height} pixels, beyond {MAX_RESOLUTION}px")
         im = Image.open(io.BytesIO(self._zip.read(name)))
         im.load()
         return im

@@ -20,6 +20,7 @@ from curation.datasets.format import (
     DATASET_JSON,
     DEFAULT_MAX_ARCHIVE_BYTES,
     IMAGE_NAME_RE,
+    MAX_CLASSES,
     MAX_LISTED_FAULTS,
     MAX_RESOLUTION,
     META_MEMBERS,
@@ -203,10 +204,11 @@ def _check_dataset_json(
             and isinstance(entry[0], str)
             and isinstance(entry[1], int)
             and not isinstance(entry[1], bool)
-            and entry[1] >= 0
+            and 0 <= entry[1] < MAX_CLASSES
         ):
             rep.fault(
-                f'{DATASET_JSON}: each label must be ["NNNNN/imgNNNNNNNN.png", class >= 0], found {entry!r}'
+                f'{DATASET_JSON}: each label must be ["NNNNN/imgNNNNNNNN.png", class in 0..{MAX_CLASSES - 1}], '
+                f"found {entry!r}"
             )
             return None
         name, cls = entry
