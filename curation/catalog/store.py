@@ -117,12 +117,39 @@ def put_bytes(ws, data: bytes, ext: str) -> tuple[str, str]:
     return digest, rel
 
 
-def sweep_temp_files(folder: Path, older_than_s: float = 3600.0, name: str | None = None) -> int:
+def hold_temp_lock(fd: int) -> None:
+    """Mark a temp file as in use by this process for as long as `fd` is open (see sweep_temp_files)."""
+    with contextlib.suppress(ImportError, OSError):
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _writer_gone(path: Path) -> bool:
+    """True when no process holds the temp file's lock (its writer died); False when one does or we cannot
+    tell."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+    except OSError:
+        return False
+
+
+def sweep_temp_files(
+    folder: Path, older_than_s: float = 3600.0, name: str | None = None, locked: bool = False
+) -> int:
     """Remove temp files left by a killed writer (never referenced by the catalog): every `.tmp-*` under
     `folder`, or with `name` only the temp files of that one target directly in `folder` (for an output in a
     user's folder, such as `ghosts pack`'s, whose other files are none of ours).
 
-    Only old ones: a young temp file may belong to a writer that is still running in another process.
+    Only old ones: a young temp file may belong to a writer that is still running in another process. With
+    `locked` (for writers that hold `hold_temp_lock` on their temp file), any age: a file whose lock can be
+    taken has no writer left.
     """
     removed = 0
     now = time.time()
@@ -130,7 +157,7 @@ def sweep_temp_files(folder: Path, older_than_s: float = 3600.0, name: str | Non
         found = folder.glob(f"{TMP_PREFIX}{glob.escape(name)}.*") if name else folder.rglob(TMP_PREFIX + "*")
         for tmp in found:
             with contextlib.suppress(OSError):
-                if now - tmp.stat().st_mtime >= older_than_s:
+                if now - tmp.stat().st_mtime >= older_than_s or (locked and _writer_gone(tmp)):
                     tmp.unlink()
                     removed += 1
     return removed

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from curation.catalog.store import TMP_PREFIX, fsync_dir
+from curation.catalog.store import TMP_PREFIX, fsync_dir, hold_temp_lock, set_umask_mode, sweep_temp_files
 from curation.datasets.format import (
     CARD,
     DATASET_JSON,
@@ -53,7 +53,11 @@ class ArchiveWriter:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A writer of the same archive killed before (kill -9 skips every cleanup) left its temp file here.
+        sweep_temp_files(self.path.parent, name=self.path.name, locked=True)
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + self.path.name + ".", dir=self.path.parent)
+        hold_temp_lock(fd)  # while this process lives, no sweep takes the temp file for debris
+        set_umask_mode(fd, self.path.parent)  # mkstemp makes 0600; the archive gets the user's umask
         self.tmp_path = Path(tmp)
         self._fh = os.fdopen(fd, "w+b")
         self._zip = zipfile.ZipFile(self._fh, "w", zipfile.ZIP_STORED, allowZip64=True)

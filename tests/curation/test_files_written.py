@@ -8,6 +8,7 @@ import stat
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -151,3 +152,28 @@ def test_recursive_import_reports_symlink_loops_and_unreadable_folders(workspace
     # A path that does not exist at all is still a typo that stops the command with one clear line.
     out = CliRunner().invoke(main, ["import", str(tmp_path / "typo.jpg"), "--data", str(workspace.root)])
     assert out.exit_code == 1 and "no such file or folder" in out.stderr
+
+
+def test_an_archive_writers_leftover_is_swept_by_the_next_writer_but_a_live_ones_is_not(tmp_path, umask):
+    from curation.datasets.format import encode_png
+    from curation.datasets.writer import ArchiveWriter
+
+    umask(0o022)
+    folder = tmp_path / "out"
+    folder.mkdir(mode=0o755)  # (pytest's tmp_path is 0700, which would keep the archive 0600)
+    out = folder / "out.zip"
+    dead = folder / f"{TMP_PREFIX}out.zip.killed"  # what a killed `ghosts pack` leaves: nobody holds it
+    dead.write_bytes(b"PK partial")
+    other = folder / f"{TMP_PREFIX}unrelated.zip.x"  # another output's: not ours to judge
+    other.write_bytes(b"x")
+    live = ArchiveWriter(out)  # a writer still running
+    try:
+        assert not dead.exists() and other.exists()
+        with ArchiveWriter(out) as second:  # the same output again: the live writer's temp file stays
+            assert live.tmp_path.exists() and second.tmp_path.exists()
+            second.add(encode_png(np.zeros((8, 8, 3), np.uint8)))
+            info = second.finish("# card\n")
+    finally:
+        live.abort()
+    assert mode(info.path) == 0o644 and not live.tmp_path.exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["out.zip", other.name])
