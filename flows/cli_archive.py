@@ -41,9 +41,13 @@ def _power_of_two(ctx, param, value):
 @click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Alignment threads (default: one per core)."
 )
+@click.option("--max-person-share", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Warn when one person holds more than this share of the faces (e.g. 0.05); the card states it.")
+@click.option("--max-owner-share", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Warn when one account holds more than this share of the faces.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
 @data_option
-def freeze(name, resolution, labels, mirror_check, workers, as_json, data):
+def freeze(name, resolution, labels, mirror_check, workers, max_person_share, max_owner_share, as_json, data):
     """Freeze the accepted faces into a new immutable dataset version (zip + manifest.json)."""
     from curation.datasets.freeze import freeze_dataset
 
@@ -56,7 +60,11 @@ def freeze(name, resolution, labels, mirror_check, workers, as_json, data):
         mirror_check=mirror_check,
         workers=workers,
         progress=not as_json,
+        max_person_share=max_person_share,
+        max_owner_share=max_owner_share,
     )
+    for w in r.warnings if not as_json else ():
+        click.echo(f"warning: {w}", err=True)
     if as_json:
         echo_json(r.as_dict())
     elif r.created:

@@ -43,6 +43,10 @@ class CardFacts:
     manual: int = 0  # faces cropped by hand in review
     selection: list[str] = field(default_factory=list)  # the rules that chose the images
     history: list[str] = field(default_factory=list)  # parent version, removals
+    people: int | None = None  # distinct people among the faces (None: faces not grouped into people)
+    largest_person_share: float = 0.0  # the largest person's share of the images
+    largest_owner_share: float = 0.0  # the largest account's share of the images
+    caps: dict[str, float] | None = None  # the shares the freeze warned above (max_person_share, max_owner_share)
     removal: str = "Ask the maintainer of this dataset, naming the account, the post URL or the image."
 
 
@@ -66,6 +70,16 @@ def render_card(f: CardFacts) -> str:
         lines.append("- Tags: " + ", ".join(f"#{t} ({n})" for t, n in sorted(f.tags.items())))
     if f.owners:
         lines.append(f"- Accounts: {f.owners} distinct (listed per image in provenance.jsonl)")
+    lines += ["", "## People", ""]
+    if f.people is None:
+        lines.append("- not grouped into people (run `ghosts analyze`, which describes and groups the faces)")
+    else:
+        lines.append(f"- People: {f.people} (faces grouped by dlib face descriptors: evidence, not proof)")
+        lines.append(f"- Largest person: {100 * f.largest_person_share:.1f}% of the images")
+    lines.append(f"- Largest account: {100 * f.largest_owner_share:.1f}% of the images")
+    caps = {k: v for k, v in (f.caps or {}).items() if v is not None}
+    lines.append("- Cap used: " + (", ".join(f"{k.replace('_', ' ')} {100 * v:.1f}%" for k, v in sorted(caps.items()))
+                                   if caps else "none"))
     if f.selection:
         lines += ["", "## Selection", ""] + [f"- {rule}" for rule in f.selection]
     if f.history:

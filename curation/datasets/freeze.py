@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ from curation.datasets.card import CardFacts, render_card
 from curation.datasets.format import FORMAT, MANIFEST, archive_name, encode_png, json_line
 from curation.datasets.pack import check_resolution, ordered_map
 from curation.datasets.writer import ArchiveInfo, ArchiveWriter
+
+log = logging.getLogger(__name__)
 
 LABEL_MODES = ("none", "source-tag")
 UNTAGGED = "untagged"  # the class of images no tag found (imports), under --labels source-tag
@@ -71,6 +74,7 @@ class FreezeResult:
     dataset_id: int
     parent_version: int | None = None
     mirror_pairs: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # caps exceeded (share_warnings)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +87,7 @@ class FreezeResult:
             "created": self.created,
             "dataset_id": self.dataset_id,
             "parent_version": self.parent_version,
+            "warnings": self.warnings,
         }
 
 
@@ -332,6 +337,7 @@ def face_record(face: Face, image: Image, quad: np.ndarray) -> dict[str, Any]:
         "face_index": face.index,
         "detector": face.detector,
         "manual": bool(face.manual),
+        "person": face.person_id,  # the workspace's person id (curation.analysis.identities), None: not grouped
         "landmarks": face.landmarks,
         "points": face.points,
         "quad": quad.tolist(),
@@ -386,6 +392,7 @@ def card_facts(
     class_names: list[str] | None,
     history: list[str],
     mirror_checked: bool,
+    caps: dict[str, float | None] | None = None,  # max_person_share / max_owner_share the freeze checked
 ) -> CardFacts:
     """The dataset card's numbers, from the provenance records alone (freeze and takedown both use it)."""
     sources: dict[str, int] = {}
@@ -424,7 +431,40 @@ def card_facts(
         selection=selection,
         history=history,
         removal=REMOVAL_HOW,
+        caps=caps,
+        **share_facts(records),
     )
+
+
+def _largest(records: list[dict[str, Any]], key: str) -> tuple[Any, int]:
+    counts: dict[Any, int] = {}
+    for r in records:
+        if r.get(key) is not None:
+            counts[r[key]] = counts.get(r[key], 0) + 1
+    return max(counts.items(), key=lambda kv: kv[1], default=(None, 0))
+
+
+def share_facts(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many people the records hold and the largest person's and account's shares of them."""
+    n = max(len(records), 1)
+    grouped = any(r.get("person") is not None for r in records)
+    return {
+        "people": len({r["person"] for r in records if r.get("person") is not None}) if grouped else None,
+        "largest_person_share": _largest(records, "person")[1] / n,
+        "largest_owner_share": _largest(records, "owner")[1] / n,
+    }
+
+
+def share_warnings(records: list[dict[str, Any]], max_person_share: float | None,
+                   max_owner_share: float | None) -> list[str]:
+    """One line per cap exceeded: a person or an account holding more of the selection than the user allows."""
+    out = []
+    for key, cap, what in (("person", max_person_share, "person"), ("owner", max_owner_share, "account")):
+        top, count = _largest(records, key)
+        if cap is not None and records and count / len(records) > cap:
+            out.append(f"one {what} ({key} {top}) has {count} of the {len(records)} faces "
+                       f"({100 * count / len(records):.1f}%), above the {100 * cap:.1f}% cap")
+    return out
 
 
 # --- alignment workers and the mirror check ----------------------------------------------------------------
@@ -553,7 +593,8 @@ def unchanged_version(ws, plan: FreezePlan) -> FreezeResult | None:
     )
 
 
-def write_version_archive(plan: FreezePlan, vdir: Path, workers: int | None, progress: bool) -> ArchiveInfo:
+def write_version_archive(plan: FreezePlan, vdir: Path, workers: int | None, progress: bool,
+                          caps: dict[str, float | None] | None = None) -> ArchiveInfo:
     """Align every planned face (worker threads, in order) into the version's zip, with its card; refuses the
     selection when the mirror check finds mirrored or duplicate faces."""
     name, version, records = plan.name, plan.version, plan.records
@@ -584,6 +625,7 @@ def write_version_archive(plan: FreezePlan, vdir: Path, workers: int | None, pro
                     class_names=plan.class_names,
                     history=history,
                     mirror_checked=plan.mirror_check,
+                    caps=caps,
                 )
             )
         )
@@ -599,6 +641,8 @@ def freeze_dataset(
     mirror_distance: int = MIRROR_DISTANCE,  # 256-bit pHash distance at or under which faces are the same
     workers: int | None = None,  # alignment threads; None: one per available core
     progress: bool = True,
+    max_person_share: float | None = None,  # warn when one person holds more of the selection than this
+    max_owner_share: float | None = None,  # ... or one account
 ) -> FreezeResult:
     """Freeze the accepted faces into version N+1 of `name` (or return the latest version when it already
     holds exactly this selection with these settings): plan -> write -> commit, under the dataset's lock."""
@@ -609,10 +653,15 @@ def freeze_dataset(
 
     with dataset_lock(ws, name):
         plan = plan_freeze(ws, name, resolution, labels, mirror_check, mirror_distance)
+        warnings = share_warnings(plan.records, max_person_share, max_owner_share)
+        for w in warnings:
+            log.warning("freeze %s: %s", name, w)
         if (unchanged := unchanged_version(ws, plan)) is not None:
+            unchanged.warnings = warnings
             return unchanged
+        caps = {"max_person_share": max_person_share, "max_owner_share": max_owner_share}
         with new_version_dir(ws, name, plan.version) as vdir:
-            info = write_version_archive(plan, vdir, workers, progress)
+            info = write_version_archive(plan, vdir, workers, progress, caps)
             extra = (
                 {"mirror_check": {"distance": mirror_distance, "hash_bits": MIRROR_HASH_SIZE**2, "pairs": 0}}
                 if mirror_check
@@ -641,6 +690,7 @@ def freeze_dataset(
         True,
         row.id,
         parent.version if parent else None,
+        warnings=warnings,
     )
 
 

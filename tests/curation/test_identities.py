@@ -106,3 +106,21 @@ def test_status_shows_the_people_and_the_largest_share(analysed):
     with ws.session() as s:
         grouped = s.scalar(select(func.count()).select_from(Face).where(Face.person_id.is_not(None)))
     assert line == f"people   5  largest 6 faces = {100 * 6 / grouped:.1f}% of {grouped} grouped faces"
+
+
+def test_freeze_warns_above_the_person_cap_and_the_card_states_the_shares(analysed):
+    from curation.datasets.freeze import freeze_dataset
+    from curation.datasets.reader import open_archive
+
+    ws, _, _ = analysed
+    with ws.session() as s:
+        s.execute(update(Face).where(Face.manual.is_(False)).values(decision="accepted"))
+        n = s.scalar(select(func.count()).select_from(Face).where(Face.decision == "accepted"))
+    r = freeze_dataset(ws, "people", resolution=32, progress=False, max_person_share=0.2)
+    assert r.count == n == 25
+    assert len(r.warnings) == 1 and "6 of the 25 faces (24.0%), above the 20.0% cap" in r.warnings[0]
+    assert freeze_dataset(ws, "people", resolution=32, progress=False, max_person_share=0.3).warnings == []
+    with open_archive(r.path) as arc:
+        card = arc.card
+    assert "- People: 5 " in card and "- Largest person: 24.0% of the images" in card
+    assert "- Cap used: max person share 20.0%" in card
