@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import Face, Image
+from curation.review.decisions import MAX_BATCH, decide
 
 REVIEWER = "auto-accept"
 REASON = "auto-accept"
@@ -129,8 +130,6 @@ def parse_rule(text: str) -> AcceptRule:
 
 def apply_rule(ws, rule: AcceptRule | str) -> AutoAcceptResult:
     """Accept the undecided faces that satisfy `rule` (best score first, up to its max); return what it did."""
-    from curation.review.decisions import MAX_BATCH, decide
-
     if isinstance(rule, str):
         rule = parse_rule(rule)
     live = (Face.deleted.is_(False), Image.status != "excluded", Image.path.is_not(None))

@@ -5,7 +5,7 @@ import getpass
 import ipaddress
 import re
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from curation.catalog.errors import GhostsError
 
@@ -79,8 +79,6 @@ class ReviewConfig(BaseModel):
 
 def make_config(**kwargs) -> ReviewConfig:
     """A ReviewConfig, or a GhostsError whose message is the first thing that is wrong."""
-    from pydantic import ValidationError
-
     try:
         return ReviewConfig(**{k: v for k, v in kwargs.items() if v is not None})
     except ValidationError as e:

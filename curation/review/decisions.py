@@ -269,6 +269,57 @@ def undo_last(ws, reviewer: str) -> Batch | None:
         return batch
 
 
+def duplicate_group(session, image_id: int) -> set[int]:
+    """The photo and every photo linked to it by near-duplicate links, transitively."""
+    from curation.catalog.schema import NearDuplicate
+
+    group, todo = {image_id}, [image_id]
+    while todo and len(group) < 500:
+        cur = todo.pop()
+        for a, b in session.execute(select(NearDuplicate.image_id, NearDuplicate.other_id).where(
+                (NearDuplicate.image_id == cur) | (NearDuplicate.other_id == cur))).all():
+            for other in (a, b):
+                if other not in group:
+                    group.add(other)
+                    todo.append(other)
+    return group
+
+
+def keep_best(ws, face_id: int, reviewer: str) -> Batch:
+    """In the near-duplicate group of `face_id`'s photo, accept the best-scoring live face and reject the
+    others as `duplicate`: one batch, so one undo step."""
+    with WRITE_LOCK, ws.session() as s:
+        face = s.get(Face, face_id)
+        if face is None or face.deleted:
+            raise DecisionError(f"no face {face_id}")
+        photos = duplicate_group(s, face.image_id)
+        faces = s.scalars(select(Face).join(Image, Face.image_id == Image.id).where(
+            Face.image_id.in_(photos), Face.deleted.is_(False), Image.status != "excluded")
+            .order_by(Face.score.desc().nulls_last(), Face.id)).all()
+        if len(photos) < 2:
+            raise DecisionError(f"photo {face.image_id} has no near duplicates")
+        when = _batch_time(s, reviewer)
+        rnd = open_round_in(s, reviewer)
+        batch = Batch(reviewer, when, round_id=rnd.id)
+        for k, f in enumerate(faces):
+            decision, reason = ("accepted", None) if k == 0 else ("rejected", "duplicate")
+            previous = f.decision or "undecided"
+            s.add(Decision(face_id=f.id, decision=decision, previous=previous, reason=reason, reviewer=reviewer,
+                           decided_at=when, rating=f.rating, previous_rating=f.rating, round_id=rnd.id))
+            f.decision, f.decided_at, f.reviewer, f.reason = decision, when, reviewer, reason
+            batch.changes.append(Change(f.id, decision, previous, f.rating))
+        return batch
+
+
+def top_counts(session, column, limit: int = 3) -> list[tuple[str, int]]:
+    """Accepted live faces per value of `column` (Image.owner, Image.query), largest first."""
+    rows = session.execute(
+        select(column, func.count()).select_from(Face).join(Image, Face.image_id == Image.id)
+        .where(Face.deleted.is_(False), Image.status != "excluded", Face.decision == "accepted",
+               column.is_not(None)).group_by(column).order_by(func.count().desc(), column).limit(limit)).all()
+    return [(str(k), int(v)) for k, v in rows]
+
+
 def decision_counts(session) -> dict[str, int]:
     """Live faces (not deleted, photo not taken down) per current decision, every decision present."""
     rows = session.execute(

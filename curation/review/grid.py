@@ -31,11 +31,11 @@ from alignment.quality import (
 )
 from curation.catalog.schema import Face, Image, get_setting
 
-Sort = Literal["score", "sharpness", "pose", "size", "rating", "date", "owner", "likes", "source", "id"]
+Sort = Literal["score", "group", "sharpness", "pose", "size", "rating", "date", "owner", "likes", "source", "id"]
 DecisionFilter = Literal["all", "undecided", "accepted", "rejected", "skipped"]
 FlagFilter = Literal["any", "flagged", "clean", "upscaled", "padded", "blurry", "profile", "manual"]
 
-SORT_LABELS = {"score": "quality score", "sharpness": "sharpness", "pose": "frontal first", "size": "face size",
+SORT_LABELS = {"score": "quality score", "group": "near duplicates together", "sharpness": "sharpness", "pose": "frontal first", "size": "face size",
                "rating": "rating", "date": "date", "owner": "owner", "likes": "likes", "source": "source",
                "id": "catalog order"}
 # The analysis's own flag names (alignment.quality.FLAGS), plus the review's groupings.
@@ -274,8 +274,36 @@ TILE_COLUMNS = (Image.query, Image.owner, Image.likes, Image.taken_at, Image.sou
 def matching_ids(session, q: GridQuery, th: Thresholds | None = None) -> tuple[int, ...]:
     """Every face matching `q`, in its sort order."""
     th = th or thresholds_for(session)
+    if q.sort == "group":
+        return _grouped(session, q, th)
     return tuple(session.scalars(select(Face.id).join(Image, Face.image_id == Image.id).where(*_filters(q, th))
                                  .order_by(*_order(q.sort))).all())
+
+
+def _grouped(session, q: GridQuery, th: Thresholds) -> tuple[int, ...]:
+    """Faces of near-duplicate photos next to each other: groups (linked photos, transitively) best first,
+    best face first inside a group."""
+    from curation.catalog.schema import NearDuplicate
+
+    rows = session.execute(select(Face.id, Face.image_id, Face.score).join(Image, Face.image_id == Image.id)
+                           .where(*_filters(q, th)).order_by(Face.score.desc().nulls_last(), Face.id)).all()
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        while parent.get(x, x) != x:
+            parent[x] = parent.get(parent[x], parent[x])
+            x = parent[x]
+        return x
+
+    for a, b in session.execute(select(NearDuplicate.image_id, NearDuplicate.other_id)).all():
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    rank: dict[int, int] = {}
+    for k, (_, image_id, _) in enumerate(rows):
+        rank.setdefault(root(image_id), k)  # a group sorts where its best face would
+    order = sorted(range(len(rows)), key=lambda k: (rank[root(rows[k][1])], k))
+    return tuple(rows[k][0] for k in order)
 
 
 def list_faces(session, q: GridQuery, per_page: int = 120, th: Thresholds | None = None,
@@ -298,6 +326,8 @@ def list_faces(session, q: GridQuery, per_page: int = 120, th: Thresholds | None
         by_id = {r[0].id: r for r in rows}
         tiles = [_tile(*by_id[i], th) for i in wanted if i in by_id]
         return GridPage(q, tiles, len(ids), per_page)
+    if q.sort == "group":  # ordered in Python: slice a one-off snapshot
+        return list_faces(session, q, per_page, th, snapshots=Snapshots())
     conds = _filters(q, th)
     total = session.scalar(select(func.count(Face.id)).join(Image, Face.image_id == Image.id).where(*conds)) or 0
     rows = session.execute(

@@ -103,6 +103,24 @@ def _jpeg(a: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
+def loupe_jpegs(ws, face_id: int, size: int) -> tuple[bytes, bytes]:
+    """For the 100% loupe: the face aligned at `size` (the dataset side) and the photo region its quad covers,
+    at the photo's own pixels (JPEG bytes each)."""
+    with ws.session() as s:
+        face = s.get(Face, face_id)
+        if face is None or face.deleted or not face.quad:
+            raise ManualCropError(f"face {face_id} has no crop to show")
+        image_id, quad = face.image_id, np.asarray(face.quad, dtype=np.float64)
+    rgb = _photo(ws, image_id)
+    x0, y0 = np.floor(quad.min(0)).astype(int)
+    x1, y1 = np.ceil(quad.max(0)).astype(int)
+    h, w = rgb.shape[:2]
+    region = rgb[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
+    if region.size == 0:
+        raise ManualCropError(f"face {face_id} lies outside its photo")
+    return _jpeg(_aligned(rgb, quad, size), 92), _jpeg(np.ascontiguousarray(region), 92)
+
+
 def manual_preview_jpeg(ws, image_id: int, points: dict[str, Any]) -> tuple[bytes, list[list[float]], bool]:
     """The aligned preview (JPEG bytes), the quad the points would give, and whether the points were renamed
     by geometry (clicked in another order); nothing is saved."""

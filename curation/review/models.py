@@ -64,6 +64,8 @@ class Counts(BaseModel):
     round_closed_by: str | None = None
     round_closed_at: str | None = None
     round_accepted: int | None = None
+    top_owners: list[tuple[str, int]] = []
+    top_tags: list[tuple[str, int]] = []
 
 
 class BatchOut(BaseModel):

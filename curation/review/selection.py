@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from curation.catalog.errors import GhostsError
-from curation.catalog.schema import ReviewRound, utcnow
-from curation.review.decisions import DEFAULT_TARGET, WRITE_LOCK, decision_counts
+from curation.catalog.schema import Image, ReviewRound, utcnow
+from curation.review.decisions import DEFAULT_TARGET, WRITE_LOCK, decision_counts, top_counts
 
 log = logging.getLogger(__name__)
 
@@ -178,4 +178,7 @@ def review_counts(ws) -> dict:
         counts["round_closed_by"] = rnd.closed_by if rnd else None
         counts["round_closed_at"] = rnd.done_at.isoformat() if rnd and rnd.done_at else None
         counts["round_accepted"] = rnd.accepted if rnd else None
+        # Beside the target: who and which hashtag fill the selection (so one account can't fill the dataset).
+        counts["top_owners"] = top_counts(s, Image.owner)
+        counts["top_tags"] = top_counts(s, Image.query)
         return counts

@@ -22,7 +22,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 @contextlib.contextmanager
 def serving(app, host: str = "127.0.0.1", port: int | None = None, timeout: float = 20.0) -> Iterator[str]:
     """Serve `app` with uvicorn in a daemon thread; yield its base URL; stop it on exit."""
-    import uvicorn
+    import uvicorn  # imported here for start-up cost: only a served app needs it
 
     port = port or free_port(host)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,

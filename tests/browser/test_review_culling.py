@@ -292,3 +292,48 @@ def test_concurrent_decisions_from_many_clients_keep_history_right(many, page):
         for _ in range(120):
             assert c.post("/api/undo").status_code == 200
     assert decisions(ws, faces[:2]) == ["undecided", "undecided"]
+
+
+def test_duplicates_together_keep_best_loupe_compare_and_owner_counts(page, many):
+    from tests.curation.test_review_support import link_duplicates
+
+    ws, faces, url = many
+    fresh(ws)
+    with ws.session() as s:
+        best = s.scalars(select(Face).order_by(Face.score.desc(), Face.id)).first().image_id
+        photos = [best] + [i for i in sorted({s.get(Face, f).image_id for f in faces}) if i != best][:2]
+        group = [f.id for f in s.scalars(select(Face).where(Face.image_id.in_(photos))
+                                         .order_by(Face.score.desc(), Face.id))]
+    link_duplicates(ws, photos[0], photos[1])
+    link_duplicates(ws, photos[1], photos[2])  # one group of three photos, six faces
+    page.goto(url + "/?sort=group")
+    page.wait_for_selector(".tile.cursor")
+    ids = tile_ids(page)
+    pos = sorted(ids.index(f) for f in group)
+    assert pos == list(range(6))  # shown together, the best group first
+    page.click(f'.tile[data-face-id="{group[3]}"]')
+    page.keyboard.press("d")
+    wait_saved(page, group[0], "accepted")
+    for fid in group[1:]:
+        wait_saved(page, fid, "rejected")
+    with ws.session() as s:
+        assert {s.get(Face, f).reason for f in group[1:]} == {"duplicate"}
+    page.keyboard.press("u")  # one step
+    for fid in group:
+        wait_saved(page, fid, "undecided")
+    page.keyboard.press("z")
+    page.wait_for_selector("#overlay .views.loupe img")
+    wait_until(page, "[...document.querySelectorAll('#overlay .views img')].every(i => i.naturalWidth > 0)")
+    widths = page.eval_on_selector_all("#overlay .views img", "els => els.map(e => e.naturalWidth)")
+    assert widths[0] == 512 and widths[1] > 50  # the aligned crop at the dataset side, the photo's own pixels
+    page.keyboard.press("Escape")
+    page.click(f'.tile[data-face-id="{ids[0]}"]')
+    page.click(f'.tile[data-face-id="{ids[1]}"]', modifiers=["Shift"])
+    page.click(f'.tile[data-face-id="{ids[2]}"]', modifiers=["Control"])
+    page.keyboard.press("c")
+    page.wait_for_selector("#overlay .views.compare")
+    assert page.locator("#overlay .views.compare figure").count() == 3
+    page.keyboard.press("Escape")
+    page.keyboard.press("a")  # owners and tags beside the counter
+    settled(page)
+    wait_until(page, "document.querySelector('#spread').textContent.includes('@user')")

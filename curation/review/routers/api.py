@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy import select
 
 from curation.catalog.schema import Face
-from curation.review.decisions import KEEP, RoundClosed, decide, delete_face, undo_last
+from curation.review.decisions import KEEP, RoundClosed, decide, delete_face, keep_best, undo_last
 from curation.review.deps import MAX_ID, Ctx, IdPath, OptionalIdQuery, ReviewContext
 from curation.review.grid import GridQuery, list_faces
 from curation.review.models import BatchOut, ChangeOut, Counts, DecideIn, DecideManyIn, FaceState
@@ -109,6 +109,12 @@ def post_decisions_many(ctx: Ctx, body: DecideManyIn) -> BatchOut:
         kept += batch.kept
         round_id = batch.round_id
     return BatchOut(changes=changes, kept=kept, round_id=round_id, counts=counts(ctx))
+
+
+@router.post("/faces/{face_id:int}/keep-best", response_model=BatchOut)
+def post_keep_best(ctx: Ctx, face_id: IdPath) -> BatchOut:
+    """Near duplicates: accept the best face of the group, reject the rest as duplicates (one undo step)."""
+    return _batch_out(ctx, keep_best(ctx.ws, face_id, ctx.config.reviewer))
 
 
 @router.post("/undo", response_model=BatchOut)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
 from curation.review.deps import Ctx, IdPath
-from curation.review.manual import add_manual_face, manual_preview_jpeg
+from curation.review.manual import add_manual_face, loupe_jpegs, manual_preview_jpeg
 from curation.review.media import PHOTO_MAX_SIDE, THUMB_MAX_SIDE, preview_file
 from curation.review.models import ManualFaceOut, ManualPointsIn
 from curation.review.routers.api import counts
@@ -26,6 +26,15 @@ def face_preview(ctx: Ctx, face_id: IdPath) -> FileResponse:
     path = preview_file(ctx.ws, face_id)
     media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
     return FileResponse(path, media_type=media, headers={"cache-control": IMAGE_CACHE})
+
+
+@router.get("/faces/{face_id:int}/loupe")
+def face_loupe(ctx: Ctx, face_id: IdPath, part: Annotated[Literal["aligned", "region"], Query()] = "aligned",
+               size: Annotated[int, Query(ge=64, le=1024)] = 512) -> Response:
+    """The 100% loupe: the aligned crop at the dataset side, or the photo region at its own pixels."""
+    aligned, region = loupe_jpegs(ctx.ws, face_id, size)
+    return Response(aligned if part == "aligned" else region, media_type="image/jpeg",
+                    headers={"cache-control": IMAGE_CACHE})
 
 
 @router.get("/images/{image_id:int}/photo")

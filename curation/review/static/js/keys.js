@@ -6,6 +6,7 @@ import {
 } from "./grid.js";
 import { closeOverlay, currentPanel, detailDecide, manual, openDetail, overlayOpen, refreshPanel, step, view } from "./detail.js";
 import { $ } from "./ui.js";
+import { compare, keepBest, loupe } from "./views.js";
 
 const body = document.body;
 const help = $("#help");
@@ -51,6 +52,8 @@ async function detailKey(e) {
   if (overlayOpen() && (key === "ArrowDown" || key === "j")) { await step(1); return true; }
   if (overlayOpen() && (key === "ArrowUp" || key === "k")) { await step(-1); return true; }
   if (key === "m") { manual.start(); return true; }
+  if (key === "z") { await loupe(); return true; }
+  if (key === "d") { await keepBest(); await refreshPanel(); return true; }
   if (key === "u") { await undo(); await refreshPanel(); return true; }
   if (key === "Escape" || (key === " " && overlayOpen())) {
     if (manual.active) { manual.reset(); return true; }
@@ -104,6 +107,9 @@ document.addEventListener("keydown", async (e) => {
     return;
   }
   if (key === " " || key === "Enter") { e.preventDefault(); openDetail(); return; }
+  if (key === "z" && isFaces()) { e.preventDefault(); loupe(); return; }
+  if (key === "c" && isFaces()) { e.preventDefault(); compare(); return; }
+  if (key === "d" && isFaces()) { e.preventDefault(); keepBest(); return; }
   if (key === "Escape") { clearSelection(); paint(); return; }
   if (key === "n" || key === "PageDown") { const u = pageLink("next"); if (u) { e.preventDefault(); navigate(u); } return; }
   if (key === "p" || key === "PageUp") { const u = pageLink("prev"); if (u) { e.preventDefault(); navigate(u); } }

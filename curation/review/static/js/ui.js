@@ -20,6 +20,10 @@ export function setCounts(c) {
   }
   const done = $("#btn-done");
   if (done) done.dataset.accepted = c.accepted;
+  const spread = $("#spread");
+  if (spread && c.top_owners) {
+    spread.textContent = [...c.top_owners.map(([o, n]) => `@${o} ${n}`), ...c.top_tags.map(([t, n]) => `#${t} ${n}`)].join(" · ");
+  }
   setRound(c);
 }
 
