@@ -235,3 +235,24 @@ def test_image_route_refuses_traversal(page, server):
     for path in ("/faces/..%2F..%2Fcatalog.sqlite/preview", "/faces/..%2Fcatalog.sqlite/preview",
                  "/images/..%2F..%2Fcatalog.sqlite/photo", "/static/..%2F..%2Fcatalog.sqlite"):
         assert page.request.get(server + path).status == 404, path
+
+
+def test_loupe_and_compare_on_the_analysed_photos(page, server, review_ws):
+    reset_decisions(review_ws)
+    page.goto(server + "/")
+    page.wait_for_selector(".tile.cursor")
+    page.keyboard.press("z")  # 100%: the aligned crop at the workspace's target size, the photo's own pixels
+    page.wait_for_selector("#overlay .views.loupe img")
+    wait_until(page, "[...document.querySelectorAll('#overlay .views img')].every(i => i.complete && i.naturalWidth > 0)")
+    sizes = page.eval_on_selector_all("#overlay .views img", "els => els.map(e => [e.naturalWidth, e.width])")
+    assert sizes[0] == [512, 512] and sizes[1][0] == sizes[1][1]  # drawn at 100%
+    atomic_write_bytes(DOCS / "review-loupe.png", page.screenshot())
+    page.keyboard.press("Escape")
+    tile(page, 0).click()
+    tile(page, 2).click(modifiers=["Shift"])
+    page.keyboard.press("c")
+    page.wait_for_selector("#overlay .views.compare")
+    wait_until(page, "[...document.querySelectorAll('#overlay .views img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator("#overlay .views.compare figure").count() == 3
+    atomic_write_bytes(DOCS / "review-compare.png", page.screenshot())
+    page.keyboard.press("Escape")
