@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
@@ -62,6 +63,7 @@ class TakedownResult:
     scrubbed_rows: int = 0  # catalog rows whose personal fields were blanked
     kept_versions: list[dict[str, Any]] = field(default_factory=list)  # old archives still holding them
     already: bool = False  # every image was taken down before; this run only finished the job
+    catalog_scrubbed: bool = True  # False: another process held the catalog, its file could not be vacuumed
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -88,16 +90,22 @@ def blank_names(text: str, names: set[str]) -> str:
 
 
 def find_images(
-    session: Session, *, owner: str | None = None, image: str | None = None, post: str | None = None
+    session: Session, *, owner: str | None = None, image: str | None = None, post: str | None = None,
+    face_images: list[str] | None = None,  # sha256s of the images a face matched (`ghosts takedown --face`)
 ) -> tuple[str, str, list[Image]]:
     """(kind, value, images) for exactly one selector; raises a clear error when it matches nothing.
 
     Images already taken down no longer carry their owner or post URL; a selector that a previous takedown
     recorded (by hash) finds them again, so a rerun finishes an interrupted takedown."""
-    given = [(k, v) for k, v in (("owner", owner), ("image", image), ("post", post)) if v]
+    given = [(k, v) for k, v in (("owner", owner), ("image", image), ("post", post), ("face", face_images)) if v]
     if len(given) != 1:
-        raise GhostsError("name exactly one of --owner NAME, --image SHA256 or --post URL")
+        raise GhostsError("name exactly one of --owner NAME, --image SHA256, --post URL or --face PHOTO")
     kind, value = given[0]
+    if kind == "face":
+        images = list(session.scalars(select(Image).where(Image.sha256.in_(sorted(set(value)))).order_by(Image.sha256)))
+        if not images:
+            raise GhostsError("no image in the catalog holds a face like the one given")
+        return kind, f"{len(images)} images matched by face", images
     value = value.strip()
     if kind == "owner":
         value = value.lstrip("@")
@@ -136,6 +144,7 @@ def takedown(
     owner: str | None = None,
     image: str | None = None,
     post: str | None = None,
+    face_images: list[str] | None = None,  # sha256s of the images a face matched (curation.analysis.identities)
     reason: str,
     purge: bool = False,  # also delete the archive files of the versions that held the images
     progress: bool = True,
@@ -143,12 +152,12 @@ def takedown(
     if not reason or not reason.strip():
         raise GhostsError("--reason is required: say who asked and why (it is kept with the takedown record)")
     with ws.session() as s:
-        kind, value, images = find_images(s, owner=owner, image=image, post=post)
+        kind, value, images = find_images(s, owner=owner, image=image, post=post, face_images=face_images)
         ids = [im.id for im in images]
         shas = {im.sha256 for im in images}
         # Names the record must not keep: the owners, the posts' shortcodes and URLs, the selector itself.
         names = {im.owner for im in images} | {im.shortcode for im in images} | {im.post_url for im in images}
-        names |= {value} if kind != "image" else set()
+        names |= {value} if kind not in ("image", "face") else set()
         names = {n for n in names if n and len(n) >= 2}
         clean_reason = blank_names(reason.strip(), names)
         row = Takedown(kind=kind, value=record_value(kind, value), reason=clean_reason, image_ids=ids)
@@ -260,21 +269,29 @@ def _remove_person(ws, ids: list[int], result: TakedownResult, reason: str) -> N
         for f in faces:
             f.preview_path = None
             f.box = f.landmarks = f.points = f.quad = f.quality = None
+            f.descriptor = None  # the face's biometric descriptor goes with it
             f.deleted = True
             result.scrubbed_rows += 1
-    scrub_catalog(ws)
+    result.catalog_scrubbed = scrub_catalog(ws)
 
 
-def scrub_catalog(ws) -> None:
+def scrub_catalog(ws) -> bool:
     """Rewrite the SQLite catalog without its free pages and empty its write-ahead log, so values just
-    blanked are nowhere in the files. Another process holding the catalog open can keep the log alive;
-    then the log is emptied at that process's next checkpoint."""
+    blanked are nowhere in the files. False when another process holds the catalog (a write in progress, or
+    a reader keeping the log alive): the blanked rows are committed either way, and running the takedown
+    again scrubs the file once the catalog is free."""
     if ws.engine.dialect.name != "sqlite":
-        return
+        return True
     with ws.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("PRAGMA secure_delete=ON")
-        conn.exec_driver_sql("VACUUM")
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.exec_driver_sql("PRAGMA busy_timeout=2000")  # a busy catalog: say so soon, do not wait 30 s
+        try:
+            conn.exec_driver_sql("VACUUM")
+            busy, _log, _done = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        except OperationalError:
+            busy = True
+        finally:  # the connection goes back to the pool: give it back its usual wait
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={int(ws.settings.lock_timeout * 1000)}")
+    return not busy
 
 
 def _repack_without(

@@ -225,3 +225,20 @@ def test_takedown_without_purge_says_which_old_archives_still_hold_the_faces(scr
         row = s.scalars(select(Image).where(Image.sha256 == r.images[0])).one()
         assert (row.path, row.owner, row.post_url, row.shortcode, row.source_ref) == (None,) * 5
         assert row.provenance == {"takedown": r.takedown_id}
+
+
+def test_takedown_while_another_process_reads_the_catalog_says_the_file_is_not_scrubbed_yet(scraped):
+    import sqlite3
+
+    ws, _ = scraped
+    reader = sqlite3.connect(ws.catalog_file, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM images").fetchone()  # holds a read snapshot: the log cannot be emptied
+    try:
+        r = takedown(ws, owner="bob", reason="asked", progress=False)
+    finally:
+        reader.rollback()
+        reader.close()
+    assert not r.catalog_scrubbed and r.scrubbed_rows  # the rows are blanked all the same
+    again = takedown(ws, owner="bob", reason="asked", progress=False)  # once the catalog is free
+    assert again.already and again.catalog_scrubbed
