@@ -220,6 +220,9 @@ def takedown(owner, image, post, reason, purge, as_json, data):
         click.echo(f"  superseded {v['name']} v{v['version']} ({v['path']})")
     for p in r.purged:
         click.echo(f"  deleted {p}")
+    if not r.catalog_scrubbed:
+        click.echo("  warning: another process holds the catalog, so its file still holds the blanked values in "
+                   "free pages or its log; run the same takedown again when it is free")
     for v in r.kept_versions:
         click.echo(f"  kept {v['name']} v{v['version']} ({v['path']}): it still holds the images; "
                    "run the takedown again with --purge to delete it")
