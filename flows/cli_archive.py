@@ -187,6 +187,11 @@ def verify(ctx, archive, manifest, max_size, as_json):
 @click.option("--owner", help="Every image posted by this account.")
 @click.option("--image", help="One image, by sha256 (or its first 8+ hex digits).")
 @click.option("--post", help="Every image of this post (URL).")
+@click.option("--face", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Every image with a face of the person in this photo (matches are listed first).")
+@click.option("--threshold", type=click.FloatRange(0, 2, min_open=True), default=0.6, show_default=True,
+              help="With --face: descriptor distance below which a face counts as that person (lower: stricter).")
+@click.option("--yes", is_flag=True, help="With --face: remove the matches without asking.")
 @click.option("--reason", required=True, help="Who asked and why; kept with the takedown record.")
 @click.option(
     "--purge", is_flag=True,
@@ -195,13 +200,16 @@ def verify(ctx, archive, manifest, max_size, as_json):
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_option
-def takedown(owner, image, post, reason, purge, as_json, data):
+def takedown(owner, image, post, face, threshold, yes, reason, purge, as_json, data):
     """Remove a person's or a post's images for good: new versions of every dataset without them, the originals,
     previews and personal catalog fields deleted, the same images refused if they come back."""
     from curation.datasets.takedown import takedown as run_takedown
 
+    ws = open_ws(data)
+    face_images = _face_matches(ws, face, threshold, yes, as_json) if face else None
     r = run_takedown(
-        open_ws(data), owner=owner, image=image, post=post, reason=reason, purge=purge, progress=not as_json
+        ws, owner=owner, image=image, post=post, face_images=face_images, reason=reason, purge=purge,
+        progress=not as_json
     )
     if as_json:
         echo_json(r.as_dict())
@@ -232,6 +240,27 @@ def takedown(owner, image, post, reason, purge, as_json, data):
             click.echo(f"  run {t['id']} [{t['status']}] {t['run_dir']}")
     elif r.superseded:
         click.echo("no training run used the old versions")
+
+
+def _face_matches(ws, photo: Path, threshold: float, yes: bool, as_json: bool) -> list[str]:
+    """The sha256s of the images holding a face like the one in `photo`, listed and confirmed (or --yes)."""
+    from curation.analysis.identities import faces_like_photo
+    from curation.catalog.errors import GhostsError
+
+    matches = faces_like_photo(ws, photo, threshold=threshold)
+    if not matches:
+        raise GhostsError(f"no face in the catalog is closer than {threshold} to the face in {photo}")
+    images = sorted({m.image_sha256 for m in matches})
+    if not as_json or not yes:
+        click.echo(f"{len(matches)} faces in {len(images)} images are closer than {threshold} to the face in {photo}:",
+                   err=as_json)
+        for m in matches:
+            extra = f", removes {m.others} other faces of the same photo" if m.others else ""
+            click.echo(f"  face {m.face_id}  distance {m.distance:.3f}  person {m.person_id}  [{m.decision}]  "
+                       f"image {m.image_sha256[:16]}{extra}", err=as_json)
+    if not yes and (as_json or not click.confirm(f"take down these {len(images)} images?", default=False)):
+        raise GhostsError("nothing removed (confirm the matches, or pass --yes)")
+    return images
 
 
 COMMANDS = [freeze, pack, verify, takedown]

@@ -25,7 +25,17 @@ from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
 from alignment.align import align_face
-from alignment.identity import DESCRIPTOR_DIM, SAME_PERSON, People, cluster_people, crop_descriptor, face_descriptors
+from alignment.detect import detect_faces
+from alignment.identity import (
+    DESCRIPTOR_DIM,
+    SAME_PERSON,
+    People,
+    cluster_people,
+    crop_descriptor,
+    face_descriptors,
+    faces_like,
+)
+from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.schema import Face, Image, Person, utcnow
 
@@ -194,3 +204,58 @@ def update_identities(ws, *, threshold: float = SAME_PERSON, progress: bool = Fa
         counts = identity_counts(s)
     return IdentitySummary(described=described, undescribed=left, clustered=clustered, new_people=new_people,
                            people=counts["people"], largest_share=round(counts["largest_person_share"], 4))
+
+
+# --- removal by face ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    face_id: int
+    image_id: int
+    image_sha256: str
+    distance: float
+    person_id: int | None
+    decision: str
+    others: int  # faces of other people in the same photo (a takedown removes the whole photo)
+
+
+def photo_descriptor(ws, photo) -> np.ndarray:
+    """The descriptor of the one face in a photo someone sent (`ghosts takedown --face`); a clear error when
+    the photo shows no face or several."""
+    try:
+        rgb = load_rgb(photo, ws.settings.max_pixels)
+    except ImageRejected as e:
+        raise GhostsError(f"cannot read the face photo {photo}: {e.reason}") from None
+    except OSError as e:
+        raise GhostsError(f"cannot read the face photo {photo}: {e.strerror or e}") from None
+    found = detect_faces(rgb, "hog")
+    if not found:
+        raise GhostsError(f"no face found in {photo}: give a photo where the person's face is clearly visible")
+    if len(found) > 1:
+        raise GhostsError(f"{len(found)} faces found in {photo}: crop it to the one person to remove")
+    return face_descriptors(rgb, found)[0]
+
+
+def faces_like_photo(ws, photo, *, threshold: float = SAME_PERSON) -> list[FaceMatch]:
+    """Every face in the catalog closer than `threshold` to the face in `photo`, nearest first."""
+    if not 0 < threshold <= 2:
+        raise GhostsError(f"the threshold must be in (0, 2], got {threshold}")
+    query = photo_descriptor(ws, photo)
+    with ws.session() as s:
+        rows = s.execute(select(Face.id, Face.image_id, Face.descriptor, Face.person_id, Face.decision,
+                                Image.sha256).join(Image, Image.id == Face.image_id)
+                         .where(Face.descriptor.is_not(None))).all()
+        matches = faces_like(query, {r.id: from_bytes(r.descriptor) for r in rows}, threshold=threshold)
+        by_id = {r.id: r for r in rows}
+        hit_images = {by_id[m.face].image_id for m in matches}
+        per_image = dict(s.execute(select(Face.image_id, func.count()).where(Face.image_id.in_(hit_images))
+                                   .group_by(Face.image_id)).all()) if hit_images else {}
+    hits_per_image: dict[int, int] = {}
+    for m in matches:
+        hits_per_image[by_id[m.face].image_id] = hits_per_image.get(by_id[m.face].image_id, 0) + 1
+    return [FaceMatch(face_id=m.face, image_id=by_id[m.face].image_id, image_sha256=by_id[m.face].sha256,
+                      distance=round(m.distance, 4), person_id=by_id[m.face].person_id,
+                      decision=by_id[m.face].decision,
+                      others=per_image[by_id[m.face].image_id] - hits_per_image[by_id[m.face].image_id])
+            for m in matches]

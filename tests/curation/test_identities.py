@@ -77,7 +77,7 @@ def test_a_face_cropped_by_hand_joins_its_person(analysed):
         face = s.get(Face, rows[0].id)
         lm = face.landmarks
         image_id = face.image_id
-    eye = lambda pts: [sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)]  # noqa: E731
+    eye = lambda pts: [sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)]
     points = {"eye_left": eye(lm[36:42]), "eye_right": eye(lm[42:48]), "mouth_left": lm[48], "mouth_right": lm[54]}
     manual = add_manual_face(ws, image_id, points, "tester")
     summary = update_identities(ws)
