@@ -226,3 +226,11 @@ def test_library_raises_ghosts_errors_not_sqlite_ones(filled):
     (filled / "catalog.sqlite").write_bytes(b"\0" * 4096)
     with pytest.raises(GhostsError, match="damaged|not an SQLite"):
         open_workspace(Path(filled))
+
+
+def test_data_with_a_name_too_long_for_the_file_system(tmp_path):
+    data = tmp_path / ("x" * 300)
+    for cmd in (["init"], ["status"]):
+        assert "the file name is too long" in one_error_line(ghosts(*cmd, "--data", data))
+    assert "too long" in _json_error(ghosts("status", "--json", "--data", data))
+    assert list(tmp_path.iterdir()) == []
