@@ -115,7 +115,10 @@ def _foreground(fn):
         if not configured:
             click.echo("ghosts: running on a temporary Prefect server for this command (set PREFECT_API_URL, "
                        "e.g. after `ghosts server`, to see the run in the Prefect UI)", err=True)
-        with foreground_api(configured) as url, api_watchdog(url, as_json=bool(kwargs.get("as_json"))):
+        def warm() -> None:  # the flows' imports (Prefect, dlib, torch) overlap the temporary server's start
+            import flows.pipeline  # noqa: F401
+
+        with foreground_api(configured, warm) as url, api_watchdog(url, as_json=bool(kwargs.get("as_json"))):
             return fn(*args, **kwargs)
     return wrapper
 

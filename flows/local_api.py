@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from curation.catalog.errors import GhostsError
 
@@ -46,8 +46,10 @@ def api_healthy(url: str, timeout: float = 3.0) -> bool:
 
 
 @contextlib.contextmanager
-def foreground_api(configured: str | None) -> Iterator[str]:
-    """Yield the API URL every process of this command uses: `configured`, else a temporary server's."""
+def foreground_api(configured: str | None, warm: Callable[[], object] | None = None) -> Iterator[str]:
+    """Yield the API URL every process of this command uses: `configured`, else a temporary server's.
+
+    `warm` runs while the server starts (importing the flow modules overlaps the server's start-up)."""
     if configured:
         yield configured
         return
@@ -59,9 +61,12 @@ def foreground_api(configured: str | None) -> Iterator[str]:
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
             "--no-services", "--no-ui"]
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_stop_with_parent)
+    restore = _exit_on_sigterm()
     try:
         end = time.monotonic() + START_TIMEOUT_S
+        if warm is not None:
+            warm()
         while not api_healthy(url, timeout=1):
             if proc.poll() is not None or time.monotonic() > end:
                 log.seek(0)
@@ -70,10 +75,14 @@ def foreground_api(configured: str | None) -> Iterator[str]:
                                   + (f": {' / '.join(tail)}" if tail else "")
                                   + " (or set PREFECT_API_URL, e.g. after `ghosts server`)")
             time.sleep(0.2)
+        from prefect.context import refresh_global_settings_context
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         old = os.environ.get("PREFECT_API_URL")
         os.environ["PREFECT_API_URL"] = url  # inherited by every worker process
+        # ... and seen by this process's threads outside any settings context (the process pool's event and
+        # log forwarding thread started a server of its own otherwise).
+        refresh_global_settings_context()
         try:
             with temporary_settings(updates={PREFECT_API_URL: url}):
                 yield url
@@ -82,6 +91,7 @@ def foreground_api(configured: str | None) -> Iterator[str]:
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = old
+            refresh_global_settings_context()
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -91,6 +101,36 @@ def foreground_api(configured: str | None) -> Iterator[str]:
                 proc.kill()
                 proc.wait()
         log.close()
+        restore()
+
+
+def _stop_with_parent() -> None:
+    """In the server's process before exec: SIGTERM when this command's process ends, however it ends."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import ctypes.util
+        import signal
+
+        try:
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl(1, signal.SIGTERM, 0, 0, 0)  # PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _exit_on_sigterm():
+    """SIGTERM (a `kill`, a supervisor stopping the command) becomes SystemExit, so the temporary server is
+    stopped on the way out; returns what puts the previous handler back."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _grace_s() -> float:

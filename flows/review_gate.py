@@ -142,6 +142,18 @@ def _waits_as_deployment() -> bool:
     return bool(deployment.id) and not flow_run.parent_flow_run_id
 
 
+def _round_of_this_run(ws) -> ReviewRound | None:
+    """A suspended gate runs again from the top once resumed: its round (closed by then) is the one it
+    opened, not a new one."""
+    if flow_run.run_count <= 1:
+        return None
+    from sqlalchemy import select
+
+    with ws.session() as s:
+        return s.scalars(select(ReviewRound).where(ReviewRound.flow_run_id == str(flow_run.id))
+                         .order_by(ReviewRound.id.desc()).limit(1)).first()
+
+
 @flow(name="review-gate", log_prints=True, persist_result=True)  # suspension reruns the flow: results persisted
 def review_gate(
     target: int = 1000,  # faces wanted (~1k is enough for StyleGAN2-ADA's small-data regime)
@@ -157,7 +169,7 @@ def review_gate(
     ws = open_data(data)
     if target < 1:
         raise GhostsError(f"review target must be at least 1 (got {target})")
-    rnd = open_round(ws, target=target, flow_run_id=str(flow_run.id))
+    rnd = _round_of_this_run(ws) or open_round(ws, target=target, flow_run_id=str(flow_run.id))
     record_run_api(ws, str(flow_run.id), _current_api())
     counts = review_counts(ws)
     md = gate_markdown(counts, target, data, review_url, timeout_hours)
