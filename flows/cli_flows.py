@@ -111,6 +111,8 @@ def _foreground(fn):
     def wrapper(*args, **kwargs):
         from flows.local_api import api_watchdog, foreground_api
 
+        if "data" in kwargs:
+            open_ws(kwargs["data"])  # a wrong --data fails now, before any server starts
         configured = _configured_api_url()
         if not configured:
             click.echo("ghosts: running on a temporary Prefect server for this command (set PREFECT_API_URL, "
