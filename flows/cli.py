@@ -7,7 +7,17 @@ from pathlib import Path
 import click
 
 from curation.catalog.errors import GhostsError, environment_message
-from flows import cli_align, cli_archive, cli_demo, cli_flows, cli_latent, cli_review, cli_sources, cli_train
+from flows import (
+    cli_align,
+    cli_archive,
+    cli_demo,
+    cli_flows,
+    cli_identity,
+    cli_latent,
+    cli_review,
+    cli_sources,
+    cli_train,
+)
 from flows.cli_options import data_option, echo_json, json_output, open_ws
 
 
@@ -129,7 +139,8 @@ def status(as_json: bool, data: Path | None) -> None:
 
 
 # Each room contributes its commands from its own module (COMMANDS = [...]), in this order.
-ROOM_MODULES = (cli_align, cli_archive, cli_review, cli_sources, cli_train, cli_latent, cli_flows, cli_demo)
+ROOM_MODULES = (cli_align, cli_archive, cli_review, cli_sources, cli_train, cli_latent, cli_identity, cli_flows,
+                cli_demo)
 
 for _module in ROOM_MODULES:
     for _cmd in _module.COMMANDS:
