@@ -1,6 +1,7 @@
 """The `train` command, shared by `ghosts train`, `python -m training` and `torchrun -m training`."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -64,7 +65,16 @@ def train(**kw) -> None:
 
     data, outdir = kw.pop("data"), kw.pop("outdir")
     opts = build_options(data, outdir, **kw)
-    result = run_training(opts)
+    if opts.dry_run or int(os.environ.get("RANK", "0")) != 0:  # one record per run: rank 0's
+        result = run_training(opts)
+    else:  # in the catalog of the archive's workspace, so `ghosts status` and takedown list it
+        from curation.catalog.runs import recorded_run
+
+        with recorded_run(Path(data), Path(outdir), kw.get("cfg") or "auto", float(kw.get("kimg") or 0),
+                          {"command": "ghosts train"}, started_by="ghosts train / torchrun -m training") as done:
+            result = run_training(opts)
+            if done is not None:
+                done(str(result.run_dir), str(result.snapshot) if result.snapshot is not None else None)
     if not opts.dry_run and result.snapshot is not None:
         click.echo(f"run folder {result.run_dir}; last snapshot {result.snapshot.name}")
 

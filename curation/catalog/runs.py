@@ -8,6 +8,7 @@ owner failed or went silent, and skip for good once the run completed.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,3 +117,56 @@ def finish_training_run(ws, run_id: int, status: str, run_dir: str | None = None
             row.run_dir = run_dir
         if last_snapshot:
             row.last_snapshot = last_snapshot
+
+
+def workspace_holding(archive: Path):
+    """The workspace an archive belongs to, for runs started outside the `train` flow (`ghosts train`,
+    `torchrun -m training`): GHOSTS_DATA when set, else the nearest folder above the archive that is a
+    workspace. None when neither is one (an archive copied elsewhere: nothing to record it in)."""
+    import os
+
+    from curation.catalog.errors import GhostsError
+    from curation.catalog.workspace import MARKER, open_workspace
+
+    candidates = [Path(os.environ["GHOSTS_DATA"])] if os.environ.get("GHOSTS_DATA") else []
+    candidates += [p for p in Path(archive).resolve().parents if (p / MARKER).exists()][:1]
+    for root in candidates:
+        try:
+            return open_workspace(root)
+        except GhostsError:
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def recorded_run(archive: Path, outdir: Path, cfg: str, kimg: float, options: dict[str, Any], started_by: str):
+    """Record a training run started by hand in its archive's workspace (status running, then completed or
+    failed), so `ghosts status` and takedown's list of runs see it. Yields a callable taking the run folder
+    and last snapshot when the run ends well; yields None (recording nothing) outside any workspace."""
+    ws = workspace_holding(archive)
+    if ws is None:
+        yield None
+        return
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(archive, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    sha = digest.hexdigest()
+    with ws.session() as s:
+        dataset = s.scalars(select(DatasetVersion).where(DatasetVersion.sha256 == sha)
+                            .order_by(DatasetVersion.id.desc()).limit(1)).first()
+        row = TrainingRun(run_dir=str(outdir), dataset_id=dataset.id if dataset else None, dataset_sha256=sha,
+                          cfg=cfg, kimg_target=kimg, status="running", started_at=utcnow(),
+                          options={**options, "archive": str(Path(archive).resolve()), "started_by": started_by})
+        s.add(row)
+        s.flush()
+        run_id = row.id
+    ended: dict[str, Any] = {}
+    try:
+        yield lambda run_dir, snapshot: ended.update(run_dir=run_dir, last_snapshot=snapshot)
+    except BaseException:
+        finish_training_run(ws, run_id, "failed")
+        raise
+    finish_training_run(ws, run_id, "completed", run_dir=ended.get("run_dir"), last_snapshot=ended.get("last_snapshot"))

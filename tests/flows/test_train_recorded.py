@@ -1,0 +1,40 @@
+"""Training runs started by hand (`ghosts train`, `torchrun -m training`, both training.command) are recorded
+in the catalog of the archive's workspace, so `ghosts status` and takedown's list of runs see them."""
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from curation.catalog.schema import TrainingRun
+from flows.cli import main
+from tests.training.archives import make_archive
+
+TINY = ["--kimg", "0.016", "--cbase", "256", "--cmax", "32", "--map", "1", "--batch", "8", "--metrics", "none",
+        "--workers", "0", "--snap", "1", "--tick", "0.008", "--device", "cpu"]
+
+
+def test_ghosts_train_is_recorded_in_the_archives_workspace(workspace, monkeypatch):
+    monkeypatch.delenv("GHOSTS_DATA", raising=False)
+    (workspace.root / "datasets").mkdir(exist_ok=True)
+    archive = make_archive(workspace.root / "datasets", n=8, res=32)
+    res = CliRunner().invoke(main, ["train", "--data", str(archive), "--outdir", str(workspace.runs_dir)] + TINY)
+    assert res.exit_code == 0, res.output
+    with workspace.session() as s:
+        row = s.query(TrainingRun).one()
+        assert row.status == "completed" and row.finished_at is not None
+        assert row.options["started_by"].startswith("ghosts train") and row.last_snapshot
+        assert row.run_dir.startswith(str(workspace.runs_dir))
+    status = CliRunner().invoke(main, ["status", "--data", str(workspace.root), "--json"])
+    assert json.loads(status.stdout)["training_runs"] == {"completed": 1}
+
+
+def test_a_failed_manual_run_is_recorded_failed(workspace, monkeypatch):
+    monkeypatch.setenv("GHOSTS_DATA", str(workspace.root))
+    (workspace.root / "datasets").mkdir(exist_ok=True)
+    archive = make_archive(workspace.root / "datasets", n=8, res=32)
+    res = CliRunner().invoke(main, ["train", "--data", str(archive), "--outdir", str(workspace.runs_dir),
+                                    "--resume", str(workspace.root / "no-such-snapshot")] + TINY)
+    assert res.exit_code != 0
+    with workspace.session() as s:
+        assert [r.status for r in s.query(TrainingRun)] == ["failed"]
