@@ -8,7 +8,8 @@ superseded, and the training runs that used any affected version are listed so t
 
 Then the person is removed from the workspace: the originals in the image store, the face previews, the
 personal fields of the catalog rows (owner, caption and every other provenance field, URLs, source paths,
-landmarks) and, with `purge`, the archives of the old versions and the reals grids of the runs that used them.
+landmarks, identity descriptors) and, with `purge`, the archives of the old versions and the reals grids of
+the runs that used them.
 What stays is a tombstone per image (its sha256, status `excluded` and the takedown's reason), so the same
 bytes are refused if they come back. The takedown record keeps only a hash of the owner or post it names, and
 its reason with that name blanked. Finally the SQLite catalog is vacuumed and its write-ahead log truncated,
@@ -269,6 +270,7 @@ def _remove_person(ws, ids: list[int], result: TakedownResult, reason: str) -> N
         for f in faces:
             f.preview_path = None
             f.box = f.landmarks = f.points = f.quad = f.quality = None
+            f.descriptor = None  # the face's identity vector: biometric, goes with the face
             f.descriptor = None  # the face's biometric descriptor goes with it
             f.deleted = True
             result.scrubbed_rows += 1

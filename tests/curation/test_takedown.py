@@ -225,6 +225,8 @@ def test_takedown_without_purge_says_which_old_archives_still_hold_the_faces(scr
         row = s.scalars(select(Image).where(Image.sha256 == r.images[0])).one()
         assert (row.path, row.owner, row.post_url, row.shortcode, row.source_ref) == (None,) * 5
         assert row.provenance == {"takedown": r.takedown_id}
+        for f in row.faces:
+            assert (f.landmarks, f.quad, f.box, f.descriptor, f.preview_path, f.deleted) == (None,) * 5 + (True,)
 
 
 def test_takedown_while_another_process_reads_the_catalog_says_the_file_is_not_scrubbed_yet(scraped):
