@@ -2,7 +2,8 @@
 
 The event is what starts training when `ghosts serve` (or a prefect.yaml deployment) is running: the `train`
 deployment has a trigger on it. Freezing the same selection again returns the existing version and emits the
-event again; training is idempotent per archive, so nothing trains twice.
+event again, unless that archive was trained or is being trained: then no event, so no train run is created
+only to skip (and training is idempotent per archive besides).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from curation.catalog.runs import archive_training_status
 from curation.datasets.freeze import freeze_dataset
 from flows.artifacts import artifact_key, markdown_table
 from flows.events import DATASET_FROZEN, emit_dataset_frozen
@@ -35,16 +37,26 @@ def freeze(
     """Freeze the reviewed selection, emit `ghosts.dataset.frozen`, and return the version's facts."""
     data = resolve_data(data)
     result = freeze_task(data, name, resolution, labels, mirror_check)
-    event = emit_dataset_frozen(result, data)
+    # One train flow run per archive: an archive trained (or being trained) already is not announced again,
+    # so refreezing the same selection creates no train run that would only skip.
+    trained = archive_training_status(open_data(data), result.sha256)
+    if trained in ("running", "completed"):
+        event = None
+        get_run_logger().info("not emitting %s: this archive is %s already", DATASET_FROZEN,
+                              "trained" if trained == "completed" else "being trained")
+    else:
+        event = emit_dataset_frozen(result, data)
     get_run_logger().info("%s %s v%d: %d faces at %d px, sha256 %s", "froze" if result.created else "unchanged:",
                           result.name, result.version, result.count, result.resolution, result.sha256[:16])
     create_markdown_artifact(
         f"## {result.name} v{result.version}\n\n" + markdown_table([
             ("archive", f"`{result.path}`"), ("sha256", f"`{result.sha256}`"), ("faces", result.count),
             ("resolution", f"{result.resolution} px"), ("new version", "yes" if result.created else "no (same selection)"),
-        ], header=("", "")) + f"\n\nEmitted `{DATASET_FROZEN}`" + ("" if event else " (events are off)") + ".",
+        ], header=("", "")) + (f"\n\nEmitted `{DATASET_FROZEN}`." if event else
+                               f"\n\n`{DATASET_FROZEN}` not emitted ({trained or 'events are off'})."),
         key=artifact_key("dataset", result.name), description="The frozen dataset version")
     out = result.as_dict()
     out["event_id"] = str(event.id) if event is not None else None
     out["workspace"] = data
+    out["training"] = trained
     return out

@@ -170,3 +170,9 @@ def recorded_run(archive: Path, outdir: Path, cfg: str, kimg: float, options: di
         finish_training_run(ws, run_id, "failed")
         raise
     finish_training_run(ws, run_id, "completed", run_dir=ended.get("run_dir"), last_snapshot=ended.get("last_snapshot"))
+
+
+def archive_training_status(ws, sha256: str) -> str | None:
+    """The status of the `train` flow's claim on this archive (running, completed, failed), None when none."""
+    with ws.session() as s:
+        return s.scalar(select(TrainingRun.status).where(TrainingRun.idempotency_key == training_key(sha256)))
