@@ -20,10 +20,11 @@ from sqlalchemy import func, or_, select, update
 from tqdm import tqdm
 
 from alignment.faces import analyze_rgb
+from alignment.identity import face_descriptors
 from alignment.models import DETECTORS, face_detector, landmark_predictor
 from alignment.pool import default_workers, run_jobs
 from alignment.preview import save_preview
-from curation.analysis.identities import update_identities
+from curation.analysis.identities import to_bytes, update_identities
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.schema import Face, Image, utcnow
@@ -50,6 +51,7 @@ class Job:
     max_pixels: int | None
     detector: str
     target_size: int
+    describe: bool = True  # also the faces' descriptors (from the landmarks just found, the photo in memory)
 
 
 def _run_job(job: Job) -> dict[str, Any]:
@@ -63,11 +65,13 @@ def _run_job(job: Job) -> dict[str, Any]:
         except ImageRejected as e:
             return out | {"status": "error", "reason": f"cannot decode: {e.reason}"}
         faces = analyze_rgb(rgb, job.detector, target_size=job.target_size)
+        vectors = face_descriptors(rgb, [(f.landmarks, f.box) for f in faces]) if job.describe and faces else []
         rows = []
-        for f in faces:
+        for k, f in enumerate(faces):
             key = f"faces/{job.sha256[:2]}/{job.sha256}_{f.index:02d}"
             rel = save_preview(Path(job.root), Path(job.tmp_dir), key, f.preview)
-            rows.append(f.as_dict() | {"preview_path": rel})
+            rows.append(f.as_dict() | {"preview_path": rel,
+                                       "descriptor": to_bytes(vectors[k]) if len(vectors) else None})
         return out | {"status": "analyzed" if rows else "no_face", "faces": rows}
     except GhostsError as e:
         return out | {"status": "error", "reason": str(e)}
@@ -133,6 +137,7 @@ def record_outcome(ws, outcome: dict[str, Any]) -> bool:
                 eye_dist=q["eye_dist"], quad_size=q["quad_size"], padding=q["padding"], blur=q["blur"],
                 roll=q["roll"], yaw=q["yaw"], upscaled=q["upscaled"], flagged=q["flagged"], score=q["score"],
                 quality=q | {"rotation": f["rotation"]}, preview_path=f["preview_path"], created_at=now,
+                descriptor=f.get("descriptor"),
             ))
     return True
 
@@ -155,7 +160,7 @@ def requeue_errors(ws, image_ids: Iterable[int] | None = None, *, every: bool = 
     return n
 
 
-def _jobs(ws, image_ids: Iterable[int] | None, detector: str, target_size: int) -> list[Job]:
+def _jobs(ws, image_ids: Iterable[int] | None, detector: str, target_size: int, describe: bool = True) -> list[Job]:
     q = select(Image.id, Image.path, Image.sha256).where(Image.status == "new", Image.path.is_not(None))
     ids = None if image_ids is None else sorted({int(i) for i in image_ids})
     rows = []
@@ -167,7 +172,7 @@ def _jobs(ws, image_ids: Iterable[int] | None, detector: str, target_size: int) 
                 rows += s.execute(q.where(Image.id.in_(ids[start:start + 500])).order_by(Image.id)).all()
     ws.tmp_dir.mkdir(parents=True, exist_ok=True)
     return [Job(image_id=i, path=str(ws.abspath(p)), sha256=h, root=str(ws.root), tmp_dir=str(ws.tmp_dir),
-                max_pixels=ws.settings.max_pixels, detector=detector, target_size=target_size)
+                max_pixels=ws.settings.max_pixels, detector=detector, target_size=target_size, describe=describe)
             for i, p, h in rows]
 
 
@@ -201,7 +206,7 @@ def analyze_workspace(
     started = time.monotonic()
     image_ids = None if image_ids is None else list(image_ids)
     retried = requeue_errors(ws, image_ids, every=retry_errors)
-    jobs = _jobs(ws, image_ids, detector, target_size)
+    jobs = _jobs(ws, image_ids, detector, target_size, identities)
     workers = default_workers() if workers is None else max(int(workers), 1)
     workers = min(workers, max(len(jobs), 1))
     summary = AnalyzeSummary(retried=retried)
