@@ -1,14 +1,17 @@
 """Who is who in the workspace: a descriptor for every face, and the faces grouped into people.
 
+- Analysis's workers describe the faces they find while the photo is in memory (curation.analysis.analyze).
 - `describe_faces` computes the 128-D descriptor (alignment.identity) of every live face that has none yet,
   detected or cropped by hand: from the stored photo and the landmarks analysis found, or, for a face cropped
   by hand (points, no landmarks), from its aligned crop. One photo at a time, each photo's descriptors in one
-  transaction: an interrupted run loses at most one photo's work, and a rerun picks up what is left.
+  transaction: an interrupted run loses at most one photo's work, and a rerun picks up what is left. It
+  catches what the workers did not describe: faces cropped by hand, workspaces analysed before identities.
 - `cluster_workspace` groups the described faces into people incrementally (`cluster_people`): faces that
   already have a person keep it, new faces join the people they are close to or become new people. Person
   ids live in the `people` table, whose rows are never deleted, so an id is never given to someone else.
-- `identity_counts` is what `ghosts status`, the freeze warning and the dataset card report: how many people,
-  and the largest person's and owner's shares of the faces.
+- `identity_counts`: how many people, and the largest person's and owner's shares of some faces (the freeze
+  warning and the dataset card count the same from the provenance records, `ghosts status` in the catalog).
+- `faces_like_photo`: the faces of the person in a photo someone sent, for `ghosts takedown --face`.
 
 `ghosts analyze` runs both at its end (`update_identities`); `ghosts people` runs them on their own.
 """
