@@ -54,7 +54,7 @@ def test_grid_lists_faces_best_first_with_counter(client, cat, workspace):
         scores = [s.get(Face, i).score for i in ids]
     assert scores == sorted(scores, reverse=True)
     assert re.search(r'id="count-accepted">0<', r.text) and re.search(r'id="count-target">5<', r.text)
-    assert f'src="/faces/{ids[0]}/preview" loading="lazy"' in r.text
+    assert f'src="/faces/{ids[0]}/preview" loading="eager" fetchpriority="high"' in r.text  # the first row at once
 
 
 def test_grid_sorts_filters_and_pages(workspace, cat):
