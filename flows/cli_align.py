@@ -1,4 +1,6 @@
 """`ghosts analyze` (faces of the catalog's new images) and `ghosts align` (photo files to aligned PNGs)."""
+# The commands import their rooms inside their bodies, for start-up cost: `ghosts --help` and every other
+# command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,7 @@
 """`ghosts freeze`, `pack`, `verify` and `takedown`: the dataset archive commands."""
 
+# The commands import their rooms inside their bodies, for start-up cost: `ghosts --help` and every other
+# command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,6 @@
 """`ghosts demo`: the whole pipeline on synthetic posts, on a CPU, with no account and no network."""
+# The commands import their rooms inside their bodies, for start-up cost: `ghosts --help` and every other
+# command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
 
 import contextlib

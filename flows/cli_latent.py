@@ -2,6 +2,8 @@
 
 Thin wrappers: parse and check the options, load the generator, call training.latent, say what was written.
 """
+# The commands import their rooms inside their bodies, for start-up cost: `ghosts --help` and every other
+# command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,6 @@
 """`ghosts review`: serve the review page over the workspace's catalog."""
+# The commands import their rooms inside their bodies, for start-up cost: `ghosts --help` and every other
+# command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
 
 import errno
@@ -51,13 +53,13 @@ def review(host: str, port: int, target: int | None, reviewer: str | None, token
     ws = open_ws(data)
     _check_port(host, port)
 
+    import logging
+
     import uvicorn
 
     from curation.review.app import create_app
     from curation.review.selection import review_counts
     from flows.review_gate import make_resume
-
-    import logging
 
     # Refusals are always logged (with the client address); every request only with --log-requests.
     handler = logging.StreamHandler()

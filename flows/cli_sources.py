@@ -1,4 +1,6 @@
 """`ghosts login`, `ghosts scrape`, `ghosts import-urls` and `ghosts import-scraped`: the network sources."""
+# The commands import their rooms inside their bodies, for start-up cost: `ghosts --help` and every other
+# command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
 
 from pathlib import Path

@@ -10,11 +10,17 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import unquote
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from curation.catalog.errors import GhostsError, environment_message
-from curation.catalog.schema import catalog_revision, head_revision, make_engine, upgrade_catalog
+from curation.catalog.schema import (
+    MIGRATIONS_DIR,
+    catalog_revision,
+    head_revision,
+    make_engine,
+    upgrade_catalog,
+)
 from curation.catalog.settings import Settings
 from curation.catalog.store import atomic_write_text, sweep_temp_files
 
@@ -49,8 +55,6 @@ class Workspace:
     @property
     def catalog_file(self) -> Path | None:
         """The SQLite file of the catalog, or None when the catalog is not an SQLite file."""
-        from sqlalchemy.engine import make_url
-
         url = make_url(self.db_url)
         if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
             return None
@@ -191,11 +195,10 @@ def _refuse_missing_catalog(ws: Workspace) -> None:
 
 def _check_revision(ws: Workspace) -> str | None:
     """The catalog's schema revision; a clear error for a damaged catalog or one from a newer ghosts."""
+    # Imported here for start-up cost: Alembic is needed only when a workspace is opened.
     from alembic.script import ScriptDirectory
     from alembic.script.revision import RevisionError
     from alembic.util import CommandError
-
-    from curation.catalog.schema import MIGRATIONS_DIR
 
     try:
         rev = catalog_revision(ws.engine)

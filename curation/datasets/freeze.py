@@ -487,7 +487,7 @@ def _align_photo(
 
 def face_hashes(face: np.ndarray, hash_size: int = MIRROR_HASH_SIZE) -> np.ndarray:
     """(2, hash_size**2 / 64) uint64: the pHash of an aligned face and of its mirror image."""
-    import imagehash
+    import imagehash  # imported here for start-up cost: only the mirror check needs it
 
     im = PILImage.fromarray(face)
     bits = [imagehash.phash(x, hash_size=hash_size).hash.ravel() for x in (im, ImageOps.mirror(im))]

@@ -37,7 +37,7 @@ class DemoPosts:
 
 
 def _sample(name: str) -> Image.Image:
-    from skimage import data
+    from skimage import data  # imported here for start-up cost: only `ghosts demo` makes posts
 
     a = getattr(data, name)()
     if a.dtype == bool:
