@@ -8,6 +8,9 @@ A rule is a comma-separated list of clauses, e.g. ``"score>=0.6,max=200"``:
 - ``max=N``: the selection holds at most N accepted faces in all, counting faces accepted before (by a
   person or an earlier auto-accept), so running the same rule again accepts nothing new. The best faces by
   score are taken first.
+- ``max_per_person=N`` / ``max_per_owner=N``: at most N accepted faces of one person (as grouped by
+  curation.analysis.identities; faces not grouped yet count as people of their own) or of one account,
+  counting faces accepted before, so no one person or account fills the dataset.
 - ``flagged=no`` leaves out faces the analysis flagged for a closer look; ``flagged=any`` (the default)
   does not look at the flag.
 
@@ -32,6 +35,7 @@ REASON = "auto-accept"
 MEASURES = ("score", "det_score", "blur", "roll", "yaw", "eye_dist", "quad_size", "padding")
 OPERATORS = (">=", "<=", "==", ">", "<")  # two-character operators first, so ">=" is not read as ">"
 FLAGGED = ("any", "no")
+CAPS = ("max_per_person", "max_per_owner")
 CLAUSE_RE = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|==|>|<|=)\s*(\S+)\s*$")
 
 
@@ -59,11 +63,16 @@ class AcceptRule:
     conditions: tuple[Condition, ...] = ()
     max_faces: int | None = None
     flagged: str = "any"
+    max_per_person: int | None = None
+    max_per_owner: int | None = None
 
     def __str__(self) -> str:
         parts = [str(c) for c in self.conditions]
         if self.max_faces is not None:
             parts.append(f"max={self.max_faces}")
+        for key in CAPS:
+            if getattr(self, key) is not None:
+                parts.append(f"{key}={getattr(self, key)}")
         if self.flagged != "any":
             parts.append(f"flagged={self.flagged}")
         return ",".join(parts)
@@ -92,6 +101,7 @@ def parse_rule(text: str) -> AcceptRule:
     conditions: list[Condition] = []
     max_faces: int | None = None
     flagged: str | None = None
+    caps: dict[str, int] = {}
     for raw in text.split(","):
         clause = raw.strip()
         if not clause:
@@ -106,6 +116,10 @@ def parse_rule(text: str) -> AcceptRule:
             if not value.isdigit() or int(value) < 1:
                 raise RuleError(f"--auto-accept: {clause!r}: max must be a whole number of at least 1")
             max_faces = int(value)
+        elif key in CAPS:
+            if op != "=" or key in caps or not value.isdigit() or int(value) < 1:
+                raise RuleError(f"--auto-accept: {clause!r}: write {key}=N once, N a whole number of at least 1")
+            caps[key] = int(value)
         elif key == "flagged":
             if op != "=" or flagged is not None or value not in FLAGGED:
                 raise RuleError(f"--auto-accept: {clause!r}: write flagged=no or flagged=any, once")
@@ -122,10 +136,10 @@ def parse_rule(text: str) -> AcceptRule:
             conditions.append(Condition(key, op, number))
         else:
             raise RuleError(f"--auto-accept: unknown measure {key!r} in {clause!r}; use one of "
-                            f"{', '.join(MEASURES)}, or max=N, flagged=no")
-    if not conditions and max_faces is None and flagged is None:
+                            f"{', '.join(MEASURES)}, or max=N, max_per_person=N, max_per_owner=N, flagged=no")
+    if not conditions and max_faces is None and flagged is None and not caps:
         raise RuleError(f"--auto-accept {text!r}: the rule says nothing")
-    return AcceptRule(tuple(conditions), max_faces, flagged or "any")
+    return AcceptRule(tuple(conditions), max_faces, flagged or "any", **caps)
 
 
 def apply_rule(ws, rule: AcceptRule | str) -> AutoAcceptResult:
@@ -142,6 +156,8 @@ def apply_rule(ws, rule: AcceptRule | str) -> AutoAcceptResult:
             query = query.where(Face.flagged.is_(False))
         # Best first: score descending with unknown scores last, then the oldest face (a stable order).
         ids = list(s.scalars(query.order_by(Face.score.is_(None), Face.score.desc(), Face.id)))
+        if rule.max_per_person is not None or rule.max_per_owner is not None:
+            ids = _within_caps(s, ids, rule, live)
     room = len(ids) if rule.max_faces is None else max(rule.max_faces - before, 0)
     chosen = ids[:room]
     result = AutoAcceptResult(str(rule), candidates=len(ids), accepted_before=before)
@@ -149,3 +165,31 @@ def apply_rule(ws, rule: AcceptRule | str) -> AutoAcceptResult:
         batch = decide(ws, chosen[start:start + MAX_BATCH], "accepted", REVIEWER, REASON)
         result.accepted += [c.face_id for c in batch.changes]
     return result
+
+
+def _within_caps(session, ids: list[int], rule: AcceptRule, live) -> list[int]:
+    """The candidates (best first) that keep every person and account within the rule's caps, counting the
+    faces accepted before."""
+    def keys(face_id, person, owner):
+        return (("person", person if person is not None else f"face {face_id}"),
+                ("owner", owner.lower() if owner else f"face {face_id}"))
+
+    caps = {"person": rule.max_per_person, "owner": rule.max_per_owner}
+    held: dict[tuple[str, object], int] = {}
+    for row in session.execute(select(Face.id, Face.person_id, Image.owner).join(Image, Face.image_id == Image.id)
+                               .where(*live, Face.decision == "accepted")):
+        for k in keys(*row):
+            held[k] = held.get(k, 0) + 1
+    info = {}
+    for start in range(0, len(ids), 500):
+        info |= {r[0]: r for r in session.execute(
+            select(Face.id, Face.person_id, Image.owner).join(Image, Face.image_id == Image.id)
+            .where(Face.id.in_(ids[start:start + 500])))}
+    out = []
+    for face_id in ids:
+        ks = keys(*info[face_id])
+        if all(caps[k[0]] is None or held.get(k, 0) < caps[k[0]] for k in ks):
+            out.append(face_id)
+            for k in ks:
+                held[k] = held.get(k, 0) + 1
+    return out

@@ -110,6 +110,22 @@ def test_status_shows_the_people_and_the_largest_share(analysed):
     assert line == f"people   5  largest 6 faces = {100 * 6 / grouped:.1f}% of {grouped} grouped faces"
 
 
+def test_auto_accept_caps_each_person(analysed):
+    from curation.review.autoaccept import apply_rule, parse_rule
+
+    ws, _, _ = analysed
+    assert str(parse_rule("score>=0,max_per_person=2")) == "score>=0,max_per_person=2"
+    first = apply_rule(ws, "max_per_person=2")
+    with ws.session() as s:
+        sizes = dict(s.execute(select(Face.person_id, func.count()).group_by(Face.person_id)).all())
+        accepted = dict(s.execute(select(Face.person_id, func.count()).where(Face.decision == "accepted")
+                                  .group_by(Face.person_id)).all())
+    assert accepted == {p: min(n, 2) for p, n in sizes.items()}
+    assert len(first.accepted) == sum(accepted.values())
+    assert apply_rule(ws, "max_per_person=2").accepted == []  # faces accepted before count
+    assert len(apply_rule(ws, "max_per_person=3").accepted) == sum(1 for n in sizes.values() if n >= 3)
+
+
 def test_freeze_warns_above_the_person_cap_and_the_card_states_the_shares(analysed):
     from curation.datasets.freeze import freeze_dataset
     from curation.datasets.reader import open_archive
@@ -117,6 +133,7 @@ def test_freeze_warns_above_the_person_cap_and_the_card_states_the_shares(analys
     ws, _, _ = analysed
     with ws.session() as s:
         s.execute(update(Face).where(Face.manual.is_(False)).values(decision="accepted"))
+        s.execute(update(Face).where(Face.manual.is_(True)).values(decision="undecided"))
         n = s.scalar(select(func.count()).select_from(Face).where(Face.decision == "accepted"))
     r = freeze_dataset(ws, "people", resolution=32, progress=False, max_person_share=0.2)
     assert r.count == n == 25
