@@ -145,8 +145,6 @@ def _waits_as_deployment() -> bool:
 def _round_of_this_run(ws) -> ReviewRound | None:
     """A suspended gate runs again from the top once resumed: its round (closed by then) is the one it
     opened, not a new one."""
-    if flow_run.run_count <= 1:
-        return None
     from sqlalchemy import select
 
     with ws.session() as s:
@@ -169,7 +167,8 @@ def review_gate(
     ws = open_data(data)
     if target < 1:
         raise GhostsError(f"review target must be at least 1 (got {target})")
-    rnd = _round_of_this_run(ws) or open_round(ws, target=target, flow_run_id=str(flow_run.id))
+    again = _round_of_this_run(ws)  # None on the first run
+    rnd = again or open_round(ws, target=target, flow_run_id=str(flow_run.id))
     record_run_api(ws, str(flow_run.id), _current_api())
     counts = review_counts(ws)
     md = gate_markdown(counts, target, data, review_url, timeout_hours)
@@ -177,7 +176,7 @@ def review_gate(
     timeout, key = max(1, int(timeout_hours * 3600)), f"review-round-{rnd.id}"
     try:
         if _waits_as_deployment():
-            if flow_run.run_count <= 1:
+            if again is None:
                 create_markdown_artifact(md, key=artifact_key("review-gate"), description="Waiting for the review")
                 logger.info("suspending until the review of round %s is done: open %s and press Selection done",
                             rnd.id, review_url)

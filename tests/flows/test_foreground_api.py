@@ -187,7 +187,10 @@ def test_the_gate_as_a_deployment_suspends_and_resumes_on_selection_done(procs, 
         assert rnd.done_at is not None
         final = _until(lambda: _final(client, run.id), 180, "the resumed gate to finish", procs, server, served)
         assert final.is_completed(), procs.logs_of_all()
-        assert client.read_flow_run(run.id).run_count >= 2  # it ran again after the resume: it had exited
+    # Its process exited at the suspension and the served runner started it again after the resume ...
+    assert procs.log("serve").count("Beginning flow run") == 2, procs.log("serve")
+    with ws.session() as s:  # ... in the round it opened, not a new one
+        assert [(r.id, r.closed_by) for r in s.query(ReviewRound)] == [(rnd.id, "erin")]
 
 
 def _deployment(client, name):
