@@ -57,11 +57,12 @@ def foreground_api(configured: str | None, warm: Callable[[], object] | None = N
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below, after the server stops
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
             "--no-services", "--no-ui"]
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=_stop_with_parent)
+                            start_new_session=True,
+                            preexec_fn=_parent_death_signal())  # noqa: PLW1509 - one prctl call, no imports
     restore = _exit_on_sigterm()
     try:
         end = time.monotonic() + START_TIMEOUT_S
@@ -104,17 +105,20 @@ def foreground_api(configured: str | None, warm: Callable[[], object] | None = N
         restore()
 
 
-def _stop_with_parent() -> None:
-    """In the server's process before exec: SIGTERM when this command's process ends, however it ends."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import ctypes.util
-        import signal
+def _parent_death_signal():
+    """What the server's process runs before exec: SIGTERM when this command's process ends, however it ends
+    (Linux; prctl PR_SET_PDEATHSIG). libc is loaded here, so the child only makes one call, imports nothing."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import ctypes.util
+    import signal
 
-        try:
-            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl(1, signal.SIGTERM, 0, 0, 0)  # PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, int(signal.SIGTERM), 0, 0, 0)
 
 
 def _exit_on_sigterm():
