@@ -4,7 +4,10 @@ tensors are written first, the JSON last, each atomically.
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import os
 import random
 import re
 import time
@@ -21,10 +24,72 @@ from training.networks import Discriminator, Generator
 from training.pickle_import import convert_network_pickle
 
 FORMAT = "ghosts-stylegan2-ada-snapshot"
-FORMAT_VERSION = 2  # 2: networks compute the reference's StyleGAN2 (networks.py, arch_version 2)
+FORMAT_VERSION = 3  # 3: the JSON names the sha256 of its .safetensors ("weights_sha256"), checked on load
+# 2: networks compute the reference's StyleGAN2 (networks.py, arch_version 2)
 # 1: the networks of ghosts before format version 2; their snapshots are built with arch_version 1 and render
 #    exactly as they did.
-SNAPSHOT_RE = re.compile(r"network-snapshot-(\d+)\.json$")
+SNAPSHOT_RE = re.compile(r"network-snapshot-(\d+)(?:-(\d{3}))?\.json$")
+LOCK_NAME = ".ghosts-train.lock"
+
+# Bounds on every size a snapshot's JSON (or a converted pickle) gives the network constructors, checked before
+# anything is built: a file must not decide to allocate 100 GB. Generous for any real StyleGAN2 network.
+_INT_BOUNDS = {
+    "z_dim": (1, 4096), "w_dim": (1, 4096), "c_dim": (0, 65536), "img_resolution": (4, 4096),
+    "img_channels": (1, 4), "mapping_layers": (1, 32), "channel_base": (1, 1 << 20), "channel_max": (1, 4096),
+    "num_reduced_res": (0, 16), "mbstd_group_size": (1, 256), "mbstd_num_channels": (1, 64),
+    "cmap_dim": (1, 4096), "arch_version": (1, 2),
+}
+_FLOAT_KEYS = {"conv_clamp", "mapping_lr_multiplier", "w_avg_beta"}
+_NULLABLE = {"conv_clamp", "cmap_dim"}
+
+
+def snapshot_name(cur_nimg: int) -> str:
+    """A snapshot's stem name, unique per image count: `network-snapshot-KKKKKK` on a whole kimg (the
+    reference's names), `network-snapshot-KKKKKK-III` between two (III: the images past KKKKKK kimg)."""
+    kimg, rest = divmod(int(cur_nimg), 1000)
+    return f"network-snapshot-{kimg:06d}" + (f"-{rest:03d}" if rest else "")
+
+
+def check_network_kwargs(kwargs, what: str, where) -> dict:
+    """`kwargs` as the constructors may take them, or a TrainingError naming the bad field."""
+    if not isinstance(kwargs, dict):
+        raise TrainingError(f"{where}: {what} must be an object, got {type(kwargs).__name__}")
+    for key, value in kwargs.items():
+        if key in _INT_BOUNDS:
+            if value is None and key in _NULLABLE:
+                continue
+            lo, hi = _INT_BOUNDS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise TrainingError(f"{where}: {what}.{key} is {value!r}; it must be a whole number from {lo} to {hi}")
+            if key == "img_resolution" and value & (value - 1):
+                raise TrainingError(f"{where}: {what}.img_resolution is {value}; it must be a power of two")
+        elif key in _FLOAT_KEYS:
+            if value is None and key in _NULLABLE:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not -1e9 < value < 1e9:
+                raise TrainingError(f"{where}: {what}.{key} is {value!r}; it must be a number")
+        else:
+            raise TrainingError(f"{where}: {what} has an unknown field {key!r}")
+    if "img_resolution" not in kwargs:
+        raise TrainingError(f"{where}: {what} lacks img_resolution")
+    return kwargs
+
+
+def _check_meta(meta, where) -> dict:
+    if not isinstance(meta, dict):
+        raise TrainingError(f"{where}: not a snapshot JSON object")
+    check_network_kwargs(meta.get("G_kwargs"), "G_kwargs", where)
+    if meta.get("D_kwargs") is not None:
+        check_network_kwargs(meta["D_kwargs"], "D_kwargs", where)
+    nimg = meta.get("cur_nimg", 0)
+    if isinstance(nimg, bool) or not isinstance(nimg, int) or nimg < 0:
+        raise TrainingError(f"{where}: cur_nimg is {nimg!r}; it must be a whole number >= 0")
+    p = meta.get("augment_p", 0.0)
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
+        raise TrainingError(f"{where}: augment_p is {p!r}; it must be a number from 0 to 1")
+    if not isinstance(meta.get("extra", {}), dict):
+        raise TrainingError(f"{where}: extra must be an object")
+    return meta
 
 
 def snapshot_stem(path: Path | str) -> Path:
@@ -81,10 +146,18 @@ def save_snapshot(path: Path | str, *, G: Generator, G_ema: Generator | None = N
             tensors[f"rng/torch_cuda/{i}"] = s
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra/{k}"] = v.detach().cpu().contiguous()
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(stem.with_suffix(".safetensors"), safetensors.torch.save(tensors))
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
+    _write_pair(stem, tensors, meta)
     return stem
+
+
+def _write_pair(stem: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Weights first (temp + rename), then the JSON naming their sha256 (temp + rename): a kill between the
+    two leaves weights without a JSON (not a snapshot), and weights that do not match a JSON are refused."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    blob = safetensors.torch.save(tensors)
+    meta = {**meta, "weights_sha256": hashlib.sha256(blob).hexdigest()}
+    atomic_write_bytes(stem.with_suffix(".safetensors"), blob)
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
 
 
 def _jsonable(obj):
@@ -168,33 +241,47 @@ def load_snapshot(path: Path | str) -> Snapshot:
     if Path(path).suffix == ".pkl":
         meta, tensors = convert_network_pickle(path)
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
-        return Snapshot(stem=Path(path), meta=meta, tensors=tensors)
+        return Snapshot(stem=Path(path), meta=_check_meta(meta, path), tensors=tensors)
     stem = snapshot_stem(path)
     js, st = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     if not js.exists() or not st.exists():
         raise TrainingError(f"snapshot not found or incomplete: expected {js.name} and {st.name} in {stem.parent}")
     try:
-        meta = json.loads(js.read_text())
-        tensors = safetensors.torch.load_file(str(st))
-    except (OSError, ValueError) as e:  # safetensors raises a ValueError subclass on a bad header
-        raise TrainingError(f"cannot read snapshot {stem}: {e}") from e
-    except Exception as e:
-        raise TrainingError(f"cannot read snapshot {stem}: {e}") from e
-    if meta.get("format") != FORMAT:
+        meta = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise TrainingError(f"cannot read snapshot {js}: not valid JSON ({e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise TrainingError(f"{js} is not a ghosts training snapshot")
-    return Snapshot(stem=stem, meta=_upgrade_meta(meta, js), tensors=tensors)
+    meta = _check_meta(_upgrade_meta(meta, js), js)
+    try:
+        blob = st.read_bytes()
+    except OSError as e:
+        raise TrainingError(f"cannot read snapshot {st}: {e}") from e
+    want = meta.get("weights_sha256")
+    if want is None and int(meta.get("format_version", 1)) >= 3:
+        raise TrainingError(f"{js} names no weights_sha256: the snapshot is damaged")
+    if want is not None and hashlib.sha256(blob).hexdigest() != want:
+        raise TrainingError(f"snapshot {stem.name} is damaged: {st.name} does not match the sha256 its JSON records "
+                            f"(a write interrupted, or a file changed since)")
+    try:
+        tensors = safetensors.torch.load(blob)
+    except Exception as e:  # safetensors raises its own error types on a bad header
+        raise TrainingError(f"cannot read snapshot {st}: {e}") from e
+    return Snapshot(stem=stem, meta=meta, tensors=tensors)
 
 
 def _upgrade_meta(meta: dict, where: Path) -> dict:
     """Meta of any known format version, as this version reads it (networks keep the maths they were
     trained with: a version-1 snapshot builds arch_version 1 networks)."""
-    version = int(meta.get("format_version", 1))
+    version = meta.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TrainingError(f"{where}: format_version is {version!r}; it must be a whole number")
     if version > FORMAT_VERSION:
         raise TrainingError(f"{where} has snapshot format version {version}; this ghosts reads up to "
                             f"{FORMAT_VERSION}: update ghosts")
     if version < 2:
         for key in ("G_kwargs", "D_kwargs"):
-            if meta.get(key):
+            if isinstance(meta.get(key), dict):  # anything else is refused by _check_meta
                 meta[key] = {**meta[key], "arch_version": meta[key].get("arch_version", 1)}
     return meta
 
@@ -211,7 +298,7 @@ def list_snapshots(run_dir: Path) -> list[Path]:
     for js in Path(run_dir).glob("network-snapshot-*.json"):
         m = SNAPSHOT_RE.search(js.name)
         if m and js.with_suffix(".safetensors").exists():
-            found.append((int(m.group(1)), js.stat().st_mtime, js.with_suffix("")))
+            found.append((int(m.group(1)), int(m.group(2) or 0), js.with_suffix("")))
     return [p for *_, p in sorted(found)]
 
 
@@ -225,13 +312,61 @@ def latest_snapshot(outdir: Path) -> Path | None:
     return None
 
 
+def latest_good_snapshot(outdir: Path, log=print) -> Path | None:
+    """The newest snapshot of the newest run folder that loads and matches its checksum; each damaged newer one is
+    reported through `log` and skipped."""
+    runs = sorted((d for d in Path(outdir).glob("[0-9][0-9][0-9][0-9][0-9]-*") if d.is_dir()), reverse=True)
+    for run in runs:
+        for stem in reversed(list_snapshots(run)):
+            try:
+                load_snapshot(stem)
+            except TrainingError as e:
+                log(f"skipping {stem.name}: {e}")
+                continue
+            return stem
+    return None
+
+
+class RunLock:
+    """An exclusive lock on a run folder (flock on `LOCK_NAME`), held while one process writes the run: a second
+    writer gets a TrainingError at once. The kernel drops the lock when the holder dies, whatever kills it."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise TrainingError(f"{self.path.parent} is being written by another training process; "
+                                f"wait for it to finish or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 def write_snapshot(snap: Snapshot, path: Path | str) -> Path:
     """Write a loaded snapshot (e.g. one read from a .pkl) as `<stem>.safetensors` + `<stem>.json`."""
     stem = snapshot_stem(path)
     meta = {**snap.meta, "format": FORMAT, "format_version": FORMAT_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.contiguous() for k, v in snap.tensors.items()}
-    atomic_write_bytes(stem.with_suffix(".safetensors"), safetensors.torch.save(tensors))
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
+    meta.pop("weights_sha256", None)
+    _write_pair(stem, {k: v.contiguous() for k, v in snap.tensors.items()}, meta)
     return stem

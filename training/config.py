@@ -226,7 +226,7 @@ def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gp
     if isinstance(metrics, str):
         metrics = parse_metrics(metrics)
     resume = resolve_resume(resume)
-    transfer = resume is not None and resume != "latest"
+    transfer = resume is not None and resume not in ("latest", "latest-good")
     opts = TrainingOptions(
         data=Path(data).resolve(), outdir=Path(outdir), dataset_name=info.name,
         dataset_sha256=file_sha256(info.path), resolution=res, channels=info.channels,

@@ -9,6 +9,7 @@ N processes make exactly the update one process makes with the same total batch.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -27,7 +28,15 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from training.augment import AugmentPipe, update_p
-from training.checkpoint import Snapshot, latest_snapshot, load_snapshot, save_snapshot
+from training.checkpoint import (
+    RunLock,
+    Snapshot,
+    latest_good_snapshot,
+    latest_snapshot,
+    load_snapshot,
+    save_snapshot,
+    snapshot_name,
+)
 from training.config import TrainingOptions, save_options
 from training.dataset import GlobalBatchSampler, ImageArchive
 from training.errors import TrainingError
@@ -176,6 +185,12 @@ class RunLog:
 
 def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
                   progress: ProgressCallback | None = None) -> TrainResult:
+    with contextlib.ExitStack() as held:  # the run folder's lock, released however the loop ends
+        return _training_loop(opts, rank=rank, world_size=world_size, progress=progress, held=held)
+
+
+def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progress: ProgressCallback | None,
+                   held: contextlib.ExitStack) -> TrainResult:
     start_time = time.time()
 
     # --- Devices and seeds --------------------------------------------------------------------------
@@ -191,19 +206,30 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
 
     # --- Run folder: resume the newest run, or start a new one ----------------------------------------
     resume_snap: Snapshot | None = None
-    exact = opts.resume == "latest"
+    exact = opts.resume in ("latest", "latest-good")
     if exact:
-        stem = latest_snapshot(opts.outdir)
+        if opts.resume == "latest-good":  # skip damaged newer snapshots, saying which
+            stem = latest_good_snapshot(opts.outdir, log=lambda m: print(m, file=sys.stderr) if rank == 0 else None)
+        else:
+            stem = latest_snapshot(opts.outdir)
         if stem is None:
-            raise TrainingError(f"--resume latest: no complete snapshot in any run folder of {opts.outdir}")
-        resume_snap = load_snapshot(stem)
+            raise TrainingError(f"--resume {opts.resume}: no complete snapshot in any run folder of {opts.outdir}")
+        try:
+            resume_snap = load_snapshot(stem)
+        except TrainingError as e:
+            raise TrainingError(f"--resume latest: the newest snapshot is unusable: {e}. "
+                                f"Use --resume latest-good to continue from the newest good one") from e
         run_dir = stem.parent
+        if rank == 0 and not opts.dry_run:
+            held.enter_context(RunLock(run_dir))
         opts = _continue_options(run_dir, opts, resume_snap)
     else:
         if opts.resume:
             resume_snap = load_snapshot(opts.resume)
         run_dir = next_run_dir(opts.outdir, opts.dataset_name, opts.cfg)
         run_dir = _broadcast_object(run_dir, rank, world_size)
+        if rank == 0 and not opts.dry_run:
+            held.enter_context(RunLock(run_dir))
     if resume_snap is not None and resume_snap.resolution != opts.resolution:
         raise TrainingError(f"resolution mismatch: {resume_snap.stem.name} was trained at {resume_snap.resolution} px "
                             f"but the archive {opts.data.name} holds {opts.resolution} px images")
@@ -449,11 +475,12 @@ def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
                 f"augment {p_now:.3f} r_t {flat.get('Loss/signs/real', float('nan')):+.3f} "
                 f"G {flat.get('Loss/G/loss', float('nan')):.3f} D {flat.get('Loss/D/loss', float('nan')):.3f}")
         if snapshot_now:
+            snap_name = snapshot_name(cur_nimg)  # unique per image count: snapshots < 1 kimg apart never clash
             kimg_tag = f"{cur_nimg // 1000:06d}"
             if rank == 0:
                 fakes_path = save_fakes(run_dir / f"fakes{kimg_tag}.png")
                 last_snapshot = save_snapshot(
-                    run_dir / f"network-snapshot-{kimg_tag}", G=G, G_ema=G_ema, D=D, opt_G=opt_G, opt_D=opt_D,
+                    run_dir / snap_name, G=G, G_ema=G_ema, D=D, opt_G=opt_G, opt_D=opt_D,
                     augment_p=p_now, cur_nimg=cur_nimg, options=opts.to_json(),
                     dataset_sha256=opts.dataset_sha256,
                     extra_tensors={"shared_random": shared.state(), "pl_mean": loss.pl_mean.reshape([]),
@@ -511,7 +538,7 @@ def _continue_options(run_dir: Path, opts: TrainingOptions, snap: Snapshot) -> T
                             f"(sha256 {snap.meta['dataset_sha256'][:12]}...) than {opts.data.name} "
                             f"(sha256 {opts.dataset_sha256[:12]}...); use --resume PATH to fine-tune instead")
     per_gpu = stored.batch // opts.gpus
-    merged = replace(stored, **{k: getattr(opts, k) for k in CONTINUE_OVERRIDES}, resume="latest",
+    merged = replace(stored, **{k: getattr(opts, k) for k in CONTINUE_OVERRIDES}, resume=opts.resume,
                      batch_gpu=stored.batch_gpu if per_gpu % stored.batch_gpu == 0 else per_gpu)
     return merged.validate()
 

@@ -1,4 +1,5 @@
 """Snapshots: safetensors + JSON round trips, no pickle, clear errors."""
+import hashlib
 import json
 
 import pytest
@@ -66,6 +67,10 @@ def test_bad_or_missing_snapshots(tmp_path):
     with pytest.raises(TrainingError, match="does not match"):
         load_generator(stem)
     stem.with_suffix(".safetensors").write_bytes(b"garbage")
+    with pytest.raises(TrainingError, match="is damaged"):
+        load_snapshot(stem)
+    meta["weights_sha256"] = hashlib.sha256(b"garbage").hexdigest()  # checksum right, contents unreadable
+    stem.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(TrainingError, match="cannot read snapshot"):
         load_snapshot(stem)
 

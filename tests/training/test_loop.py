@@ -42,8 +42,8 @@ def test_short_run_then_resume_latest_continues_kimg_and_p(archive32, tmp_path):
     assert r.exit_code == 0, r.output
     run = out / "00000-blobs-auto"
     for name in ("training_options.json", "log.txt", "reals.png", "fakes_init.png", "fakes000000.png",
-                 "stats.jsonl", "curves.png", "metric-swd.jsonl", "network-snapshot-000000.json",
-                 "network-snapshot-000000.safetensors"):
+                 "stats.jsonl", "curves.png", "metric-swd.jsonl", "network-snapshot-000000-032.json",
+                 "network-snapshot-000000-032.safetensors"):
         assert (run / name).is_file(), name
     rows = read_stats(run / "stats.jsonl")
     assert len(rows) == 3  # ticks after 1, 3 and 4 minibatches of 8
@@ -52,8 +52,9 @@ def test_short_run_then_resume_latest_continues_kimg_and_p(archive32, tmp_path):
         assert any(key in row for row in rows), key
     assert [round(r["Progress/kimg"]["mean"], 3) for r in rows] == [0.008, 0.024, 0.032]
     swd = json.loads((run / "metric-swd.jsonl").read_text().splitlines()[0])
-    assert swd["results"]["swd_avg"] > 0 and swd["snapshot"] == "network-snapshot-000000"
-    first = load_snapshot(run / "network-snapshot-000000")
+    assert swd["results"]["swd_avg"] > 0 and swd["snapshot"] == "network-snapshot-000000-024"
+    assert (run / "network-snapshot-000000-024.json").is_file()  # snapshots < 1 kimg apart keep their own names
+    first = load_snapshot(run / "network-snapshot-000000-032")
     assert first.cur_nimg == 32 and first.meta["dataset_sha256"]
     p_saved = first.augment_p
 
@@ -64,7 +65,7 @@ def test_short_run_then_resume_latest_continues_kimg_and_p(archive32, tmp_path):
     rows = read_stats(run / "stats.jsonl")
     assert [round(r["Progress/kimg"]["mean"], 3) for r in rows][3:] == [0.048]
     assert rows[3]["Progress/tick"]["mean"] == 3
-    assert "resumed network-snapshot-000000: kimg 0.032" in (run / "log.txt").read_text()
+    assert "resumed network-snapshot-000000-032: kimg 0.032" in (run / "log.txt").read_text()
     # p continued from the saved value (the first update after resuming moves it by at most one step).
     assert abs(rows[3]["Progress/augment"]["mean"] - p_saved) <= 8 * 4 / 500e3 + 1e-9
 
