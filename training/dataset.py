@@ -16,7 +16,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from curation.datasets.format import ArchiveError
+from curation.datasets.format import ArchiveError, png_header
 from curation.datasets.reader import open_archive
 from training.errors import TrainingError
 
@@ -105,9 +105,19 @@ class ImageArchive(torch.utils.data.Dataset):
             self._zip = zipfile.ZipFile(self.path)
         name = self.members[raw_idx]
         try:
+            with self._zip.open(name) as fh:  # the header's size first: nothing is decoded for a wrong one
+                width, height, _ = png_header(fh.read(33))
+        except ValueError:  # png_header's "not a PNG file"
+            raise TrainingError(f"{self.path}: {name} is not a PNG file") from None
+        except (OSError, zipfile.BadZipFile) as e:
+            raise TrainingError(f"{self.path}: cannot read {name}: {e}") from e
+        if (width, height) != (self.resolution, self.resolution):
+            raise TrainingError(f"{self.path}: {name} claims {width}x{height} pixels, "
+                                f"expected {self.resolution}x{self.resolution} like the rest")
+        try:
             with PIL.Image.open(io.BytesIO(self._zip.read(name))) as im:
                 arr = np.asarray(im.convert("RGB" if self.channels == 3 else "L"))
-        except (OSError, PIL.UnidentifiedImageError) as e:
+        except (OSError, PIL.UnidentifiedImageError, zipfile.BadZipFile) as e:  # BadZipFile: a bad CRC
             raise TrainingError(f"{self.path}: cannot decode {name}: {e}") from e
         if arr.shape[0] != self.resolution or arr.shape[1] != self.resolution:
             raise TrainingError(f"{self.path}: {name} is {arr.shape[1]}x{arr.shape[0]}, "
