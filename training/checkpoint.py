@@ -35,7 +35,7 @@ LOCK_NAME = ".ghosts-train.lock"
 # anything is built: a file must not decide to allocate 100 GB. Generous for any real StyleGAN2 network.
 _INT_BOUNDS = {
     "z_dim": (1, 4096), "w_dim": (1, 4096), "c_dim": (0, 65536), "img_resolution": (4, 4096),
-    "img_channels": (1, 4), "mapping_layers": (1, 32), "channel_base": (1, 1 << 20), "channel_max": (1, 4096),
+    "img_channels": (1, 4), "mapping_layers": (1, 32), "channel_base": (1, 1 << 17), "channel_max": (1, 1024),
     "num_reduced_res": (0, 16), "mbstd_group_size": (1, 256), "mbstd_num_channels": (1, 64),
     "cmap_dim": (1, 4096), "arch_version": (1, 2),
 }
