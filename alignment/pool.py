@@ -81,6 +81,10 @@ def run_jobs(
     suspects: deque = deque()
     if start == "fork" and "fork" not in multiprocessing.get_all_start_methods():
         start = "spawn"  # not on this platform
+    if start == "fork" and (threading.active_count() > 1 or "torch" in sys.modules):
+        # Forking a process that runs other threads (a Prefect client, a test harness, torch's thread pools)
+        # can copy a lock held by one of them into the child, which then waits on it for ever.
+        start = "spawn"
     ctx = multiprocessing.get_context(start)
     guarded = functools.partial(die_with_parent, os.getpid(), initializer)
     while pending or suspects:
