@@ -6,8 +6,8 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from curation.catalog.schema import Decision, Face, ReviewRound
 from curation.catalog.errors import GhostsError
+from curation.catalog.schema import Decision, Face, ReviewRound
 from curation.review import complete_selection, decide, delete_face, open_round, undo_last
 from curation.review.selection import DEFAULT_TARGET, review_counts
 from tests.curation.test_review_support import make_catalog
