@@ -19,7 +19,7 @@ TORCH_INDEX ?=
 FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell python3 -m pip config get global.find-links 2>/dev/null))
 LOCK_TORCH_FROM ?= $(if $(FIND_LINKS),$(addprefix --find-links ,$(FIND_LINKS)),--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 
-.PHONY: venv test demo server lint bench clean-venv lock lock-upgrade
+.PHONY: venv test demo server lint format bench clean-venv lock lock-upgrade
 
 venv: $(STAMP)
 
@@ -69,6 +69,10 @@ server: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
 
 bench: venv
 	$(PY) benchmarks/align_bench.py
