@@ -15,6 +15,7 @@ but does the work where it is needed:
   blur-sigmas per pixel coarse (~220 px across whatever the face size), then warped into the output and
   blended with the recipe's own masks, so the worst case stays a few tens of milliseconds and megabytes.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,9 @@ def quad_from_points(
     Returns a (4, 2) float64 array of corners: top-left, bottom-left, bottom-right, top-right of the face
     (the order PIL's QUAD transform takes). The quad is a square, rotated with the face.
     """
-    el, er, ml, mr = (np.asarray(p, dtype=np.float64).reshape(2) for p in (eye_left, eye_right, mouth_left,
-                                                                          mouth_right))
+    el, er, ml, mr = (
+        np.asarray(p, dtype=np.float64).reshape(2) for p in (eye_left, eye_right, mouth_left, mouth_right)
+    )
     eye_avg = (el + er) * 0.5
     eye_to_eye = er - el
     eye_to_mouth = (ml + mr) * 0.5 - eye_avg
@@ -73,8 +75,12 @@ def face_points(landmarks68) -> dict[str, np.ndarray]:
     lm = np.asarray(landmarks68, dtype=np.float64)
     if lm.shape != (68, 2):
         raise ValueError(f"expected 68 x 2 landmarks, got an array of shape {lm.shape}")
-    return {"eye_left": lm[EYE_LEFT].mean(axis=0), "eye_right": lm[EYE_RIGHT].mean(axis=0),
-            "mouth_left": lm[MOUTH_LEFT].copy(), "mouth_right": lm[MOUTH_RIGHT].copy()}
+    return {
+        "eye_left": lm[EYE_LEFT].mean(axis=0),
+        "eye_right": lm[EYE_RIGHT].mean(axis=0),
+        "mouth_left": lm[MOUTH_LEFT].copy(),
+        "mouth_right": lm[MOUTH_RIGHT].copy(),
+    }
 
 
 def ffhq_quad(landmarks68) -> np.ndarray:
@@ -139,19 +145,37 @@ def recipe_geometry(
     border = max(round(qsize * border_frac), border_min)
     lo = np.floor(quad.min(axis=0)).astype(int)
     hi = np.ceil(quad.max(axis=0)).astype(int)
-    crop = (max(lo[0] - border, 0), max(lo[1] - border, 0), min(hi[0] + border, wsize[0]),
-            min(hi[1] + border, wsize[1]))
+    crop = (
+        max(lo[0] - border, 0),
+        max(lo[1] - border, 0),
+        min(hi[0] + border, wsize[0]),
+        min(hi[1] + border, wsize[1]),
+    )
     if crop[2] <= crop[0] or crop[3] <= crop[1]:
-        raise ValueError(f"the crop quad {np.round(quad * (max(1, shrink)), 1).tolist()} does not "
-                         f"overlap the {width}x{height} photo")
+        raise ValueError(
+            f"the crop quad {np.round(quad * (max(1, shrink)), 1).tolist()} does not "
+            f"overlap the {width}x{height} photo"
+        )
     # Padding is measured against the cropped image, and switched on when the quad comes within 4 px of it.
-    need = (max(crop[0] - lo[0] + border, 0), max(crop[1] - lo[1] + border, 0),
-            max(hi[0] - crop[2] + border, 0), max(hi[1] - crop[3] + border, 0))
+    need = (
+        max(crop[0] - lo[0] + border, 0),
+        max(crop[1] - lo[1] + border, 0),
+        max(hi[0] - crop[2] + border, 0),
+        max(hi[1] - crop[3] + border, 0),
+    )
     pad = None
     if max(need) > border - 4:
         pad = tuple(int(v) for v in np.maximum(need, round(qsize * pad_frac)))
-    return Geometry(shrink=shrink, scale=scale, working_size=wsize, quad=quad, qsize=qsize, border=border,
-                    crop=tuple(int(v) for v in crop), pad=pad)
+    return Geometry(
+        shrink=shrink,
+        scale=scale,
+        working_size=wsize,
+        quad=quad,
+        qsize=qsize,
+        border=border,
+        crop=tuple(int(v) for v in crop),
+        pad=pad,
+    )
 
 
 # --- fast alignment ----------------------------------------------------------------------------------------------
@@ -224,8 +248,9 @@ def _sharp(
             # source -> small: (p - x0 + 0.5) / f - 0.5
             shrink = np.array([[1 / fx, 0, (0.5 - x0) / fx - 0.5], [0, 1 / fy, (0.5 - y0) / fy - 0.5]])
             m = _compose(shrink, m)
-    fine = cv2.warpAffine(src, m, (n, n), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REFLECT_101)
+    fine = cv2.warpAffine(
+        src, m, (n, n), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101
+    )
     if supersample == 1:
         return fine
     if size <= lanczos_below:
@@ -272,7 +297,9 @@ def _pad_field(
     sx0, sy0 = math.floor(src_lo[0]), math.floor(src_lo[1])
     sx1, sy1 = min(math.ceil(src_hi[0]), rgb.shape[1]), min(math.ceil(src_hi[1]), rgb.shape[0])
     cgw, cgh = max(round(cw / fx), 1), max(round(ch / fy), 1)
-    crop_small = cv2.resize(rgb[sy0:sy1, sx0:sx1], (cgw, cgh), interpolation=cv2.INTER_AREA).astype(np.float32)
+    crop_small = cv2.resize(rgb[sy0:sy1, sx0:sx1], (cgw, cgh), interpolation=cv2.INTER_AREA).astype(
+        np.float32
+    )
 
     # Coarse pixel -> P coordinates -> crop coordinates reflected into the crop (np.pad "reflect" mirrors
     # about the edge pixels) -> crop_small coordinates.
@@ -372,8 +399,13 @@ def _blend_padding(
     to_p = np.empty((2, 3))
     to_p[:, 0], to_p[:, 1] = u * k, v * k
     to_p[:, 2] = o + (0.5 * k) * (u + v) - np.array([x0 - l, y0 - t])
-    field = cv2.warpAffine(blurred, _compose(to_coarse, to_p), (n, n),
-                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    field = cv2.warpAffine(
+        blurred,
+        _compose(to_coarse, to_p),
+        (n, n),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     ii = np.arange(n, dtype=np.float64)
     xs = to_p[0, 0] * ii[None, :] + to_p[0, 1] * ii[:, None] + to_p[0, 2]
     ys = to_p[1, 0] * ii[None, :] + to_p[1, 1] * ii[:, None] + to_p[1, 2]

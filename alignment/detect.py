@@ -8,6 +8,7 @@
   scanned too (by default +-30 degrees, which with the detector's own tolerance covers rolls to about 55
   degrees); landmarks for such a face are predicted on an upright full-resolution patch and rotated back.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,11 +89,26 @@ def _scan(det, kind: str, img: np.ndarray, threshold: float) -> list[tuple[np.nd
     """Boxes [x0, y0, x1, y1] (exclusive ends), scores and roll hints from one detector pass over `img`."""
     if kind == "hog":
         rects, scores, idx = det.run(img, 0, threshold)
-        return [(np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], dtype=np.float64), float(sc),
-                 SUBDETECTOR_ROLL.get(int(i), 0.0)) for r, sc, i in zip(rects, scores, idx)]
+        return [
+            (
+                np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], dtype=np.float64),
+                float(sc),
+                SUBDETECTOR_ROLL.get(int(i), 0.0),
+            )
+            for r, sc, i in zip(rects, scores, idx)
+        ]
     found = det(img, 0)
-    return [(np.array([d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1], dtype=np.float64),
-             float(d.confidence), 0.0) for d in found if d.confidence >= threshold]
+    return [
+        (
+            np.array(
+                [d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1], dtype=np.float64
+            ),
+            float(d.confidence),
+            0.0,
+        )
+        for d in found
+        if d.confidence >= threshold
+    ]
 
 
 def _box_corners(box: np.ndarray) -> np.ndarray:
@@ -108,8 +124,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _predict(predictor, gray: np.ndarray, to_upright: np.ndarray | None, box_upright: np.ndarray,
-             margin: float = 0.5) -> np.ndarray:
+def _predict(
+    predictor, gray: np.ndarray, to_upright: np.ndarray | None, box_upright: np.ndarray, margin: float = 0.5
+) -> np.ndarray:
     """68 landmarks (source coordinates) for a face whose box is `box_upright` in the frame given by the
     affine `to_upright` (source -> upright; None: the source itself)."""
     import dlib
@@ -127,8 +144,7 @@ def _predict(predictor, gray: np.ndarray, to_upright: np.ndarray | None, box_upr
     to_patch = to_upright.copy()
     to_patch[:, 2] -= (ox, oy)
     patch = cv2.warpAffine(gray, to_patch, (pw, ph), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    rect = dlib.rectangle(round(x0 - ox), round(y0 - oy), round(x1 - ox) - 1,
-                          round(y1 - oy) - 1)
+    rect = dlib.rectangle(round(x0 - ox), round(y0 - oy), round(x1 - ox) - 1, round(y1 - oy) - 1)
     shape = predictor(patch, rect)
     pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
     return _apply(_invert(to_patch), pts)
@@ -166,7 +182,9 @@ def detect_faces(
     h, w = gray.shape
     det = face_detector(detector)
     predictor = landmark_predictor()
-    scale = detection_scale(w, h, pixels=pixels, large_pixels=min(large_pixels, pixels), max_upscale=max_upscale)
+    scale = detection_scale(
+        w, h, pixels=pixels, large_pixels=min(large_pixels, pixels), max_upscale=max_upscale
+    )
     # HOG works on grey; the CNN was trained on colour.
     source = np.ascontiguousarray(img) if detector == "cnn" and img.ndim == 3 else gray
     small = _resize(source, scale)
@@ -176,7 +194,9 @@ def detect_faces(
     def add(candidates: list[tuple[np.ndarray, float, float, float, np.ndarray | None]]) -> None:
         # Best first; a face found twice (overlapping boxes) keeps its best box.
         for box, score, hint, angle, to_upright in sorted(candidates, key=lambda c: -c[1]):
-            corners = _box_corners(box) if to_upright is None else _apply(_invert(to_upright), _box_corners(box))
+            corners = (
+                _box_corners(box) if to_upright is None else _apply(_invert(to_upright), _box_corners(box))
+            )
             bounds = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
             if any(_iou(bounds, f.box) > overlap for f in faces):
                 continue
@@ -199,8 +219,16 @@ def detect_faces(
                 landmarks = upright(roll)
             if angle and verify_threshold is not None and _verify(rgb_or_gray, landmarks) < verify_threshold:
                 continue  # the rotated passes scan more windows, and find more things that are not faces
-            faces.append(Detection(box=bounds, score=score, landmarks=landmarks, detector=detector,
-                                   rotation=angle, corners=corners))
+            faces.append(
+                Detection(
+                    box=bounds,
+                    score=score,
+                    landmarks=landmarks,
+                    detector=detector,
+                    rotation=angle,
+                    corners=corners,
+                )
+            )
 
     upright_pass = _scan(det, detector, small, threshold)
     add([(box / scale, score, hint, 0.0, None) for box, score, hint in upright_pass])
@@ -210,10 +238,17 @@ def detect_faces(
     # first detection). One or two faces, however small, are the photo's subjects: no rescan.
     fine = detection_scale(w, h, pixels=pixels, large_pixels=pixels, max_upscale=max_upscale)
     window = getattr(det, "detection_window_width", 80)
-    if (fine > scale * 1.05 and len(upright_pass) >= rescan_faces
-            and any(box[2] - box[0] < window * rescan_window for box, _, _ in upright_pass)):
-        add([(box / fine, score, hint, 0.0, None)
-             for box, score, hint in _scan(det, detector, _resize(source, fine), threshold)])
+    if (
+        fine > scale * 1.05
+        and len(upright_pass) >= rescan_faces
+        and any(box[2] - box[0] < window * rescan_window for box, _, _ in upright_pass)
+    ):
+        add(
+            [
+                (box / fine, score, hint, 0.0, None)
+                for box, score, hint in _scan(det, detector, _resize(source, fine), threshold)
+            ]
+        )
     if retry_angles is None:
         retry_angles = (30.0, -30.0) if detector == "hog" else ()
     if not faces or min(abs(face_roll(f.landmarks)) for f in faces) >= retry_roll:
@@ -224,13 +259,17 @@ def detect_faces(
             _, (cw, ch) = _rotation(small.shape[1], small.shape[0], angle)
             base = _resize(small, min(1.0, math.sqrt(retry_pixels / (cw * ch))))
             rot, (cw, ch) = _rotation(base.shape[1], base.shape[0], angle)
-            turned = cv2.warpAffine(base, rot, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            turned = cv2.warpAffine(
+                base, rot, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
             sk = scale * base.shape[1] / small.shape[1]  # source -> base scale
             to_base = np.array([[sk, 0, 0.5 * sk - 0.5], [0, sk, 0.5 * sk - 0.5]])
             # source -> turned image, brought back to source scale: an upright frame at full resolution
             to_upright = _compose(rot, to_base) / sk
-            retried += [(box / sk, score, hint, angle, to_upright)
-                        for box, score, hint in _scan(det, detector, turned, threshold)]
+            retried += [
+                (box / sk, score, hint, angle, to_upright)
+                for box, score, hint in _scan(det, detector, turned, threshold)
+            ]
         add(retried)
     faces.sort(key=lambda d: (d.box[0], d.box[1]))
     return faces

@@ -3,6 +3,7 @@
 `analyze_rgb` is the pure per-photo step (an array in, dataclasses out); curation.analysis runs it over the
 workspace and stores what it finds.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,9 +29,16 @@ class FaceResult:
     preview: np.ndarray | None = field(default=None, repr=False)  # 256-px aligned face
 
     def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "box": self.box, "landmarks": self.landmarks, "detector": self.detector,
-                "det_score": self.det_score, "quad": self.quad.tolist(), "rotation": self.rotation,
-                "quality": self.quality.as_dict()}
+        return {
+            "index": self.index,
+            "box": self.box,
+            "landmarks": self.landmarks,
+            "detector": self.detector,
+            "det_score": self.det_score,
+            "quad": self.quad.tolist(),
+            "rotation": self.rotation,
+            "quality": self.quality.as_dict(),
+        }
 
 
 def analyze_rgb(
@@ -45,10 +53,20 @@ def analyze_rgb(
     for k, det in enumerate(detect_faces(rgb, detector)):
         quad = ffhq_quad(det.landmarks)
         preview = align_face(rgb, quad, PREVIEW_SIZE)
-        quality = measure_face(rgb, quad, landmarks=det.landmarks, det_score=det.score, preview=preview,
-                               target_size=target_size)
-        out.append(FaceResult(index=k, box=[round(float(v), 2) for v in det.box],
-                              landmarks=np.round(det.landmarks, 2).tolist(), detector=det.detector,
-                              det_score=float(det.score), quad=quad, rotation=float(det.rotation),
-                              quality=quality, preview=preview if keep_previews else None))
+        quality = measure_face(
+            rgb, quad, landmarks=det.landmarks, det_score=det.score, preview=preview, target_size=target_size
+        )
+        out.append(
+            FaceResult(
+                index=k,
+                box=[round(float(v), 2) for v in det.box],
+                landmarks=np.round(det.landmarks, 2).tolist(),
+                detector=det.detector,
+                det_score=float(det.score),
+                quad=quad,
+                rotation=float(det.rotation),
+                quality=quality,
+                preview=preview if keep_previews else None,
+            )
+        )
     return out

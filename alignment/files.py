@@ -3,6 +3,7 @@
 Every face of every input becomes `<stem>_01.png`, `<stem>_02.png`, ... (left to right) in the output folder.
 The report says, per input, which faces were written and what was skipped and why.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,7 +27,7 @@ from curation.catalog.files import folder_images
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.store import TMP_PREFIX, fsync_dir
 
-OUTPUT_SIZES = tuple(2 ** k for k in range(6, 11))  # 64 ... 1024
+OUTPUT_SIZES = tuple(2**k for k in range(6, 11))  # 64 ... 1024
 PNG_COMPRESSION = 4  # zlib level: close to the smallest files at a fraction of level 9's time
 
 
@@ -36,8 +37,10 @@ class AlignError(Exception):
 
 def check_size(size: int) -> int:
     if int(size) not in OUTPUT_SIZES:
-        raise GhostsError(f"output size {size} is not supported: use a power of two from 64 to 1024 "
-                          f"({', '.join(map(str, OUTPUT_SIZES))})")
+        raise GhostsError(
+            f"output size {size} is not supported: use a power of two from 64 to 1024 "
+            f"({', '.join(map(str, OUTPUT_SIZES))})"
+        )
     return int(size)
 
 
@@ -86,8 +89,9 @@ class FileJob:
 
 
 def encode_png(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION,
-                                                                           PNG_COMPRESSION])
+    ok, buf = cv2.imencode(
+        ".png", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
+    )
     if not ok:
         raise AlignError("PNG encoding failed")
     return buf.tobytes()
@@ -134,15 +138,22 @@ def align_file(job: FileJob) -> dict[str, Any]:
         try:
             quad = ffhq_quad(det.landmarks)
             aligned = align_face(rgb, quad, job.size)
-            quality = measure_face(rgb, quad, landmarks=det.landmarks, det_score=det.score, target_size=job.size)
+            quality = measure_face(
+                rgb, quad, landmarks=det.landmarks, det_score=det.score, target_size=job.size
+            )
             write_output(Path(job.out_dir) / name, encode_png(aligned))
         except Exception as e:  # noqa: BLE001 - the other faces of the photo still get written
             report["skipped"].append({"face": k, "reason": f"{type(e).__name__}: {e}"})
             continue
-        report["faces"].append({
-            "file": name, "box": [round(float(v), 1) for v in det.box], "quad": np.round(quad, 2).tolist(),
-            "score": round(quality.score, 4), "flags": quality.flags,
-        })
+        report["faces"].append(
+            {
+                "file": name,
+                "box": [round(float(v), 1) for v in det.box],
+                "quad": np.round(quad, 2).tolist(),
+                "score": round(quality.score, 4),
+                "flags": quality.flags,
+            }
+        )
     return report
 
 
@@ -154,7 +165,11 @@ def _file_size(path: str) -> int:
 
 
 def _crashed(job: FileJob) -> dict[str, Any]:
-    return {"input": job.path, "faces": [], "skipped": [{"face": None, "reason": "crashed its worker process"}]}
+    return {
+        "input": job.path,
+        "faces": [],
+        "skipped": [{"face": None, "reason": "crashed its worker process"}],
+    }
 
 
 def align_files(
@@ -173,8 +188,10 @@ def align_files(
     landmark_predictor()  # loaded once here: forked workers share it
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [FileJob(path=str(p), stem=s, out_dir=str(out_dir), size=size, detector=detector)
-            for p, s in zip(inputs, output_stems(inputs))]
+    jobs = [
+        FileJob(path=str(p), stem=s, out_dir=str(out_dir), size=size, detector=detector)
+        for p, s in zip(inputs, output_stems(inputs))
+    ]
     order = {j.path: i for i, j in enumerate(jobs)}
     if workers > 1:
         # Largest files first, so that a big photo (a collage of 24 faces) does not start last and keep one

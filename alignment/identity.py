@@ -16,6 +16,7 @@
 
 Pure functions on arrays and dataclasses; nothing here knows the catalog.
 """
+
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
@@ -150,9 +151,9 @@ def nearest(queries: np.ndarray, pool: np.ndarray, *, block: int = 1024) -> tupl
     idx = np.empty(len(queries), np.int64)
     dist = np.empty(len(queries), np.float64)
     for s in range(0, len(queries), block):
-        d = distances(queries[s:s + block], pool)
-        idx[s:s + block] = d.argmin(axis=1)
-        dist[s:s + block] = d[np.arange(len(d)), idx[s:s + block]]
+        d = distances(queries[s : s + block], pool)
+        idx[s : s + block] = d.argmin(axis=1)
+        dist[s : s + block] = d[np.arange(len(d)), idx[s : s + block]]
     return idx, dist
 
 
@@ -162,8 +163,9 @@ class Match:
     distance: float
 
 
-def faces_like(query: np.ndarray, descriptors: Mapping[FaceId, np.ndarray], *,
-               threshold: float = SAME_PERSON) -> list[Match]:
+def faces_like(
+    query: np.ndarray, descriptors: Mapping[FaceId, np.ndarray], *, threshold: float = SAME_PERSON
+) -> list[Match]:
     """Every face closer to `query` than `threshold`, nearest first (removal by face: a lower threshold is
     stricter)."""
     ids = list(descriptors)
@@ -220,13 +222,14 @@ def people_from(assignments: Mapping[FaceId, int]) -> People:
     return People(faces=faces, next_id=max(faces.values(), default=0) + 1)
 
 
-def _neighbours(vectors: np.ndarray, rows: np.ndarray, threshold: float,
-                block: int = 1024) -> list[tuple[np.ndarray, np.ndarray]]:
+def _neighbours(
+    vectors: np.ndarray, rows: np.ndarray, threshold: float, block: int = 1024
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each of `rows`, the indices of the vectors closer than threshold (itself excluded) and their
     distances."""
     out = []
     for s in range(0, len(rows), block):
-        r = rows[s:s + block]
+        r = rows[s : s + block]
         d = distances(vectors[r], vectors)
         d[np.arange(len(r)), r] = np.inf
         for row in d:
@@ -315,7 +318,9 @@ def split_faces(people: People, faces: Iterable[FaceId]) -> tuple[People, int]:
         raise KeyError(f"face {missing[0]!r} belongs to no person")
     owners = {people.faces[f] for f in faces}
     if len(owners) > 1:
-        raise ValueError(f"the faces belong to {len(owners)} people ({sorted(owners)}); split one person at a time")
+        raise ValueError(
+            f"the faces belong to {len(owners)} people ({sorted(owners)}); split one person at a time"
+        )
     new = people.next_id
     moved = set(faces)
     return People({f: (new if f in moved else p) for f, p in people.faces.items()}, new + 1), new
@@ -327,8 +332,9 @@ def remove_faces(people: People, faces: Iterable[FaceId]) -> People:
     return People({f: p for f, p in people.faces.items() if f not in gone}, people.next_id)
 
 
-def suggest_merges(people: People, descriptors: Mapping[FaceId, np.ndarray], *,
-                   threshold: float = SAME_PERSON) -> list[tuple[int, int, float]]:
+def suggest_merges(
+    people: People, descriptors: Mapping[FaceId, np.ndarray], *, threshold: float = SAME_PERSON
+) -> list[tuple[int, int, float]]:
     """Pairs of people (a, b, distance) whose closest faces are nearer than the threshold, closest first: for
     a reviewer to confirm, never applied on their own (a person split by hand stays split)."""
     ids = [f for f in descriptors if f in people.faces]

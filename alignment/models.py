@@ -6,6 +6,7 @@ Nothing is downloaded: the 68-point landmark model and the CNN face detector shi
 Licences: dlib is under the Boost Software License; the 68-point model was trained on the iBUG 300-W data
 set, whose terms exclude commercial use (see docs/alignment.md).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,8 +34,10 @@ def model_path(name: str) -> Path:
     """Path of one of face-recognition-models' files; a clear error when the package is missing."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelMissing("the face-recognition-models package is not installed: "
-                           "pip install face-recognition-models (it holds dlib's landmark and CNN models)")
+        raise ModelMissing(
+            "the face-recognition-models package is not installed: "
+            "pip install face-recognition-models (it holds dlib's landmark and CNN models)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
     if not path.is_file():
         raise ModelMissing(f"dlib model {name} not found at {path}: reinstall face-recognition-models")

@@ -2,6 +2,7 @@
 their parent however it ends (kill -9 included): on Linux the kernel sends each worker SIGKILL when the
 process that started it goes (PR_SET_PDEATHSIG); everywhere a watchdog thread in the worker exits it once its
 parent is gone."""
+
 from __future__ import annotations
 
 import ctypes

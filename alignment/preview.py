@@ -2,6 +2,7 @@
 
 `ws` here is anything with `root` and `tmp_dir` folders (a curation workspace); nothing is read from a catalog.
 """
+
 from __future__ import annotations
 
 import io

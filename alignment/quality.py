@@ -3,6 +3,7 @@
 Every measure works from the crop quad (so a face cropped by hand is measured the same way); landmarks, when
 there are any, add the eye distance and a yaw estimate. docs/alignment.md explains each measure.
 """
+
 from __future__ import annotations
 
 import math
@@ -104,7 +105,7 @@ def blur_measure(preview: np.ndarray, *, centre: float = 0.5) -> float:
     g = cv2.cvtColor(np.asarray(preview, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
     n = g.shape[0]
     a = round(n * (1 - centre) / 2)
-    return float(cv2.Laplacian(g[a:n - a, a:n - a], cv2.CV_64F).var())
+    return float(cv2.Laplacian(g[a : n - a, a : n - a], cv2.CV_64F).var())
 
 
 def quad_roll(quad) -> float:
@@ -134,9 +135,17 @@ def yaw_estimate(landmarks68, quad) -> float:
     return float(math.degrees(math.asin(min(max(r, -1.0), 1.0))))
 
 
-def face_flags(side: float | None, padding: float | None, blur: float | None, yaw: float | None, *,
-               target_size: int = DEFAULT_TARGET_SIZE, blur_flag: float = BLUR_FLAG,
-               padding_flag: float = PADDING_FLAG, yaw_flag: float = YAW_FLAG) -> list[str]:
+def face_flags(
+    side: float | None,
+    padding: float | None,
+    blur: float | None,
+    yaw: float | None,
+    *,
+    target_size: int = DEFAULT_TARGET_SIZE,
+    blur_flag: float = BLUR_FLAG,
+    padding_flag: float = PADDING_FLAG,
+    yaw_flag: float = YAW_FLAG,
+) -> list[str]:
     """The flags (names from FLAGS) of a face with these measures; unknown measures raise no flag. Roll is
     no flaw (alignment undoes it)."""
     flags = []
@@ -188,12 +197,33 @@ def measure_face(
         "sharpness": blur / (blur + blur_half),
         "pose": math.cos(math.radians(min(abs(yaw), 90.0))) if yaw is not None else 1.0,
         # HOG margins run from 0 (just found) to about 3: 0.5 at 0, 0.89 at 1.
-        "detection": 0.5 + 0.5 * (1.0 - math.exp(-1.5 * max(det_score, 0.0))) if det_score is not None else 1.0,
+        "detection": 0.5 + 0.5 * (1.0 - math.exp(-1.5 * max(det_score, 0.0)))
+        if det_score is not None
+        else 1.0,
     }
     score = float(np.prod(list(factors.values())))
-    flags = face_flags(side, pad, blur, yaw, target_size=target_size, blur_flag=blur_flag,
-                       padding_flag=padding_flag, yaw_flag=yaw_flag)
-    return Quality(quad_size=side, eye_dist=eye_dist, padding=pad, blur=blur, roll=quad_roll(q), yaw=yaw,
-                   upscale=upscale, upscaled=side < target_size, target_size=int(target_size),
-                   det_score=det_score, factors={k: round(v, 4) for k, v in factors.items()}, flags=flags,
-                   score=score)
+    flags = face_flags(
+        side,
+        pad,
+        blur,
+        yaw,
+        target_size=target_size,
+        blur_flag=blur_flag,
+        padding_flag=padding_flag,
+        yaw_flag=yaw_flag,
+    )
+    return Quality(
+        quad_size=side,
+        eye_dist=eye_dist,
+        padding=pad,
+        blur=blur,
+        roll=quad_roll(q),
+        yaw=yaw,
+        upscale=upscale,
+        upscaled=side < target_size,
+        target_size=int(target_size),
+        det_score=det_score,
+        factors={k: round(v, 4) for k, v in factors.items()},
+        flags=flags,
+        score=score,
+    )

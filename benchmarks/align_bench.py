@@ -16,6 +16,7 @@ photo (no landmarks): recall on the 43 hand-checked PASCAL boxes, and seconds pe
 
 Everything runs pinned to one core (OpenCV single-threaded). Times are the minimum of --repeat runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,7 +73,11 @@ def alignment_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
     inside = edge = None
     for f in detect_faces(bald):
         q = ffhq_quad(f.landmarks)
-        if inside is None and recipe_geometry(bald.shape[1], bald.shape[0], q, 1024).pad is None and quad_side(q) > 250:
+        if (
+            inside is None
+            and recipe_geometry(bald.shape[1], bald.shape[0], q, 1024).pad is None
+            and quad_side(q) > 250
+        ):
             inside = f.landmarks
         if edge is None and padding_fraction(q, bald.shape[1], bald.shape[0]) > 0.02:
             edge = f.landmarks
@@ -129,29 +134,61 @@ def bench_alignment(repeat: int, worst_recipe: bool) -> list[dict]:
     for label, rgb, lm in cases:
         quad = ffhq_quad(lm)
         for size in (1024, 256):
-            ours_s, ours = best_time(lambda rgb=rgb, quad=quad, size=size: align_face(rgb, quad, size), repeat)
-            ref_s, ref = best_time(lambda rgb=rgb, quad=quad, size=size: recipe_align(rgb, quad, size),
-                                   max(1, repeat - 1))
-            rows.append({"case": label, "size": size, "quad_px": round(quad_side(quad)), "ours_ms": ours_s * 1e3,
-                         "recipe_ms": ref_s * 1e3, "speedup": ref_s / ours_s, "psnr_db": psnr(ours, ref)})
-            print(f"  {label:36s} {size:5d}  ours {ours_s * 1e3:7.1f} ms  recipe {ref_s * 1e3:8.1f} ms  "
-                  f"x{ref_s / ours_s:5.1f}  {rows[-1]['psnr_db']:.1f} dB", flush=True)
+            ours_s, ours = best_time(
+                lambda rgb=rgb, quad=quad, size=size: align_face(rgb, quad, size), repeat
+            )
+            ref_s, ref = best_time(
+                lambda rgb=rgb, quad=quad, size=size: recipe_align(rgb, quad, size), max(1, repeat - 1)
+            )
+            rows.append(
+                {
+                    "case": label,
+                    "size": size,
+                    "quad_px": round(quad_side(quad)),
+                    "ours_ms": ours_s * 1e3,
+                    "recipe_ms": ref_s * 1e3,
+                    "speedup": ref_s / ours_s,
+                    "psnr_db": psnr(ours, ref),
+                }
+            )
+            print(
+                f"  {label:36s} {size:5d}  ours {ours_s * 1e3:7.1f} ms  recipe {ref_s * 1e3:8.1f} ms  "
+                f"x{ref_s / ours_s:5.1f}  {rows[-1]['psnr_db']:.1f} dB",
+                flush=True,
+            )
     with tempfile.TemporaryDirectory() as tmp:
         cruise_landmarks = cases[0][2]
         ours = run_worst("ours", 1024, cruise_landmarks, Path(tmp))
-        row = {"case": "worst case: padded, quad 3917 px (5.5x portrait)", "size": 1024, "quad_px": 3917,
-               "ours_ms": ours["seconds"] * 1e3, "ours_peak_rss_mb": ours["peak_mb"],
-               "ours_traced_mb": ours["traced_mb"]}
+        row = {
+            "case": "worst case: padded, quad 3917 px (5.5x portrait)",
+            "size": 1024,
+            "quad_px": 3917,
+            "ours_ms": ours["seconds"] * 1e3,
+            "ours_peak_rss_mb": ours["peak_mb"],
+            "ours_traced_mb": ours["traced_mb"],
+        }
         if worst_recipe:
             ref = run_worst("recipe", 1024, cruise_landmarks, Path(tmp))
-            row |= {"recipe_ms": ref["seconds"] * 1e3, "recipe_peak_rss_mb": ref["peak_mb"],
-                    "recipe_traced_mb": ref["traced_mb"], "speedup": ref["seconds"] / ours["seconds"],
-                    "psnr_db": psnr(np.load(Path(tmp) / "ours.npy"), np.load(Path(tmp) / "recipe.npy"))}
+            row |= {
+                "recipe_ms": ref["seconds"] * 1e3,
+                "recipe_peak_rss_mb": ref["peak_mb"],
+                "recipe_traced_mb": ref["traced_mb"],
+                "speedup": ref["seconds"] / ours["seconds"],
+                "psnr_db": psnr(np.load(Path(tmp) / "ours.npy"), np.load(Path(tmp) / "recipe.npy")),
+            }
         rows.append(row)
-        print(f"  worst case: ours {ours['seconds']:.2f} s, peak RSS {ours['peak_mb']:.0f} MB, traced "
-              f"{ours['traced_mb']:.0f} MB" + (f"; recipe {row['recipe_ms'] / 1e3:.1f} s, peak RSS "
-                                             f"{row['recipe_peak_rss_mb']:.0f} MB, traced {row['recipe_traced_mb']:.0f} MB, "
-                                             f"{row['psnr_db']:.1f} dB" if worst_recipe else ""), flush=True)
+        print(
+            f"  worst case: ours {ours['seconds']:.2f} s, peak RSS {ours['peak_mb']:.0f} MB, traced "
+            f"{ours['traced_mb']:.0f} MB"
+            + (
+                f"; recipe {row['recipe_ms'] / 1e3:.1f} s, peak RSS "
+                f"{row['recipe_peak_rss_mb']:.0f} MB, traced {row['recipe_traced_mb']:.0f} MB, "
+                f"{row['psnr_db']:.1f} dB"
+                if worst_recipe
+                else ""
+            ),
+            flush=True,
+        )
     return rows
 
 
@@ -165,7 +202,8 @@ def truth_boxes() -> dict[str, list[list[float]]]:
             for b in image.iter("box"):
                 x0, y0 = float(b.get("left")), float(b.get("top"))
                 out.setdefault(image.get("file"), []).append(
-                    [x0, y0, x0 + float(b.get("width")), y0 + float(b.get("height"))])
+                    [x0, y0, x0 + float(b.get("width")), y0 + float(b.get("height"))]
+                )
     return out
 
 
@@ -209,25 +247,42 @@ def bench_detection(repeat: int) -> dict:
     for label, ims in sets:
         mp = sum(im.shape[0] * im.shape[1] for im in ims) / 1e6
         ours_s, faces = best_time(lambda ims=ims: sum(len(detect_faces(im)) for im in ims), repeat)
-        base_s, base_faces = best_time(lambda ims=ims: sum(len(baseline(im)) for im in ims), max(1, repeat - 1))
-        row = {"photos": label, "megapixels": mp / len(ims), "faces": faces, "baseline_faces": base_faces,
-               "ours_s_per_photo": ours_s / len(ims), "ours_s_per_mp": ours_s / mp,
-               "baseline_s_per_photo": base_s / len(ims), "baseline_s_per_mp": base_s / mp}
+        base_s, base_faces = best_time(
+            lambda ims=ims: sum(len(baseline(im)) for im in ims), max(1, repeat - 1)
+        )
+        row = {
+            "photos": label,
+            "megapixels": mp / len(ims),
+            "faces": faces,
+            "baseline_faces": base_faces,
+            "ours_s_per_photo": ours_s / len(ims),
+            "ours_s_per_mp": ours_s / mp,
+            "baseline_s_per_photo": base_s / len(ims),
+            "baseline_s_per_mp": base_s / mp,
+        }
         result["per_photo"].append(row)
-        print(f"  {label:48s} ours {row['ours_s_per_photo']:.3f} s/photo ({faces} faces)  "
-              f"HOG+1 {row['baseline_s_per_photo']:.3f} s/photo ({base_faces} faces)", flush=True)
+        print(
+            f"  {label:48s} ours {row['ours_s_per_photo']:.3f} s/photo ({faces} faces)  "
+            f"HOG+1 {row['baseline_s_per_photo']:.3f} s/photo ({base_faces} faces)",
+            flush=True,
+        )
     return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per measurement (the minimum is kept)")
-    ap.add_argument("--no-worst-recipe", action="store_true",
-                    help="skip the recipe on the worst case (about a minute and 2 GB)")
+    ap.add_argument(
+        "--no-worst-recipe",
+        action="store_true",
+        help="skip the recipe on the worst case (about a minute and 2 GB)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
     if not (FACES / "Tom_Cruise_avp_2014_4.jpg").exists():
-        sys.exit(f"test photos missing: expected ../shared/testdata/faces beside the repo (looked in {FACES})")
+        sys.exit(
+            f"test photos missing: expected ../shared/testdata/faces beside the repo (looked in {FACES})"
+        )
     pin_to_one_core()
     print("alignment (one core):", flush=True)
     align_rows = bench_alignment(args.repeat, not args.no_worst_recipe)

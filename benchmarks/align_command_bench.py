@@ -11,6 +11,7 @@ command only (start-up, imports and model loading included). Runs alternate; med
 
     python benchmarks/align_command_bench.py [--posts 24] [--size 256] [--repeat 5] [--workers N] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,16 @@ def main() -> None:
         n = make_folder(src, args.posts)
         print(f"{n} photos; load average {os.getloadavg()}", flush=True)
         out_a, out_g = tmp / "recipe", tmp / "ghosts"
-        recipe = Command("plain FFHQ recipe, whole command", [PYTHON, str(REPO / "benchmarks" / "baselines" /
-                                                             "ffhq_recipe_folder.py"), str(src), str(out_a),
-                                                             str(args.size)])
+        recipe = Command(
+            "plain FFHQ recipe, whole command",
+            [
+                PYTHON,
+                str(REPO / "benchmarks" / "baselines" / "ffhq_recipe_folder.py"),
+                str(src),
+                str(out_a),
+                str(args.size),
+            ],
+        )
         argv = [GHOSTS, "align", str(src), "--out", str(out_g), "--size", str(args.size)]
         if args.workers:
             argv += ["--workers", str(args.workers)]
@@ -73,19 +81,31 @@ def main() -> None:
                 c.runs.append((wall, cpu, peak))
                 if c is recipe:
                     in_process.append(float(re.search(r"in-process seconds: ([\d.]+)", text).group(1)))
-                print(f"  run {i + 1}/{args.repeat}  {c.label:36s} {wall:7.2f} s wall  {cpu:7.2f} s CPU  "
-                      f"{peak:6.0f} MB", flush=True)
+                print(
+                    f"  run {i + 1}/{args.repeat}  {c.label:36s} {wall:7.2f} s wall  {cpu:7.2f} s CPU  "
+                    f"{peak:6.0f} MB",
+                    flush=True,
+                )
         rows = table([recipe, ghosts], recipe)
         print_table(rows, f"medians of {args.repeat} alternating runs")
         loop = statistics.median(in_process)
         faces_a, faces_g = len(list(out_a.glob("*.png"))), len(list(out_g.glob("*.png")))
-        print(f"plain recipe in-process (its loop alone): {loop:.2f} s; ghosts align whole command / that: "
-              f"{loop / ghosts.median(0):.2f}x faster")
+        print(
+            f"plain recipe in-process (its loop alone): {loop:.2f} s; ghosts align whole command / that: "
+            f"{loop / ghosts.median(0):.2f}x faster"
+        )
         print(f"faces written: recipe {faces_a}, ghosts {faces_g}")
-        report = {"photos": n, "size": args.size, "repeat": args.repeat, "rows": rows,
-                  "recipe_in_process_s": round(loop, 3),
-                  "speedup_vs_recipe_in_process": round(loop / ghosts.median(0), 2),
-                  "faces_recipe": faces_a, "faces_ghosts": faces_g, "cpus": os.cpu_count()}
+        report = {
+            "photos": n,
+            "size": args.size,
+            "repeat": args.repeat,
+            "rows": rows,
+            "recipe_in_process_s": round(loop, 3),
+            "speedup_vs_recipe_in_process": round(loop / ghosts.median(0), 2),
+            "faces_recipe": faces_a,
+            "faces_ghosts": faces_g,
+            "cpus": os.cpu_count(),
+        }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -12,6 +12,7 @@ process, timed from start to exit (start-up, model loading, catalog writes and p
 --photos 500 is enough to iterate; the figure for the issue is the full 10,000. --reuse DIR times analysis of
 a workspace built earlier (its analysis is reset first, so the same photos are analysed again).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,12 +55,18 @@ def make_photo(i: int, folder: str, seed: int = 0) -> int:
     name = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
     if name not in _CACHE:
         _CACHE[name] = _sample(name)
-    bg = ImageOps.fit(_CACHE[name], SIZE, Image.Resampling.BICUBIC,
-                      centering=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8))))
+    bg = ImageOps.fit(
+        _CACHE[name],
+        SIZE,
+        Image.Resampling.BICUBIC,
+        centering=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8))),
+    )
     n = int(rng.integers(0, 4))
     astronaut, cameraman = _CACHE["heads"]
     for k in range(n):
-        head = cameraman if rng.random() < 1 / 6 else astronaut  # the cameraman's profile: missed, as in the demo
+        head = (
+            cameraman if rng.random() < 1 / 6 else astronaut
+        )  # the cameraman's profile: missed, as in the demo
         side = int(SIZE[0] * rng.uniform(0.18, 0.45))
         h = head.resize((side, side), Image.Resampling.LANCZOS)
         if rng.random() < 0.5:
@@ -93,8 +100,11 @@ def build(root: Path, photos: int) -> dict:
     t = time.perf_counter()
     run_once([GHOSTS, "import", str(folder), "--data", str(data)])
     imported = time.perf_counter() - t
-    print(f"built {photos} photos ({sum(heads)} heads pasted, {heads.count(0)} photos without) in {made:.0f} s, "
-          f"imported in {imported:.0f} s", flush=True)
+    print(
+        f"built {photos} photos ({sum(heads)} heads pasted, {heads.count(0)} photos without) in {made:.0f} s, "
+        f"imported in {imported:.0f} s",
+        flush=True,
+    )
     return {"photos": photos, "heads_pasted": sum(heads), "photos_without_head": heads.count(0)}
 
 
@@ -133,12 +143,19 @@ def main() -> None:
         argv += ["--workers", str(args.workers)]
     load = os.getloadavg()
     wall, cpu, peak, out = run_once(argv)
-    summary = json.loads(out[out.index("{"):])
+    summary = json.loads(out[out.index("{") :])
     n = built["photos"]
-    report = built | {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_mb": round(peak),
-                      "photos_per_s": round(n / wall, 2), "projected_10000_s": round(wall / n * 10000),
-                      "load_average_before": load, "summary": {k: summary.get(k) for k in
-                      ("images", "analyzed", "no_face", "error", "faces", "flagged")}}
+    report = built | {
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "peak_mb": round(peak),
+        "photos_per_s": round(n / wall, 2),
+        "projected_10000_s": round(wall / n * 10000),
+        "load_average_before": load,
+        "summary": {
+            k: summary.get(k) for k in ("images", "analyzed", "no_face", "error", "faces", "flagged")
+        },
+    }
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -1,6 +1,7 @@
 """Timing whole commands side by side: each command in its own process, the commands run in turn (round robin)
 so that a burst of load from other jobs hits them all alike; wall time, CPU time (user + system) and peak
 resident memory of each run from the kernel's accounting of that one child (os.wait4)."""
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,13 @@ class Command:
         return statistics.median(r[k] for r in self.runs)
 
     def summary(self) -> dict:
-        return {"command": self.label, "wall_s": round(self.median(0), 3), "cpu_s": round(self.median(1), 3),
-                "peak_mb": round(self.median(2), 1), "runs_wall_s": [round(r[0], 3) for r in self.runs]}
+        return {
+            "command": self.label,
+            "wall_s": round(self.median(0), 3),
+            "cpu_s": round(self.median(1), 3),
+            "peak_mb": round(self.median(2), 1),
+            "runs_wall_s": [round(r[0], 3) for r in self.runs],
+        }
 
 
 def run_once(argv: list[str], env: dict | None = None) -> tuple[float, float, float, str]:
@@ -40,8 +46,13 @@ def run_once(argv: list[str], env: dict | None = None) -> tuple[float, float, fl
     child forked straight from this benchmark would report this process's peak as its floor)."""
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         t = time.perf_counter()
-        p = subprocess.Popen(["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name, *argv], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        p = subprocess.Popen(
+            ["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
         out = p.stdout.read()
         _, status, usage = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t
@@ -62,8 +73,10 @@ def alternate(commands: list[Command], repeat: int, env: dict | None = None, ver
             wall, cpu, peak, _ = run_once(c.argv, env)
             c.runs.append((wall, cpu, peak))
             if verbose:
-                print(f"  run {i + 1}/{repeat}  {c.label:40s} {wall:7.2f} s wall  {cpu:7.2f} s CPU  {peak:6.0f} MB",
-                      flush=True)
+                print(
+                    f"  run {i + 1}/{repeat}  {c.label:40s} {wall:7.2f} s wall  {cpu:7.2f} s CPU  {peak:6.0f} MB",
+                    flush=True,
+                )
 
 
 def table(commands: list[Command], anchor: Command) -> list[dict]:
@@ -80,5 +93,7 @@ def print_table(rows: list[dict], title: str) -> None:
     print(title)
     print(f"{'command':42s} {'wall s':>8s} {'CPU s':>8s} {'peak MB':>8s} {'vs anchor':>10s}")
     for r in rows:
-        print(f"{r['command']:42s} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} {r['peak_mb']:8.0f} "
-              f"{r['speedup_vs_anchor']:9.2f}x")
+        print(
+            f"{r['command']:42s} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} {r['peak_mb']:8.0f} "
+            f"{r['speedup_vs_anchor']:9.2f}x"
+        )

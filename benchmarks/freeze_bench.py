@@ -8,6 +8,7 @@ written out as PNG files and packed with `ghosts pack`: the same faces, from pre
 
     python benchmarks/freeze_bench.py [--faces 1000] [--photos 700] [--repeat 3] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,9 @@ def main() -> None:
     faces_dir = root / "faces"
     for i in range(args.repeat):
         shutil.rmtree(data / "datasets", ignore_errors=True)
-        wall, cpu, peak, _ = run_once([GHOSTS, "freeze", "--name", "bench", "--resolution", "256", "--json",
-                                       "--data", str(data)])
+        wall, cpu, peak, _ = run_once(
+            [GHOSTS, "freeze", "--name", "bench", "--resolution", "256", "--json", "--data", str(data)]
+        )
         freeze_runs.append((wall, cpu, peak))
         if i == 0:
             (archive,) = (data / "datasets").rglob("*.zip")
@@ -60,16 +62,27 @@ def main() -> None:
                 for name in z.namelist():
                     if name.endswith(".png"):
                         (faces_dir / name.replace("/", "_")).write_bytes(z.read(name))
-        wall_p, cpu_p, peak_p, _ = run_once([GHOSTS, "pack", str(faces_dir), "--out", str(root / "packed.zip"),
-                                             "--overwrite", "--json"])
+        wall_p, cpu_p, peak_p, _ = run_once(
+            [GHOSTS, "pack", str(faces_dir), "--out", str(root / "packed.zip"), "--overwrite", "--json"]
+        )
         pack_runs.append((wall_p, cpu_p, peak_p))
-        print(f"  run {i + 1}/{args.repeat}  freeze {wall:6.2f} s wall {cpu:6.2f} s CPU   pack {wall_p:6.2f} s wall "
-              f"{cpu_p:6.2f} s CPU", flush=True)
-    med = {k: statistics.median(r[0] for r in runs) for k, runs in (("freeze", freeze_runs), ("pack", pack_runs))}
-    report = {"faces": accepted, "freeze_wall_s": round(med["freeze"], 2), "pack_wall_s": round(med["pack"], 2),
-              "freeze_cpu_s": round(statistics.median(r[1] for r in freeze_runs), 2),
-              "pack_cpu_s": round(statistics.median(r[1] for r in pack_runs), 2),
-              "freeze_over_pack": round(med["freeze"] / med["pack"], 2), "load_average_after": os.getloadavg()}
+        print(
+            f"  run {i + 1}/{args.repeat}  freeze {wall:6.2f} s wall {cpu:6.2f} s CPU   pack {wall_p:6.2f} s wall "
+            f"{cpu_p:6.2f} s CPU",
+            flush=True,
+        )
+    med = {
+        k: statistics.median(r[0] for r in runs) for k, runs in (("freeze", freeze_runs), ("pack", pack_runs))
+    }
+    report = {
+        "faces": accepted,
+        "freeze_wall_s": round(med["freeze"], 2),
+        "pack_wall_s": round(med["pack"], 2),
+        "freeze_cpu_s": round(statistics.median(r[1] for r in freeze_runs), 2),
+        "pack_cpu_s": round(statistics.median(r[1] for r in pack_runs), 2),
+        "freeze_over_pack": round(med["freeze"] / med["pack"], 2),
+        "load_average_after": os.getloadavg(),
+    }
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -8,6 +8,7 @@ analysis worker processes. The figure is wall time from the command's start to t
 it pauses ("waiting for the review"); the analysis alone (`ghosts analyze` on the same photos, same workers)
 is timed too, for comparison. Test photos: /work/shared/testdata/faces (read in place).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +47,26 @@ def time_to_gate(api: str | None, workers: int = 2, home: Path | None = None) ->
         data = root / "data"
         subprocess.run(GHOSTS + ["init", "--data", str(data)], env=env, check=True, capture_output=True)
         t0 = time.monotonic()
-        proc = subprocess.Popen(GHOSTS + ["run", "pipeline", "--import", str(_photos(root)), "--data", str(data),
-                                          "--target", "2", "--workers", str(workers), "--no-train"],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            GHOSTS
+            + [
+                "run",
+                "pipeline",
+                "--import",
+                str(_photos(root)),
+                "--data",
+                str(data),
+                "--target",
+                "2",
+                "--workers",
+                str(workers),
+                "--no-train",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             for line in proc.stdout:
                 if "waiting for the review" in line:
@@ -65,11 +83,19 @@ def analysis_alone(workers: int = 2) -> float:
         env = _env(root / "prefect-home", None)
         data = root / "data"
         subprocess.run(GHOSTS + ["init", "--data", str(data)], env=env, check=True, capture_output=True)
-        subprocess.run(GHOSTS + ["import", str(_photos(root)), "--data", str(data)], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            GHOSTS + ["import", str(_photos(root)), "--data", str(data)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         t0 = time.monotonic()
-        subprocess.run(GHOSTS + ["analyze", "--data", str(data), "--workers", str(workers)], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            GHOSTS + ["analyze", "--data", str(data), "--workers", str(workers)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         return time.monotonic() - t0
 
 
@@ -83,8 +109,10 @@ def main() -> None:
         again = time_to_gate(args.api, args.workers, Path(home))
     alone = analysis_alone(args.workers)
     where = "API " + args.api if args.api else "no API configured"
-    print(f"import + analysis of {len(PHOTOS)} photos, to the review gate ({where}): {first:.1f} s with a fresh "
-          f"Prefect database, {again:.1f} s the next time")
+    print(
+        f"import + analysis of {len(PHOTOS)} photos, to the review gate ({where}): {first:.1f} s with a fresh "
+        f"Prefect database, {again:.1f} s the next time"
+    )
     print(f"ghosts analyze alone on the same photos: {alone:.1f} s")
 
 

@@ -14,6 +14,7 @@
 
 Pinned to one core (OpenCV single-threaded). Times are the minimum of --repeat runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,9 @@ def best_time(fn, repeat: int) -> tuple[float, object]:
 def crop_frame(landmarks: np.ndarray, size: int) -> np.ndarray:
     """2 x 3 affine from photo pixels to the aligned crop's pixels (the FFHQ quad onto size x size)."""
     q = ffhq_quad(landmarks)
-    return cv2.getAffineTransform(q[[0, 1, 3]].astype(np.float32),
-                                  np.array([[0, 0], [0, size], [size, 0]], np.float32))
+    return cv2.getAffineTransform(
+        q[[0, 1, 3]].astype(np.float32), np.array([[0, 0], [0, size], [size, 0]], np.float32)
+    )
 
 
 def shape(points: np.ndarray, box) -> dlib.full_object_detection:
@@ -77,7 +79,12 @@ def shape(points: np.ndarray, box) -> dlib.full_object_detection:
 
 def stats(values) -> dict:
     v = np.asarray(values)
-    return {"median": float(np.median(v)), "p90": float(np.quantile(v, 0.9)), "max": float(v.max()), "n": len(v)}
+    return {
+        "median": float(np.median(v)),
+        "p90": float(np.quantile(v, 0.9)),
+        "max": float(v.max()),
+        "n": len(v),
+    }
 
 
 def main() -> None:
@@ -90,31 +97,46 @@ def main() -> None:
 
     # --- cost per photo and per face ---
     faces = []  # (photo rgb, detection, photo descriptor)
-    face_descriptors(load_rgb(FACES / PHOTOS[0]), detect_faces(load_rgb(FACES / PHOTOS[0])))  # load the models
+    face_descriptors(
+        load_rgb(FACES / PHOTOS[0]), detect_faces(load_rgb(FACES / PHOTOS[0]))
+    )  # load the models
     det_total = desc_total = 0.0
     for name in PHOTOS:
         rgb = load_rgb(FACES / name)
         t_det, dets = best_time(lambda rgb=rgb: detect_faces(rgb), args.repeat)
         t_desc, vecs = best_time(lambda rgb=rgb, dets=dets: face_descriptors(rgb, dets), args.repeat)
-        out["photos"][name] = {"megapixels": rgb.shape[0] * rgb.shape[1] / 1e6, "faces": len(dets),
-                               "detect_s": t_det, "descriptors_s": t_desc}
+        out["photos"][name] = {
+            "megapixels": rgb.shape[0] * rgb.shape[1] / 1e6,
+            "faces": len(dets),
+            "detect_s": t_det,
+            "descriptors_s": t_desc,
+        }
         det_total += t_det
         desc_total += t_desc
         faces += [(rgb, d, v) for d, v in zip(dets, vecs)]
-        print(f"{name}: {len(dets)} faces, detection {t_det * 1e3:.0f} ms, descriptors {t_desc * 1e3:.0f} ms "
-              f"({t_desc / max(len(dets), 1) * 1e3:.0f} ms/face)")
+        print(
+            f"{name}: {len(dets)} faces, detection {t_det * 1e3:.0f} ms, descriptors {t_desc * 1e3:.0f} ms "
+            f"({t_desc / max(len(dets), 1) * 1e3:.0f} ms/face)"
+        )
     out["detect_per_photo_s"] = det_total / len(PHOTOS)
     out["descriptor_per_face_s"] = desc_total / len(faces)
     rgb0, d0, _ = faces[0]
     out["descriptor_single_face_s"] = best_time(lambda: face_descriptors(rgb0, [d0]), args.repeat)[0]
-    print(f"per photo: detection {out['detect_per_photo_s'] * 1e3:.0f} ms; per face: descriptor "
-          f"{out['descriptor_per_face_s'] * 1e3:.0f} ms (batched per photo), "
-          f"{out['descriptor_single_face_s'] * 1e3:.0f} ms alone; {len(faces)} faces")
+    print(
+        f"per photo: detection {out['detect_per_photo_s'] * 1e3:.0f} ms; per face: descriptor "
+        f"{out['descriptor_per_face_s'] * 1e3:.0f} ms (batched per photo), "
+        f"{out['descriptor_single_face_s'] * 1e3:.0f} ms alone; {len(faces)} faces"
+    )
 
     # --- the aligned-crop descriptor: cost and agreement ---
     rec = face_recognizer()
-    template = np.mean([(d.landmarks @ crop_frame(d.landmarks, 1)[:, :2].T + crop_frame(d.landmarks, 1)[:, 2])
-                        for _, d, _ in faces], axis=0)
+    template = np.mean(
+        [
+            (d.landmarks @ crop_frame(d.landmarks, 1)[:, :2].T + crop_frame(d.landmarks, 1)[:, 2])
+            for _, d, _ in faces
+        ],
+        axis=0,
+    )
     out["crops"] = {}
     for size in (256, 128, 64):
         crops = [align_face(rgb, ffhq_quad(d.landmarks), size) for rgb, d, _ in faces]
@@ -124,23 +146,32 @@ def main() -> None:
         fixed, tmpl, again, missed = [], [], [], 0
         for c, (_, _, v) in zip(crops, faces):
             fixed.append(np.linalg.norm(crop_descriptor(c) - v))
-            tmpl.append(np.linalg.norm(np.array(rec.compute_face_descriptor(c, shape(template * size, box))) - v))
+            tmpl.append(
+                np.linalg.norm(np.array(rec.compute_face_descriptor(c, shape(template * size, box))) - v)
+            )
             found = detect_faces(c)
             if not found:
                 missed += 1
                 continue
             f = max(found, key=lambda f: f.box[2] - f.box[0])
             again.append(np.linalg.norm(face_descriptors(c, [f])[0] - v))
-        out["crops"][size] = {"crop_descriptor_s": t_crop, "crop_face_score_s": t_score,
-                              "fixed_box": stats(fixed), "template": stats(tmpl), "detect_again": stats(again),
-                              "detect_again_missed": missed}
+        out["crops"][size] = {
+            "crop_descriptor_s": t_crop,
+            "crop_face_score_s": t_score,
+            "fixed_box": stats(fixed),
+            "template": stats(tmpl),
+            "detect_again": stats(again),
+            "detect_again_missed": missed,
+        }
         r = out["crops"][size]
-        print(f"{size} px crops: crop_descriptor {t_crop * 1e3:.0f} ms, face score {t_score * 1e3:.1f} ms; "
-              f"distance to the photo's descriptor, median/p90/max: fixed box "
-              f"{r['fixed_box']['median']:.3f}/{r['fixed_box']['p90']:.3f}/{r['fixed_box']['max']:.3f}, template "
-              f"{r['template']['median']:.3f}/{r['template']['p90']:.3f}/{r['template']['max']:.3f}, detect again "
-              f"{r['detect_again']['median']:.3f}/{r['detect_again']['p90']:.3f}/{r['detect_again']['max']:.3f} "
-              f"({missed} missed)")
+        print(
+            f"{size} px crops: crop_descriptor {t_crop * 1e3:.0f} ms, face score {t_score * 1e3:.1f} ms; "
+            f"distance to the photo's descriptor, median/p90/max: fixed box "
+            f"{r['fixed_box']['median']:.3f}/{r['fixed_box']['p90']:.3f}/{r['fixed_box']['max']:.3f}, template "
+            f"{r['template']['median']:.3f}/{r['template']['p90']:.3f}/{r['template']['max']:.3f}, detect again "
+            f"{r['detect_again']['median']:.3f}/{r['detect_again']['p90']:.3f}/{r['detect_again']['max']:.3f} "
+            f"({missed} missed)"
+        )
 
     # --- clustering at scale ---
     base = np.stack([v for _, _, v in faces])
@@ -157,8 +188,10 @@ def main() -> None:
         t_inc, later = best_time(lambda d=more, p=people: cluster_people(d, p), args.repeat)
         assert isinstance(later, People)
         out["clustering"][n] = {"from_scratch_s": t_full, "add_200_s": t_inc, "people": people.count}
-        print(f"clustering {n} faces from scratch: {t_full:.2f} s ({people.count} people); "
-              f"200 new faces onto them: {t_inc:.2f} s")
+        print(
+            f"clustering {n} faces from scratch: {t_full:.2f} s ({people.count} people); "
+            f"200 new faces onto them: {t_inc:.2f} s"
+        )
 
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

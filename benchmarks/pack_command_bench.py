@@ -9,6 +9,7 @@ the two alternate, and the medians of --repeat runs are reported with their rati
 
 The anchor is benchmarks/baselines/dataset_tool_like.py (Pillow open, RGB, PNG at compress_level 0, stored zip).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,14 @@ def make_aligned_faces(folder: Path, count: int, size: int, seed: int = 0) -> in
 
     rng = np.random.default_rng(seed)
     faces = []
-    for name in ("bald_guys.jpg", "Tom_Cruise_avp_2014_4.jpg", "2008_002506.jpg", "2009_004587.jpg",
-                 "2008_001322.jpg", "2008_007676.jpg"):
+    for name in (
+        "bald_guys.jpg",
+        "Tom_Cruise_avp_2014_4.jpg",
+        "2008_002506.jpg",
+        "2009_004587.jpg",
+        "2008_001322.jpg",
+        "2008_007676.jpg",
+    ):
         rgb = load_rgb(FACES / name)
         faces += [(rgb, ffhq_quad(d.landmarks)) for d in detect_faces(rgb)]
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,11 +75,20 @@ def main() -> None:
         src = tmp / "aligned"
         make_aligned_faces(src, args.count, args.size)
         mb = sum(f.stat().st_size for f in src.iterdir()) / 1e6
-        print(f"{args.count} aligned {args.size}-px PNGs, {mb:.1f} MB; load average {os.getloadavg()}", flush=True)
+        print(
+            f"{args.count} aligned {args.size}-px PNGs, {mb:.1f} MB; load average {os.getloadavg()}",
+            flush=True,
+        )
         anchor_zip, ghosts_zip = tmp / "anchor.zip", tmp / "ghosts.zip"
-        anchor = Command("dataset_tool-like packer (anchor)",
-                         [PYTHON, str(REPO / "benchmarks" / "baselines" / "dataset_tool_like.py"), str(src),
-                          str(anchor_zip)])
+        anchor = Command(
+            "dataset_tool-like packer (anchor)",
+            [
+                PYTHON,
+                str(REPO / "benchmarks" / "baselines" / "dataset_tool_like.py"),
+                str(src),
+                str(anchor_zip),
+            ],
+        )
         ghosts = Command("ghosts pack", [GHOSTS, "pack", str(src), "--out", str(ghosts_zip), "--overwrite"])
         run_once(ghosts.argv)  # warm the file cache for both
         first = ghosts_zip.read_bytes()
@@ -81,11 +97,19 @@ def main() -> None:
         verify = run_once([GHOSTS, "verify", str(ghosts_zip)])[3].strip().splitlines()[-1]
         rows = table([anchor, ghosts], anchor)
         print_table(rows, f"medians of {args.repeat} alternating runs (whole commands)")
-        print(f"archives: anchor {anchor_zip.stat().st_size / 1e6:.1f} MB, ghosts {ghosts_zip.stat().st_size / 1e6:.1f}"
-              f" MB; ghosts byte-identical across runs: {reproducible}; verify: {verify}")
-        report = {"inputs": f"{args.count} aligned {args.size}-px PNGs ({mb:.1f} MB)", "repeat": args.repeat,
-                  "rows": rows, "reproducible": reproducible, "anchor_mb": anchor_zip.stat().st_size / 1e6,
-                  "ghosts_mb": ghosts_zip.stat().st_size / 1e6, "load_average_after": os.getloadavg()}
+        print(
+            f"archives: anchor {anchor_zip.stat().st_size / 1e6:.1f} MB, ghosts {ghosts_zip.stat().st_size / 1e6:.1f}"
+            f" MB; ghosts byte-identical across runs: {reproducible}; verify: {verify}"
+        )
+        report = {
+            "inputs": f"{args.count} aligned {args.size}-px PNGs ({mb:.1f} MB)",
+            "repeat": args.repeat,
+            "rows": rows,
+            "reproducible": reproducible,
+            "anchor_mb": anchor_zip.stat().st_size / 1e6,
+            "ghosts_mb": ghosts_zip.stat().st_size / 1e6,
+            "load_average_after": os.getloadavg(),
+        }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -13,6 +13,7 @@ serves the app with uvicorn on 127.0.0.1 and measures, in Debian's Chromium (/us
 
 Targets: first grid paint < 1 s, keypress to saved < 50 ms. The figures depend on the machine and its load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,15 @@ from curation.review.server import serving
 from curation.sources.ingest import Ingestor
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 TAGS = ("portrait", "selfie", "streetstyle", "bnw", "film")
 
 
@@ -65,7 +73,9 @@ def _preview(rng: np.random.Generator, size: int = 256) -> np.ndarray:
         eyes = ((np.abs(xx - 0.38) < 0.05) | (np.abs(xx - 0.62) < 0.05)) & (np.abs(yy - 0.45) < 0.02)
         _BLOBS[size] = (0.35 + 0.65 * blob).astype(np.float32), eyes
     shade, eyes = _BLOBS[size]
-    a = shade * rng.uniform(60, 220, 3).astype(np.float32) + rng.integers(-6, 7, (size, size, 1)).astype(np.float32)
+    a = shade * rng.uniform(60, 220, 3).astype(np.float32) + rng.integers(-6, 7, (size, size, 1)).astype(
+        np.float32
+    )
     a[eyes] = 20
     return np.clip(a, 0, 255).astype(np.uint8)
 
@@ -80,9 +90,15 @@ def build_catalog(root: Path, faces: int, photos: int, seed: int = 0) -> tuple[o
     for i in tqdm(range(photos), desc="photos", unit="img"):
         photo = _preview(rng, 320)
         r = ingestor.add(
-            _jpeg(photo), name=f"post{i}.jpg", source_kind="instagram", source_ref=f"https://www.instagram.com/p/B{i}/",
-            query=TAGS[i % len(TAGS)], owner=f"user{i % 97}", shortcode=f"B{i}",
-            post_url=f"https://www.instagram.com/p/B{i}/", likes=int(rng.integers(0, 5000)),
+            _jpeg(photo),
+            name=f"post{i}.jpg",
+            source_kind="instagram",
+            source_ref=f"https://www.instagram.com/p/B{i}/",
+            query=TAGS[i % len(TAGS)],
+            owner=f"user{i % 97}",
+            shortcode=f"B{i}",
+            post_url=f"https://www.instagram.com/p/B{i}/",
+            likes=int(rng.integers(0, 5000)),
             taken_at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=int(rng.integers(0, 8000))),
             provenance={"caption": f"post {i}", "caption_hashtags": [TAGS[i % len(TAGS)]]},
         )
@@ -95,15 +111,30 @@ def build_catalog(root: Path, faces: int, photos: int, seed: int = 0) -> tuple[o
     for i in range(faces):
         x0, y0 = float(rng.uniform(0, 200)), float(rng.uniform(0, 120))
         score = float(rng.beta(4, 2))
-        rows.append({
-            "image_id": image_ids[i % photos], "index": i // photos, "detector": "hog", "det_score": 1.0,
-            "box": [x0, y0, x0 + 100, y0 + 110], "quad": [[x0, y0], [x0, y0 + 120], [x0 + 120, y0 + 120], [x0 + 120, y0]],
-            "eye_dist": 40.0, "quad_size": 120.0, "padding": float(rng.uniform(0, 0.5)), "blur": float(rng.uniform(0, 1)),
-            "roll": float(rng.normal(0, 8)), "yaw": float(rng.normal(0, 15)), "upscaled": bool(rng.random() < 0.2),
-            "flagged": bool(rng.random() < 0.25), "score": score, "quality": {"score": score},
-            "decision": "undecided", "deleted": False, "manual": False,
-            "created_at": dt.datetime.now(dt.UTC),
-        })
+        rows.append(
+            {
+                "image_id": image_ids[i % photos],
+                "index": i // photos,
+                "detector": "hog",
+                "det_score": 1.0,
+                "box": [x0, y0, x0 + 100, y0 + 110],
+                "quad": [[x0, y0], [x0, y0 + 120], [x0 + 120, y0 + 120], [x0 + 120, y0]],
+                "eye_dist": 40.0,
+                "quad_size": 120.0,
+                "padding": float(rng.uniform(0, 0.5)),
+                "blur": float(rng.uniform(0, 1)),
+                "roll": float(rng.normal(0, 8)),
+                "yaw": float(rng.normal(0, 15)),
+                "upscaled": bool(rng.random() < 0.2),
+                "flagged": bool(rng.random() < 0.25),
+                "score": score,
+                "quality": {"score": score},
+                "decision": "undecided",
+                "deleted": False,
+                "manual": False,
+                "created_at": dt.datetime.now(dt.UTC),
+            }
+        )
     with ws.session() as s:
         s.execute(insert(Face), rows)
         ids = list(s.scalars(select(Face.id).order_by(Face.id)))
@@ -113,8 +144,10 @@ def build_catalog(root: Path, faces: int, photos: int, seed: int = 0) -> tuple[o
         (folder / f"{fid}.jpg").write_bytes(_jpeg(_preview(rng)))  # benchmark set-up: plain writes are fine
     faces_t = Face.__table__
     with ws.session() as s:
-        s.execute(faces_t.update().where(faces_t.c.id == bindparam("fid")).values(preview_path=bindparam("p")),
-                  [{"fid": fid, "p": f"previews/bench/{fid}.jpg"} for fid in ids])
+        s.execute(
+            faces_t.update().where(faces_t.c.id == bindparam("fid")).values(preview_path=bindparam("p")),
+            [{"fid": fid, "p": f"previews/bench/{fid}.jpg"} for fid in ids],
+        )
     timings["faces_and_previews_s"] = time.perf_counter() - t0
     return ws, timings
 
@@ -174,8 +207,13 @@ def measure_keys(browser, url: str, keys: int, burst: int) -> dict:
 
 def summary(xs: list[float]) -> dict:
     xs = sorted(xs)
-    return {"n": len(xs), "median": statistics.median(xs), "p95": xs[min(len(xs) - 1, int(0.95 * len(xs)))],
-            "max": xs[-1], "min": xs[0]}
+    return {
+        "n": len(xs),
+        "median": statistics.median(xs),
+        "p95": xs[min(len(xs) - 1, int(0.95 * len(xs)))],
+        "max": xs[-1],
+        "min": xs[0],
+    }
 
 
 def main() -> None:
@@ -201,8 +239,9 @@ def main() -> None:
             loads = {
                 "score": measure_loads(browser, url + "/", args.loads),
                 "likes": measure_loads(browser, url + "/?sort=likes", args.loads),
-                "date, undecided, flagged": measure_loads(browser, url + "/?sort=date&decision=undecided&flag=flagged",
-                                                          args.loads),
+                "date, undecided, flagged": measure_loads(
+                    browser, url + "/?sort=date&decision=undecided&flag=flagged", args.loads
+                ),
             }
             keys = measure_keys(browser, url + "/?sort=likes", args.keys, args.burst)
             browser.close()
@@ -210,12 +249,21 @@ def main() -> None:
             saved = s.scalar(select(func.count(Face.id)).where(Face.decision != "undecided"))
         ws.close()
     result = {
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "python": platform.python_version(),
-                    "platform": platform.platform(), "note": "shared machine: other jobs were running"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1m": os.getloadavg()[0],
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "note": "shared machine: other jobs were running",
+        },
         "catalog": {"faces": args.faces, "photos": args.photos, **{k: round(v, 1) for k, v in build.items()}},
-        "first_paint_ms": {k: {"first_load": v[0], "later_median": summary([x["tile"] for x in v[1:]] or
-                                                                             [v[0]["tile"]])["median"]}
-                           for k, v in loads.items()},
+        "first_paint_ms": {
+            k: {
+                "first_load": v[0],
+                "later_median": summary([x["tile"] for x in v[1:]] or [v[0]["tile"]])["median"],
+            }
+            for k, v in loads.items()
+        },
         "keypress_to_saved_ms": {"one_at_a_time": summary(keys["single"]), "burst": summary(keys["burst"])},
         "decisions_in_catalog": saved,
         "decisions_expected": args.keys + args.burst,
@@ -227,12 +275,16 @@ def main() -> None:
     print("| --- | --- |")
     for k, v in loads.items():
         tiles = [x["tile"] for x in v]
-        print(f"| first grid paint, sort {k} (ms, median of {len(v)} cold-cache loads; min-max) | "
-              f"{statistics.median(tiles):.0f} ({min(tiles):.0f}-{max(tiles):.0f}); HTML "
-              f"{statistics.median(x['html'] for x in v):.0f}, FCP {statistics.median(x['fcp'] or 0 for x in v):.0f} |")
+        print(
+            f"| first grid paint, sort {k} (ms, median of {len(v)} cold-cache loads; min-max) | "
+            f"{statistics.median(tiles):.0f} ({min(tiles):.0f}-{max(tiles):.0f}); HTML "
+            f"{statistics.median(x['html'] for x in v):.0f}, FCP {statistics.median(x['fcp'] or 0 for x in v):.0f} |"
+        )
     for k, v in result["keypress_to_saved_ms"].items():
-        print(f"| keypress to saved, {k.replace('_', ' ')} (ms, n={v['n']}) | median {v['median']:.1f}, "
-              f"p95 {v['p95']:.1f}, max {v['max']:.1f} |")
+        print(
+            f"| keypress to saved, {k.replace('_', ' ')} (ms, n={v['n']}) | median {v['median']:.1f}, "
+            f"p95 {v['p95']:.1f}, max {v['max']:.1f} |"
+        )
     print(f"| decisions in the catalog afterwards | {saved} of {args.keys + args.burst} |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))

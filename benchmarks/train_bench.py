@@ -14,6 +14,7 @@ the reference implementation's CPU algorithm re-expressed here (NVlabs code is n
 convolution followed by its non-separable 4x4 FIR, as its plain-PyTorch fallback computes it). FLOPs are counted
 from the shapes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,19 +34,39 @@ from training.loop import train
 from training.report import read_stats
 
 
-def measure(res: int, device: str, *, batch: int, steps: int, cbase: int | None, cmax: int | None,
-            tmp: Path) -> dict:
+def measure(
+    res: int, device: str, *, batch: int, steps: int, cbase: int | None, cmax: int | None, tmp: Path
+) -> dict:
     archive = make_archive(tmp, n=max(64, batch), res=res, name=f"bench{res}")
-    opts = build_options(archive, tmp / f"runs-{device}", batch=batch, kimg=batch * (1 + steps) / 1000,
-                         tick_kimg=batch * steps / 1000, cbase=cbase, cmax=cmax, workers=0 if device == "cpu" else 2,
-                         metrics="none", snap=0, device=device)
+    opts = build_options(
+        archive,
+        tmp / f"runs-{device}",
+        batch=batch,
+        kimg=batch * (1 + steps) / 1000,
+        tick_kimg=batch * steps / 1000,
+        cbase=cbase,
+        cmax=cmax,
+        workers=0 if device == "cpu" else 2,
+        metrics="none",
+        snap=0,
+        device=device,
+    )
     t0 = time.time()
     result = train(opts)
     rows = read_stats(result.run_dir / "stats.jsonl")
     sec_per_kimg = rows[-1]["Timing/sec_per_kimg"]["mean"]
-    return {"res": res, "device": device, "batch": batch, "steps": steps, "cbase": opts.cbase, "cmax": opts.cmax,
-            "sec_per_kimg": round(sec_per_kimg, 2), "sec_per_step": round(sec_per_kimg * batch / 1000, 3),
-            "wall_s": round(time.time() - t0, 1), "torch_threads": torch.get_num_threads()}
+    return {
+        "res": res,
+        "device": device,
+        "batch": batch,
+        "steps": steps,
+        "cbase": opts.cbase,
+        "cmax": opts.cmax,
+        "sec_per_kimg": round(sec_per_kimg, 2),
+        "sec_per_step": round(sec_per_kimg * batch / 1000, 3),
+        "wall_s": round(time.time() - t0, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def _upconv_forms(x, w, s, f1):
@@ -92,12 +113,23 @@ def measure_layer(batch: int, cin: int, cout: int, res: int, reps: int) -> list[
             times.append(time.perf_counter() - t0)
         out[name] = min(times)
     # multiply-adds x 2 of the 3x3 kernel, forward only (backward is about twice that)
-    flops = {"v1": 2 * batch * cout * cin * 9 * (2 * res) ** 2, "v2": 2 * batch * cout * cin * 9 * res ** 2}
+    flops = {"v1": 2 * batch * cout * cin * 9 * (2 * res) ** 2, "v2": 2 * batch * cout * cin * 9 * res**2}
     flops["reference-cpu"] = flops["v2"]
     same = torch.allclose(forms["v2"](), forms["reference-cpu"](), atol=1e-4)
-    return [{"layer": name, "batch": batch, "cin": cin, "cout": cout, "res_in": res, "sec_fwd_bwd": round(t, 3),
-             "conv_gflop_fwd": round(flops[name] / 1e9, 2), "v2_equals_reference_cpu": same,
-             "torch_threads": torch.get_num_threads()} for name, t in out.items()]
+    return [
+        {
+            "layer": name,
+            "batch": batch,
+            "cin": cin,
+            "cout": cout,
+            "res_in": res,
+            "sec_fwd_bwd": round(t, 3),
+            "conv_gflop_fwd": round(flops[name] / 1e9, 2),
+            "v2_equals_reference_cpu": same,
+            "torch_threads": torch.get_num_threads(),
+        }
+        for name, t in out.items()
+    ]
 
 
 def main() -> None:
@@ -109,19 +141,30 @@ def main() -> None:
     ap.add_argument("--cmax", type=int, default=None)
     ap.add_argument("--devices", default=None, help="comma list; default cpu plus cuda when present")
     ap.add_argument("--layer", action="store_true", help="time the up-sampling convolution forms instead")
-    ap.add_argument("--layer-shape", default="2,512,256,32", help="batch,cin,cout,input resolution for --layer")
+    ap.add_argument(
+        "--layer-shape", default="2,512,256,32", help="batch,cin,cout,input resolution for --layer"
+    )
     args = ap.parse_args()
     if args.layer:
         b, cin, cout, res = (int(v) for v in args.layer_shape.split(","))
         for row in measure_layer(b, cin, cout, res, reps=max(args.steps // 2, 2)):
             print(json.dumps(row), flush=True)
         return
-    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = (
+        args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for device in devices:
             for res in (int(r) for r in args.res.split(",")):
-                row = measure(res, device, batch=args.batch, steps=args.steps, cbase=args.cbase, cmax=args.cmax,
-                              tmp=Path(tmp))
+                row = measure(
+                    res,
+                    device,
+                    batch=args.batch,
+                    steps=args.steps,
+                    cbase=args.cbase,
+                    cmax=args.cmax,
+                    tmp=Path(tmp),
+                )
                 print(json.dumps(row), flush=True)
 
 

@@ -1,4 +1,5 @@
 """Pictures and tables for Prefect artifacts: what the Prefect UI shows beside each flow run."""
+
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,5 @@
 """The `ghosts` command line: one click group; each room's commands live in flows/cli_<room>.py."""
+
 from __future__ import annotations
 
 import sys
@@ -49,8 +50,9 @@ class GhostsGroup(click.Group):
         except Exception as e:
             why = environment_message(e)
             if why is None:
-                if ctx.meta.get("ghosts.json") and not isinstance(e, (click.ClickException, click.exceptions.Exit,
-                                                                       click.Abort)):
+                if ctx.meta.get("ghosts.json") and not isinstance(
+                    e, (click.ClickException, click.exceptions.Exit, click.Abort)
+                ):
                     echo_json({"error": f"{type(e).__name__}: {e}"})
                 raise
             self._fail(ctx, why)
@@ -63,7 +65,9 @@ class GhostsGroup(click.Group):
         sys.exit(1)
 
 
-@click.group(cls=GhostsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(
+    cls=GhostsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
 @click.version_option(package_name="ghosts")
 def main() -> None:
     """ghosts: hashtags -> aligned faces -> reviewed dataset -> StyleGAN2-ADA.
@@ -122,16 +126,22 @@ def status(as_json: bool, data: Path | None) -> None:
         return
     im, fa = st["images"], st["faces"]
     click.echo(f"workspace {st['workspace']}")
-    click.echo(f"images   {im['total']}  " + "  ".join(f"{k}={v}" for k, v in sorted(im["by_status"].items())))
+    click.echo(
+        f"images   {im['total']}  " + "  ".join(f"{k}={v}" for k, v in sorted(im["by_status"].items()))
+    )
     click.echo("sources  " + "  ".join(f"{k}={v}" for k, v in sorted(im["by_source"].items())))
     if im["by_tag"]:
         click.echo("tags     " + "  ".join(f"#{k}={v}" for k, v in sorted(im["by_tag"].items())))
-    click.echo(f"faces    {fa['total']}  manual={fa['manual']}  flagged={fa['flagged']}  "
-               + "  ".join(f"{k}={v}" for k, v in sorted(fa["by_decision"].items())))
+    click.echo(
+        f"faces    {fa['total']}  manual={fa['manual']}  flagged={fa['flagged']}  "
+        + "  ".join(f"{k}={v}" for k, v in sorted(fa["by_decision"].items()))
+    )
     click.echo(people_line(st["people"]))
     for d in st["datasets"]:
         state = d["state"] + (f" ({d['superseded_reason']})" if d.get("superseded_reason") else "")
-        click.echo(f"dataset  {d['name']} v{d['version']}  {d['count']} x {d['resolution']}px  {d['path']}  [{state}]")
+        click.echo(
+            f"dataset  {d['name']} v{d['version']}  {d['count']} x {d['resolution']}px  {d['path']}  [{state}]"
+        )
     if st["training_runs"]:
         click.echo("runs     " + "  ".join(f"{k}={v}" for k, v in st["training_runs"].items()))
     for line in round_lines(st.get("review_rounds", [])):
@@ -139,8 +149,17 @@ def status(as_json: bool, data: Path | None) -> None:
 
 
 # Each room contributes its commands from its own module (COMMANDS = [...]), in this order.
-ROOM_MODULES = (cli_align, cli_archive, cli_review, cli_sources, cli_train, cli_latent, cli_identity, cli_flows,
-                cli_demo)
+ROOM_MODULES = (
+    cli_align,
+    cli_archive,
+    cli_review,
+    cli_sources,
+    cli_train,
+    cli_latent,
+    cli_identity,
+    cli_flows,
+    cli_demo,
+)
 
 for _module in ROOM_MODULES:
     for _cmd in _module.COMMANDS:

@@ -1,4 +1,5 @@
 """`ghosts analyze` (faces of the catalog's new images) and `ghosts align` (photo files to aligned PNGs)."""
+
 # The commands import their rooms inside their bodies, for start-up cost: `ghosts --help` and every other
 # command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
@@ -14,22 +15,50 @@ SIZES = ("64", "128", "256", "512", "1024")
 
 
 @click.command()
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: one per available core; 1 runs in this process).")
-@click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
-              help="dlib's HOG detector (fast) or its CNN detector (slower, finds more faces).")
-@click.option("--target-size", type=click.Choice(SIZES), default="1024", show_default=True,
-              help="Dataset output size the measures refer to: faces whose crop is smaller are flagged upscaled.")
-@click.option("--retry-errors", is_flag=True,
-              help="Also retry images in `error` that could not be decoded (those whose cause may have passed, "
-                   "such as a missing store file or an unwritable previews/ folder, are retried anyway).")
-@click.option("--identities/--no-identities", default=True, show_default=True,
-              help="Also describe each face (~0.1 s per face per core) and group faces into people; "
-                   "`ghosts people` does it later for a workspace analysed without.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: one per available core; 1 runs in this process).",
+)
+@click.option(
+    "--detector",
+    type=click.Choice(["hog", "cnn"]),
+    default="hog",
+    show_default=True,
+    help="dlib's HOG detector (fast) or its CNN detector (slower, finds more faces).",
+)
+@click.option(
+    "--target-size",
+    type=click.Choice(SIZES),
+    default="1024",
+    show_default=True,
+    help="Dataset output size the measures refer to: faces whose crop is smaller are flagged upscaled.",
+)
+@click.option(
+    "--retry-errors",
+    is_flag=True,
+    help="Also retry images in `error` that could not be decoded (those whose cause may have passed, "
+    "such as a missing store file or an unwritable previews/ folder, are retried anyway).",
+)
+@click.option(
+    "--identities/--no-identities",
+    default=True,
+    show_default=True,
+    help="Also describe each face (~0.1 s per face per core) and group faces into people; "
+    "`ghosts people` does it later for a workspace analysed without.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @data_option
-def analyze(workers: int | None, detector: str, target_size: str, retry_errors: bool, identities: bool,
-            as_json: bool, data: Path | None) -> None:
+def analyze(
+    workers: int | None,
+    detector: str,
+    target_size: str,
+    retry_errors: bool,
+    identities: bool,
+    as_json: bool,
+    data: Path | None,
+) -> None:
     """Detect, landmark, align and score the faces of every image not analysed yet.
 
     Each face gets its box, 68 landmarks, FFHQ crop quad, quality measures and a 256-px preview. Resumable: a
@@ -39,18 +68,29 @@ def analyze(workers: int | None, detector: str, target_size: str, retry_errors: 
     from curation.analysis.analyze import analyze_workspace
 
     ws = open_ws(data)
-    summary = analyze_workspace(ws, workers=workers, detector=detector, target_size=int(target_size),
-                                progress=not as_json, retry_errors=retry_errors, identities=identities)
+    summary = analyze_workspace(
+        ws,
+        workers=workers,
+        detector=detector,
+        target_size=int(target_size),
+        progress=not as_json,
+        retry_errors=retry_errors,
+        identities=identities,
+    )
     if as_json:
         echo_json(summary.as_dict())
         return
-    click.echo(f"analysed {summary.images} images in {summary.seconds:.1f} s: {summary.analyzed} with faces, "
-               f"{summary.no_face} without, {summary.error} errors; {summary.faces} faces "
-               f"({summary.flagged} flagged)" + (f"; {summary.retried} retried" if summary.retried else ""))
+    click.echo(
+        f"analysed {summary.images} images in {summary.seconds:.1f} s: {summary.analyzed} with faces, "
+        f"{summary.no_face} without, {summary.error} errors; {summary.faces} faces "
+        f"({summary.flagged} flagged)" + (f"; {summary.retried} retried" if summary.retried else "")
+    )
     if summary.identities:
         i = summary.identities
-        click.echo(f"people: {i['people']} ({i['new_people']} new), the largest holds "
-                   f"{100 * i['largest_share']:.1f}% of the grouped faces")
+        click.echo(
+            f"people: {i['people']} ({i['new_people']} new), the largest holds "
+            f"{100 * i['largest_share']:.1f}% of the grouped faces"
+        )
     for e in summary.errors[:20]:
         click.echo(f"  image {e['image_id']}: {e['reason']}")
     if summary.error > 20:
@@ -59,17 +99,42 @@ def analyze(workers: int | None, detector: str, target_size: str, retry_errors: 
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the aligned faces (<stem>_01.png, <stem>_02.png, ...).")
-@click.option("--size", type=click.Choice(SIZES), default="1024", show_default=True, help="Output side in pixels.")
-@click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
-              help="dlib's HOG detector (fast) or its CNN detector (slower, finds more faces).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: one per available core; 1 runs in this process).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the aligned faces (<stem>_01.png, <stem>_02.png, ...).",
+)
+@click.option(
+    "--size", type=click.Choice(SIZES), default="1024", show_default=True, help="Output side in pixels."
+)
+@click.option(
+    "--detector",
+    type=click.Choice(["hog", "cnn"]),
+    default="hog",
+    show_default=True,
+    help="dlib's HOG detector (fast) or its CNN detector (slower, finds more faces).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: one per available core; 1 runs in this process).",
+)
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders.")
-@click.option("--json", "as_json", is_flag=True, help="Print, per input, the faces written and what was skipped.")
-def align(inputs: tuple[Path, ...], out_dir: Path, size: str, detector: str, workers: int | None, recursive: bool,
-          as_json: bool) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print, per input, the faces written and what was skipped."
+)
+def align(
+    inputs: tuple[Path, ...],
+    out_dir: Path,
+    size: str,
+    detector: str,
+    workers: int | None,
+    recursive: bool,
+    as_json: bool,
+) -> None:
     """FFHQ-align every face in photo files and folders (no workspace needed).
 
     Every face of every input becomes <stem>_01.png, <stem>_02.png, ... in --out, left to right, exactly
@@ -78,8 +143,9 @@ def align(inputs: tuple[Path, ...], out_dir: Path, size: str, detector: str, wor
     from alignment.files import align_files, collect_inputs
 
     files = collect_inputs(list(inputs), recursive=recursive)
-    reports = align_files(files, out_dir, size=int(size), detector=detector, workers=workers,
-                          progress=not as_json)
+    reports = align_files(
+        files, out_dir, size=int(size), detector=detector, workers=workers, progress=not as_json
+    )
     if as_json:
         echo_json(reports)
     else:
@@ -89,8 +155,12 @@ def align(inputs: tuple[Path, ...], out_dir: Path, size: str, detector: str, wor
             for s in r["skipped"]:
                 which = f" face {s['face']}" if s["face"] else ""
                 click.echo(f"  skipped {r['input']}{which}: {s['reason']}")
-    unreadable = [r for r in reports if not r["faces"] and any(
-        s["face"] is None and s["reason"].startswith("cannot read") for s in r["skipped"])]
+    unreadable = [
+        r
+        for r in reports
+        if not r["faces"]
+        and any(s["face"] is None and s["reason"].startswith("cannot read") for s in r["skipped"])
+    ]
     if len(unreadable) == len(reports):
         raise GhostsError("none of the inputs could be read as an image")
 

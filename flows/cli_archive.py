@@ -43,10 +43,18 @@ def _power_of_two(ctx, param, value):
 @click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Alignment threads (default: one per core)."
 )
-@click.option("--max-person-share", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="Warn when one person holds more than this share of the faces (e.g. 0.05); the card states it.")
-@click.option("--max-owner-share", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="Warn when one account holds more than this share of the faces.")
+@click.option(
+    "--max-person-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Warn when one person holds more than this share of the faces (e.g. 0.05); the card states it.",
+)
+@click.option(
+    "--max-owner-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Warn when one account holds more than this share of the faces.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
 @data_option
 def freeze(name, resolution, labels, mirror_check, workers, max_person_share, max_owner_share, as_json, data):
@@ -92,7 +100,9 @@ def _announce_frozen(result, ws, quiet: bool) -> None:
     try:
         emit_dataset_frozen(result, str(ws.root))
     except Exception as e:  # the archive is frozen either way; say why training will not start by itself
-        click.echo(f"warning: could not emit ghosts.dataset.frozen to {PREFECT_API_URL.value()}: {e}", err=True)
+        click.echo(
+            f"warning: could not emit ghosts.dataset.frozen to {PREFECT_API_URL.value()}: {e}", err=True
+        )
         return
     if not quiet:
         click.echo(f"emitted ghosts.dataset.frozen to {PREFECT_API_URL.value()}")
@@ -189,16 +199,25 @@ def verify(ctx, archive, manifest, max_size, as_json):
 @click.option("--owner", help="Every image posted by this account.")
 @click.option("--image", help="One image, by sha256 (or its first 8+ hex digits).")
 @click.option("--post", help="Every image of this post (URL).")
-@click.option("--face", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Every image with a face of the person in this photo (matches are listed first).")
-@click.option("--threshold", type=click.FloatRange(0, 2, min_open=True), default=0.6, show_default=True,
-              help="With --face: descriptor distance below which a face counts as that person (lower: stricter).")
+@click.option(
+    "--face",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Every image with a face of the person in this photo (matches are listed first).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 2, min_open=True),
+    default=0.6,
+    show_default=True,
+    help="With --face: descriptor distance below which a face counts as that person (lower: stricter).",
+)
 @click.option("--yes", is_flag=True, help="With --face: remove the matches without asking.")
 @click.option("--reason", required=True, help="Who asked and why; kept with the takedown record.")
 @click.option(
-    "--purge", is_flag=True,
+    "--purge",
+    is_flag=True,
     help="Also delete the archive files of the old versions that held the images, and the reals grids of the "
-    "training runs that used them (the originals, previews and personal catalog fields go in any case)."
+    "training runs that used them (the originals, previews and personal catalog fields go in any case).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_option
@@ -210,16 +229,26 @@ def takedown(owner, image, post, face, threshold, yes, reason, purge, as_json, d
     ws = open_ws(data)
     face_images = _face_matches(ws, face, threshold, yes, as_json) if face else None
     r = run_takedown(
-        ws, owner=owner, image=image, post=post, face_images=face_images, reason=reason, purge=purge,
-        progress=not as_json
+        ws,
+        owner=owner,
+        image=image,
+        post=post,
+        face_images=face_images,
+        reason=reason,
+        purge=purge,
+        progress=not as_json,
     )
     if as_json:
         echo_json(r.as_dict())
         return
-    click.echo(f"takedown #{r.takedown_id}: {len(r.images)} images excluded (--{r.kind} {r.value})"
-               + (" (already taken down before: finished what was left)" if r.already else ""))
-    click.echo(f"  removed {len(r.removed_files)} files (originals, previews, run grids) and blanked the personal "
-               f"fields of {r.scrubbed_rows} catalog rows; the same images are refused if imported again")
+    click.echo(
+        f"takedown #{r.takedown_id}: {len(r.images)} images excluded (--{r.kind} {r.value})"
+        + (" (already taken down before: finished what was left)" if r.already else "")
+    )
+    click.echo(
+        f"  removed {len(r.removed_files)} files (originals, previews, run grids) and blanked the personal "
+        f"fields of {r.scrubbed_rows} catalog rows; the same images are refused if imported again"
+    )
     for v in r.new_versions:
         click.echo(
             f"  new version {v['name']} v{v['version']}: {v['count']} images ({v['removed']} removed) -> {v['path']}"
@@ -231,11 +260,15 @@ def takedown(owner, image, post, face, threshold, yes, reason, purge, as_json, d
     for p in r.purged:
         click.echo(f"  deleted {p}")
     if not r.catalog_scrubbed:
-        click.echo("  warning: another process holds the catalog, so its file still holds the blanked values in "
-                   "free pages or its log; run the same takedown again when it is free")
+        click.echo(
+            "  warning: another process holds the catalog, so its file still holds the blanked values in "
+            "free pages or its log; run the same takedown again when it is free"
+        )
     for v in r.kept_versions:
-        click.echo(f"  kept {v['name']} v{v['version']} ({v['path']}): it still holds the images; "
-                   "run the takedown again with --purge to delete it")
+        click.echo(
+            f"  kept {v['name']} v{v['version']} ({v['path']}): it still holds the images; "
+            "run the takedown again with --purge to delete it"
+        )
     if r.training_runs:
         click.echo("training runs that used the old versions (retrain or delete their snapshots):")
         for t in r.training_runs:
@@ -254,12 +287,17 @@ def _face_matches(ws, photo: Path, threshold: float, yes: bool, as_json: bool) -
         raise GhostsError(f"no face in the catalog is closer than {threshold} to the face in {photo}")
     images = sorted({m.image_sha256 for m in matches})
     if not as_json or not yes:
-        click.echo(f"{len(matches)} faces in {len(images)} images are closer than {threshold} to the face in {photo}:",
-                   err=as_json)
+        click.echo(
+            f"{len(matches)} faces in {len(images)} images are closer than {threshold} to the face in {photo}:",
+            err=as_json,
+        )
         for m in matches:
             extra = f", removes {m.others} other faces of the same photo" if m.others else ""
-            click.echo(f"  face {m.face_id}  distance {m.distance:.3f}  person {m.person_id}  [{m.decision}]  "
-                       f"image {m.image_sha256[:16]}{extra}", err=as_json)
+            click.echo(
+                f"  face {m.face_id}  distance {m.distance:.3f}  person {m.person_id}  [{m.decision}]  "
+                f"image {m.image_sha256[:16]}{extra}",
+                err=as_json,
+            )
     if not yes and (as_json or not click.confirm(f"take down these {len(images)} images?", default=False)):
         raise GhostsError("nothing removed (confirm the matches, or pass --yes)")
     return images

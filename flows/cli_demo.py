@@ -1,4 +1,5 @@
 """`ghosts demo`: the whole pipeline on synthetic posts, on a CPU, with no account and no network."""
+
 # The commands import their rooms inside their bodies, for start-up cost: `ghosts --help` and every other
 # command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
@@ -14,13 +15,29 @@ import click
 
 
 @click.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True,
-              help="Folder for the posts, the workspace, the run and the pictures.")
-@click.option("--posts", type=click.IntRange(12, 500), default=60, show_default=True, help="Synthetic posts to make.")
-@click.option("--kimg", type=click.FloatRange(0.01, 100), default=1.5, show_default=True,
-              help="Training length in thousands of images (the demo's networks are tiny; ~1-2 min per kimg on 2 cores).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-out"),
+    show_default=True,
+    help="Folder for the posts, the workspace, the run and the pictures.",
+)
+@click.option(
+    "--posts", type=click.IntRange(12, 500), default=60, show_default=True, help="Synthetic posts to make."
+)
+@click.option(
+    "--kimg",
+    type=click.FloatRange(0.01, 100),
+    default=1.5,
+    show_default=True,
+    help="Training length in thousands of images (the demo's networks are tiny; ~1-2 min per kimg on 2 cores).",
+)
 @click.option("--resolution", type=click.Choice(["64", "128"]), default="64", show_default=True)
-@click.option("--review", is_flag=True, help="Stop at the review gate and open the review page instead of auto-accepting.")
+@click.option(
+    "--review",
+    is_flag=True,
+    help="Stop at the review gate and open the review page instead of auto-accepting.",
+)
 @click.option("--port", type=int, default=8765, show_default=True, help="Review page port with --review.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(out: Path, posts: int, kimg: float, resolution: str, review: bool, port: int, seed: int) -> None:
@@ -40,14 +57,34 @@ def demo(out: Path, posts: int, kimg: float, resolution: str, review: bool, port
     t0 = time.time()
     out = out.resolve()
     made = make_demo_posts(out / "posts", n=posts, seed=seed)
-    click.echo(f"made {made.total} posts in {made.folder} ({made.with_face} with a face, "
-               f"{made.without_face} without, {made.broken} broken files)")
+    click.echo(
+        f"made {made.total} posts in {made.folder} ({made.with_face} with a face, "
+        f"{made.without_face} without, {made.broken} broken files)"
+    )
     ws = init_workspace(out / "data")
     # Tiny networks so a CPU trains a few kimg in minutes; the real thing uses --cfg auto on a GPU.
-    settings = TrainSettings(kimg=kimg, cfg="auto", cbase=2048, cmax=64, batch=8, mirror=True,
-                             tick_kimg=max(kimg / 4, 0.05), snap=1, metrics="none", workers=0, seed=seed)
-    kwargs = dict(paths=[str(made.folder)], name="demo", resolution=int(resolution), target=made.with_face,
-                  settings=settings, data=str(ws.root), workers=2)
+    settings = TrainSettings(
+        kimg=kimg,
+        cfg="auto",
+        cbase=2048,
+        cmax=64,
+        batch=8,
+        mirror=True,
+        tick_kimg=max(kimg / 4, 0.05),
+        snap=1,
+        metrics="none",
+        workers=0,
+        seed=seed,
+    )
+    kwargs = dict(
+        paths=[str(made.folder)],
+        name="demo",
+        resolution=int(resolution),
+        target=made.with_face,
+        settings=settings,
+        data=str(ws.root),
+        workers=2,
+    )
     with contextlib.ExitStack() as stack:
         if review:
             from curation.review.app import create_app
@@ -86,7 +123,10 @@ def demo(out: Path, posts: int, kimg: float, resolution: str, review: bool, port
     click.echo("\n" + "=" * 72 + "\nghosts demo: done in %.0f s\n" % (time.time() - t0) + "=" * 72)
     for k, v in summary.items():
         click.echo(f"{k:>12}  {json.dumps(v) if isinstance(v, dict) else v}")
-    click.echo("\nnext: `ghosts review --data %s` to look at the faces, `ghosts status --data %s`" % (ws.root, ws.root))
+    click.echo(
+        "\nnext: `ghosts review --data %s` to look at the faces, `ghosts status --data %s`"
+        % (ws.root, ws.root)
+    )
 
 
 COMMANDS = [demo]

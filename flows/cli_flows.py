@@ -2,6 +2,7 @@
 
 Prefect is imported inside the commands: importing it takes seconds, and `ghosts --help` should not.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,45 +23,112 @@ LOCAL_API = "http://127.0.0.1:4200/api"  # where `ghosts server` (prefect server
 
 # ------------------------------------------------------------------------------------------ shared options
 
+
 def _source_options(fn):
-    for opt in reversed([
-        click.option("--tag", "tags", multiple=True, metavar="TAG", help="Hashtag to scrape, without '#'; repeat for several."),
-        click.option("--import", "paths", multiple=True, metavar="PATH", type=click.Path(exists=True),
-                     help="Local file or folder to import (recursively) instead of, or besides, tags; repeatable."),
-        click.option("--limit", type=click.IntRange(min=1), default=None, help="New images to add per tag."),
-        click.option("--session", default=None, metavar="USER", help="Saved Instagram session (see `ghosts login`)."),
-        click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
-                     help="Face detector for analysis."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-                     help="Images per analysis task."),
-        click.option("--runner", type=click.Choice(["threads", "processes", "dask"]), default="processes",
-                     show_default=True, help="Where analysis tasks run."),
-        click.option("--workers", type=click.IntRange(min=1), default=None, help="Analysis threads/processes."),
-        click.option("--dask-address", default=None, metavar="tcp://HOST:PORT",
-                     help="A Dask scheduler to fan analysis out to (implies --runner dask)."),
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--tag",
+                "tags",
+                multiple=True,
+                metavar="TAG",
+                help="Hashtag to scrape, without '#'; repeat for several.",
+            ),
+            click.option(
+                "--import",
+                "paths",
+                multiple=True,
+                metavar="PATH",
+                type=click.Path(exists=True),
+                help="Local file or folder to import (recursively) instead of, or besides, tags; repeatable.",
+            ),
+            click.option(
+                "--limit", type=click.IntRange(min=1), default=None, help="New images to add per tag."
+            ),
+            click.option(
+                "--session",
+                default=None,
+                metavar="USER",
+                help="Saved Instagram session (see `ghosts login`).",
+            ),
+            click.option(
+                "--detector",
+                type=click.Choice(["hog", "cnn"]),
+                default="hog",
+                show_default=True,
+                help="Face detector for analysis.",
+            ),
+            click.option(
+                "--batch-size",
+                type=click.IntRange(min=1),
+                default=8,
+                show_default=True,
+                help="Images per analysis task.",
+            ),
+            click.option(
+                "--runner",
+                type=click.Choice(["threads", "processes", "dask"]),
+                default="processes",
+                show_default=True,
+                help="Where analysis tasks run.",
+            ),
+            click.option(
+                "--workers", type=click.IntRange(min=1), default=None, help="Analysis threads/processes."
+            ),
+            click.option(
+                "--dask-address",
+                default=None,
+                metavar="tcp://HOST:PORT",
+                help="A Dask scheduler to fan analysis out to (implies --runner dask).",
+            ),
+        ]
+    ):
         fn = opt(fn)
     return fn
 
 
 def _train_options(fn):
-    for opt in reversed([
-        click.option("--kimg", type=float, default=5000, show_default=True, help="Training length in kimg."),
-        click.option("--cfg", type=click.Choice(["auto", "stylegan2", "paper256", "paper512", "paper1024"]),
-                     default="auto", show_default=True, help="Training configuration preset."),
-        click.option("--mirror/--no-mirror", default=True, show_default=True, help="Add x-flipped copies."),
-        click.option("--batch", type=int, default=None, help="Override the total batch size."),
-        click.option("--cbase", type=int, default=None, help="Override channel_base."),
-        click.option("--cmax", type=int, default=None, help="Override the channel maximum."),
-        click.option("--resume-from", "resume", default=None, metavar="SNAPSHOT",
-                     help="Transfer-learn from this snapshot (same resolution)."),
-        click.option("--freezed", type=int, default=0, show_default=True, help="Freeze-D: first N D blocks fixed."),
-        click.option("--snap", type=int, default=50, show_default=True, help="Ticks between snapshots."),
-        click.option("--tick", "tick_kimg", type=float, default=4, show_default=True, help="kimg per tick."),
-        click.option("--metrics", default="swd", show_default=True, help="Comma list of swd,fid,kid, or none."),
-        click.option("--train-workers", type=int, default=3, show_default=True, help="Data-loader processes."),
-        click.option("--device", default=None, help="cpu or cuda (default: cuda when present)."),
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--kimg", type=float, default=5000, show_default=True, help="Training length in kimg."
+            ),
+            click.option(
+                "--cfg",
+                type=click.Choice(["auto", "stylegan2", "paper256", "paper512", "paper1024"]),
+                default="auto",
+                show_default=True,
+                help="Training configuration preset.",
+            ),
+            click.option(
+                "--mirror/--no-mirror", default=True, show_default=True, help="Add x-flipped copies."
+            ),
+            click.option("--batch", type=int, default=None, help="Override the total batch size."),
+            click.option("--cbase", type=int, default=None, help="Override channel_base."),
+            click.option("--cmax", type=int, default=None, help="Override the channel maximum."),
+            click.option(
+                "--resume-from",
+                "resume",
+                default=None,
+                metavar="SNAPSHOT",
+                help="Transfer-learn from this snapshot (same resolution).",
+            ),
+            click.option(
+                "--freezed", type=int, default=0, show_default=True, help="Freeze-D: first N D blocks fixed."
+            ),
+            click.option("--snap", type=int, default=50, show_default=True, help="Ticks between snapshots."),
+            click.option(
+                "--tick", "tick_kimg", type=float, default=4, show_default=True, help="kimg per tick."
+            ),
+            click.option(
+                "--metrics", default="swd", show_default=True, help="Comma list of swd,fid,kid, or none."
+            ),
+            click.option(
+                "--train-workers", type=int, default=3, show_default=True, help="Data-loader processes."
+            ),
+            click.option("--device", default=None, help="cpu or cuda (default: cuda when present)."),
+        ]
+    ):
         fn = opt(fn)
     return fn
 
@@ -71,8 +139,20 @@ def _settings(kw: dict):
 
     from flows.train import TrainSettings
 
-    names = ("kimg", "cfg", "mirror", "batch", "cbase", "cmax", "resume", "freezed", "snap", "tick_kimg",
-             "metrics", "device")
+    names = (
+        "kimg",
+        "cfg",
+        "mirror",
+        "batch",
+        "cbase",
+        "cmax",
+        "resume",
+        "freezed",
+        "snap",
+        "tick_kimg",
+        "metrics",
+        "device",
+    )
     values = {k: kw.pop(k) for k in names}
     values["workers"] = kw.pop("train_workers")
     try:
@@ -107,6 +187,7 @@ def _configured_api_url() -> str | None:
 def _foreground(fn):
     """Run a flow in this process, on one Prefect API for it and all its worker processes (the configured one,
     else one temporary server for the command), ending with one clear error if that API goes away."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from flows.local_api import api_watchdog, foreground_api
@@ -115,17 +196,23 @@ def _foreground(fn):
             open_ws(kwargs["data"])  # a wrong --data fails now, before any server starts
         configured = _configured_api_url()
         if not configured:
-            click.echo("ghosts: running on a temporary Prefect server for this command (set PREFECT_API_URL, "
-                       "e.g. after `ghosts server`, to see the run in the Prefect UI)", err=True)
+            click.echo(
+                "ghosts: running on a temporary Prefect server for this command (set PREFECT_API_URL, "
+                "e.g. after `ghosts server`, to see the run in the Prefect UI)",
+                err=True,
+            )
+
         def warm() -> None:  # the flows' imports (Prefect, dlib, torch) overlap the temporary server's start
             import flows.pipeline  # noqa: F401
 
         with foreground_api(configured, warm) as url, api_watchdog(url, as_json=bool(kwargs.get("as_json"))):
             return fn(*args, **kwargs)
+
     return wrapper
 
 
 # ------------------------------------------------------------------------------------------------ run
+
 
 @click.group(name="run")
 def run() -> None:
@@ -135,17 +222,28 @@ def run() -> None:
 
 @run.command(name="pipeline")
 @_source_options
-@click.option("--target", type=click.IntRange(min=1), default=1000, show_default=True, help="Faces wanted from review.")
-@click.option("--auto-accept", "auto_accept_rule", default=None, metavar="RULE",
-              help='Skip the human review: accept faces by rule, e.g. "score>=0.6,max=200".')
+@click.option(
+    "--target", type=click.IntRange(min=1), default=1000, show_default=True, help="Faces wanted from review."
+)
+@click.option(
+    "--auto-accept",
+    "auto_accept_rule",
+    default=None,
+    metavar="RULE",
+    help='Skip the human review: accept faces by rule, e.g. "score>=0.6,max=200".',
+)
 @click.option("--name", default="ghosts", show_default=True, help="Dataset name.")
 @click.option("--resolution", type=int, default=256, show_default=True, help="Dataset side in px.")
 @click.option("--labels", type=click.Choice(["none", "source-tag"]), default="none", show_default=True)
 @click.option("--no-train", "no_train", is_flag=True, help="Stop after freezing.")
-@click.option("--no-explore", "no_explore", is_flag=True, help="Skip the sample grid and morph after training.")
+@click.option(
+    "--no-explore", "no_explore", is_flag=True, help="Skip the sample grid and morph after training."
+)
 @_train_options
 @click.option("--review-url", default="http://127.0.0.1:8765/", show_default=True, help="Where reviewers go.")
-@click.option("--review-timeout", type=float, default=72, show_default=True, help="Hours to wait for the review.")
+@click.option(
+    "--review-timeout", type=float, default=72, show_default=True, help="Hours to wait for the review."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_option
 @_foreground
@@ -166,23 +264,40 @@ def run_pipeline(**kw) -> None:
     data = _workspace(kw.pop("data"))
     as_json = kw.pop("as_json")
     result = pipeline(
-        tags=list(kw["tags"]), paths=[str(Path(p).resolve()) for p in kw["paths"]], limit=kw["limit"],
-        session=kw["session"], target=kw["target"], auto_accept_rule=kw["auto_accept_rule"], name=kw["name"],
-        resolution=kw["resolution"], labels=kw["labels"], train_after=not kw["no_train"],
-        explore_after=not kw["no_explore"], settings=settings,
-        data=data, detector=kw["detector"], batch_size=kw["batch_size"], runner=kw["runner"],
-        workers=kw["workers"], dask_address=kw["dask_address"], review_url=kw["review_url"],
-        review_timeout_hours=kw["review_timeout"])
+        tags=list(kw["tags"]),
+        paths=[str(Path(p).resolve()) for p in kw["paths"]],
+        limit=kw["limit"],
+        session=kw["session"],
+        target=kw["target"],
+        auto_accept_rule=kw["auto_accept_rule"],
+        name=kw["name"],
+        resolution=kw["resolution"],
+        labels=kw["labels"],
+        train_after=not kw["no_train"],
+        explore_after=not kw["no_explore"],
+        settings=settings,
+        data=data,
+        detector=kw["detector"],
+        batch_size=kw["batch_size"],
+        runner=kw["runner"],
+        workers=kw["workers"],
+        dask_address=kw["dask_address"],
+        review_url=kw["review_url"],
+        review_timeout_hours=kw["review_timeout"],
+    )
     _print(_brief(result), as_json)
 
 
 def _brief(result: dict) -> dict:
     scrape, frozen, trained = result.get("scrape") or {}, result.get("freeze") or {}, result.get("train")
     return {
-        "new_images": scrape.get("new_images"), "faces": scrape.get("faces"), "review": result.get("review"),
+        "new_images": scrape.get("new_images"),
+        "faces": scrape.get("faces"),
+        "review": result.get("review"),
         "dataset": {k: frozen.get(k) for k in ("name", "version", "path", "sha256", "count", "resolution")},
-        "train": None if trained is None else {k: trained.get(k) for k in
-                                               ("skipped", "reason", "run_dir", "snapshot", "kimg")},
+        "train": None
+        if trained is None
+        else {k: trained.get(k) for k in ("skipped", "reason", "run_dir", "snapshot", "kimg")},
         "explore": result.get("explore"),
     }
 
@@ -200,10 +315,18 @@ def run_scrape_and_align(**kw) -> None:
         raise GhostsError("nothing to bring in: give --tag TAG (or --import FOLDER)")
     data = _workspace(kw.pop("data"))
     as_json = kw.pop("as_json")
-    result = scrape_and_align(tags=list(kw["tags"]), paths=[str(Path(p).resolve()) for p in kw["paths"]],
-                              limit=kw["limit"], session=kw["session"], data=data, detector=kw["detector"],
-                              batch_size=kw["batch_size"], runner=kw["runner"], workers=kw["workers"],
-                              dask_address=kw["dask_address"])
+    result = scrape_and_align(
+        tags=list(kw["tags"]),
+        paths=[str(Path(p).resolve()) for p in kw["paths"]],
+        limit=kw["limit"],
+        session=kw["session"],
+        data=data,
+        detector=kw["detector"],
+        batch_size=kw["batch_size"],
+        runner=kw["runner"],
+        workers=kw["workers"],
+        dask_address=kw["dask_address"],
+    )
     _print(result, as_json)
 
 
@@ -218,7 +341,10 @@ def run_review_gate(target: int, review_url: str, timeout: float, as_json: bool,
     """Wait (paused) until "Selection done" is pressed on the review page."""
     from flows.review_gate import review_gate
 
-    _print(review_gate(target=target, data=_workspace(data), review_url=review_url, timeout_hours=timeout), as_json)
+    _print(
+        review_gate(target=target, data=_workspace(data), review_url=review_url, timeout_hours=timeout),
+        as_json,
+    )
 
 
 @run.command(name="resume")
@@ -248,8 +374,11 @@ def run_resume(run_id: str | None, reviewer: str | None, as_json: bool, data: Pa
             q = q.where(ReviewRound.flow_run_id == run_id)
         rnd = s.scalars(q.order_by(ReviewRound.id.desc()).limit(1)).first()
         if rnd is None:
-            raise GhostsError(f"no review round waits for flow run {run_id}" if run_id else
-                              "no review round was opened by a flow run: nothing to resume")
+            raise GhostsError(
+                f"no review round waits for flow run {run_id}"
+                if run_id
+                else "no review round was opened by a flow run: nothing to resume"
+            )
         round_id, run_id, is_open, accepted = rnd.id, rnd.flow_run_id, rnd.done_at is None, rnd.accepted
     url = recorded_run_api(ws, run_id) or _configured_api_url() or LOCAL_API
 
@@ -259,15 +388,25 @@ def run_resume(run_id: str | None, reviewer: str | None, as_json: bool, data: Pa
     if is_open:
         done = finish_round(ws, reviewer, resume)
         if not done.resumed:
-            raise GhostsError(f"round {round_id} closed, but flow run {run_id} on {url} was not waiting any more "
-                              "(already resumed, timed out or cancelled): run the pipeline again to go on")
+            raise GhostsError(
+                f"round {round_id} closed, but flow run {run_id} on {url} was not waiting any more "
+                "(already resumed, timed out or cancelled): run the pipeline again to go on"
+            )
         accepted = done.round.accepted
     else:
         try:
-            resume_waiting_run(run_id, {"accepted": accepted or 0, "reviewer": reviewer, "round_id": round_id}, url)
+            resume_waiting_run(
+                run_id, {"accepted": accepted or 0, "reviewer": reviewer, "round_id": round_id}, url
+            )
         except RunNotWaiting as e:
             raise GhostsError(f"{e}: nothing to resume (round {round_id} is closed)") from None
-    result = {"flow_run_id": run_id, "round_id": round_id, "accepted": accepted, "api_url": url, "resumed": True}
+    result = {
+        "flow_run_id": run_id,
+        "round_id": round_id,
+        "accepted": accepted,
+        "api_url": url,
+        "resumed": True,
+    }
     if as_json:
         echo_json(result)
     else:
@@ -282,17 +421,27 @@ def run_resume(run_id: str | None, reviewer: str | None, as_json: bool, data: Pa
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_option
 @_foreground
-def run_freeze(name: str, resolution: int, labels: str, mirror_check: bool, as_json: bool, data: Path | None) -> None:
+def run_freeze(
+    name: str, resolution: int, labels: str, mirror_check: bool, as_json: bool, data: Path | None
+) -> None:
     """Freeze the accepted faces and emit `ghosts.dataset.frozen` (which starts training when served)."""
     from flows.freeze import freeze
 
-    _print(freeze(name=name, resolution=resolution, labels=labels, mirror_check=mirror_check,
-                  data=_workspace(data)), as_json)
+    _print(
+        freeze(
+            name=name, resolution=resolution, labels=labels, mirror_check=mirror_check, data=_workspace(data)
+        ),
+        as_json,
+    )
 
 
 @run.command(name="train")
-@click.option("--archive", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Dataset archive written by freeze.")
+@click.option(
+    "--archive",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Dataset archive written by freeze.",
+)
 @_train_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_option
@@ -306,19 +455,41 @@ def run_train(archive: Path, as_json: bool, data: Path | None, **kw) -> None:
 
 
 @run.command(name="explore")
-@click.option("--network", required=True, type=click.Path(path_type=Path),
-              help="Snapshot: network-snapshot-NNNNNN (.json, .safetensors or the stem).")
-@click.option("--grid-seeds", type=click.IntRange(min=1), default=16, show_default=True, help="Faces on the grid.")
+@click.option(
+    "--network",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Snapshot: network-snapshot-NNNNNN (.json, .safetensors or the stem).",
+)
+@click.option(
+    "--grid-seeds", type=click.IntRange(min=1), default=16, show_default=True, help="Faces on the grid."
+)
 @click.option("--trunc", "truncation_psi", type=float, default=0.7, show_default=True, help="Truncation psi.")
-@click.option("--morph-seeds", default="0,1,2,3", show_default=True, help="Comma list of seeds the morph visits.")
-@click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True, help="Frames per transition.")
-@click.option("--outdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where grid.png and morph.gif go [explore/ beside the snapshot].")
+@click.option(
+    "--morph-seeds", default="0,1,2,3", show_default=True, help="Comma list of seeds the morph visits."
+)
+@click.option(
+    "--frames", type=click.IntRange(min=1), default=30, show_default=True, help="Frames per transition."
+)
+@click.option(
+    "--outdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where grid.png and morph.gif go [explore/ beside the snapshot].",
+)
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_foreground
-def run_explore(network: Path, grid_seeds: int, truncation_psi: float, morph_seeds: str, frames: int,
-                outdir: Path | None, device: str | None, as_json: bool) -> None:
+def run_explore(
+    network: Path,
+    grid_seeds: int,
+    truncation_psi: float,
+    morph_seeds: str,
+    frames: int,
+    outdir: Path | None,
+    device: str | None,
+    as_json: bool,
+) -> None:
     """A sample grid and a looping morph of a trained generator, as files and Prefect artifacts."""
     from flows.explore import explore
 
@@ -326,11 +497,22 @@ def run_explore(network: Path, grid_seeds: int, truncation_psi: float, morph_see
         seeds = [int(s) for s in morph_seeds.split(",") if s.strip()]
     except ValueError:
         raise GhostsError(f"--morph-seeds {morph_seeds!r}: give whole numbers separated by commas") from None
-    _print(explore(network=str(network), grid_seeds=grid_seeds, truncation_psi=truncation_psi, morph_seeds=seeds,
-                   frames=frames, outdir=str(outdir) if outdir else None, device=device), as_json)
+    _print(
+        explore(
+            network=str(network),
+            grid_seeds=grid_seeds,
+            truncation_psi=truncation_psi,
+            morph_seeds=seeds,
+            frames=frames,
+            outdir=str(outdir) if outdir else None,
+            device=device,
+        ),
+        as_json,
+    )
 
 
 # ------------------------------------------------------------------------------------------- serve, server
+
 
 def _api_url() -> str:
     """PREFECT_API_URL, else a Prefect server on this machine's default port; else a clear error."""
@@ -343,13 +525,19 @@ def _api_url() -> str:
                 return LOCAL_API
     except (urllib.error.URLError, OSError):
         pass
-    raise GhostsError(f"no Prefect server: start one with `ghosts server` (or `make server`) in another terminal, "
-                      f"or point PREFECT_API_URL at yours (looked at {LOCAL_API})")
+    raise GhostsError(
+        f"no Prefect server: start one with `ghosts server` (or `make server`) in another terminal, "
+        f"or point PREFECT_API_URL at yours (looked at {LOCAL_API})"
+    )
 
 
 @click.command()
-@click.option("--cron", default=None, metavar='"0 3 * * *"',
-              help="Schedule of scrape-and-align (cron syntax); without it, nothing is scheduled.")
+@click.option(
+    "--cron",
+    default=None,
+    metavar='"0 3 * * *"',
+    help="Schedule of scrape-and-align (cron syntax); without it, nothing is scheduled.",
+)
 @click.option("--timezone", default="UTC", show_default=True, help="Time zone of the schedule.")
 @_source_options
 @click.option("--no-train-on-freeze", "no_train", is_flag=True, help="Do not train when a dataset is frozen.")
@@ -368,16 +556,29 @@ def serve(cron: str | None, timezone: str, no_train: bool, data: Path | None, **
     from flows.scrape import ensure_instagram_limit
 
     settings = _settings(kw)
-    opts = ServeOptions(data=_workspace(data), cron=cron, timezone=timezone, tags=list(kw["tags"]),
-                        paths=[str(Path(p).resolve()) for p in kw["paths"]], limit=kw["limit"],
-                        session=kw["session"], detector=kw["detector"], runner=kw["runner"], workers=kw["workers"],
-                        dask_address=kw["dask_address"], train_on_freeze=not no_train, settings=settings).validate()
+    opts = ServeOptions(
+        data=_workspace(data),
+        cron=cron,
+        timezone=timezone,
+        tags=list(kw["tags"]),
+        paths=[str(Path(p).resolve()) for p in kw["paths"]],
+        limit=kw["limit"],
+        session=kw["session"],
+        detector=kw["detector"],
+        runner=kw["runner"],
+        workers=kw["workers"],
+        dask_address=kw["dask_address"],
+        train_on_freeze=not no_train,
+        settings=settings,
+    ).validate()
     url = _api_url()  # after the options: a typo is reported before "start a server first"
     deployments = build_deployments(opts)
     with temporary_settings(updates={PREFECT_API_URL: url}):
         ensure_instagram_limit()
-        click.echo(f"serving {len(deployments)} deployments on {url.removesuffix('/api')} "
-                   f"(schedule: {cron + ' ' + timezone if cron else 'none'}; train on freeze: {not no_train})")
+        click.echo(
+            f"serving {len(deployments)} deployments on {url.removesuffix('/api')} "
+            f"(schedule: {cron + ' ' + timezone if cron else 'none'}; train on freeze: {not no_train})"
+        )
         prefect_serve(*deployments)
 
 
@@ -387,10 +588,15 @@ def serve(cron: str | None, timezone: str, no_train: bool, data: Path | None, **
 def server(host: str, port: int) -> None:
     """Start a local Prefect server with its UI (runs until Ctrl-C); `make server` does the same."""
     api = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/api"
-    click.echo(f"Prefect UI: {api.removesuffix('/api')}\nIn other terminals: export PREFECT_API_URL={api}  "
-               f"(then `ghosts serve ...`; workers: `prefect worker start --pool process`)", err=True)
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED",
-                                                                              "false")}
+    click.echo(
+        f"Prefect UI: {api.removesuffix('/api')}\nIn other terminals: export PREFECT_API_URL={api}  "
+        f"(then `ghosts serve ...`; workers: `prefect worker start --pool process`)",
+        err=True,
+    )
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
+    }
     if host not in ("0.0.0.0", "::") and "PREFECT_UI_API_URL" not in env:
         env["PREFECT_UI_API_URL"] = api  # else the UI looks for the API on port 4200 whatever --port says
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]

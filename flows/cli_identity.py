@@ -3,6 +3,7 @@
 Thin wrappers: parse and check the options, call curation.analysis.identities or training.latent.memorization,
 say what was found. docs/responsible-use.md says what the numbers mean and where they stop meaning it.
 """
+
 # The commands import their rooms inside their bodies, for start-up cost: `ghosts --help` and every other
 # command load torch, dlib or SQLAlchemy only when they need them.
 from __future__ import annotations
@@ -18,8 +19,13 @@ SAME_PERSON = 0.6  # alignment.identity.SAME_PERSON (not imported here: it would
 
 
 @click.command(context_settings=CTX)
-@click.option("--threshold", type=click.FloatRange(0, 2, min_open=True), default=SAME_PERSON, show_default=True,
-              help="Descriptor distance below which new faces are linked to each other or to a person.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 2, min_open=True),
+    default=SAME_PERSON,
+    show_default=True,
+    help="Descriptor distance below which new faces are linked to each other or to a person.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @data_option
 def people(threshold: float, as_json: bool, data: Path | None) -> None:
@@ -31,44 +37,82 @@ def people(threshold: float, as_json: bool, data: Path | None) -> None:
     if as_json:
         echo_json(summary.as_dict())
         return
-    click.echo(f"described {summary.described} faces, grouped {summary.clustered} ({summary.new_people} new people); "
-               f"{summary.people} people, the largest holds {100 * summary.largest_share:.1f}% of the grouped faces"
-               + (f"; {summary.undescribed} faces left without a descriptor (photo missing or unreadable)"
-                  if summary.undescribed else ""))
+    click.echo(
+        f"described {summary.described} faces, grouped {summary.clustered} ({summary.new_people} new people); "
+        f"{summary.people} people, the largest holds {100 * summary.largest_share:.1f}% of the grouped faces"
+        + (
+            f"; {summary.undescribed} faces left without a descriptor (photo missing or unreadable)"
+            if summary.undescribed
+            else ""
+        )
+    )
 
 
 @click.command(context_settings=CTX)
 @network_option
-@click.option("--archive", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The dataset archive (zip) the network was trained on.")
-@click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True, help="Faces to generate.")
-@click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seeds first-seed .. first-seed + samples - 1.")
+@click.option(
+    "--archive",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The dataset archive (zip) the network was trained on.",
+)
+@click.option(
+    "--samples", type=click.IntRange(min=1), default=64, show_default=True, help="Faces to generate."
+)
+@click.option(
+    "--first-seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seeds first-seed .. first-seed + samples - 1.",
+)
 @trunc_option
-@click.option("--threshold", type=click.FloatRange(0, 2, min_open=True), default=SAME_PERSON, show_default=True,
-              help="Same-person descriptor distance: generated faces closer than this to a training face count.")
-@click.option("--out", "sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a PNG sheet of the closest pairs here (generated | nearest by descriptor | by pixels).")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 2, min_open=True),
+    default=SAME_PERSON,
+    show_default=True,
+    help="Same-person descriptor distance: generated faces closer than this to a training face count.",
+)
+@click.option(
+    "--out",
+    "sheet",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a PNG sheet of the closest pairs here (generated | nearest by descriptor | by pixels).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 @device_option
-def memorization(network, archive, samples, first_seed, truncation_psi, threshold, sheet, as_json, device) -> None:
+def memorization(
+    network, archive, samples, first_seed, truncation_psi, threshold, sheet, as_json, device
+) -> None:
     """Generate faces and find each one's nearest training faces by descriptor and by pixels: the fraction
     closer than the same-person threshold says how much the model copies its training people."""
     from training.latent.memorization import measure_memorization
 
     _check_trunc(truncation_psi)
     G = _load(network, device)
-    report = measure_memorization(G, archive, list(range(first_seed, first_seed + samples)),
-                                  truncation_psi=truncation_psi, threshold=threshold, sheet=sheet,
-                                  network_name=str(network), progress=not as_json)
+    report = measure_memorization(
+        G,
+        archive,
+        list(range(first_seed, first_seed + samples)),
+        truncation_psi=truncation_psi,
+        threshold=threshold,
+        sheet=sheet,
+        network_name=str(network),
+        progress=not as_json,
+    )
     if as_json:
         click.echo(report.to_json())
         return
     click.echo(report.summary())
     for p in report.pairs[:5]:
         if p.face_like:
-            click.echo(f"  seed {p.seed}: descriptor {p.descriptor_distance:.3f} to {p.descriptor_member}, "
-                       f"pixels {p.pixel_distance:.3f} to {p.pixel_member}" + (" (mirrored)" if p.pixel_mirrored else ""))
+            click.echo(
+                f"  seed {p.seed}: descriptor {p.descriptor_distance:.3f} to {p.descriptor_member}, "
+                f"pixels {p.pixel_distance:.3f} to {p.pixel_member}"
+                + (" (mirrored)" if p.pixel_mirrored else "")
+            )
     if report.sheet:
         click.echo(f"sheet -> {report.sheet}")
 

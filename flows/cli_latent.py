@@ -2,6 +2,7 @@
 
 Thin wrappers: parse and check the options, load the generator, call training.latent, say what was written.
 """
+
 # The commands import their rooms inside their bodies, for start-up cost: `ghosts --help` and every other
 # command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
@@ -15,15 +16,33 @@ from training.errors import TrainingError
 CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 network_option = click.option(
-    "--network", "network", required=True, type=click.Path(path_type=Path),
-    help="Snapshot: network-snapshot-NNNNNN (.json, .safetensors or the common stem).")
-device_option = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda when present, else cpu].")
-trunc_option = click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
-                            help="Truncation psi: 1 = none; 0.5-0.7 trades variety for cleaner faces.")
-noise_option = click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
-                            show_default=True, help="const: reproducible; random: fresh fine detail each time.")
-class_option = click.option("--class", "class_idx", type=int, default=None,
-                            help="Class index, for a conditional network.")
+    "--network",
+    "network",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Snapshot: network-snapshot-NNNNNN (.json, .safetensors or the common stem).",
+)
+device_option = click.option(
+    "--device", default=None, help="cpu, cuda, cuda:1 ... [cuda when present, else cpu]."
+)
+trunc_option = click.option(
+    "--trunc",
+    "truncation_psi",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Truncation psi: 1 = none; 0.5-0.7 trades variety for cleaner faces.",
+)
+noise_option = click.option(
+    "--noise-mode",
+    type=click.Choice(["const", "random", "none"]),
+    default="const",
+    show_default=True,
+    help="const: reproducible; random: fresh fine detail each time.",
+)
+class_option = click.option(
+    "--class", "class_idx", type=int, default=None, help="Class index, for a conditional network."
+)
 
 
 def _load(network: Path, device: str | None):
@@ -44,8 +63,10 @@ def _load(network: Path, device: str | None):
 
 def _check_trunc(truncation_psi: float) -> None:
     if not 0 <= truncation_psi <= 2:
-        raise TrainingError(f"--trunc {truncation_psi} is out of range: use 0 (the average face) to 1 (no "
-                            "truncation); values up to 2 exaggerate")
+        raise TrainingError(
+            f"--trunc {truncation_psi} is out of range: use 0 (the average face) to 1 (no "
+            "truncation); values up to 2 exaggerate"
+        )
 
 
 @click.command(context_settings=CTX)
@@ -54,7 +75,9 @@ def _check_trunc(truncation_psi: float) -> None:
 @trunc_option
 @noise_option
 @click.option("--grid", is_flag=True, help="Also write grid.png of all the pictures.")
-@click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option(
+    "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
 @class_option
 @device_option
 def generate(network, seeds, truncation_psi, noise_mode, grid, outdir, class_idx, device) -> None:
@@ -72,18 +95,31 @@ def generate(network, seeds, truncation_psi, noise_mode, grid, outdir, class_idx
 @click.command(context_settings=CTX)
 @network_option
 @click.option("--seeds", required=True, help="Seeds to morph through, in order, e.g. 3,17,42.")
-@click.option("--frames", type=int, default=60, show_default=True, help="Frames per transition between two seeds.")
-@click.option("--space", type=click.Choice(["w", "z"]), default="w", show_default=True,
-              help="w: straight lines in W (even morphs); z: great circles in Z.")
+@click.option(
+    "--frames", type=int, default=60, show_default=True, help="Frames per transition between two seeds."
+)
+@click.option(
+    "--space",
+    type=click.Choice(["w", "z"]),
+    default="w",
+    show_default=True,
+    help="w: straight lines in W (even morphs); z: great circles in Z.",
+)
 @click.option("--loop", is_flag=True, help="Return to the first seed, for a seamless loop.")
 @click.option("--fps", type=float, default=30, show_default=True, help="Frames per second.")
 @trunc_option
 @noise_option
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="morph.gif (Pillow) or morph.mp4 (H.264, via imageio-ffmpeg).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="morph.gif (Pillow) or morph.mp4 (H.264, via imageio-ffmpeg).",
+)
 @class_option
 @device_option
-def interpolate(network, seeds, frames, space, loop, fps, truncation_psi, noise_mode, out, class_idx, device) -> None:
+def interpolate(
+    network, seeds, frames, space, loop, fps, truncation_psi, noise_mode, out, class_idx, device
+) -> None:
     """A morph through the seeds' faces, as an animated GIF or an MP4."""
     from training.latent import interpolate as run_interpolation
     from training.latent import parse_seeds, write_animation
@@ -94,30 +130,66 @@ def interpolate(network, seeds, frames, space, loop, fps, truncation_psi, noise_
         raise TrainingError(f"--out {out.name}: write a .gif or an .mp4")
     _check_trunc(truncation_psi)
     G = _load(network, device)
-    pics = run_interpolation(G, seed_list, frames, space, loop, truncation_psi=truncation_psi, noise_mode=noise_mode,
-                             class_idx=class_idx, progress=True)
+    pics = run_interpolation(
+        G,
+        seed_list,
+        frames,
+        space,
+        loop,
+        truncation_psi=truncation_psi,
+        noise_mode=noise_mode,
+        class_idx=class_idx,
+        progress=True,
+    )
     write_animation(pics, out, fps=fps)
     click.echo(f"wrote {out} ({len(pics)} frames, {len(pics) / fps:.1f} s)")
 
 
 @click.command(context_settings=CTX)
 @network_option
-@click.option("--target", "target", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The photo to find in the model.")
+@click.option(
+    "--target",
+    "target",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The photo to find in the model.",
+)
 @click.option("--steps", type=int, default=1000, show_default=True, help="Optimisation steps.")
-@click.option("--align/--no-align", default=True, show_default=True,
-              help="Find and FFHQ-align the largest face first; --no-align for an already aligned picture.")
-@click.option("--vgg", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="VGG16 TorchScript file for the LPIPS loss; without it a pixel + structural loss is used.")
-@click.option("--noise/--no-noise", "optimize_noise", default=True, show_default=True,
-              help="Optimise the noise images too (--no-noise keeps the network's constant noise).")
+@click.option(
+    "--align/--no-align",
+    default=True,
+    show_default=True,
+    help="Find and FFHQ-align the largest face first; --no-align for an already aligned picture.",
+)
+@click.option(
+    "--vgg",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="VGG16 TorchScript file for the LPIPS loss; without it a pixel + structural loss is used.",
+)
+@click.option(
+    "--noise/--no-noise",
+    "optimize_noise",
+    default=True,
+    show_default=True,
+    help="Optimise the noise images too (--no-noise keeps the network's constant noise).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the optimisation.")
-@click.option("--video", type=click.Choice(["mp4", "gif"]), default="mp4", show_default=True,
-              help="Format of the optimisation video.")
-@click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option(
+    "--video",
+    type=click.Choice(["mp4", "gif"]),
+    default="mp4",
+    show_default=True,
+    help="Format of the optimisation video.",
+)
+@click.option(
+    "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
 @class_option
 @device_option
-def project(network, target, steps, align, vgg, optimize_noise, seed, video, outdir, class_idx, device) -> None:
+def project(
+    network, target, steps, align, vgg, optimize_noise, seed, video, outdir, class_idx, device
+) -> None:
     """Find the face in the model closest to a photo.
 
     Writes target.png, proj.png, projected_w.npz (key w), proj.mp4/.gif of the optimisation, loss.png and
@@ -131,24 +203,47 @@ def project(network, target, steps, align, vgg, optimize_noise, seed, video, out
     G = _load(network, device)
     picture = load_target(target, G.img_resolution, align=align)
     distance = load_vgg(vgg, device=next(G.parameters()).device) if vgg else None
-    result = run_projection(G, picture, steps=steps, distance=distance, optimize_noise=optimize_noise, seed=seed,
-                            class_idx=class_idx, progress=True)
-    options = {"network": str(network), "target": str(target), "steps": steps, "align": align,
-               "loss": "lpips" if vgg else "pixel+ssim", "optimize_noise": optimize_noise, "seed": seed}
+    result = run_projection(
+        G,
+        picture,
+        steps=steps,
+        distance=distance,
+        optimize_noise=optimize_noise,
+        seed=seed,
+        class_idx=class_idx,
+        progress=True,
+    )
+    options = {
+        "network": str(network),
+        "target": str(target),
+        "steps": steps,
+        "align": align,
+        "loss": "lpips" if vgg else "pixel+ssim",
+        "optimize_noise": optimize_noise,
+        "seed": seed,
+    }
     paths = save_projection(result, picture, outdir, video=video, options=options)
-    click.echo(f"distance {result.distances[0]:.4f} -> {result.distances[-1]:.4f}; wrote "
-               + ", ".join(p.name for p in paths.values()) + f" to {outdir}")
+    click.echo(
+        f"distance {result.distances[0]:.4f} -> {result.distances[-1]:.4f}; wrote "
+        + ", ".join(p.name for p in paths.values())
+        + f" to {outdir}"
+    )
 
 
 @click.command(name="style-mix", context_settings=CTX)
 @network_option
 @click.option("--rows", required=True, help="Row seeds (they give the layers not in --styles).")
 @click.option("--cols", required=True, help="Column seeds (they give the --styles layers).")
-@click.option("--styles", default=None,
-              help="Layers taken from the column seeds, e.g. 0-6 [the coarse 4-32 px layers: pose, face shape].")
+@click.option(
+    "--styles",
+    default=None,
+    help="Layers taken from the column seeds, e.g. 0-6 [the coarse 4-32 px layers: pose, face shape].",
+)
 @trunc_option
 @noise_option
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The grid, a .png.")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The grid, a .png."
+)
 @class_option
 @device_option
 def style_mix(network, rows, cols, styles, truncation_psi, noise_mode, out, class_idx, device) -> None:
@@ -163,8 +258,16 @@ def style_mix(network, rows, cols, styles, truncation_psi, noise_mode, out, clas
         raise TrainingError(f"--out {out.name}: the grid is written as a .png")
     _check_trunc(truncation_psi)
     G = _load(network, device)
-    grid = run_mix(G, row_seeds, col_seeds, style_list, truncation_psi=truncation_psi, noise_mode=noise_mode,
-                   class_idx=class_idx, progress=True)
+    grid = run_mix(
+        G,
+        row_seeds,
+        col_seeds,
+        style_list,
+        truncation_psi=truncation_psi,
+        noise_mode=noise_mode,
+        class_idx=class_idx,
+        progress=True,
+    )
     save_png(grid, out)
     click.echo(f"wrote {out} ({len(row_seeds) + 1} x {len(col_seeds) + 1} cells)")
 
@@ -176,12 +279,25 @@ def direction() -> None:
 
 @direction.command(name="fit", context_settings=CTX)
 @network_option
-@click.option("--positive", required=True, type=click.Path(path_type=Path),
-              help="Latents with the attribute: a folder of projected_w.npz files and/or .txt seed lists, or one file.")
-@click.option("--negative", required=True, type=click.Path(path_type=Path), help="Latents without it (same forms).")
-@click.option("--method", type=click.Choice(["mean", "logistic"]), default="mean", show_default=True,
-              help="mean: difference of the means; logistic: normal of a logistic-regression boundary.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The direction, a .npy.")
+@click.option(
+    "--positive",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Latents with the attribute: a folder of projected_w.npz files and/or .txt seed lists, or one file.",
+)
+@click.option(
+    "--negative", required=True, type=click.Path(path_type=Path), help="Latents without it (same forms)."
+)
+@click.option(
+    "--method",
+    type=click.Choice(["mean", "logistic"]),
+    default="mean",
+    show_default=True,
+    help="mean: difference of the means; logistic: normal of a logistic-regression boundary.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The direction, a .npy."
+)
 @class_option
 @device_option
 def direction_fit(network, positive, negative, method, out, class_idx, device) -> None:
@@ -194,28 +310,52 @@ def direction_fit(network, positive, negative, method, out, class_idx, device) -
     pos = load_latents(positive, G, class_idx=class_idx)
     neg = load_latents(negative, G, class_idx=class_idx)
     vec = fit_direction(G, pos, neg, method, class_idx=class_idx)
-    save_direction(vec, out, info={"method": method, "network": str(network), "positive": str(positive),
-                                   "negative": str(negative), "num_positive": len(pos), "num_negative": len(neg),
-                                   "units": "strength 1 = one standard deviation of W along the direction"})
+    save_direction(
+        vec,
+        out,
+        info={
+            "method": method,
+            "network": str(network),
+            "positive": str(positive),
+            "negative": str(negative),
+            "num_positive": len(pos),
+            "num_negative": len(neg),
+            "units": "strength 1 = one standard deviation of W along the direction",
+        },
+    )
     click.echo(f"wrote {out} from {len(pos)} positive and {len(neg)} negative latents ({method})")
 
 
 @direction.command(name="apply", context_settings=CTX)
 @network_option
 @click.option("--seeds", required=True, help="Seeds to edit, e.g. 0-7.")
-@click.option("--direction", "direction_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="A .npy from `ghosts direction fit`.")
-@click.option("--strengths", default="-3,0,3", show_default=True,
-              help="Strengths in standard deviations of W; 0 is the unedited face.")
+@click.option(
+    "--direction",
+    "direction_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A .npy from `ghosts direction fit`.",
+)
+@click.option(
+    "--strengths",
+    default="-3,0,3",
+    show_default=True,
+    help="Strengths in standard deviations of W; 0 is the unedited face.",
+)
 @click.option("--layers", default=None, help="Edit only these layers, e.g. 0-6 [all].")
 @trunc_option
 @noise_option
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The grid (.png): seeds down, strengths across.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The grid (.png): seeds down, strengths across.",
+)
 @class_option
 @device_option
-def direction_apply(network, seeds, direction_path, strengths, layers, truncation_psi, noise_mode, out, class_idx,
-                    device) -> None:
+def direction_apply(
+    network, seeds, direction_path, strengths, layers, truncation_psi, noise_mode, out, class_idx, device
+) -> None:
     """Move seeds' faces along a direction at several strengths."""
     from training.latent import (
         apply_direction,
@@ -234,8 +374,17 @@ def direction_apply(network, seeds, direction_path, strengths, layers, truncatio
     _check_trunc(truncation_psi)
     G = _load(network, device)
     vec = load_direction(direction_path, G)
-    rows = apply_direction(G, seed_list, vec, strength_list, layers=layer_list, truncation_psi=truncation_psi,
-                           noise_mode=noise_mode, class_idx=class_idx, progress=True)
+    rows = apply_direction(
+        G,
+        seed_list,
+        vec,
+        strength_list,
+        layers=layer_list,
+        truncation_psi=truncation_psi,
+        noise_mode=noise_mode,
+        class_idx=class_idx,
+        progress=True,
+    )
     save_png(direction_grid(rows), out)
     click.echo(f"wrote {out} ({len(seed_list)} seeds x {len(strength_list)} strengths)")
 

@@ -2,6 +2,7 @@
 
 flows/cli.py assembles the commands of flows/cli_<room>.py; those modules import this one, never cli.py.
 """
+
 from __future__ import annotations
 
 import contextlib

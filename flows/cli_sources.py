@@ -1,4 +1,5 @@
 """`ghosts login`, `ghosts scrape`, `ghosts import-urls` and `ghosts import-scraped`: the network sources."""
+
 # The commands import their rooms inside their bodies, for start-up cost: `ghosts --help` and every other
 # command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
@@ -14,16 +15,30 @@ from flows.cli_options import data_option, echo_json, open_ws
 
 @click.command()
 @click.argument("username")
-@click.option("--cookies", "browser", type=click.Choice(BROWSERS, case_sensitive=False), default=None,
-              help="Import the login of this browser instead of typing a password (the way instaloader "
-                   "recommends when a password login hits a checkpoint).")
-@click.option("--cookie-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="The browser's cookie database (Firefox: cookies.sqlite), when it is not found by itself.")
-@click.option("--check", is_flag=True,
-              help="Do not log in: ask each endpoint the scraper uses once with the saved session, and print "
-                   "which ones answer (exit status 1 when the session is not logged in).")
+@click.option(
+    "--cookies",
+    "browser",
+    type=click.Choice(BROWSERS, case_sensitive=False),
+    default=None,
+    help="Import the login of this browser instead of typing a password (the way instaloader "
+    "recommends when a password login hits a checkpoint).",
+)
+@click.option(
+    "--cookie-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The browser's cookie database (Firefox: cookies.sqlite), when it is not found by itself.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Do not log in: ask each endpoint the scraper uses once with the saved session, and print "
+    "which ones answer (exit status 1 when the session is not logged in).",
+)
 @data_option
-def login(username: str, browser: str | None, cookie_file: Path | None, check: bool, data: Path | None) -> None:
+def login(
+    username: str, browser: str | None, cookie_file: Path | None, check: bool, data: Path | None
+) -> None:
     """Log in to Instagram as USERNAME and save the session in the workspace (mode 0600).
 
     Without --cookies, asks for the password (and a two-factor code when Instagram wants one). The
@@ -41,17 +56,24 @@ def login(username: str, browser: str | None, cookie_file: Path | None, check: b
         for line in check_report(username, checks, logged_in):
             click.echo(line)
         if not logged_in:
-            raise GhostsError(f"the saved session of {username} is not logged in: run `ghosts login {username}` "
-                              f"(or `--cookies firefox`) again")
+            raise GhostsError(
+                f"the saved session of {username} is not logged in: run `ghosts login {username}` "
+                f"(or `--cookies firefox`) again"
+            )
         return
     loader = make_loader()
     if browser or cookie_file:
-        path = login_with_cookies(ws, loader, username, browser=(browser or "firefox"), cookie_file=cookie_file)
+        path = login_with_cookies(
+            ws, loader, username, browser=(browser or "firefox"), cookie_file=cookie_file
+        )
     else:
         path = login_with_password(
-            ws, loader, username,
-            ask_password=lambda: click.prompt(f"Instagram password for {username}", hide_input=True,
-                                              err=True),
+            ws,
+            loader,
+            username,
+            ask_password=lambda: click.prompt(
+                f"Instagram password for {username}", hide_input=True, err=True
+            ),
             ask_code=lambda: click.prompt("Two-factor code from your app or SMS", err=True),
         )
     click.echo(f"logged in as {username}; session saved to {path}")
@@ -59,20 +81,49 @@ def login(username: str, browser: str | None, cookie_file: Path | None, check: b
 
 
 @click.command()
-@click.option("--tag", "tags", multiple=True, required=True, metavar="TAG",
-              help="Hashtag to scrape, without '#'; repeat for several tags.")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="New images to add per tag (posts already in the catalog do not count).")
-@click.option("--session", "session_user", default=None, metavar="USER",
-              help="Saved session to use (see `ghosts login`); default: the only one saved.")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    required=True,
+    metavar="TAG",
+    help="Hashtag to scrape, without '#'; repeat for several tags.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="New images to add per tag (posts already in the catalog do not count).",
+)
+@click.option(
+    "--session",
+    "session_user",
+    default=None,
+    metavar="USER",
+    help="Saved session to use (see `ghosts login`); default: the only one saved.",
+)
 @click.option("--top-only", is_flag=True, help="Only the tag's top posts, not the recent feed.")
-@click.option("--restart", is_flag=True, help="Forget where the last run of each tag stopped; start from the newest.")
-@click.option("--max-requests-per-hour", type=click.IntRange(min=1), default=None,
-              help="Cap on requests to Instagram per hour, on top of instaloader's own limits.")
+@click.option(
+    "--restart", is_flag=True, help="Forget where the last run of each tag stopped; start from the newest."
+)
+@click.option(
+    "--max-requests-per-hour",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cap on requests to Instagram per hour, on top of instaloader's own limits.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @data_option
-def scrape(tags: tuple[str, ...], limit: int | None, session_user: str | None, top_only: bool, restart: bool,
-           max_requests_per_hour: int | None, as_json: bool, data: Path | None) -> None:
+def scrape(
+    tags: tuple[str, ...],
+    limit: int | None,
+    session_user: str | None,
+    top_only: bool,
+    restart: bool,
+    max_requests_per_hour: int | None,
+    as_json: bool,
+    data: Path | None,
+) -> None:
     """Scrape the images of Instagram posts by hashtag into the catalog.
 
     Resumable and incremental: each tag continues where its last run stopped, and posts already in the
@@ -82,18 +133,28 @@ def scrape(tags: tuple[str, ...], limit: int | None, session_user: str | None, t
     from curation.sources.instagram.scraper import scrape_error_message, scrape_tags
 
     ws = open_ws(data)
-    summary = scrape_tags(ws, tags, session=session_user, limit=limit, top_only=top_only, restart=restart,
-                          max_requests_per_hour=max_requests_per_hour, progress=not as_json)
+    summary = scrape_tags(
+        ws,
+        tags,
+        session=session_user,
+        limit=limit,
+        top_only=top_only,
+        restart=restart,
+        max_requests_per_hour=max_requests_per_hour,
+        progress=not as_json,
+    )
     if as_json:
         echo_json(summary.as_dict())
     else:
         for t in summary.tags:
             resumed = ", resumed" if t.resumed else ""
             walked = ", feed done" if t.finished else ""
-            click.echo(f"#{t.tag} ({t.feed or 'no feed'}{resumed}{walked}): added {t.added}, duplicates "
-                       f"{t.duplicates}, near duplicates {t.near_duplicates}, already in catalog {t.posts_known} "
-                       f"posts, videos skipped {t.videos_skipped}, refused {len(t.rejected)}, failed "
-                       f"{len(t.failed)}, left for next run {t.incomplete} posts")
+            click.echo(
+                f"#{t.tag} ({t.feed or 'no feed'}{resumed}{walked}): added {t.added}, duplicates "
+                f"{t.duplicates}, near duplicates {t.near_duplicates}, already in catalog {t.posts_known} "
+                f"posts, videos skipped {t.videos_skipped}, refused {len(t.rejected)}, failed "
+                f"{len(t.failed)}, left for next run {t.incomplete} posts"
+            )
             if t.posts_taken_down:
                 click.echo(f"  skipped {t.posts_taken_down} posts of accounts that asked for a takedown")
             for r in t.rejected + t.failed:
@@ -112,16 +173,32 @@ def scrape(tags: tuple[str, ...], limit: int | None, session_user: str | None, t
 
 @click.command(name="import-urls")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
-              help="Seconds to wait for a server's answer (connecting: at most 10).")
-@click.option("--max-mb", type=click.FloatRange(min=0.001), default=50.0, show_default=True,
-              help="Largest image to download, in megabytes.")
-@click.option("--deadline", type=click.FloatRange(min=1), default=300.0, show_default=True,
-              help="Most seconds one URL may take in all (retries included), however steadily it sends.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for a server's answer (connecting: at most 10).",
+)
+@click.option(
+    "--max-mb",
+    type=click.FloatRange(min=0.001),
+    default=50.0,
+    show_default=True,
+    help="Largest image to download, in megabytes.",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Most seconds one URL may take in all (retries included), however steadily it sends.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @data_option
-def import_urls(file: Path, timeout: float, max_mb: float, deadline: float, as_json: bool,
-                data: Path | None) -> None:
+def import_urls(
+    file: Path, timeout: float, max_mb: float, deadline: float, as_json: bool, data: Path | None
+) -> None:
     """Import the images at the URLs listed in FILE (one per line, or a CSV with a `url` column).
 
     Each URL must answer with an image content type within the size limit. Servers that send
@@ -134,14 +211,24 @@ def import_urls(file: Path, timeout: float, max_mb: float, deadline: float, as_j
     ws = open_ws(data)
     urls = read_url_list(file)
     if not urls:
-        raise GhostsError(f"no URLs in {file}: expected one http(s) URL per line or a CSV with a `url` column")
-    summary = fetch_all(ws, urls, timeout=(min(10.0, timeout), timeout), max_bytes=int(max_mb * 1_000_000),
-                        progress=not as_json, deadline_s=deadline)
+        raise GhostsError(
+            f"no URLs in {file}: expected one http(s) URL per line or a CSV with a `url` column"
+        )
+    summary = fetch_all(
+        ws,
+        urls,
+        timeout=(min(10.0, timeout), timeout),
+        max_bytes=int(max_mb * 1_000_000),
+        progress=not as_json,
+        deadline_s=deadline,
+    )
     if as_json:
         echo_json(summary.as_dict())
         return
-    click.echo(f"added {summary.added}, duplicates {summary.duplicates}, near duplicates "
-               f"{summary.near_duplicates}, converted {summary.converted}, refused {len(summary.rejected)}")
+    click.echo(
+        f"added {summary.added}, duplicates {summary.duplicates}, near duplicates "
+        f"{summary.near_duplicates}, converted {summary.converted}, refused {len(summary.rejected)}"
+    )
     for r in summary.rejected:
         click.echo(f"  refused {r['url']}: {r['reason']}")
 

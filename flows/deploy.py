@@ -3,6 +3,7 @@
 `prefect.yaml` at the repository root describes the same deployments for work pools (`prefect deploy --all`);
 this module is the no-infrastructure way: one long-running process that serves them all.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,9 +52,13 @@ class ServeOptions:
             try:
                 CronSchedule(cron=self.cron, timezone=self.timezone)
             except ValueError as e:  # pydantic's ValidationError; its message names the bad field
-                raise GhostsError(f"--cron {self.cron!r} / --timezone {self.timezone!r}: {_first_line(e)}") from None
+                raise GhostsError(
+                    f"--cron {self.cron!r} / --timezone {self.timezone!r}: {_first_line(e)}"
+                ) from None
             if not self.tags and not self.paths:
-                raise GhostsError("a schedule needs something to bring in: give --tag (or --import) with --cron")
+                raise GhostsError(
+                    "a schedule needs something to bring in: give --tag (or --import) with --cron"
+                )
         make_task_runner(self.runner, self.workers, self.dask_address)
         return self
 
@@ -68,29 +73,43 @@ def build_deployments(opts: ServeOptions) -> list[RunnerDeployment]:
     run from the UI, all with the workspace and the user's options as default parameters."""
     opts.validate()
     scrape_params: dict[str, Any] = {
-        "tags": opts.tags, "paths": opts.paths, "limit": opts.limit, "session": opts.session, "data": opts.data,
-        "detector": opts.detector, "runner": opts.runner, "workers": opts.workers, "dask_address": opts.dask_address,
+        "tags": opts.tags,
+        "paths": opts.paths,
+        "limit": opts.limit,
+        "session": opts.session,
+        "data": opts.data,
+        "detector": opts.detector,
+        "runner": opts.runner,
+        "workers": opts.workers,
+        "dask_address": opts.dask_address,
     }
     deployments = [
         scrape_and_align.to_deployment(
-            name="scheduled", parameters=scrape_params,
+            name="scheduled",
+            parameters=scrape_params,
             schedules=[CronSchedule(cron=opts.cron, timezone=opts.timezone)] if opts.cron else None,
             description="Scrape the tags and import the folders, then analyse every new image.",
-            tags=["ghosts"]),
+            tags=["ghosts"],
+        ),
         review_gate.to_deployment(name="manual", parameters={"data": opts.data}, tags=["ghosts"]),
         freeze.to_deployment(name="manual", parameters={"data": opts.data}, tags=["ghosts"]),
-        pipeline.to_deployment(name="manual", parameters={**scrape_params, "settings": opts.settings.model_dump()},
-                               tags=["ghosts"]),
+        pipeline.to_deployment(
+            name="manual",
+            parameters={**scrape_params, "settings": opts.settings.model_dump()},
+            tags=["ghosts"],
+        ),
         explore.to_deployment(name="manual", tags=["ghosts"]),
     ]
     if opts.train_on_freeze:
-        deployments.append(train.to_deployment(
-            name="on-freeze",
-            parameters={"settings": opts.settings.model_dump(), "data": opts.data},
-            triggers=[frozen_trigger()],
-            description=f"Train on every dataset as it is frozen (event {DATASET_FROZEN}); once per archive.",
-            tags=["ghosts"],
-        ))
+        deployments.append(
+            train.to_deployment(
+                name="on-freeze",
+                parameters={"settings": opts.settings.model_dump(), "data": opts.data},
+                triggers=[frozen_trigger()],
+                description=f"Train on every dataset as it is frozen (event {DATASET_FROZEN}); once per archive.",
+                tags=["ghosts"],
+            )
+        )
     return deployments
 
 

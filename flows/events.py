@@ -1,4 +1,5 @@
 """The Prefect events ghosts emits, and the one place their names and payloads are written down."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +11,10 @@ DATASET_RESOURCE_PREFIX = "ghosts.dataset."
 
 
 def dataset_resource(name: str, version: int) -> dict[str, str]:
-    return {"prefect.resource.id": f"{DATASET_RESOURCE_PREFIX}{name}.v{version}",
-            "prefect.resource.name": f"{name} v{version}"}
+    return {
+        "prefect.resource.id": f"{DATASET_RESOURCE_PREFIX}{name}.v{version}",
+        "prefect.resource.name": f"{name} v{version}",
+    }
 
 
 def frozen_payload(result, workspace: str) -> dict[str, Any]:
@@ -34,5 +37,8 @@ def frozen_payload(result, workspace: str) -> dict[str, Any]:
 
 def emit_dataset_frozen(result, workspace: str) -> Event | None:
     """Emit `ghosts.dataset.frozen` for a `curation.datasets.freeze.FreezeResult` (None when events are off)."""
-    return emit_event(DATASET_FROZEN, resource=dataset_resource(result.name, result.version),
-                      payload=frozen_payload(result, workspace))
+    return emit_event(
+        DATASET_FROZEN,
+        resource=dataset_resource(result.name, result.version),
+        payload=frozen_payload(result, workspace),
+    )

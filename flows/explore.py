@@ -1,4 +1,5 @@
 """`explore`: a first look at a trained generator: a grid of random faces and a looping morph through a few."""
+
 from __future__ import annotations
 
 import base64
@@ -27,23 +28,39 @@ def sample_grid(network: str, seeds: list[int], truncation_psi: float, out: str,
 
     grid = make_grid(generate_images(_generator(network, device), seeds, truncation_psi))
     path = save_png(grid, out)
-    create_image_artifact(image_url=data_uri(grid), key=artifact_key("explore-grid"),
-                          description=f"Seeds {seeds[0]}-{seeds[-1]}, truncation psi {truncation_psi:g} ({path})")
+    create_image_artifact(
+        image_url=data_uri(grid),
+        key=artifact_key("explore-grid"),
+        description=f"Seeds {seeds[0]}-{seeds[-1]}, truncation psi {truncation_psi:g} ({path})",
+    )
     return str(path)
 
 
 @task(name="morph", cache_policy=NO_CACHE)
-def morph(network: str, seeds: list[int], frames: int, truncation_psi: float, out: str, device: str | None) -> str:
+def morph(
+    network: str, seeds: list[int], frames: int, truncation_psi: float, out: str, device: str | None
+) -> str:
     from training.latent import interpolate, write_animation
 
-    path = write_animation(interpolate(_generator(network, device), seeds, frames=frames, loop=True,
-                                       truncation_psi=truncation_psi), out, fps=min(30.0, frames / 2))
+    path = write_animation(
+        interpolate(
+            _generator(network, device), seeds, frames=frames, loop=True, truncation_psi=truncation_psi
+        ),
+        out,
+        fps=min(30.0, frames / 2),
+    )
     size = path.stat().st_size
     # Small GIFs play inside the Prefect UI; big ones are named by path.
-    shown = (f"![morph](data:image/gif;base64,{base64.b64encode(path.read_bytes()).decode('ascii')})\n\n"
-             if path.suffix == ".gif" and size <= MAX_DATA_URI_BYTES * 3 // 4 else "")
-    create_markdown_artifact(f"## Morph through seeds {', '.join(map(str, seeds))}\n\n{shown}`{path}`",
-                             key=artifact_key("explore-morph"), description="A looping walk through latent space")
+    shown = (
+        f"![morph](data:image/gif;base64,{base64.b64encode(path.read_bytes()).decode('ascii')})\n\n"
+        if path.suffix == ".gif" and size <= MAX_DATA_URI_BYTES * 3 // 4
+        else ""
+    )
+    create_markdown_artifact(
+        f"## Morph through seeds {', '.join(map(str, seeds))}\n\n{shown}`{path}`",
+        key=artifact_key("explore-morph"),
+        description="A looping walk through latent space",
+    )
     return str(path)
 
 

@@ -5,6 +5,7 @@ deployment has a trigger on it. Freezing the same selection again returns the ex
 event again, unless that archive was trained or is being trained: then no event, so no train run is created
 only to skip (and training is idempotent per archive besides).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,8 +23,9 @@ from flows.workspace import open_data, resolve_data
 
 @task(name="freeze-dataset", cache_policy=NO_CACHE)
 def freeze_task(data: str, name: str, resolution: int, labels: str, mirror_check: bool):
-    return freeze_dataset(open_data(data), name, resolution=resolution, labels=labels, mirror_check=mirror_check,
-                          progress=False)
+    return freeze_dataset(
+        open_data(data), name, resolution=resolution, labels=labels, mirror_check=mirror_check, progress=False
+    )
 
 
 @flow(name="freeze", log_prints=True)
@@ -42,19 +44,42 @@ def freeze(
     trained = archive_training_status(open_data(data), result.sha256)
     if trained in ("running", "completed"):
         event = None
-        get_run_logger().info("not emitting %s: this archive is %s already", DATASET_FROZEN,
-                              "trained" if trained == "completed" else "being trained")
+        get_run_logger().info(
+            "not emitting %s: this archive is %s already",
+            DATASET_FROZEN,
+            "trained" if trained == "completed" else "being trained",
+        )
     else:
         event = emit_dataset_frozen(result, data)
-    get_run_logger().info("%s %s v%d: %d faces at %d px, sha256 %s", "froze" if result.created else "unchanged:",
-                          result.name, result.version, result.count, result.resolution, result.sha256[:16])
+    get_run_logger().info(
+        "%s %s v%d: %d faces at %d px, sha256 %s",
+        "froze" if result.created else "unchanged:",
+        result.name,
+        result.version,
+        result.count,
+        result.resolution,
+        result.sha256[:16],
+    )
     create_markdown_artifact(
-        f"## {result.name} v{result.version}\n\n" + markdown_table([
-            ("archive", f"`{result.path}`"), ("sha256", f"`{result.sha256}`"), ("faces", result.count),
-            ("resolution", f"{result.resolution} px"), ("new version", "yes" if result.created else "no (same selection)"),
-        ], header=("", "")) + (f"\n\nEmitted `{DATASET_FROZEN}`." if event else
-                               f"\n\n`{DATASET_FROZEN}` not emitted ({trained or 'events are off'})."),
-        key=artifact_key("dataset", result.name), description="The frozen dataset version")
+        f"## {result.name} v{result.version}\n\n"
+        + markdown_table(
+            [
+                ("archive", f"`{result.path}`"),
+                ("sha256", f"`{result.sha256}`"),
+                ("faces", result.count),
+                ("resolution", f"{result.resolution} px"),
+                ("new version", "yes" if result.created else "no (same selection)"),
+            ],
+            header=("", ""),
+        )
+        + (
+            f"\n\nEmitted `{DATASET_FROZEN}`."
+            if event
+            else f"\n\n`{DATASET_FROZEN}` not emitted ({trained or 'events are off'})."
+        ),
+        key=artifact_key("dataset", result.name),
+        description="The frozen dataset version",
+    )
     out = result.as_dict()
     out["event_id"] = str(event.id) if event is not None else None
     out["workspace"] = data

@@ -10,6 +10,7 @@ every child process inherits it, and stops it when the command ends.
 `GHOSTS_API_GRACE` seconds (default 20) it prints one line and ends the process with exit status 1, since
 Prefect's client would otherwise retry, and a crashed engine may wait forever.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,11 +59,28 @@ def foreground_api(configured: str | None, warm: Callable[[], object] | None = N
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below, after the server stops
-    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
-            "--no-services", "--no-ui"]
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True,
-                            preexec_fn=_parent_death_signal())  # noqa: PLW1509 - one prctl call, no imports
+    argv = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-services",
+        "--no-ui",
+    ]
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_parent_death_signal(),
+    )  # noqa: PLW1509 - one prctl call, no imports
     restore = _exit_on_sigterm()
     try:
         end = time.monotonic() + START_TIMEOUT_S
@@ -72,9 +90,11 @@ def foreground_api(configured: str | None, warm: Callable[[], object] | None = N
             if proc.poll() is not None or time.monotonic() > end:
                 log.seek(0)
                 tail = log.read().decode(errors="replace").strip().splitlines()[-5:]
-                raise GhostsError("could not start a temporary Prefect server for this run"
-                                  + (f": {' / '.join(tail)}" if tail else "")
-                                  + " (or set PREFECT_API_URL, e.g. after `ghosts server`)")
+                raise GhostsError(
+                    "could not start a temporary Prefect server for this run"
+                    + (f": {' / '.join(tail)}" if tail else "")
+                    + " (or set PREFECT_API_URL, e.g. after `ghosts server`)"
+                )
             time.sleep(0.2)
         from prefect.context import refresh_global_settings_context
         from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -157,9 +177,11 @@ def api_watchdog(url: str, as_json: bool = False) -> Iterator[None]:
                 last_ok = time.monotonic()
                 continue
             if time.monotonic() - last_ok >= grace and not stop.is_set():
-                message = (f"the Prefect API at {url} stopped answering (for {grace:g} s): this run cannot "
-                           "report or continue; start the server again and rerun the command (what was "
-                           "stored is kept, and a rerun continues from there)")
+                message = (
+                    f"the Prefect API at {url} stopped answering (for {grace:g} s): this run cannot "
+                    "report or continue; start the server again and rerun the command (what was "
+                    "stored is kept, and a rerun continues from there)"
+                )
                 if as_json:
                     os.write(_json_fd(), (json.dumps({"error": message}) + "\n").encode())
                 os.write(2, f"ghosts: error: {message}\n".encode())

@@ -1,4 +1,5 @@
 """`pipeline`: the whole chain once: scrape (or import) -> analyse -> review gate -> freeze -> train."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,9 +28,13 @@ def auto_accept(data: str, rule: str) -> dict[str, Any]:
     complete_selection(ws, reviewer=REVIEWER)
     out = result.as_dict()
     create_markdown_artifact(
-        f"## Review skipped: auto-accept `{result.rule}`\n\n" + markdown_table(
-            [(k.replace("_", " "), v) for k, v in out.items() if k != "rule"], header=("faces", "count")),
-        key=artifact_key("review-gate"), description="Faces accepted by rule instead of by a person")
+        f"## Review skipped: auto-accept `{result.rule}`\n\n"
+        + markdown_table(
+            [(k.replace("_", " "), v) for k, v in out.items() if k != "rule"], header=("faces", "count")
+        ),
+        key=artifact_key("review-gate"),
+        description="Faces accepted by rule instead of by a person",
+    )
     return out
 
 
@@ -69,16 +74,35 @@ def pipeline(
         parse_rule(auto_accept_rule)
     make_task_runner(runner, workers, dask_address)
 
-    brought = scrape_and_align(tags=tags, limit=limit, session=session, paths=paths, data=data, detector=detector,
-                               target_size=resolution, batch_size=batch_size, runner=runner, workers=workers, dask_address=dask_address)
+    brought = scrape_and_align(
+        tags=tags,
+        limit=limit,
+        session=session,
+        paths=paths,
+        data=data,
+        detector=detector,
+        target_size=resolution,
+        batch_size=batch_size,
+        runner=runner,
+        workers=workers,
+        dask_address=dask_address,
+    )
     if auto_accept_rule:
         review = auto_accept(data, auto_accept_rule)
     else:
-        review = review_gate(target=target, data=data, review_url=review_url, timeout_hours=review_timeout_hours,
-                             poll_interval=review_poll_interval)
+        review = review_gate(
+            target=target,
+            data=data,
+            review_url=review_url,
+            timeout_hours=review_timeout_hours,
+            poll_interval=review_poll_interval,
+        )
     frozen = freeze(name=name, resolution=resolution, labels=labels, data=data)
-    trained = train(archive=frozen["path"], settings=settings, sha256=frozen["sha256"], data=data) \
-        if train_after else None
+    trained = (
+        train(archive=frozen["path"], settings=settings, sha256=frozen["sha256"], data=data)
+        if train_after
+        else None
+    )
     explored = None
     if trained and trained.get("snapshot"):
         logger.info("trained on %s: last snapshot %s", frozen["path"], trained["snapshot"])

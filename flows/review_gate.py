@@ -5,6 +5,7 @@ where, then pauses. "Selection done" on the review page closes the round and res
 `ReviewDone` input (`complete_selection` here, which passes `resume_waiting_run` to the review room's
 `complete_selection`); the Prefect UI's resume form does the same by hand.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,10 @@ def _current_api() -> str | None:
 
 
 def _how_to_resume(run_id: str) -> str:
-    return (f"resume it from the Prefect UI (the run's Resume button), or with `ghosts run resume {run_id}` "
-            "(PREFECT_API_URL set to its server)")
+    return (
+        f"resume it from the Prefect UI (the run's Resume button), or with `ghosts run resume {run_id}` "
+        "(PREFECT_API_URL set to its server)"
+    )
 
 
 def resume_waiting_run(run_id: str, run_input: dict, api_url: str | None = None) -> None:
@@ -78,21 +81,29 @@ def resume_waiting_run(run_id: str, run_input: dict, api_url: str | None = None)
 
     url = api_url or _current_api()
     if not url:
-        raise GhostsError(f"no Prefect API is configured to resume flow run {run_id} with: set PREFECT_API_URL "
-                          f"to the server it runs on, or {_how_to_resume(run_id)}")
+        raise GhostsError(
+            f"no Prefect API is configured to resume flow run {run_id} with: set PREFECT_API_URL "
+            f"to the server it runs on, or {_how_to_resume(run_id)}"
+        )
     if not api_healthy(url):
-        raise GhostsError(f"the Prefect API at {url}, where flow run {run_id} waits, does not answer (the run's "
-                          f"process or server stopped?): start that server again and {_how_to_resume(run_id)}")
+        raise GhostsError(
+            f"the Prefect API at {url}, where flow run {run_id} waits, does not answer (the run's "
+            f"process or server stopped?): start that server again and {_how_to_resume(run_id)}"
+        )
     rid = parse_run_id(run_id)
     with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as client:
         try:
             run = client.read_flow_run(rid)
         except ObjectNotFound:
-            raise GhostsError(f"flow run {run_id} is not on the Prefect API at {url}: it ran on another server; "
-                              f"{_how_to_resume(run_id)}") from None
+            raise GhostsError(
+                f"flow run {run_id} is not on the Prefect API at {url}: it ran on another server; "
+                f"{_how_to_resume(run_id)}"
+            ) from None
         if not run.state or not run.state.is_paused():
-            raise RunNotWaiting(f"flow run {run_id} is {run.state.name if run.state else 'without a state'}, "
-                                "not waiting for the review")
+            raise RunNotWaiting(
+                f"flow run {run_id} is {run.state.name if run.state else 'without a state'}, "
+                "not waiting for the review"
+            )
         response = client.resume_flow_run(rid, run_input=run_input)
     if response.status == SetStateStatus.REJECT:
         if response.state and response.state.type == StateType.FAILED:
@@ -102,13 +113,15 @@ def resume_waiting_run(run_id: str, run_input: dict, api_url: str | None = None)
 
 def make_resume(ws):
     """The review room's `Resume` for this workspace: each run resumed on the API it was recorded with."""
+
     def resume(run_id: str, run_input: dict) -> None:
         resume_waiting_run(run_id, run_input, recorded_run_api(ws, run_id))
+
     return resume
 
 
 def complete_selection(ws, reviewer: str) -> ReviewRound:
-    """"Selection done": close the open round and resume the flow run waiting on it, if any."""
+    """ "Selection done": close the open round and resume the flow run waiting on it, if any."""
     return selection.complete_selection(ws, reviewer, resume=make_resume(ws))
 
 
@@ -120,10 +133,11 @@ class ReviewDone(RunInput):
     round_id: int | None = None  # the review round (ReviewRound.id)
 
 
-def gate_markdown(counts: dict[str, Any], target: int, data: str, review_url: str, timeout_hours: float) -> str:
+def gate_markdown(
+    counts: dict[str, Any], target: int, data: str, review_url: str, timeout_hours: float
+) -> str:
     left = max(target - counts.get("accepted", 0), 0)
-    table = markdown_table([(k, counts.get(k, 0)) for k in (*DECISIONS, "total")],
-                           header=("faces", "count"))
+    table = markdown_table([(k, counts.get(k, 0)) for k in (*DECISIONS, "total")], header=("faces", "count"))
     return (
         f"## Review needed: {counts.get('accepted', 0)} of {target} faces accepted ({left} to go)\n\n"
         f"{table}\n\n"
@@ -148,11 +162,17 @@ def _round_of_this_run(ws) -> ReviewRound | None:
     from sqlalchemy import select
 
     with ws.session() as s:
-        return s.scalars(select(ReviewRound).where(ReviewRound.flow_run_id == str(flow_run.id))
-                         .order_by(ReviewRound.id.desc()).limit(1)).first()
+        return s.scalars(
+            select(ReviewRound)
+            .where(ReviewRound.flow_run_id == str(flow_run.id))
+            .order_by(ReviewRound.id.desc())
+            .limit(1)
+        ).first()
 
 
-@flow(name="review-gate", log_prints=True, persist_result=True)  # suspension reruns the flow: results persisted
+@flow(
+    name="review-gate", log_prints=True, persist_result=True
+)  # suspension reruns the flow: results persisted
 def review_gate(
     target: int = 1000,  # faces wanted (~1k is enough for StyleGAN2-ADA's small-data regime)
     data: str | None = None,  # workspace folder; None: GHOSTS_DATA or ./data
@@ -177,17 +197,30 @@ def review_gate(
     try:
         if _waits_as_deployment():
             if again is None:
-                create_markdown_artifact(md, key=artifact_key("review-gate"), description="Waiting for the review")
-                logger.info("suspending until the review of round %s is done: open %s and press Selection done",
-                            rnd.id, review_url)
+                create_markdown_artifact(
+                    md, key=artifact_key("review-gate"), description="Waiting for the review"
+                )
+                logger.info(
+                    "suspending until the review of round %s is done: open %s and press Selection done",
+                    rnd.id,
+                    review_url,
+                )
             done = suspend_flow_run(wait_for_input=wanted, timeout=timeout, key=key)
         else:
-            create_markdown_artifact(md, key=artifact_key("review-gate"), description="Waiting for the review")
-            logger.info("waiting for the review of round %s: open %s and press Selection done", rnd.id, review_url)
-            done = pause_flow_run(wait_for_input=wanted, timeout=timeout, poll_interval=poll_interval, key=key)
+            create_markdown_artifact(
+                md, key=artifact_key("review-gate"), description="Waiting for the review"
+            )
+            logger.info(
+                "waiting for the review of round %s: open %s and press Selection done", rnd.id, review_url
+            )
+            done = pause_flow_run(
+                wait_for_input=wanted, timeout=timeout, poll_interval=poll_interval, key=key
+            )
     except FlowPauseTimeout:
-        raise GhostsError(f"nobody pressed Selection done within {timeout_hours:g} hours; the review round stays "
-                          "open: finish it and run the pipeline again (what is decided is kept)") from None
+        raise GhostsError(
+            f"nobody pressed Selection done within {timeout_hours:g} hours; the review round stays "
+            "open: finish it and run the pipeline again (what is decided is kept)"
+        ) from None
     after = review_counts(ws)
     if after.get("round_open") and after.get("round_id") == rnd.id:
         # Resumed from the Prefect UI: close the round as the review page would have.

@@ -1,4 +1,5 @@
 """Where a flow's mapped tasks run: local processes (default), threads, or a Dask cluster."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -11,7 +12,9 @@ RunnerKind = Literal["threads", "processes", "dask"]
 RUNNER_KINDS = ("threads", "processes", "dask")
 
 
-def make_task_runner(kind: str = "processes", workers: int | None = None, dask_address: str | None = None) -> TaskRunner:
+def make_task_runner(
+    kind: str = "processes", workers: int | None = None, dask_address: str | None = None
+) -> TaskRunner:
     """A Prefect task runner for analysis batches.
 
     processes (default): `workers` spawned processes (default: one per core). Analysis is CPU-bound, and each
@@ -37,6 +40,8 @@ def make_task_runner(kind: str = "processes", workers: int | None = None, dask_a
         raise GhostsError(f"the dask task runner needs the prefect-dask package ({e})") from e
     if dask_address:
         if not dask_address.startswith(("tcp://", "tls://", "ws://", "wss://", "inproc://", "ucx://")):
-            raise GhostsError(f"--dask-address {dask_address!r}: give the scheduler's address, e.g. tcp://10.0.0.5:8786")
+            raise GhostsError(
+                f"--dask-address {dask_address!r}: give the scheduler's address, e.g. tcp://10.0.0.5:8786"
+            )
         return DaskTaskRunner(address=dask_address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 2, "threads_per_worker": 1})

@@ -4,6 +4,7 @@ Idempotent by construction: each tag resumes from its saved feed position and ne
 is in the catalog, and analysis takes every image still marked `new`, so re-running after a crash continues
 where the last run stopped.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,23 +51,43 @@ def ensure_instagram_limit(slots: int = 1) -> None:
         except ObjectNotFound:
             pass
         try:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=INSTAGRAM_LIMIT, limit=slots))
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=INSTAGRAM_LIMIT, limit=slots)
+            )
         except ObjectAlreadyExists:
             pass  # another run created it first
 
 
 # ----------------------------------------------------------------------------------------------- tasks
 
-@task(name="scrape-tag", task_run_name="scrape #{tag}", cache_policy=NO_CACHE, retries=3,
-      retry_delay_seconds=exponential_backoff(backoff_factor=60), retry_jitter_factor=0.5,
-      retry_condition_fn=_retry_on_network)
-def scrape_tag(data: str, tag: str, limit: int | None = None, session: str | None = None,
-               max_requests_per_hour: int | None = None) -> dict[str, Any]:
+
+@task(
+    name="scrape-tag",
+    task_run_name="scrape #{tag}",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=60),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_on_network,
+)
+def scrape_tag(
+    data: str,
+    tag: str,
+    limit: int | None = None,
+    session: str | None = None,
+    max_requests_per_hour: int | None = None,
+) -> dict[str, Any]:
     """Scrape one tag, holding the `instagram` slot so parallel runs never gang up on the account."""
     ws = open_data(data)
     with concurrency(INSTAGRAM_LIMIT, occupy=1):
-        summary = scrape_tags(ws, [tag], session=session, limit=limit, progress=False,
-                              max_requests_per_hour=max_requests_per_hour)
+        summary = scrape_tags(
+            ws,
+            [tag],
+            session=session,
+            limit=limit,
+            progress=False,
+            max_requests_per_hour=max_requests_per_hour,
+        )
     outcome = summary.tags[0]
     if outcome.stop_kind == "network" and outcome.fetched == 0:
         raise ScrapeNetworkError(outcome.stopped or f"#{tag}: could not reach Instagram")
@@ -88,16 +109,21 @@ def pending_images(data: str) -> list[int]:
 
 
 @task(name="analyze-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
-def analyze_batch(data: str, image_ids: list[int], detector: str = "hog", target_size: int = 1024) -> dict[str, Any]:
+def analyze_batch(
+    data: str, image_ids: list[int], detector: str = "hog", target_size: int = 1024
+) -> dict[str, Any]:
     """Detect, landmark, align and score the faces of a few images (the alignment room's batch entry point)."""
-    return analyze_images(open_data(data), image_ids, detector=detector, target_size=target_size, progress=False)
+    return analyze_images(
+        open_data(data), image_ids, detector=detector, target_size=target_size, progress=False
+    )
 
 
 @flow(name="analyze-images", log_prints=True)
-def analyze_images_flow(data: str, image_ids: list[int], batch_size: int = 8, detector: str = "hog",
-                        target_size: int = 1024) -> list[dict]:
+def analyze_images_flow(
+    data: str, image_ids: list[int], batch_size: int = 8, detector: str = "hog", target_size: int = 1024
+) -> list[dict]:
     """Analyse `image_ids` in batches, one mapped task per batch, on whatever task runner the caller chose."""
-    batches = [image_ids[i:i + batch_size] for i in range(0, len(image_ids), batch_size)]
+    batches = [image_ids[i : i + batch_size] for i in range(0, len(image_ids), batch_size)]
     if not batches:
         return []
     futures = analyze_batch.map(data, batches, detector, target_size)
@@ -113,24 +139,33 @@ def report(data: str, image_ids: list[int], sources: dict[str, Any]) -> dict[str
     refused = [r for src in sources.values() for r in src.get("rejected", [])]
     for r in refused:
         reasons[f"refused at ingest: {r['reason']}"] = reasons.get(f"refused at ingest: {r['reason']}", 0) + 1
-    rows = [{"measure": "new images", "value": len(image_ids)},
-            {"measure": "faces found", "value": len(faces)}]
+    rows = [
+        {"measure": "new images", "value": len(image_ids)},
+        {"measure": "faces found", "value": len(faces)},
+    ]
     rows += [{"measure": f"images {k}", "value": v} for k, v in sorted(by_status.items())]
     rows += [{"measure": f"rejected: {k}", "value": v} for k, v in sorted(reasons.items())]
     for name, src in sources.items():
         if src.get("stopped"):
             rows.append({"measure": f"{name} stopped", "value": src["stopped"]})
-    create_table_artifact(table=rows, key=artifact_key("scrape-and-align-summary"),
-                          description="New images, faces found, and rejects by reason")
+    create_table_artifact(
+        table=rows,
+        key=artifact_key("scrape-and-align-summary"),
+        description="New images, faces found, and rejects by reason",
+    )
     previews = [ws.abspath(p) for _, p, _ in faces if p][:CONTACT_SHEET_FACES]
     sheet = contact_sheet(previews)
     if sheet is not None:
-        create_image_artifact(image_url=data_uri(sheet), key=artifact_key("scrape-and-align-faces"),
-                              description=f"The best {len(previews)} of {len(faces)} new faces, by score")
+        create_image_artifact(
+            image_url=data_uri(sheet),
+            key=artifact_key("scrape-and-align-faces"),
+            description=f"The best {len(previews)} of {len(faces)} new faces, by score",
+        )
     return {"new_images": len(image_ids), "faces": len(faces), "by_status": by_status, "rejects": reasons}
 
 
 # ------------------------------------------------------------------------------------------------ flow
+
 
 @flow(name="scrape-and-align", log_prints=True)
 def scrape_and_align(
@@ -178,7 +213,9 @@ def scrape_and_align(
 
     pending = pending_images(data)
     logger.info("%d image(s) to analyse", len(pending))
-    analyze_images_flow.with_options(task_runner=task_runner)(data, pending, batch_size, detector, target_size)
+    analyze_images_flow.with_options(task_runner=task_runner)(
+        data, pending, batch_size, detector, target_size
+    )
     summary = report(data, pending, sources)
     summary["sources"] = sources
     summary["workspace"] = str(ws.root)

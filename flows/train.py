@@ -5,6 +5,7 @@ trigger). The run is claimed in the catalog under the idempotency key `train-<ar
 so an event delivered twice, or the pipeline and a served deployment reacting to the same freeze, start one
 training; a claim left by a failed or vanished run is taken over and resumed from its last snapshot.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,20 +33,27 @@ class TrainSettings(BaseModel):
     shows this as a form. None means "the preset decides" (see `ghosts train --help`)."""
 
     kimg: float = Field(5000, gt=0, description="Training length in thousands of real images shown to D.")
-    cfg: str = Field("auto", description="Base configuration: auto, stylegan2, paper256, paper512, paper1024.")
+    cfg: str = Field(
+        "auto", description="Base configuration: auto, stylegan2, paper256, paper512, paper1024."
+    )
     mirror: bool = Field(True, description="Add x-flipped copies (doubles a small dataset).")
     aug: str = Field("ada", description="ada (adaptive p), fixed, or noaug.")
     target: float = Field(0.6, description="ADA target for r_t.")
     batch: int | None = Field(None, description="Total batch size.")
-    batch_gpu: int | None = Field(None, description="Images per forward pass per GPU (gradient accumulation).")
+    batch_gpu: int | None = Field(
+        None, description="Images per forward pass per GPU (gradient accumulation)."
+    )
     gamma: float | None = Field(None, description="R1 weight.")
     cbase: int | None = Field(None, description="Channel base (feature maps = cbase / resolution).")
     cmax: int | None = Field(None, description="Channel maximum.")
     map_layers: int | None = Field(None, description="Mapping network depth.")
     z_dim: int = Field(512, description="Latent size.")
     w_dim: int = Field(512, description="Intermediate latent size.")
-    resume: str | None = Field(None, description="Snapshot, NVlabs .pkl or ffhq256/ffhq512/ffhq1024/celebahq256/"
-                               "lsundog256 (in GHOSTS_MODELS) to transfer-learn from (same resolution).")
+    resume: str | None = Field(
+        None,
+        description="Snapshot, NVlabs .pkl or ffhq256/ffhq512/ffhq1024/celebahq256/"
+        "lsundog256 (in GHOSTS_MODELS) to transfer-learn from (same resolution).",
+    )
     freezed: int = Field(0, ge=0, description="Freeze-D: keep the first N discriminator layers fixed.")
     snap: int = Field(50, ge=1, description="Ticks between snapshots.")
     tick_kimg: float = Field(4, gt=0, description="kimg per progress tick.")
@@ -78,8 +86,9 @@ def run_outdir(ws, archive: Path, sha256: str) -> Path:
 
 
 @task(name="train-network", cache_policy=NO_CACHE)
-def train_network(data: str, archive: str, settings: TrainSettings, outdir: str, resume_latest: bool,
-                  run_id: int) -> dict[str, Any]:
+def train_network(
+    data: str, archive: str, settings: TrainSettings, outdir: str, resume_latest: bool, run_id: int
+) -> dict[str, Any]:
     from training.checkpoint import latest_snapshot
     from training.config import build_options
     from training.loop import train as run_training
@@ -92,27 +101,48 @@ def train_network(data: str, archive: str, settings: TrainSettings, outdir: str,
     if resume == "latest":
         get_run_logger().info("resuming the interrupted run in %s", outdir)
     total = opts.kimg
-    progress_id = create_progress_artifact(progress=0.0, key=artifact_key("train-progress"),
-                                           description=f"kimg of {total:g} for {Path(archive).name}")
+    progress_id = create_progress_artifact(
+        progress=0.0,
+        key=artifact_key("train-progress"),
+        description=f"kimg of {total:g} for {Path(archive).name}",
+    )
 
     def on_tick(stats: dict, fakes: Path | None) -> None:
         kimg = float(stats.get("Progress/kimg", 0.0))
-        update_progress_artifact(progress_id, progress=min(100.0, 100.0 * kimg / total),
-                                 description=f"{kimg:.3f} of {total:g} kimg")
+        update_progress_artifact(
+            progress_id,
+            progress=min(100.0, 100.0 * kimg / total),
+            description=f"{kimg:.3f} of {total:g} kimg",
+        )
         if fakes is not None:
-            create_image_artifact(image_url=data_uri(Path(fakes)), key=artifact_key("train-fakes"),
-                                  description=f"Generated faces at {kimg:.3f} kimg ({Path(fakes).name})")
+            create_image_artifact(
+                image_url=data_uri(Path(fakes)),
+                key=artifact_key("train-fakes"),
+                description=f"Generated faces at {kimg:.3f} kimg ({Path(fakes).name})",
+            )
         record_tick(ws, run_id, kimg)
 
     result = run_training(opts, progress=on_tick)
     snapshot = str(result.snapshot) if result.snapshot is not None else None
-    update_progress_artifact(progress_id, progress=100.0, description=f"done: {result.cur_nimg / 1000:g} kimg")
-    rows = [{"statistic": k, "value": round(v, 6) if isinstance(v, float) else v}
-            for k, v in sorted(result.stats.items())]
-    create_table_artifact(table=rows or [{"statistic": "kimg", "value": result.cur_nimg / 1000}],
-                          key=artifact_key("train-stats"), description="Statistics of the last training tick")
-    return {"run_dir": str(result.run_dir), "snapshot": snapshot, "kimg": result.cur_nimg / 1000,
-            "augment_p": result.augment_p, "stats": result.stats}
+    update_progress_artifact(
+        progress_id, progress=100.0, description=f"done: {result.cur_nimg / 1000:g} kimg"
+    )
+    rows = [
+        {"statistic": k, "value": round(v, 6) if isinstance(v, float) else v}
+        for k, v in sorted(result.stats.items())
+    ]
+    create_table_artifact(
+        table=rows or [{"statistic": "kimg", "value": result.cur_nimg / 1000}],
+        key=artifact_key("train-stats"),
+        description="Statistics of the last training tick",
+    )
+    return {
+        "run_dir": str(result.run_dir),
+        "snapshot": snapshot,
+        "kimg": result.cur_nimg / 1000,
+        "augment_p": result.augment_p,
+        "stats": result.stats,
+    }
 
 
 @flow(name="train", log_prints=True)
@@ -132,20 +162,37 @@ def train(
     ws = open_data(data)
     path = Path(archive).expanduser()
     if not path.is_file():
-        raise GhostsError(f"no dataset archive at {path}: freeze one first (`ghosts freeze`), or copy it here")
+        raise GhostsError(
+            f"no dataset archive at {path}: freeze one first (`ghosts freeze`), or copy it here"
+        )
     digest = file_sha256(path)
     if sha256 and sha256 != digest:
-        raise GhostsError(f"{path} has sha256 {digest[:16]}..., not the {sha256[:16]}... that was frozen: the file "
-                          "changed or is a different version; freeze again")
+        raise GhostsError(
+            f"{path} has sha256 {digest[:16]}..., not the {sha256[:16]}... that was frozen: the file "
+            "changed or is a different version; freeze again"
+        )
     outdir = run_outdir(ws, path, digest)
-    claim = claim_training_run(ws, sha256=digest, outdir=outdir, cfg=settings.cfg, kimg=settings.kimg,
-                               options={"archive": str(path.resolve()), "settings": settings.model_dump()},
-                               owner=str(flow_run.id) if flow_run.id else None, owner_alive=_flow_run_alive,
-                               stale_after_s=stale_after_hours * 3600)
+    claim = claim_training_run(
+        ws,
+        sha256=digest,
+        outdir=outdir,
+        cfg=settings.cfg,
+        kimg=settings.kimg,
+        options={"archive": str(path.resolve()), "settings": settings.model_dump()},
+        owner=str(flow_run.id) if flow_run.id else None,
+        owner_alive=_flow_run_alive,
+        stale_after_s=stale_after_hours * 3600,
+    )
     if claim.action == "skip":
         logger.info("not training: %s", claim.reason)
-        return {"skipped": True, "reason": claim.reason, "training_run_id": claim.run_id, "outdir": claim.outdir,
-                "snapshot": claim.last_snapshot, "sha256": digest}
+        return {
+            "skipped": True,
+            "reason": claim.reason,
+            "training_run_id": claim.run_id,
+            "outdir": claim.outdir,
+            "snapshot": claim.last_snapshot,
+            "sha256": digest,
+        }
     if claim.reason:
         logger.info(claim.reason)
     try:

@@ -1,4 +1,5 @@
 """The workspace a flow run works on, named by a plain path so it travels to threads, processes and Dask workers."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Shared fixtures: the read-only photo test data and fresh workspaces in temporary folders."""
+
 from __future__ import annotations
 
 import os

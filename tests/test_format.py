@@ -12,4 +12,6 @@ def test_the_tree_is_formatted_by_ruff():
     done = subprocess.run(
         [str(ruff), "format", "--check", "--diff", "."], cwd=REPO, capture_output=True, text=True, timeout=120
     )
-    assert done.returncode == 0, "run `ruff format .` (or `make format`):\n" + done.stdout[-4000:] + done.stderr
+    assert done.returncode == 0, (
+        "run `ruff format .` (or `make format`):\n" + done.stdout[-4000:] + done.stderr
+    )

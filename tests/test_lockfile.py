@@ -1,4 +1,5 @@
 """requirements.lock, what `make venv` installs, still matches pyproject.toml (else: `make lock`)."""
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,9 @@ def test_every_declared_dependency_is_pinned_within_its_range():
     for req in _declared():
         name = canonicalize_name(req.name)
         assert name in pins, f"{req} is in pyproject.toml but not in requirements.lock: run `make lock`"
-        assert req.specifier.contains(pins[name], prereleases=True), \
+        assert req.specifier.contains(pins[name], prereleases=True), (
             f"requirements.lock pins {name}=={pins[name]}, outside pyproject.toml's {req}: run `make lock`"
+        )
 
 
 def test_lock_is_the_cpu_install_with_a_working_scheduler():

@@ -1,4 +1,5 @@
 """The README's commands must work as written: every `ghosts ...` example names a real command and real options."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """`python -m training ...` and `torchrun --nproc_per_node N -m training ...` run the train command."""
+
 import sys
 
 from curation.catalog.errors import GhostsError
@@ -15,6 +16,7 @@ def main() -> None:
         raise
     except Exception as e:  # click usage errors come through here in non-standalone mode
         import click
+
         if isinstance(e, click.ClickException):
             e.show()
             sys.exit(e.exit_code)

@@ -7,6 +7,7 @@ reflect-padded, 2x upsampled (sym6 wavelet low-pass) image, then filtered back d
 composed into one 4x4 matrix. `update_p` is the feedback controller that keeps r_t = E[sign(D(real))] at
 the target.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,14 +22,26 @@ from training.ops import affine_grid, downsample2d, grid_sample_bilinear, setup_
 
 # Daubechies' symlet-6 low-pass decomposition filter: an orthogonal wavelet, so its 2x upsample followed by
 # the matching 2x downsample is the identity and the resampling adds no blur of its own.
-SYM6 = [0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
-        0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
-        -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148]
+SYM6 = [
+    0.015404109327027373,
+    0.0034907120842174702,
+    -0.11799011114819057,
+    -0.048311742585633,
+    0.4910559419267466,
+    0.787641141030194,
+    0.3379294217276218,
+    -0.07263752278646252,
+    -0.021060292512300564,
+    0.04472490177066578,
+    0.0017677118642428036,
+    -0.007800708325034148,
+]
 
 
 @dataclass(frozen=True)
 class AugmentSpec:
     """Probability multipliers of each transform (0 disables it)."""
+
     xflip: float = 0
     rotate90: float = 0
     xint: float = 0
@@ -58,8 +71,13 @@ AUGPIPES = {
 # Homogeneous-coordinate matrices for a batch, each built from per-image tensors.
 def _matrix(rows, like: torch.Tensor) -> torch.Tensor:
     n = like.shape[0]
-    cols = [torch.as_tensor(v, dtype=torch.float32, device=like.device).expand(n) if not torch.is_tensor(v)
-            or v.ndim == 0 else v.float() for row in rows for v in row]
+    cols = [
+        torch.as_tensor(v, dtype=torch.float32, device=like.device).expand(n)
+        if not torch.is_tensor(v) or v.ndim == 0
+        else v.float()
+        for row in rows
+        for v in row
+    ]
     return torch.stack(cols, dim=1).reshape(n, len(rows), len(rows[0]))
 
 
@@ -72,8 +90,9 @@ def scale2d(sx, sy, like):
 
 
 def rotate2d(theta, like):
-    return _matrix([[torch.cos(theta), -torch.sin(theta), 0], [torch.sin(theta), torch.cos(theta), 0],
-                    [0, 0, 1]], like)
+    return _matrix(
+        [[torch.cos(theta), -torch.sin(theta), 0], [torch.sin(theta), torch.cos(theta), 0], [0, 0, 1]], like
+    )
 
 
 def translate3d(tx, ty, tz, like):
@@ -89,25 +108,34 @@ def rotate3d(axis: torch.Tensor, theta: torch.Tensor, like):
     vx, vy, vz = axis[0], axis[1], axis[2]
     s, c = torch.sin(theta), torch.cos(theta)
     cc = 1 - c
-    return _matrix([[vx * vx * cc + c, vx * vy * cc - vz * s, vx * vz * cc + vy * s, 0],
-                    [vy * vx * cc + vz * s, vy * vy * cc + c, vy * vz * cc - vx * s, 0],
-                    [vz * vx * cc - vy * s, vz * vy * cc + vx * s, vz * vz * cc + c, 0],
-                    [0, 0, 0, 1]], like)
+    return _matrix(
+        [
+            [vx * vx * cc + c, vx * vy * cc - vz * s, vx * vz * cc + vy * s, 0],
+            [vy * vx * cc + vz * s, vy * vy * cc + c, vy * vz * cc - vx * s, 0],
+            [vz * vx * cc - vy * s, vz * vy * cc + vx * s, vz * vz * cc + c, 0],
+            [0, 0, 0, 1],
+        ],
+        like,
+    )
 
 
 class AugmentPipe(nn.Module):
     """The ADA pipeline; `p` is a buffer so it is saved with the checkpoint and broadcast in DDP."""
 
-    def __init__(self, spec: AugmentSpec = AUGPIPES["bgc"], *,
-                 xint_max: float = 0.125,  # integer translation range, fraction of image size
-                 scale_std: float = 0.2,  # log2 std of isotropic scaling
-                 rotate_max: float = 1.0,  # arbitrary rotation range, fraction of pi
-                 aniso_std: float = 0.2,  # log2 std of anisotropic scaling
-                 xfrac_std: float = 0.125,  # std of fractional translation, fraction of image size
-                 brightness_std: float = 0.2,  # std of additive brightness
-                 contrast_std: float = 0.5,  # log2 std of contrast scaling
-                 hue_max: float = 1.0,  # hue rotation range, fraction of pi
-                 saturation_std: float = 1.0):  # log2 std of saturation scaling
+    def __init__(
+        self,
+        spec: AugmentSpec = AUGPIPES["bgc"],
+        *,
+        xint_max: float = 0.125,  # integer translation range, fraction of image size
+        scale_std: float = 0.2,  # log2 std of isotropic scaling
+        rotate_max: float = 1.0,  # arbitrary rotation range, fraction of pi
+        aniso_std: float = 0.2,  # log2 std of anisotropic scaling
+        xfrac_std: float = 0.125,  # std of fractional translation, fraction of image size
+        brightness_std: float = 0.2,  # std of additive brightness
+        contrast_std: float = 0.5,  # log2 std of contrast scaling
+        hue_max: float = 1.0,  # hue rotation range, fraction of pi
+        saturation_std: float = 1.0,
+    ):  # log2 std of saturation scaling
         super().__init__()
         self.spec = spec
         self.xint_max, self.scale_std, self.rotate_max = xint_max, scale_std, rotate_max
@@ -195,7 +223,9 @@ class AugmentPipe(nn.Module):
         margin = src[:, :2, :].permute(1, 0, 2).flatten(1)  # [2, N*4]
         margin = torch.cat([-margin, margin]).max(dim=1).values  # [4]: -x, -y, +x, +y extents
         margin = margin + torch.tensor([pad_f * 2 - cx, pad_f * 2 - cy] * 2, device=dev)
-        margin = margin.clamp(min=0).minimum(torch.tensor([w - 1, h - 1] * 2, device=dev, dtype=torch.float32))
+        margin = margin.clamp(min=0).minimum(
+            torch.tensor([w - 1, h - 1] * 2, device=dev, dtype=torch.float32)
+        )
         mx0, my0, mx1, my1 = (int(v) for v in margin.ceil().tolist())
         images = torch.nn.functional.pad(images, [mx0, mx1, my0, my1], mode="reflect")
         g_inv = translate2d((mx0 - mx1) / 2, (my0 - my1) / 2, images) @ g_inv
@@ -208,8 +238,11 @@ class AugmentPipe(nn.Module):
 
         out_h, out_w = (h + pad_f * 2) * 2, (w + pad_f * 2) * 2
         # Pixel coordinates -> the normalised [-1, 1] coordinates used by the sampling grid.
-        g_inv = (scale2d(2 / images.shape[3], 2 / images.shape[2], images) @ g_inv
-                 @ scale2d(out_w / 2, out_h / 2, images))
+        g_inv = (
+            scale2d(2 / images.shape[3], 2 / images.shape[2], images)
+            @ g_inv
+            @ scale2d(out_w / 2, out_h / 2, images)
+        )
         grid = affine_grid(g_inv[:, :2, :].to(images.dtype), (n, ch, out_h, out_w))
         images = grid_sample_bilinear(images, grid)
         return downsample2d(images, f, down=2, padding=-pad_f * 2, flip_filter=True)
@@ -257,8 +290,9 @@ class AugmentPipe(nn.Module):
         return flat.reshape(n, ch, h, w)
 
 
-def update_p(p: float, rt: float, *, batch: int, interval: int = 4, target: float = 0.6,
-             ada_kimg: float = 500) -> float:
+def update_p(
+    p: float, rt: float, *, batch: int, interval: int = 4, target: float = 0.6, ada_kimg: float = 500
+) -> float:
     """One step of the ADA controller: move p by batch*interval/(ada_kimg*1000) towards r_t == target
     (so p can go from 0 to 1 in `ada_kimg` thousand images), clamped to [0, 1]."""
     step = np.sign(rt - target) * (batch * interval) / (ada_kimg * 1000)

@@ -2,6 +2,7 @@
 from elsewhere cannot run code. A snapshot `network-snapshot-NNNNNN` is complete once its JSON exists: the
 tensors are written first, the JSON last, each atomically.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -34,10 +35,19 @@ LOCK_NAME = ".ghosts-train.lock"
 # Bounds on every size a snapshot's JSON (or a converted pickle) gives the network constructors, checked before
 # anything is built: a file must not decide to allocate 100 GB. Generous for any real StyleGAN2 network.
 _INT_BOUNDS = {
-    "z_dim": (1, 4096), "w_dim": (1, 4096), "c_dim": (0, 65536), "img_resolution": (4, 4096),
-    "img_channels": (1, 4), "mapping_layers": (1, 32), "channel_base": (1, 1 << 17), "channel_max": (1, 1024),
-    "num_reduced_res": (0, 16), "mbstd_group_size": (1, 256), "mbstd_num_channels": (1, 64),
-    "cmap_dim": (1, 4096), "arch_version": (1, 2),
+    "z_dim": (1, 4096),
+    "w_dim": (1, 4096),
+    "c_dim": (0, 65536),
+    "img_resolution": (4, 4096),
+    "img_channels": (1, 4),
+    "mapping_layers": (1, 32),
+    "channel_base": (1, 1 << 17),
+    "channel_max": (1, 1024),
+    "num_reduced_res": (0, 16),
+    "mbstd_group_size": (1, 256),
+    "mbstd_num_channels": (1, 64),
+    "cmap_dim": (1, 4096),
+    "arch_version": (1, 2),
 }
 _FLOAT_KEYS = {"conv_clamp", "mapping_lr_multiplier", "w_avg_beta"}
 _NULLABLE = {"conv_clamp", "cmap_dim"}
@@ -60,7 +70,9 @@ def check_network_kwargs(kwargs, what: str, where) -> dict:
                 continue
             lo, hi = _INT_BOUNDS[key]
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise TrainingError(f"{where}: {what}.{key} is {value!r}; it must be a whole number from {lo} to {hi}")
+                raise TrainingError(
+                    f"{where}: {what}.{key} is {value!r}; it must be a whole number from {lo} to {hi}"
+                )
             if key == "img_resolution" and value & (value - 1):
                 raise TrainingError(f"{where}: {what}.img_resolution is {value}; it must be a power of two")
         elif key in _FLOAT_KEYS:
@@ -116,21 +128,38 @@ def _module_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Ten
     return {f"{prefix}/{k}": v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
 
 
-def save_snapshot(path: Path | str, *, G: Generator, G_ema: Generator | None = None,
-                  D: Discriminator | None = None, opt_G: torch.optim.Optimizer | None = None,
-                  opt_D: torch.optim.Optimizer | None = None, augment_p: float = 0.0, cur_nimg: int = 0,
-                  options: dict | None = None, dataset_sha256: str | None = None,
-                  extra_tensors: dict[str, torch.Tensor] | None = None, extra: dict | None = None) -> Path:
+def save_snapshot(
+    path: Path | str,
+    *,
+    G: Generator,
+    G_ema: Generator | None = None,
+    D: Discriminator | None = None,
+    opt_G: torch.optim.Optimizer | None = None,
+    opt_D: torch.optim.Optimizer | None = None,
+    augment_p: float = 0.0,
+    cur_nimg: int = 0,
+    options: dict | None = None,
+    dataset_sha256: str | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Write `<stem>.safetensors` then `<stem>.json`; returns the stem. `G_ema` defaults to `G` (handy for
     tests that need a checkpoint of a freshly built generator)."""
     stem = snapshot_stem(path)
     G_ema = G if G_ema is None else G_ema
     tensors = {**_module_tensors("G", G), **_module_tensors("G_ema", G_ema)}
     meta: dict = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "G_kwargs": G.init_kwargs, "D_kwargs": D.init_kwargs if D is not None else None,
-        "cur_nimg": int(cur_nimg), "kimg": cur_nimg / 1000, "augment_p": float(augment_p),
-        "options": options, "dataset_sha256": dataset_sha256, "extra": extra or {},
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "G_kwargs": G.init_kwargs,
+        "D_kwargs": D.init_kwargs if D is not None else None,
+        "cur_nimg": int(cur_nimg),
+        "kimg": cur_nimg / 1000,
+        "augment_p": float(augment_p),
+        "options": options,
+        "dataset_sha256": dataset_sha256,
+        "extra": extra or {},
         "rng": {"python": _jsonable(random.getstate()), "numpy": _jsonable(np.random.get_state())},
     }
     if D is not None:
@@ -223,8 +252,11 @@ class Snapshot:
         npst = self.meta["rng"]["numpy"]
         np.random.set_state((npst[0], np.array(npst[1]["ndarray"], dtype=npst[1]["dtype"]), *npst[2:]))
         torch.set_rng_state(self.tensors["rng/torch_cpu"])
-        cuda = [self.tensors[f"rng/torch_cuda/{i}"] for i in range(torch.cuda.device_count())
-                if f"rng/torch_cuda/{i}" in self.tensors]
+        cuda = [
+            self.tensors[f"rng/torch_cuda/{i}"]
+            for i in range(torch.cuda.device_count())
+            if f"rng/torch_cuda/{i}" in self.tensors
+        ]
         if cuda:
             torch.cuda.set_rng_state_all(cuda)
 
@@ -245,7 +277,9 @@ def load_snapshot(path: Path | str) -> Snapshot:
     stem = snapshot_stem(path)
     js, st = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     if not js.exists() or not st.exists():
-        raise TrainingError(f"snapshot not found or incomplete: expected {js.name} and {st.name} in {stem.parent}")
+        raise TrainingError(
+            f"snapshot not found or incomplete: expected {js.name} and {st.name} in {stem.parent}"
+        )
     try:
         meta = json.loads(js.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -261,8 +295,10 @@ def load_snapshot(path: Path | str) -> Snapshot:
     if want is None and int(meta.get("format_version", 1)) >= 3:
         raise TrainingError(f"{js} names no weights_sha256: the snapshot is damaged")
     if want is not None and hashlib.sha256(blob).hexdigest() != want:
-        raise TrainingError(f"snapshot {stem.name} is damaged: {st.name} does not match the sha256 its JSON records "
-                            f"(a write interrupted, or a file changed since)")
+        raise TrainingError(
+            f"snapshot {stem.name} is damaged: {st.name} does not match the sha256 its JSON records "
+            f"(a write interrupted, or a file changed since)"
+        )
     try:
         tensors = safetensors.torch.load(blob)
     except Exception as e:  # safetensors raises its own error types on a bad header
@@ -277,8 +313,10 @@ def _upgrade_meta(meta: dict, where: Path) -> dict:
     if isinstance(version, bool) or not isinstance(version, int):
         raise TrainingError(f"{where}: format_version is {version!r}; it must be a whole number")
     if version > FORMAT_VERSION:
-        raise TrainingError(f"{where} has snapshot format version {version}; this ghosts reads up to "
-                            f"{FORMAT_VERSION}: update ghosts")
+        raise TrainingError(
+            f"{where} has snapshot format version {version}; this ghosts reads up to "
+            f"{FORMAT_VERSION}: update ghosts"
+        )
     if version < 2:
         for key in ("G_kwargs", "D_kwargs"):
             if isinstance(meta.get(key), dict):  # anything else is refused by _check_meta
@@ -342,8 +380,10 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise TrainingError(f"{self.path.parent} is being written by another training process; "
-                                f"wait for it to finish or stop it first") from None
+            raise TrainingError(
+                f"{self.path.parent} is being written by another training process; "
+                f"wait for it to finish or stop it first"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -365,8 +405,12 @@ class RunLock:
 def write_snapshot(snap: Snapshot, path: Path | str) -> Path:
     """Write a loaded snapshot (e.g. one read from a .pkl) as `<stem>.safetensors` + `<stem>.json`."""
     stem = snapshot_stem(path)
-    meta = {**snap.meta, "format": FORMAT, "format_version": FORMAT_VERSION,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    meta = {
+        **snap.meta,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     meta.pop("weights_sha256", None)
     _write_pair(stem, {k: v.contiguous() for k, v in snap.tensors.items()}, meta)
     return stem

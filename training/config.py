@@ -3,6 +3,7 @@
 `build_options(...)` is the one place where a preset plus the user's overrides turn into a validated
 `TrainingOptions`; the CLI and the Prefect flow both call it, and the training loop trusts what it gets.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,10 +60,14 @@ def resolve_resume(resume: str | None) -> str | None:
     url = NAMED_SOURCES[resume]
     path = models_dir() / url.rsplit("/", 1)[1]
     if not path.is_file():
-        raise TrainingError(f"--resume {resume}: {path} is missing. ghosts downloads nothing; download it "
-                            f"yourself from\n  {url}\nand put it at\n  {path}\n(or set GHOSTS_MODELS to the "
-                            f"folder that holds it)")
+        raise TrainingError(
+            f"--resume {resume}: {path} is missing. ghosts downloads nothing; download it "
+            f"yourself from\n  {url}\nand put it at\n  {path}\n(or set GHOSTS_MODELS to the "
+            f"folder that holds it)"
+        )
     return str(path)
+
+
 AUG_MODES = ("ada", "noaug", "fixed")
 
 
@@ -118,7 +123,9 @@ class TrainingOptions:
     ada_interval: int = 4  # minibatches between p updates
     ada_kimg: float = 500  # kimg for p to go 0 -> 1 at most
     # Resume / transfer.
-    resume: str | None = None  # "latest", or a snapshot / NVlabs .pkl path (a named source resolved to its file)
+    resume: str | None = (
+        None  # "latest", or a snapshot / NVlabs .pkl path (a named source resolved to its file)
+    )
     freezed: int = 0  # Freeze-D: the first N D layers (fromrgb, conv0, conv1, skip per block, top down)
     # Metrics.
     metrics: list[str] = field(default_factory=lambda: ["swd"])
@@ -157,12 +164,16 @@ class TrainingOptions:
         if self.batch < 1 or self.batch % self.gpus:
             raise TrainingError(f"--batch {self.batch} must be a positive multiple of --gpus {self.gpus}")
         if self.batch_gpu < 1 or (self.batch // self.gpus) % self.batch_gpu:
-            raise TrainingError(f"--batch-gpu {self.batch_gpu} must divide the per-GPU batch "
-                                f"{self.batch // self.gpus} (--batch {self.batch} over {self.gpus} GPU(s))")
+            raise TrainingError(
+                f"--batch-gpu {self.batch_gpu} must divide the per-GPU batch "
+                f"{self.batch // self.gpus} (--batch {self.batch} over {self.gpus} GPU(s))"
+            )
         if self.batch_gpu % self.mbstd_group:
-            raise TrainingError(f"the minibatch-std group size {self.mbstd_group} must divide the per-GPU batch "
-                                f"{self.batch_gpu} (--batch {self.batch} over {self.gpus} GPU(s)); "
-                                f"pick a batch that is a multiple of {self.mbstd_group * self.gpus}")
+            raise TrainingError(
+                f"the minibatch-std group size {self.mbstd_group} must divide the per-GPU batch "
+                f"{self.batch_gpu} (--batch {self.batch} over {self.gpus} GPU(s)); "
+                f"pick a batch that is a multiple of {self.mbstd_group * self.gpus}"
+            )
         if self.kimg <= 0:
             raise TrainingError("--kimg must be positive")
         if self.aug not in AUG_MODES:
@@ -193,18 +204,46 @@ def parse_metrics(text: str | None) -> list[str]:
     return [m.strip().lower() for m in text.split(",") if m.strip()]
 
 
-def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gpus: int = 1,
-                  kimg: float | None = None, batch: int | None = None, gamma: float | None = None,
-                  glr: float | None = None, dlr: float | None = None, cbase: int | None = None,
-                  cmax: int | None = None, map_layers: int | None = None, mbstd_group: int | None = None,
-                  aug: str = "ada", p: float | None = None, target: float = 0.6, augpipe: str = "bgc",
-                  ada_kimg: float | None = None, mirror: bool = False, cond: bool = False,
-                  resume: str | None = None, freezed: int = 0, seed: int = 0, snap: int = 50,
-                  tick_kimg: float = 4, metrics: list[str] | str | None = ("swd",),
-                  metric_images: int | None = None, inception: Path | str | None = None, workers: int = 3,
-                  device: str | None = None, bf16: bool = True, tf32: bool = False, channels_last: bool = False,
-                  z_dim: int = 512, w_dim: int = 512, batch_gpu: int | None = None,
-                  dry_run: bool = False) -> TrainingOptions:
+def build_options(
+    data: Path | str,
+    outdir: Path | str,
+    *,
+    cfg: str = "auto",
+    gpus: int = 1,
+    kimg: float | None = None,
+    batch: int | None = None,
+    gamma: float | None = None,
+    glr: float | None = None,
+    dlr: float | None = None,
+    cbase: int | None = None,
+    cmax: int | None = None,
+    map_layers: int | None = None,
+    mbstd_group: int | None = None,
+    aug: str = "ada",
+    p: float | None = None,
+    target: float = 0.6,
+    augpipe: str = "bgc",
+    ada_kimg: float | None = None,
+    mirror: bool = False,
+    cond: bool = False,
+    resume: str | None = None,
+    freezed: int = 0,
+    seed: int = 0,
+    snap: int = 50,
+    tick_kimg: float = 4,
+    metrics: list[str] | str | None = ("swd",),
+    metric_images: int | None = None,
+    inception: Path | str | None = None,
+    workers: int = 3,
+    device: str | None = None,
+    bf16: bool = True,
+    tf32: bool = False,
+    channels_last: bool = False,
+    z_dim: int = 512,
+    w_dim: int = 512,
+    batch_gpu: int | None = None,
+    dry_run: bool = False,
+) -> TrainingOptions:
     """A preset + overrides -> validated options. Reads the archive header (not the images) for its size."""
     if cfg not in PRESETS:
         raise TrainingError(f"unknown --cfg {cfg!r}; choose one of {', '.join(PRESETS)}")
@@ -216,8 +255,14 @@ def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gp
     if cfg == "auto":
         mb = max(min(gpus * min(4096 // res, 32), 64), gpus)
         spec = dataclasses.replace(
-            spec, mb=mb, mbstd=min(mb // gpus, 4), fmaps=1 if res >= 512 else 0.5,
-            lrate=0.002 if res >= 1024 else 0.0025, gamma=0.0002 * res ** 2 / mb, ema=mb * 10 / 32)
+            spec,
+            mb=mb,
+            mbstd=min(mb // gpus, 4),
+            fmaps=1 if res >= 512 else 0.5,
+            lrate=0.002 if res >= 1024 else 0.0025,
+            gamma=0.0002 * res**2 / mb,
+            ema=mb * 10 / 32,
+        )
     total = batch if batch is not None else spec.mb
     if gpus < 1 or total < 1 or total % gpus:
         raise TrainingError(f"--batch {total} must be a positive multiple of --gpus {gpus}")
@@ -228,26 +273,54 @@ def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gp
     resume = resolve_resume(resume)
     transfer = resume is not None and resume not in ("latest", "latest-good")
     opts = TrainingOptions(
-        data=Path(data).resolve(), outdir=Path(outdir), dataset_name=info.name,
-        dataset_sha256=file_sha256(info.path), resolution=res, channels=info.channels,
-        num_images=len(info.members), cfg=cfg, mirror=mirror, cond=cond,
+        data=Path(data).resolve(),
+        outdir=Path(outdir),
+        dataset_name=info.name,
+        dataset_sha256=file_sha256(info.path),
+        resolution=res,
+        channels=info.channels,
+        num_images=len(info.members),
+        cfg=cfg,
+        mirror=mirror,
+        cond=cond,
         c_dim=int(info.labels.max()) + 1 if cond and info.labels is not None else 0,
-        kimg=kimg if kimg is not None else 25000, tick_kimg=tick_kimg, snap=snap, seed=seed, gpus=gpus,
-        workers=workers, z_dim=z_dim, w_dim=w_dim,
+        kimg=kimg if kimg is not None else 25000,
+        tick_kimg=tick_kimg,
+        snap=snap,
+        seed=seed,
+        gpus=gpus,
+        workers=workers,
+        z_dim=z_dim,
+        w_dim=w_dim,
         map_layers=map_layers if map_layers is not None else spec.map,
-        cbase=cbase if cbase is not None else int(spec.fmaps * 32768), cmax=cmax if cmax is not None else 512,
-        batch=total, batch_gpu=per_gpu, mbstd_group=group,
-        glr=glr if glr is not None else spec.lrate, dlr=dlr if dlr is not None else spec.lrate,
+        cbase=cbase if cbase is not None else int(spec.fmaps * 32768),
+        cmax=cmax if cmax is not None else 512,
+        batch=total,
+        batch_gpu=per_gpu,
+        mbstd_group=group,
+        glr=glr if glr is not None else spec.lrate,
+        dlr=dlr if dlr is not None else spec.lrate,
         # as the reference: auto derives R1 gamma and the EMA half-life from its own batch (spec.mb); a --batch
         # override changes the batch only
-        gamma=gamma if gamma is not None else spec.gamma, ema_kimg=spec.ema,
+        gamma=gamma if gamma is not None else spec.gamma,
+        ema_kimg=spec.ema,
         ema_rampup=None if transfer else spec.ramp,  # the reference turns the ramp-up off when resuming
-        aug=aug, p=p if p is not None else 0.0, target=target, augpipe=augpipe,
+        aug=aug,
+        p=p if p is not None else 0.0,
+        target=target,
+        augpipe=augpipe,
         # p adapts 5x faster when starting from trained weights (the reference's choice)
         ada_kimg=ada_kimg if ada_kimg is not None else (100 if transfer else 500),
-        resume=resume, freezed=freezed, metrics=list(metrics or []), metric_images=metric_images,
-        inception=resolve_inception(inception), device=device, bf16=bf16, tf32=tf32,
-        channels_last=channels_last, dry_run=dry_run,
+        resume=resume,
+        freezed=freezed,
+        metrics=list(metrics or []),
+        metric_images=metric_images,
+        inception=resolve_inception(inception),
+        device=device,
+        bf16=bf16,
+        tf32=tf32,
+        channels_last=channels_last,
+        dry_run=dry_run,
     )
     if cond and info.labels is None:
         raise TrainingError(f"{data}: --cond needs labels in dataset.json, but it has none")
@@ -256,4 +329,5 @@ def build_options(data: Path | str, outdir: Path | str, *, cfg: str = "auto", gp
 
 def save_options(opts: TrainingOptions, path: Path) -> None:
     from curation.catalog.store import atomic_write_text
+
     atomic_write_text(path, json.dumps(opts.to_json(), indent=2) + "\n")

@@ -4,6 +4,7 @@ The archive is read on its own (no catalog needed). Images are served as uint8 C
 order; `mirror=True` appends a horizontally flipped copy of every image. The zip handle is opened lazily per
 process, so DataLoader worker processes each get their own.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,16 +67,26 @@ def inspect_archive(path: Path) -> ArchiveInfo:
     if table:
         missing = [m for m in members if m not in table]
         if missing:
-            raise TrainingError(f"{path}: dataset.json has no label for {missing[0]} ({len(missing)} missing)")
+            raise TrainingError(
+                f"{path}: dataset.json has no label for {missing[0]} ({len(missing)} missing)"
+            )
         labels = np.array([int(table[m]) for m in members], dtype=np.int64)
-    return ArchiveInfo(path=path, name=path.stem, members=members, resolution=w,
-                       channels=3 if first.mode == "RGB" else 1, labels=labels)
+    return ArchiveInfo(
+        path=path,
+        name=path.stem,
+        members=members,
+        resolution=w,
+        channels=3 if first.mode == "RGB" else 1,
+        labels=labels,
+    )
 
 
 class ImageArchive(torch.utils.data.Dataset):
     """Map-style dataset over an archive. Item: (uint8 array [C, H, W], one-hot label float32 [c_dim])."""
 
-    def __init__(self, path: Path, *, mirror: bool = False, use_labels: bool = False, max_size: int | None = None):
+    def __init__(
+        self, path: Path, *, mirror: bool = False, use_labels: bool = False, max_size: int | None = None
+    ):
         self.info = inspect_archive(path)
         self.path = self.info.path
         self.mirror = mirror
@@ -112,16 +123,20 @@ class ImageArchive(torch.utils.data.Dataset):
         except (OSError, zipfile.BadZipFile) as e:
             raise TrainingError(f"{self.path}: cannot read {name}: {e}") from e
         if (width, height) != (self.resolution, self.resolution):
-            raise TrainingError(f"{self.path}: {name} claims {width}x{height} pixels, "
-                                f"expected {self.resolution}x{self.resolution} like the rest")
+            raise TrainingError(
+                f"{self.path}: {name} claims {width}x{height} pixels, "
+                f"expected {self.resolution}x{self.resolution} like the rest"
+            )
         try:
             with PIL.Image.open(io.BytesIO(self._zip.read(name))) as im:
                 arr = np.asarray(im.convert("RGB" if self.channels == 3 else "L"))
         except (OSError, PIL.UnidentifiedImageError, zipfile.BadZipFile) as e:  # BadZipFile: a bad CRC
             raise TrainingError(f"{self.path}: cannot decode {name}: {e}") from e
         if arr.shape[0] != self.resolution or arr.shape[1] != self.resolution:
-            raise TrainingError(f"{self.path}: {name} is {arr.shape[1]}x{arr.shape[0]}, "
-                                f"expected {self.resolution}x{self.resolution} like the rest")
+            raise TrainingError(
+                f"{self.path}: {name} is {arr.shape[1]}x{arr.shape[0]}, "
+                f"expected {self.resolution}x{self.resolution} like the rest"
+            )
         arr = arr[:, :, None] if arr.ndim == 2 else arr
         return arr.transpose(2, 0, 1)
 
@@ -145,8 +160,17 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
     this rank takes its contiguous share. Every rank walks the same order, so N processes see exactly the
     images one process would, and `start_batch` resumes the stream where a checkpoint left it."""
 
-    def __init__(self, size: int, *, batch: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 shuffle: bool = True, start_batch: int = 0):
+    def __init__(
+        self,
+        size: int,
+        *,
+        batch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+        start_batch: int = 0,
+    ):
         self.size, self.batch, self.rank, self.world_size = size, batch, rank, world_size
         self.seed, self.shuffle, self.start_batch = seed, shuffle, start_batch
         self.per_rank = batch // world_size
@@ -166,4 +190,3 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
                     epoch, order = e, self._epoch_order(e)
                 yield int(order[i])
             pos += self.batch
-

@@ -1,4 +1,5 @@
 """Training's user-facing errors: GhostsError subclasses, so the CLI prints the message and exits 1."""
+
 from curation.catalog.errors import GhostsError
 
 

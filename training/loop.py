@@ -7,6 +7,7 @@ joins the process group torchrun set up. Gradients are averaged over ranks with 
 and every random number that shapes an update is drawn for the global batch (see loss.SharedRandom), so
 N processes make exactly the update one process makes with the same total batch.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,8 +49,18 @@ from training.report import TickStats, append_line, grid_shape, plot_curves, sav
 ProgressCallback = Callable[[dict, "Path | None"], None]
 
 # Every statistic the loss can emit, in a fixed order so all ranks all-reduce the same vector.
-LOSS_STATS = ["Loss/scores/fake", "Loss/signs/fake", "Loss/scores/real", "Loss/signs/real", "Loss/G/loss",
-              "Loss/G/reg", "Loss/pl_penalty", "Loss/D/loss", "Loss/D/reg", "Loss/r1_penalty"]
+LOSS_STATS = [
+    "Loss/scores/fake",
+    "Loss/signs/fake",
+    "Loss/scores/real",
+    "Loss/signs/real",
+    "Loss/G/loss",
+    "Loss/G/reg",
+    "Loss/pl_penalty",
+    "Loss/D/loss",
+    "Loss/D/reg",
+    "Loss/r1_penalty",
+]
 
 
 @dataclass
@@ -63,6 +74,7 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------------------- entry point
 
+
 def train(options: TrainingOptions, progress: ProgressCallback | None = None) -> TrainResult:
     """Run training as described by `options` (see training.config.build_options)."""
     env_world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -71,18 +83,23 @@ def train(options: TrainingOptions, progress: ProgressCallback | None = None) ->
         options = replace(options, gpus=env_world, batch_gpu=options.batch // env_world).validate()
         dist.init_process_group(_backend(options), init_method="env://", rank=rank, world_size=env_world)
         try:
-            return training_loop(options, rank=rank, world_size=env_world,
-                                 progress=progress if rank == 0 else None)
+            return training_loop(
+                options, rank=rank, world_size=env_world, progress=progress if rank == 0 else None
+            )
         finally:
             dist.destroy_process_group()
     if options.gpus == 1 or options.dry_run:
         return training_loop(options, rank=0, world_size=1, progress=progress)
     if _backend(options) == "nccl" and torch.cuda.device_count() < options.gpus:
-        raise TrainingError(f"--gpus {options.gpus} but only {torch.cuda.device_count()} CUDA device(s) visible")
+        raise TrainingError(
+            f"--gpus {options.gpus} but only {torch.cuda.device_count()} CUDA device(s) visible"
+        )
     ctx = torch.multiprocessing.get_context("spawn")
     tmp = tempfile.mkdtemp(prefix="ghosts-ddp-")
     init = "file://" + os.path.join(tmp, "rendezvous")
-    procs = [ctx.Process(target=_rank_main, args=(options, r, options.gpus, init)) for r in range(1, options.gpus)]
+    procs = [
+        ctx.Process(target=_rank_main, args=(options, r, options.gpus, init)) for r in range(1, options.gpus)
+    ]
     for p in procs:
         p.start()
     try:
@@ -118,8 +135,13 @@ def _device_type(opts: TrainingOptions) -> str:
 
 # ------------------------------------------------------------------------------------------- helpers
 
+
 def next_run_dir(outdir: Path, dataset_name: str, cfg: str) -> Path:
-    ids = [int(m.group(1)) for d in outdir.glob("*") if (m := re.match(r"(\d{5})-", d.name))] if outdir.exists() else []
+    ids = (
+        [int(m.group(1)) for d in outdir.glob("*") if (m := re.match(r"(\d{5})-", d.name))]
+        if outdir.exists()
+        else []
+    )
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_name) or "dataset"
     return outdir / f"{max(ids, default=-1) + 1:05d}-{safe}-{cfg}"
 
@@ -161,9 +183,9 @@ def _lazy_adam(params, lr: float, betas: tuple[float, float], eps: float, reg_in
 
 
 def _resources(device: torch.device) -> dict[str, float]:
-    out = {"Resources/cpu_mem_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+    out = {"Resources/cpu_mem_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if device.type == "cuda":
-        out["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+        out["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         torch.cuda.reset_peak_memory_stats(device)
     return out
 
@@ -183,14 +205,22 @@ class RunLog:
 
 # ------------------------------------------------------------------------------------- the training loop
 
-def training_loop(opts: TrainingOptions, *, rank: int = 0, world_size: int = 1,
-                  progress: ProgressCallback | None = None) -> TrainResult:
+
+def training_loop(
+    opts: TrainingOptions, *, rank: int = 0, world_size: int = 1, progress: ProgressCallback | None = None
+) -> TrainResult:
     with contextlib.ExitStack() as held:  # the run folder's lock, released however the loop ends
         return _training_loop(opts, rank=rank, world_size=world_size, progress=progress, held=held)
 
 
-def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progress: ProgressCallback | None,
-                   held: contextlib.ExitStack) -> TrainResult:
+def _training_loop(
+    opts: TrainingOptions,
+    *,
+    rank: int,
+    world_size: int,
+    progress: ProgressCallback | None,
+    held: contextlib.ExitStack,
+) -> TrainResult:
     start_time = time.time()
 
     # --- Devices and seeds --------------------------------------------------------------------------
@@ -209,16 +239,22 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
     exact = opts.resume in ("latest", "latest-good")
     if exact:
         if opts.resume == "latest-good":  # skip damaged newer snapshots, saying which
-            stem = latest_good_snapshot(opts.outdir, log=lambda m: print(m, file=sys.stderr) if rank == 0 else None)
+            stem = latest_good_snapshot(
+                opts.outdir, log=lambda m: print(m, file=sys.stderr) if rank == 0 else None
+            )
         else:
             stem = latest_snapshot(opts.outdir)
         if stem is None:
-            raise TrainingError(f"--resume {opts.resume}: no complete snapshot in any run folder of {opts.outdir}")
+            raise TrainingError(
+                f"--resume {opts.resume}: no complete snapshot in any run folder of {opts.outdir}"
+            )
         try:
             resume_snap = load_snapshot(stem)
         except TrainingError as e:
-            raise TrainingError(f"--resume latest: the newest snapshot is unusable: {e}. "
-                                f"Use --resume latest-good to continue from the newest good one") from e
+            raise TrainingError(
+                f"--resume latest: the newest snapshot is unusable: {e}. "
+                f"Use --resume latest-good to continue from the newest good one"
+            ) from e
         run_dir = stem.parent
         if rank == 0 and not opts.dry_run:
             held.enter_context(RunLock(run_dir))
@@ -231,8 +267,10 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
         if rank == 0 and not opts.dry_run:
             held.enter_context(RunLock(run_dir))
     if resume_snap is not None and resume_snap.resolution != opts.resolution:
-        raise TrainingError(f"resolution mismatch: {resume_snap.stem.name} was trained at {resume_snap.resolution} px "
-                            f"but the archive {opts.data.name} holds {opts.resolution} px images")
+        raise TrainingError(
+            f"resolution mismatch: {resume_snap.stem.name} was trained at {resume_snap.resolution} px "
+            f"but the archive {opts.data.name} holds {opts.resolution} px images"
+        )
     if opts.dry_run:
         print(json.dumps(opts.to_json(), indent=2))
         print(f"dry run: would write to {run_dir}")
@@ -241,14 +279,18 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_options(opts, run_dir / "training_options.json")
-        log(f"{'resuming' if exact else 'starting'} run {run_dir} on {device} x{world_size} "
-            f"({opts.kimg:g} kimg, batch {opts.batch}, cfg {opts.cfg})")
+        log(
+            f"{'resuming' if exact else 'starting'} run {run_dir} on {device} x{world_size} "
+            f"({opts.kimg:g} kimg, batch {opts.batch}, cfg {opts.cfg})"
+        )
 
     # --- Data -----------------------------------------------------------------------------------------
     dataset = ImageArchive(opts.data, mirror=opts.mirror, use_labels=opts.cond)
     if dataset.resolution != opts.resolution or dataset.channels != opts.channels:
-        raise TrainingError(f"{opts.data} holds {dataset.resolution} px, {dataset.channels}-channel images; "
-                            f"this run expects {opts.resolution} px, {opts.channels} channels")
+        raise TrainingError(
+            f"{opts.data} holds {dataset.resolution} px, {dataset.channels}-channel images; "
+            f"this run expects {opts.resolution} px, {opts.channels} channels"
+        )
 
     # --- Networks (built from the same seed on every rank, then broadcast to be sure) ------------------
     torch.manual_seed(opts.seed)
@@ -257,19 +299,33 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
         D = resume_snap.build_discriminator(device)
         G_ema = resume_snap.build_generator("G_ema", device)
     else:
-        common = dict(img_resolution=opts.resolution, img_channels=opts.channels, channel_base=opts.cbase,
-                      channel_max=opts.cmax, num_reduced_res=opts.num_reduced_res, conv_clamp=opts.conv_clamp)
-        G = Generator(z_dim=opts.z_dim, c_dim=opts.c_dim, w_dim=opts.w_dim, mapping_layers=opts.map_layers,
-                      **common).to(device)
-        D = Discriminator(c_dim=opts.c_dim, mbstd_group_size=opts.mbstd_group,
-                          mapping_layers=8,  # the reference's D label mapping is 8 layers whatever --map says
-                          **common).to(device)
+        common = dict(
+            img_resolution=opts.resolution,
+            img_channels=opts.channels,
+            channel_base=opts.cbase,
+            channel_max=opts.cmax,
+            num_reduced_res=opts.num_reduced_res,
+            conv_clamp=opts.conv_clamp,
+        )
+        G = Generator(
+            z_dim=opts.z_dim, c_dim=opts.c_dim, w_dim=opts.w_dim, mapping_layers=opts.map_layers, **common
+        ).to(device)
+        D = Discriminator(
+            c_dim=opts.c_dim,
+            mbstd_group_size=opts.mbstd_group,
+            mapping_layers=8,  # the reference's D label mapping is 8 layers whatever --map says
+            **common,
+        ).to(device)
         G_ema = copy.deepcopy(G).eval()
         if resume_snap is not None:  # transfer learning: every tensor whose name and shape match
-            counts = {name: copy_matching(net, _transfer_source(resume_snap, name))
-                      for name, net in (("G", G), ("D", D), ("G_ema", G_ema))}
-            log(f"transfer learning from {resume_snap.stem.name}: " + "; ".join(
-                f"{name} {c} tensors copied, {s} skipped" for name, (c, s) in counts.items()))
+            counts = {
+                name: copy_matching(net, _transfer_source(resume_snap, name))
+                for name, net in (("G", G), ("D", D), ("G_ema", G_ema))
+            }
+            log(
+                f"transfer learning from {resume_snap.stem.name}: "
+                + "; ".join(f"{name} {c} tensors copied, {s} skipped" for name, (c, s) in counts.items())
+            )
     G_ema.eval().requires_grad_(False)
     if D.b4.mbstd.group_size != opts.mbstd_group:
         D.b4.mbstd.group_size = opts.mbstd_group  # transfer learning with another batch layout
@@ -289,8 +345,16 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
         augment_pipe = AugmentPipe.from_name(opts.augpipe).to(device).train()
         augment_pipe.p.fill_(opts.p)
     shared = SharedRandom(opts.seed, rank=rank, world_size=world_size, device=device)
-    loss = StyleGAN2Loss(G, D, augment_pipe, shared, r1_gamma=opts.gamma, style_mixing_prob=opts.style_mixing_prob,
-                         pl_weight=opts.pl_weight, world_size=world_size)
+    loss = StyleGAN2Loss(
+        G,
+        D,
+        augment_pipe,
+        shared,
+        r1_gamma=opts.gamma,
+        style_mixing_prob=opts.style_mixing_prob,
+        pl_weight=opts.pl_weight,
+        world_size=world_size,
+    )
     opt_G = _lazy_adam(G.parameters(), opts.glr, opts.betas, opts.eps, opts.g_reg_interval)
     opt_D = _lazy_adam(D.parameters(), opts.dlr, opts.betas, opts.eps, opts.d_reg_interval)
 
@@ -309,23 +373,41 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
         ada_acc = resume_snap.tensors["extra/ada_acc"].to(device)
         if rank == 0:
             resume_snap.restore_rng()
-        log(f"resumed {resume_snap.stem.name}: kimg {cur_nimg / 1000:g}, augment p {resume_snap.augment_p:.4f}")
+        log(
+            f"resumed {resume_snap.stem.name}: kimg {cur_nimg / 1000:g}, augment p {resume_snap.augment_p:.4f}"
+        )
     if not (exact and rank == 0):
         torch.manual_seed(opts.seed * world_size + rank + 1)  # augmentation draws differ per rank
 
-    sampler = GlobalBatchSampler(len(dataset), batch=opts.batch, rank=rank, world_size=world_size, seed=opts.seed,
-                                 start_batch=batch_idx)
-    loader = iter(torch.utils.data.DataLoader(dataset, batch_size=opts.batch_gpu, sampler=sampler,
-                                              num_workers=opts.workers, pin_memory=device.type == "cuda",
-                                              persistent_workers=opts.workers > 0,
-                                              # spawn, not fork: the loop often runs inside a threaded host
-                                              # (Prefect, a web server) and forking threads can deadlock
-                                              multiprocessing_context="spawn" if opts.workers > 0 else None,
-                                              # its own generator, so creating the loader does not
-                                              # consume the global RNG (exact resume depends on it)
-                                              generator=torch.Generator().manual_seed(opts.seed)))
-    labels = torch.from_numpy(np.stack([dataset.label(i) for i in range(len(dataset.members))])).to(device) \
-        if opts.c_dim > 0 else None
+    sampler = GlobalBatchSampler(
+        len(dataset),
+        batch=opts.batch,
+        rank=rank,
+        world_size=world_size,
+        seed=opts.seed,
+        start_batch=batch_idx,
+    )
+    loader = iter(
+        torch.utils.data.DataLoader(
+            dataset,
+            batch_size=opts.batch_gpu,
+            sampler=sampler,
+            num_workers=opts.workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=opts.workers > 0,
+            # spawn, not fork: the loop often runs inside a threaded host
+            # (Prefect, a web server) and forking threads can deadlock
+            multiprocessing_context="spawn" if opts.workers > 0 else None,
+            # its own generator, so creating the loader does not
+            # consume the global RNG (exact resume depends on it)
+            generator=torch.Generator().manual_seed(opts.seed),
+        )
+    )
+    labels = (
+        torch.from_numpy(np.stack([dataset.label(i) for i in range(len(dataset.members))])).to(device)
+        if opts.c_dim > 0
+        else None
+    )
 
     def sample_c(n: int) -> torch.Tensor | None:
         if labels is None:
@@ -342,8 +424,8 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
         chunks = []
         with torch.no_grad():
             for start in range(0, len(grid_z), opts.batch_gpu):
-                c = None if grid_c is None else grid_c[start:start + opts.batch_gpu]
-                chunks.append(G_ema(grid_z[start:start + opts.batch_gpu], c, noise_mode="const").cpu())
+                c = None if grid_c is None else grid_c[start : start + opts.batch_gpu]
+                chunks.append(G_ema(grid_z[start : start + opts.batch_gpu], c, noise_mode="const").cpu())
         return save_image_grid(torch.cat(chunks), path, cols)
 
     if rank == 0 and not exact:
@@ -360,8 +442,15 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
     total_nimg = round(opts.kimg * 1000)
     tick_start_nimg, tick_start_time = cur_nimg, time.time()
     stats = TickStats(device)
-    bar = tqdm(total=total_nimg, initial=cur_nimg, unit="kimg", unit_scale=0.001, disable=rank != 0,
-               dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
+    bar = tqdm(
+        total=total_nimg,
+        initial=cur_nimg,
+        unit="kimg",
+        unit_scale=0.001,
+        disable=rank != 0,
+        dynamic_ncols=True,
+        bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]",
+    )
     last_snapshot: Path | None = None
     last_stats: dict = {}
     n = opts.batch_gpu
@@ -375,7 +464,7 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
         c = sample_c(n * rounds)
         for i in range(rounds):
             shared.set_round(i, rounds)  # draws inside the phase (noise, style mixing) as R processes would
-            yield z[i * n:(i + 1) * n], None if c is None else c[i * n:(i + 1) * n]
+            yield z[i * n : (i + 1) * n], None if c is None else c[i * n : (i + 1) * n]
         shared.set_round(None)
 
     done = cur_nimg >= total_nimg
@@ -383,8 +472,12 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
         reals = []
         for _ in range(rounds):
             real_img, real_c = next(loader)
-            reals.append((real_img.to(device, non_blocking=True).to(torch.float32) / 127.5 - 1,
-                          real_c.to(device) if opts.c_dim > 0 else None))
+            reals.append(
+                (
+                    real_img.to(device, non_blocking=True).to(torch.float32) / 127.5 - 1,
+                    real_c.to(device) if opts.c_dim > 0 else None,
+                )
+            )
 
         # Each phase sums its rounds' gradients, each round weighted 1/rounds (the mean over the batch).
         # G main: make D call fakes real.
@@ -418,7 +511,9 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
             for real_img, real_c in reals:
                 r_stats = loss.accumulate_D_reg(real_img, real_c, gain=opts.d_reg_interval / rounds)
                 stats.add(r_stats)  # its reals' signs count in r_t and in the tick's mean, as the reference
-                ada_acc += torch.stack([r_stats["Loss/signs/real"].sum(), torch.tensor(float(n), device=device)])
+                ada_acc += torch.stack(
+                    [r_stats["Loss/signs/real"].sum(), torch.tensor(float(n), device=device)]
+                )
             _sync_grads(list(D.parameters()), world_size)
             opt_D.step()
         _set_trainable(D, False)
@@ -444,8 +539,14 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
             if world_size > 1:
                 dist.all_reduce(acc)
             rt = float(acc[0] / acc[1].clamp_min(1))
-            new_p = update_p(float(augment_pipe.p), rt, batch=opts.batch, interval=opts.ada_interval,
-                             target=opts.target, ada_kimg=opts.ada_kimg)
+            new_p = update_p(
+                float(augment_pipe.p),
+                rt,
+                batch=opts.batch,
+                interval=opts.ada_interval,
+                target=opts.target,
+                ada_kimg=opts.ada_kimg,
+            )
             augment_pipe.p.fill_(new_p)
             ada_acc.zero_()
 
@@ -457,40 +558,72 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
         tick_stats = stats.reduce(world_size, LOSS_STATS)
         p_now = float(augment_pipe.p) if augment_pipe is not None else 0.0
         sec_per_kimg = (tick_end_time - tick_start_time) / max(cur_nimg - tick_start_nimg, 1) * 1000
-        scalars = {"Progress/tick": cur_tick, "Progress/kimg": cur_nimg / 1000, "Progress/augment": p_now,
-                   "Timing/total_sec": tick_end_time - start_time,
-                   "Timing/sec_per_tick": tick_end_time - tick_start_time, "Timing/sec_per_kimg": sec_per_kimg,
-                   **_resources(device)}
+        scalars = {
+            "Progress/tick": cur_tick,
+            "Progress/kimg": cur_nimg / 1000,
+            "Progress/augment": p_now,
+            "Timing/total_sec": tick_end_time - start_time,
+            "Timing/sec_per_tick": tick_end_time - tick_start_time,
+            "Timing/sec_per_kimg": sec_per_kimg,
+            **_resources(device),
+        }
         for k, v in scalars.items():
             tick_stats[k] = {"num": 1, "mean": float(v), "std": 0.0}
         flat = {k: v["mean"] for k, v in tick_stats.items()}
-        bar.set_postfix_str(f"{sec_per_kimg:.1f} s/kimg, p {p_now:.3f}, "
-                            f"r_t {flat.get('Loss/signs/real', float('nan')):+.2f}", refresh=False)
+        bar.set_postfix_str(
+            f"{sec_per_kimg:.1f} s/kimg, p {p_now:.3f}, r_t {flat.get('Loss/signs/real', float('nan')):+.2f}",
+            refresh=False,
+        )
 
         fakes_path = None
         snapshot_now = done or (opts.snap > 0 and cur_tick > 0 and cur_tick % opts.snap == 0)
         if rank == 0:
             append_line(run_dir / "stats.jsonl", stat_line(tick_stats))
-            log(f"tick {cur_tick:<4d} kimg {cur_nimg / 1000:<8.3f} sec/kimg {sec_per_kimg:<7.2f} "
+            log(
+                f"tick {cur_tick:<4d} kimg {cur_nimg / 1000:<8.3f} sec/kimg {sec_per_kimg:<7.2f} "
                 f"augment {p_now:.3f} r_t {flat.get('Loss/signs/real', float('nan')):+.3f} "
-                f"G {flat.get('Loss/G/loss', float('nan')):.3f} D {flat.get('Loss/D/loss', float('nan')):.3f}")
+                f"G {flat.get('Loss/G/loss', float('nan')):.3f} D {flat.get('Loss/D/loss', float('nan')):.3f}"
+            )
         if snapshot_now:
-            snap_name = snapshot_name(cur_nimg)  # unique per image count: snapshots < 1 kimg apart never clash
+            snap_name = snapshot_name(
+                cur_nimg
+            )  # unique per image count: snapshots < 1 kimg apart never clash
             kimg_tag = f"{cur_nimg // 1000:06d}"
             if rank == 0:
                 fakes_path = save_fakes(run_dir / f"fakes{kimg_tag}.png")
                 last_snapshot = save_snapshot(
-                    run_dir / snap_name, G=G, G_ema=G_ema, D=D, opt_G=opt_G, opt_D=opt_D,
-                    augment_p=p_now, cur_nimg=cur_nimg, options=opts.to_json(),
+                    run_dir / snap_name,
+                    G=G,
+                    G_ema=G_ema,
+                    D=D,
+                    opt_G=opt_G,
+                    opt_D=opt_D,
+                    augment_p=p_now,
+                    cur_nimg=cur_nimg,
+                    options=opts.to_json(),
                     dataset_sha256=opts.dataset_sha256,
-                    extra_tensors={"shared_random": shared.state(), "pl_mean": loss.pl_mean.reshape([]),
-                                   "ada_acc": ada_acc},
-                    extra={"batch_idx": batch_idx, "cur_tick": cur_tick, "run_dir": str(run_dir)})
-                for result in compute_metrics(metric_names, G_ema, dataset, device=device,
-                                              inception=opts.inception, num_images=opts.metric_images,
-                                              batch=opts.batch_gpu, log=log):
+                    extra_tensors={
+                        "shared_random": shared.state(),
+                        "pl_mean": loss.pl_mean.reshape([]),
+                        "ada_acc": ada_acc,
+                    },
+                    extra={"batch_idx": batch_idx, "cur_tick": cur_tick, "run_dir": str(run_dir)},
+                )
+                for result in compute_metrics(
+                    metric_names,
+                    G_ema,
+                    dataset,
+                    device=device,
+                    inception=opts.inception,
+                    num_images=opts.metric_images,
+                    batch=opts.batch_gpu,
+                    log=log,
+                ):
                     append_metric(run_dir, result, snapshot=last_snapshot.name, kimg=cur_nimg / 1000)
-                    log(f"metric {result.name}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.results.items()))
+                    log(
+                        f"metric {result.name}: "
+                        + ", ".join(f"{k} {v:.4g}" for k, v in result.results.items())
+                    )
             if world_size > 1:
                 dist.barrier()
         if rank == 0:
@@ -507,8 +640,13 @@ def _training_loop(opts: TrainingOptions, *, rank: int, world_size: int, progres
     dataset.close()
     if rank == 0:
         log(f"done: {cur_nimg / 1000:g} kimg in {time.time() - start_time:.1f} s")
-    return TrainResult(run_dir=run_dir, snapshot=last_snapshot, stats=last_stats, cur_nimg=cur_nimg,
-                       augment_p=float(augment_pipe.p) if augment_pipe is not None else 0.0)
+    return TrainResult(
+        run_dir=run_dir,
+        snapshot=last_snapshot,
+        stats=last_stats,
+        cur_nimg=cur_nimg,
+        augment_p=float(augment_pipe.p) if augment_pipe is not None else 0.0,
+    )
 
 
 def _transfer_source(snap: Snapshot, name: str) -> dict[str, torch.Tensor]:
@@ -517,15 +655,29 @@ def _transfer_source(snap: Snapshot, name: str) -> dict[str, torch.Tensor]:
     sd = snap.state_dict(name)
     kwargs = snap.meta.get("D_kwargs" if name == "D" else "G_kwargs") or {}
     if kwargs.get("arch_version", 2) == 1:
-        sd = {k: v.flip([2, 3]) if re.fullmatch(r"synthesis\.blocks\.\d+\.conv0\.weight", k) else v
-              for k, v in sd.items()}
+        sd = {
+            k: v.flip([2, 3]) if re.fullmatch(r"synthesis\.blocks\.\d+\.conv0\.weight", k) else v
+            for k, v in sd.items()
+        }
     return sd
 
 
 # The options a user may change when continuing a run; everything else comes from the run itself so the
 # continuation is the same computation.
-CONTINUE_OVERRIDES = ("kimg", "snap", "tick_kimg", "metrics", "metric_images", "inception", "workers", "device",
-                      "dry_run", "gpus", "data", "outdir")
+CONTINUE_OVERRIDES = (
+    "kimg",
+    "snap",
+    "tick_kimg",
+    "metrics",
+    "metric_images",
+    "inception",
+    "workers",
+    "device",
+    "dry_run",
+    "gpus",
+    "data",
+    "outdir",
+)
 
 
 def _continue_options(run_dir: Path, opts: TrainingOptions, snap: Snapshot) -> TrainingOptions:
@@ -534,12 +686,18 @@ def _continue_options(run_dir: Path, opts: TrainingOptions, snap: Snapshot) -> T
         raise TrainingError(f"{run_dir} has no training_options.json; cannot continue it exactly")
     stored = TrainingOptions.from_json(json.loads(stored_path.read_text()))
     if snap.meta.get("dataset_sha256") and snap.meta["dataset_sha256"] != opts.dataset_sha256:
-        raise TrainingError(f"--resume latest: {run_dir.name} was trained on a different archive "
-                            f"(sha256 {snap.meta['dataset_sha256'][:12]}...) than {opts.data.name} "
-                            f"(sha256 {opts.dataset_sha256[:12]}...); use --resume PATH to fine-tune instead")
+        raise TrainingError(
+            f"--resume latest: {run_dir.name} was trained on a different archive "
+            f"(sha256 {snap.meta['dataset_sha256'][:12]}...) than {opts.data.name} "
+            f"(sha256 {opts.dataset_sha256[:12]}...); use --resume PATH to fine-tune instead"
+        )
     per_gpu = stored.batch // opts.gpus
-    merged = replace(stored, **{k: getattr(opts, k) for k in CONTINUE_OVERRIDES}, resume=opts.resume,
-                     batch_gpu=stored.batch_gpu if per_gpu % stored.batch_gpu == 0 else per_gpu)
+    merged = replace(
+        stored,
+        **{k: getattr(opts, k) for k in CONTINUE_OVERRIDES},
+        resume=opts.resume,
+        batch_gpu=stored.batch_gpu if per_gpu % stored.batch_gpu == 0 else per_gpu,
+    )
     return merged.validate()
 
 

@@ -6,6 +6,7 @@ Randomness that shapes the gradients (latents, mixing cut-offs, noise images) co
 every rank draws the numbers for the whole global batch and keeps its own rows, so N processes compute the
 same update as one process with the same total batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,7 @@ class SharedRandom:
     def _draw(self, fn, n: int, shape: tuple) -> torch.Tensor:
         if self._round is None:
             x = fn(n * self.world_size, *shape, generator=self.generator, device=self.device)
-            return x[self.rank * n: (self.rank + 1) * n]
+            return x[self.rank * n : (self.rank + 1) * n]
         if self._round == 0:
             x = fn(n * self.world_size * self._rounds, *shape, generator=self.generator, device=self.device)
             self._cache.append(x)
@@ -48,7 +49,7 @@ class SharedRandom:
             x = self._cache[self._k]
         self._k += 1
         slot = self.rank * self._rounds + self._round
-        return x[slot * n: (slot + 1) * n]
+        return x[slot * n : (slot + 1) * n]
 
     def randn(self, n: int, *shape: int) -> torch.Tensor:
         return self._draw(torch.randn, n, shape)
@@ -72,13 +73,20 @@ def all_reduce_mean(x: torch.Tensor, world_size: int) -> torch.Tensor:
 
 
 class StyleGAN2Loss:
-    def __init__(self, G: Generator, D: Discriminator, augment_pipe: AugmentPipe | None, random: SharedRandom, *,
-                 r1_gamma: float = 10.0,  # R1 weight gamma; the penalty is scaled by gamma / 2
-                 style_mixing_prob: float = 0.9,  # share of fakes made from two latents
-                 pl_weight: float = 2.0,  # path-length regulariser weight
-                 pl_batch_shrink: int = 2,  # path-length runs on every 2nd sample (half batch)
-                 pl_decay: float = 0.01,  # decay of the running mean path length
-                 world_size: int = 1):
+    def __init__(
+        self,
+        G: Generator,
+        D: Discriminator,
+        augment_pipe: AugmentPipe | None,
+        random: SharedRandom,
+        *,
+        r1_gamma: float = 10.0,  # R1 weight gamma; the penalty is scaled by gamma / 2
+        style_mixing_prob: float = 0.9,  # share of fakes made from two latents
+        pl_weight: float = 2.0,  # path-length regulariser weight
+        pl_batch_shrink: int = 2,  # path-length runs on every 2nd sample (half batch)
+        pl_decay: float = 0.01,  # decay of the running mean path length
+        world_size: int = 1,
+    ):
         self.G, self.D, self.augment_pipe, self.random = G, D, augment_pipe, random
         self.r1_gamma, self.style_mixing_prob = r1_gamma, style_mixing_prob
         self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
@@ -99,8 +107,10 @@ class StyleGAN2Loss:
             ws2 = G.mapping(z2, c, update_emas=False)
             layer = torch.arange(G.num_ws, device=ws.device).reshape(1, -1, 1)
             ws = torch.where(layer >= cutoff.reshape(n, 1, 1), ws2, ws)
-        noise = [self.random.randn(n, 1, layer.resolution, layer.resolution)
-                 for layer in G.synthesis.noise_layers()]
+        noise = [
+            self.random.randn(n, 1, layer.resolution, layer.resolution)
+            for layer in G.synthesis.noise_layers()
+        ]
         return G.synthesis(ws, noise_inputs=noise), ws
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
@@ -114,8 +124,11 @@ class StyleGAN2Loss:
         logits = self.run_D(img, c)
         loss = F.softplus(-logits)  # non-saturating: -log sigmoid(D(G(z)))
         (loss.mean() * gain).backward()
-        return {"Loss/scores/fake": logits.detach(), "Loss/signs/fake": logits.detach().sign(),
-                "Loss/G/loss": loss.detach()}
+        return {
+            "Loss/scores/fake": logits.detach(),
+            "Loss/signs/fake": logits.detach().sign(),
+            "Loss/G/loss": loss.detach(),
+        }
 
     def accumulate_G_reg(self, z, c, gain: float = 1.0) -> dict[str, torch.Tensor]:
         """Path-length regularisation: keep |J_w^T y| constant for random image-space directions y."""
@@ -142,9 +155,13 @@ class StyleGAN2Loss:
         loss_fake = F.softplus(fake_logits)  # -log(1 - sigmoid(D(fake)))
         loss_real = F.softplus(-real_logits)  # -log sigmoid(D(real))
         ((loss_fake.mean() + loss_real.mean()) * gain).backward()
-        return {"Loss/scores/fake": fake_logits.detach(), "Loss/signs/fake": fake_logits.detach().sign(),
-                "Loss/scores/real": real_logits.detach(), "Loss/signs/real": real_logits.detach().sign(),
-                "Loss/D/loss": (loss_fake + loss_real).detach()}
+        return {
+            "Loss/scores/fake": fake_logits.detach(),
+            "Loss/signs/fake": fake_logits.detach().sign(),
+            "Loss/scores/real": real_logits.detach(),
+            "Loss/signs/real": real_logits.detach().sign(),
+            "Loss/D/loss": (loss_fake + loss_real).detach(),
+        }
 
     def accumulate_D_reg(self, real_img, real_c, gain: float = 1.0) -> dict[str, torch.Tensor]:
         """R1: penalise the squared gradient norm of D at (augmented) reals. Needs a second derivative
@@ -156,5 +173,8 @@ class StyleGAN2Loss:
         loss = r1_penalty * (self.r1_gamma / 2)
         ((logits[:, 0] * 0 + loss).mean() * gain).backward()
         # The reference's r_t also counts these reals (its ADA collector reads every Loss/signs/real report).
-        return {"Loss/r1_penalty": r1_penalty.detach(), "Loss/D/reg": loss.detach(),
-                "Loss/signs/real": logits.detach().sign()}
+        return {
+            "Loss/r1_penalty": r1_penalty.detach(),
+            "Loss/D/reg": loss.detach(),
+            "Loss/signs/real": logits.detach().sign(),
+        }

@@ -5,6 +5,7 @@
 - FID / KID (Heusel et al. 2017; Binkowski et al. 2018) on 2048-d Inception-v3 pool features, computed only
   when the user supplies the standard Inception TorchScript file (`--inception` or GHOSTS_INCEPTION).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,11 +21,14 @@ from tqdm import tqdm
 
 from training.errors import TrainingError
 
-INCEPTION_MISSING = ("FID/KID skipped: no Inception network (pass --inception PATH to the standard "
-                     "inception-2015-12-05 TorchScript file, or set GHOSTS_INCEPTION)")
+INCEPTION_MISSING = (
+    "FID/KID skipped: no Inception network (pass --inception PATH to the standard "
+    "inception-2015-12-05 TorchScript file, or set GHOSTS_INCEPTION)"
+)
 
 
 # ---------------------------------------------------------------------------------------------- images
+
 
 def to_uint8(img: torch.Tensor) -> torch.Tensor:
     """Generator output (about [-1, 1]) -> uint8 NCHW."""
@@ -46,10 +50,12 @@ def iterate_fakes(G, dataset, num: int, batch: int, device, seed: int = 123):
     for start in range(0, num, batch):
         n = min(batch, num - start)
         z = torch.randn(n, G.z_dim, generator=gen).to(device)
-        c = None if labels is None else labels[start:start + n].to(device)
+        c = None if labels is None else labels[start : start + n].to(device)
         # Random per-pixel noise, as the reference's metrics, drawn from this generator (not the global RNG).
-        noise = [torch.randn(n, 1, layer.resolution, layer.resolution, generator=gen).to(device)
-                 for layer in G.synthesis.noise_layers()]
+        noise = [
+            torch.randn(n, 1, layer.resolution, layer.resolution, generator=gen).to(device)
+            for layer in G.synthesis.noise_layers()
+        ]
         with torch.no_grad():
             yield to_uint8(G.synthesis(G.mapping(z, c), noise_inputs=noise)).cpu()
 
@@ -100,8 +106,14 @@ def _normalise(desc: torch.Tensor, channels: int) -> torch.Tensor:
     return d.reshape(desc.shape[0], -1)
 
 
-def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, *, dir_repeats: int = 4, dirs_per_repeat: int = 128,
-                       gen: torch.Generator | None = None) -> float:
+def sliced_wasserstein(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    dir_repeats: int = 4,
+    dirs_per_repeat: int = 128,
+    gen: torch.Generator | None = None,
+) -> float:
     """Mean over random unit directions of the 1-D Wasserstein distance between the projected sets."""
     n = min(len(a), len(b))
     a, b = a[:n], b[:n]
@@ -115,8 +127,15 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, *, dir_repeats: int = 4
     return total / dir_repeats
 
 
-def swd_from_batches(real_batches, fake_batches, *, patch: int = 7, patches_per_image: int = 64,
-                     min_res: int = 16, seed: int = 0) -> dict[str, float]:
+def swd_from_batches(
+    real_batches,
+    fake_batches,
+    *,
+    patch: int = 7,
+    patches_per_image: int = 64,
+    min_res: int = 16,
+    seed: int = 0,
+) -> dict[str, float]:
     """SWD x 1e3 per pyramid level (keyed by level resolution) and their average."""
     gen = torch.Generator().manual_seed(seed)
 
@@ -136,12 +155,15 @@ def swd_from_batches(real_batches, fake_batches, *, patch: int = 7, patches_per_
     fake, _, _ = descriptors(fake_batches)
     out = {}
     for size, lr, lf in zip(sizes, real, fake):
-        out[f"swd_{size}"] = sliced_wasserstein(_normalise(lr, channels), _normalise(lf, channels), gen=gen) * 1e3
+        out[f"swd_{size}"] = (
+            sliced_wasserstein(_normalise(lr, channels), _normalise(lf, channels), gen=gen) * 1e3
+        )
     out["swd_avg"] = float(np.mean(list(out.values())))
     return out
 
 
 # ------------------------------------------------------------------------------------------- FID / KID
+
 
 def load_inception(path: Path, device) -> torch.jit.ScriptModule:
     path = Path(path)
@@ -171,8 +193,9 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
     return float(np.square(mu_r - mu_f).sum() + np.trace(cov_r + cov_f - 2 * np.real(covmean)))
 
 
-def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, *, num_subsets: int = 100,
-                              max_subset_size: int = 1000, seed: int = 0) -> float:
+def kernel_inception_distance(
+    real: np.ndarray, fake: np.ndarray, *, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0
+) -> float:
     """Unbiased MMD^2 with the cubic polynomial kernel, averaged over random subsets."""
     rng = np.random.default_rng(seed)
     d = real.shape[1]
@@ -191,6 +214,7 @@ def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, *, num_subsets
 
 # ---------------------------------------------------------------------------------------------- driver
 
+
 @dataclass
 class MetricResult:
     name: str
@@ -200,9 +224,18 @@ class MetricResult:
     num_fakes: int
 
 
-def compute_metrics(names: list[str], G, dataset, *, device, inception: Path | None = None,
-                    num_images: int | None = None, batch: int = 32, log=print,
-                    progress: bool = True) -> list[MetricResult]:
+def compute_metrics(
+    names: list[str],
+    G,
+    dataset,
+    *,
+    device,
+    inception: Path | None = None,
+    num_images: int | None = None,
+    batch: int = 32,
+    log=print,
+    progress: bool = True,
+) -> list[MetricResult]:
     """Evaluate the named metrics on `G` (the EMA generator) against `dataset`. FID/KID are skipped with one
     line when no Inception file is configured."""
     out: list[MetricResult] = []
@@ -233,15 +266,23 @@ def compute_metrics(names: list[str], G, dataset, *, device, inception: Path | N
         if "fid" in feature_metrics:
             out.append(MetricResult("fid", {"fid": frechet_distance(real_f, fake_f)}, secs, n_data, n_fake))
         if "kid" in feature_metrics:
-            out.append(MetricResult("kid", {"kid": kernel_inception_distance(real_f, fake_f)}, secs,
-                                    n_data, n_fake))
+            out.append(
+                MetricResult("kid", {"kid": kernel_inception_distance(real_f, fake_f)}, secs, n_data, n_fake)
+            )
     return out
 
 
 def append_metric(run_dir: Path, result: MetricResult, *, snapshot: str, kimg: float) -> None:
     """One JSON line per evaluation in metric-<name>.jsonl (append-only; a torn last line is harmless)."""
-    line = {"metric": result.name, "results": result.results, "snapshot": snapshot, "kimg": kimg,
-            "total_time": result.seconds, "num_reals": result.num_reals, "num_fakes": result.num_fakes,
-            "timestamp": time.time()}
+    line = {
+        "metric": result.name,
+        "results": result.results,
+        "snapshot": snapshot,
+        "kimg": kimg,
+        "total_time": result.seconds,
+        "num_reals": result.num_reals,
+        "num_fakes": result.num_fakes,
+        "timestamp": time.time(),
+    }
     with open(Path(run_dir) / f"metric-{result.name}.jsonl", "a") as f:
         f.write(json.dumps(line) + "\n")

@@ -16,6 +16,7 @@ standard deviation. Reduced precision (bf16 autocast) is used only for the top r
   the FIR, contiguous minibatch-std groups, clamping only in reduced precision), kept so those snapshots render
   exactly as they did.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,12 +57,20 @@ def reduced_precision_context(enabled: bool, device: torch.device):
 
 # ----------------------------------------------------------------------------------------------- layers
 
+
 class FullyConnectedLayer(nn.Module):
     """Dense layer with equalised learning rate and an optional per-layer learning-rate multiplier."""
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, activation: str = "linear",
-                 lr_multiplier: float = 1.0,  # 0.01 in the mapping network
-                 bias_init: float = 0.0):  # 1 for style affines so styles start around 1
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        activation: str = "linear",
+        lr_multiplier: float = 1.0,  # 0.01 in the mapping network
+        bias_init: float = 0.0,
+    ):  # 1 for style affines so styles start around 1
         super().__init__()
         self.activation = activation
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
@@ -78,9 +87,18 @@ class FullyConnectedLayer(nn.Module):
 class Conv2dLayer(nn.Module):
     """Plain convolution (discriminator) with equalised learning rate and optional FIR downsampling."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True,
-                 activation: str = "linear", down: int = 1, resample_filter=(1, 3, 3, 1),
-                 conv_clamp: float | None = 256):  # +-clamp on the output (x gain), when the caller asks
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        bias: bool = True,
+        activation: str = "linear",
+        down: int = 1,
+        resample_filter=(1, 3, 3, 1),
+        conv_clamp: float | None = 256,
+    ):  # +-clamp on the output (x gain), when the caller asks
         super().__init__()
         self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
@@ -106,9 +124,17 @@ class Conv2dLayer(nn.Module):
         return x
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool = True,
-                     padding: int = 0, fused: bool = True, up: int = 1,
-                     resample_filter: torch.Tensor | None = None) -> torch.Tensor:
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    *,
+    demodulate: bool = True,
+    padding: int = 0,
+    fused: bool = True,
+    up: int = 1,
+    resample_filter: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Convolution whose input channels are scaled per sample by `styles`, then (optionally) demodulated so
     each output feature map has unit expected variance.
 
@@ -147,7 +173,9 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return x.reshape(n, cout, *x.shape[2:])
 
 
-def _fir_after_transposed_conv(x: torch.Tensor, f: torch.Tensor, up: int, k: int, padding: int) -> torch.Tensor:
+def _fir_after_transposed_conv(
+    x: torch.Tensor, f: torch.Tensor, up: int, k: int, padding: int
+) -> torch.Tensor:
     """Low-pass the output of a stride-`up` transposed convolution with kernel `k` so that, with `padding`,
     the result is exactly `up` times the input size; all the padding goes before the FIR."""
     p0 = padding + (f.numel() + up - 1) // 2 - (k - 1)
@@ -171,13 +199,21 @@ def _legacy_modulated_conv2d(x, weight, styles, *, padding, resample_filter, up)
 
 # ---------------------------------------------------------------------------------------------- mapping
 
+
 class MappingNetwork(nn.Module):
     """z (and an optional class label c) -> w, broadcast to `num_ws` style vectors; tracks the mean w."""
 
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int | None, *,
-                 num_layers: int = 8,  # 8 in StyleGAN2, 2 in the ADA "auto" config
-                 lr_multiplier: float = 0.01,  # the mapping learns 100x slower than the synthesis
-                 w_avg_beta: float | None = 0.995):  # decay of the tracked mean w used for truncation
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        num_ws: int | None,
+        *,
+        num_layers: int = 8,  # 8 in StyleGAN2, 2 in the ADA "auto" config
+        lr_multiplier: float = 0.01,  # the mapping learns 100x slower than the synthesis
+        w_avg_beta: float | None = 0.995,
+    ):  # decay of the tracked mean w used for truncation
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.w_avg_beta = w_avg_beta
@@ -190,8 +226,14 @@ class MappingNetwork(nn.Module):
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, update_emas: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor | None,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        update_emas: bool = False,
+    ) -> torch.Tensor:
         parts = []
         if self.z_dim > 0:
             parts.append(normalize_2nd_moment(z.to(torch.float32)))
@@ -216,12 +258,24 @@ class MappingNetwork(nn.Module):
 
 # -------------------------------------------------------------------------------------------- synthesis
 
+
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (+ optional 2x upsampling), per-pixel noise with learned strength, bias, lrelu."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *,
-                 kernel_size: int = 3, up: int = 1, use_noise: bool = True, resample_filter=(1, 3, 3, 1),
-                 conv_clamp: float | None = 256, arch_version: int = 2):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        *,
+        kernel_size: int = 3,
+        up: int = 1,
+        use_noise: bool = True,
+        resample_filter=(1, 3, 3, 1),
+        conv_clamp: float | None = 256,
+        arch_version: int = 2,
+    ):
         super().__init__()
         self.resolution, self.up, self.use_noise, self.conv_clamp = resolution, up, use_noise, conv_clamp
         self.arch_version = arch_version
@@ -236,15 +290,23 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.randn(resolution, resolution))
             self.noise_strength = nn.Parameter(torch.zeros([]))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const",
-                noise: torch.Tensor | None = None, clamp: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: str = "const",
+        noise: torch.Tensor | None = None,
+        clamp: bool = False,
+    ) -> torch.Tensor:
         styles = self.affine(w)
         if self.arch_version == 1:
-            x = _legacy_modulated_conv2d(x, self.weight, styles, padding=self.padding,
-                                         resample_filter=self.resample_filter, up=self.up)
+            x = _legacy_modulated_conv2d(
+                x, self.weight, styles, padding=self.padding, resample_filter=self.resample_filter, up=self.up
+            )
         else:
-            x = modulated_conv2d(x, self.weight, styles, padding=self.padding, up=self.up,
-                                 resample_filter=self.resample_filter)
+            x = modulated_conv2d(
+                x, self.weight, styles, padding=self.padding, up=self.up, resample_filter=self.resample_filter
+            )
         if self.use_noise:
             if noise is None and noise_mode == "random":
                 noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device)
@@ -284,9 +346,19 @@ class SynthesisBlock(nn.Module):
     """One resolution of the skip generator: (const | upsampling conv) -> conv -> ToRGB added to the
     upsampled image of the previous block."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int, *,
-                 reduced: bool = False, resample_filter=(1, 3, 3, 1), conv_clamp: float | None = 256,
-                 arch_version: int = 2):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        *,
+        reduced: bool = False,
+        resample_filter=(1, 3, 3, 1),
+        conv_clamp: float | None = 256,
+        arch_version: int = 2,
+    ):
         super().__init__()
         self.in_channels, self.resolution, self.reduced = in_channels, resolution, reduced
         self.arch_version = arch_version
@@ -294,11 +366,19 @@ class SynthesisBlock(nn.Module):
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2,
-                                        resample_filter=resample_filter, conv_clamp=conv_clamp,
-                                        arch_version=arch_version)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp,
-                                    arch_version=arch_version)
+            self.conv0 = SynthesisLayer(
+                in_channels,
+                out_channels,
+                w_dim,
+                resolution,
+                up=2,
+                resample_filter=resample_filter,
+                conv_clamp=conv_clamp,
+                arch_version=arch_version,
+            )
+        self.conv1 = SynthesisLayer(
+            out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp, arch_version=arch_version
+        )
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_channels == 0 else 2
         self.num_torgb = 1
@@ -328,15 +408,22 @@ class SynthesisBlock(nn.Module):
 class SynthesisNetwork(nn.Module):
     """w+ (one w per layer) -> image, from a learned 4x4 constant up to `img_resolution`."""
 
-    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, *,
-                 channel_base: int = 32768,  # feature maps at resolution r: min(channel_base // r, channel_max)
-                 channel_max: int = 512,
-                 num_reduced_res: int = 4,  # top resolutions that may run in bf16
-                 conv_clamp: float | None = 256, arch_version: int = 2):
+    def __init__(
+        self,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        *,
+        channel_base: int = 32768,  # feature maps at resolution r: min(channel_base // r, channel_max)
+        channel_max: int = 512,
+        num_reduced_res: int = 4,  # top resolutions that may run in bf16
+        conv_clamp: float | None = 256,
+        arch_version: int = 2,
+    ):
         super().__init__()
         check_resolution(img_resolution)
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
-        self.block_resolutions = [2 ** i for i in range(2, int(np.log2(img_resolution)) + 1)]
+        self.block_resolutions = [2**i for i in range(2, int(np.log2(img_resolution)) + 1)]
         channels = {r: min(channel_base // r, channel_max) for r in self.block_resolutions}
         if min(channels.values()) < 1:
             raise TrainingError(f"channel_base {channel_base} is too small for {img_resolution} px")
@@ -344,8 +431,16 @@ class SynthesisNetwork(nn.Module):
         self.blocks = nn.ModuleList()
         self.num_ws = 0
         for r in self.block_resolutions:
-            block = SynthesisBlock(channels[r // 2] if r > 4 else 0, channels[r], w_dim, r, img_channels,
-                                   reduced=r >= reduced_from, conv_clamp=conv_clamp, arch_version=arch_version)
+            block = SynthesisBlock(
+                channels[r // 2] if r > 4 else 0,
+                channels[r],
+                w_dim,
+                r,
+                img_channels,
+                reduced=r >= reduced_from,
+                conv_clamp=conv_clamp,
+                arch_version=arch_version,
+            )
             self.num_ws += block.num_conv
             self.blocks.append(block)
         self.num_ws += self.blocks[-1].num_torgb
@@ -355,8 +450,9 @@ class SynthesisNetwork(nn.Module):
         """Every layer that takes a noise input, in order (a projector optimises their `noise_const`)."""
         return [layer for block in self.blocks for layer in block.noise_layers()]
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const",
-                noise_inputs: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, ws: torch.Tensor, noise_mode: str = "const", noise_inputs: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         if ws.ndim != 3 or ws.shape[1] != self.num_ws:
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         ws = ws.to(torch.float32)
@@ -365,10 +461,16 @@ class SynthesisNetwork(nn.Module):
         for block in self.blocks:
             block_noise = None
             if noise_inputs is not None:
-                block_noise = noise_inputs[noise_idx: noise_idx + block.num_conv]
+                block_noise = noise_inputs[noise_idx : noise_idx + block.num_conv]
             # A block's ToRGB shares its w with the next block's first conv (reference indexing).
-            x, img = block(x, img, ws[:, w_idx: w_idx + block.num_conv + block.num_torgb], noise_mode,
-                           block_noise, self.reduced_precision)
+            x, img = block(
+                x,
+                img,
+                ws[:, w_idx : w_idx + block.num_conv + block.num_torgb],
+                noise_mode,
+                block_noise,
+                self.reduced_precision,
+            )
             w_idx += block.num_conv
             noise_idx += block.num_conv
         return img
@@ -377,49 +479,106 @@ class SynthesisNetwork(nn.Module):
 class Generator(nn.Module):
     """z -> w -> image. Call `G(z, c)`; use `G.mapping` and `G.synthesis` for latent-space work."""
 
-    def __init__(self, *, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, img_resolution: int,
-                 img_channels: int = 3, mapping_layers: int = 8, channel_base: int = 32768, channel_max: int = 512,
-                 num_reduced_res: int = 4, conv_clamp: float | None = 256, mapping_lr_multiplier: float = 0.01,
-                 w_avg_beta: float = 0.995, arch_version: int = 2):
+    def __init__(
+        self,
+        *,
+        z_dim: int = 512,
+        c_dim: int = 0,
+        w_dim: int = 512,
+        img_resolution: int,
+        img_channels: int = 3,
+        mapping_layers: int = 8,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        num_reduced_res: int = 4,
+        conv_clamp: float | None = 256,
+        mapping_lr_multiplier: float = 0.01,
+        w_avg_beta: float = 0.995,
+        arch_version: int = 2,
+    ):
         super().__init__()
         check_arch_version(arch_version)
-        self.init_kwargs = dict(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution,
-                                img_channels=img_channels, mapping_layers=mapping_layers,
-                                channel_base=channel_base, channel_max=channel_max,
-                                num_reduced_res=num_reduced_res, conv_clamp=conv_clamp,
-                                mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta,
-                                arch_version=arch_version)
+        self.init_kwargs = dict(
+            z_dim=z_dim,
+            c_dim=c_dim,
+            w_dim=w_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            mapping_layers=mapping_layers,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            num_reduced_res=num_reduced_res,
+            conv_clamp=conv_clamp,
+            mapping_lr_multiplier=mapping_lr_multiplier,
+            w_avg_beta=w_avg_beta,
+            arch_version=arch_version,
+        )
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, channel_base=channel_base,
-                                          channel_max=channel_max, num_reduced_res=num_reduced_res,
-                                          conv_clamp=conv_clamp, arch_version=arch_version)
+        self.synthesis = SynthesisNetwork(
+            w_dim,
+            img_resolution,
+            img_channels,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            num_reduced_res=num_reduced_res,
+            conv_clamp=conv_clamp,
+            arch_version=arch_version,
+        )
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, num_layers=mapping_layers,
-                                      lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
+        self.mapping = MappingNetwork(
+            z_dim,
+            c_dim,
+            w_dim,
+            self.num_ws,
+            num_layers=mapping_layers,
+            lr_multiplier=mapping_lr_multiplier,
+            w_avg_beta=w_avg_beta,
+        )
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, noise_mode: str = "const",
-                update_emas: bool = False) -> torch.Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                          update_emas=update_emas)
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "const",
+        update_emas: bool = False,
+    ) -> torch.Tensor:
+        ws = self.mapping(
+            z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas
+        )
         return self.synthesis(ws, noise_mode=noise_mode)
 
 
 # ------------------------------------------------------------------------------------------ discriminator
 
+
 class DiscriminatorBlock(nn.Module):
     """Residual block: (FromRGB) -> conv -> downsampling conv, plus a 1x1 downsampling skip; both
     branches scaled by sqrt(1/2) so the sum keeps unit variance."""
 
-    def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, img_channels: int, *,
-                 reduced: bool = False, conv_clamp: float | None = 256, arch_version: int = 2):
+    def __init__(
+        self,
+        in_channels: int,
+        tmp_channels: int,
+        out_channels: int,
+        img_channels: int,
+        *,
+        reduced: bool = False,
+        conv_clamp: float | None = 256,
+        arch_version: int = 2,
+    ):
         super().__init__()
         self.in_channels, self.reduced, self.arch_version = in_channels, reduced, arch_version
         if in_channels == 0:
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
+            self.fromrgb = Conv2dLayer(
+                img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp
+            )
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2, conv_clamp=conv_clamp)
+        self.conv1 = Conv2dLayer(
+            tmp_channels, out_channels, 3, activation="lrelu", down=2, conv_clamp=conv_clamp
+        )
         self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, conv_clamp=conv_clamp)
 
     def forward(self, x, img, reduced_precision=False):
@@ -446,8 +605,10 @@ class MinibatchStdLayer(nn.Module):
         n, c, h, w = x.shape
         g = min(self.group_size, n)
         if n % g != 0:
-            raise TrainingError(f"minibatch-std group size {g} must divide the per-device batch {n}; "
-                                f"change --batch or the mbstd group")
+            raise TrainingError(
+                f"minibatch-std group size {g} must divide the per-device batch {n}; "
+                f"change --batch or the mbstd group"
+            )
         f = self.num_channels
         if self.strided:  # the reference's groups: sample i belongs to group i mod (n / g)
             y = x.reshape(g, n // g, f, c // f, h, w)
@@ -463,13 +624,23 @@ class MinibatchStdLayer(nn.Module):
 
 
 class DiscriminatorEpilogue(nn.Module):
-    def __init__(self, in_channels: int, cmap_dim: int, *, resolution: int = 4, mbstd_group_size: int = 4,
-                 mbstd_num_channels: int = 1, conv_clamp: float | None = 256, arch_version: int = 2):
+    def __init__(
+        self,
+        in_channels: int,
+        cmap_dim: int,
+        *,
+        resolution: int = 4,
+        mbstd_group_size: int = 4,
+        mbstd_num_channels: int = 1,
+        conv_clamp: float | None = 256,
+        arch_version: int = 2,
+    ):
         super().__init__()
         self.cmap_dim, self.arch_version = cmap_dim, arch_version
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels, strided=arch_version >= 2)
-        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu",
-                                conv_clamp=conv_clamp)
+        self.conv = Conv2dLayer(
+            in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu", conv_clamp=conv_clamp
+        )
         self.fc = FullyConnectedLayer(in_channels * resolution * resolution, in_channels, activation="lrelu")
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
@@ -484,37 +655,71 @@ class DiscriminatorEpilogue(nn.Module):
 class Discriminator(nn.Module):
     """Residual discriminator: image (and optional label) -> one logit per image."""
 
-    def __init__(self, *, c_dim: int = 0, img_resolution: int, img_channels: int = 3, channel_base: int = 32768,
-                 channel_max: int = 512, num_reduced_res: int = 4, conv_clamp: float | None = 256,
-                 mbstd_group_size: int = 4,  # samples per minibatch-std group
-                 mbstd_num_channels: int = 1,
-                 mapping_layers: int = 8,  # label mapping depth; the reference always uses 8 in D
-                 cmap_dim: int | None = None, arch_version: int = 2):
+    def __init__(
+        self,
+        *,
+        c_dim: int = 0,
+        img_resolution: int,
+        img_channels: int = 3,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        num_reduced_res: int = 4,
+        conv_clamp: float | None = 256,
+        mbstd_group_size: int = 4,  # samples per minibatch-std group
+        mbstd_num_channels: int = 1,
+        mapping_layers: int = 8,  # label mapping depth; the reference always uses 8 in D
+        cmap_dim: int | None = None,
+        arch_version: int = 2,
+    ):
         super().__init__()
         check_resolution(img_resolution)
         check_arch_version(arch_version)
-        self.init_kwargs = dict(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                channel_base=channel_base, channel_max=channel_max,
-                                num_reduced_res=num_reduced_res, conv_clamp=conv_clamp,
-                                mbstd_group_size=mbstd_group_size, mbstd_num_channels=mbstd_num_channels,
-                                mapping_layers=mapping_layers, cmap_dim=cmap_dim, arch_version=arch_version)
+        self.init_kwargs = dict(
+            c_dim=c_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            num_reduced_res=num_reduced_res,
+            conv_clamp=conv_clamp,
+            mbstd_group_size=mbstd_group_size,
+            mbstd_num_channels=mbstd_num_channels,
+            mapping_layers=mapping_layers,
+            cmap_dim=cmap_dim,
+            arch_version=arch_version,
+        )
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
-        self.block_resolutions = [2 ** i for i in range(int(np.log2(img_resolution)), 2, -1)]
+        self.block_resolutions = [2**i for i in range(int(np.log2(img_resolution)), 2, -1)]
         channels = {r: min(channel_base // r, channel_max) for r in self.block_resolutions + [4]}
         if min(channels.values()) < 1:
             raise TrainingError(f"channel_base {channel_base} is too small for {img_resolution} px")
         reduced_from = max(2 ** (int(np.log2(img_resolution)) + 1 - num_reduced_res), 8)
         self.blocks = nn.ModuleList(
-            DiscriminatorBlock(channels[r] if r < img_resolution else 0, channels[r], channels[r // 2], img_channels,
-                               reduced=r >= reduced_from, conv_clamp=conv_clamp, arch_version=arch_version)
+            DiscriminatorBlock(
+                channels[r] if r < img_resolution else 0,
+                channels[r],
+                channels[r // 2],
+                img_channels,
+                reduced=r >= reduced_from,
+                conv_clamp=conv_clamp,
+                arch_version=arch_version,
+            )
             for r in self.block_resolutions
         )
         cmap_dim = (channels[4] if cmap_dim is None else cmap_dim) if c_dim > 0 else 0
-        self.mapping = (MappingNetwork(0, c_dim, cmap_dim, None, num_layers=mapping_layers, w_avg_beta=None)
-                        if c_dim > 0 else None)
-        self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim, mbstd_group_size=mbstd_group_size,
-                                        mbstd_num_channels=mbstd_num_channels, conv_clamp=conv_clamp,
-                                        arch_version=arch_version)
+        self.mapping = (
+            MappingNetwork(0, c_dim, cmap_dim, None, num_layers=mapping_layers, w_avg_beta=None)
+            if c_dim > 0
+            else None
+        )
+        self.b4 = DiscriminatorEpilogue(
+            channels[4],
+            cmap_dim,
+            mbstd_group_size=mbstd_group_size,
+            mbstd_num_channels=mbstd_num_channels,
+            conv_clamp=conv_clamp,
+            arch_version=arch_version,
+        )
         self.reduced_precision = False
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
@@ -524,12 +729,15 @@ class Discriminator(nn.Module):
         cmap = self.mapping(None, c) if self.mapping is not None else None
         return self.b4(x, cmap)
 
-
     def layers_in_freeze_order(self) -> list[nn.Module]:
         """The layers Freeze-D counts, as the reference counts them: fromrgb, conv0, conv1, skip of each block
         from the top resolution down (the epilogue is never frozen)."""
-        return [getattr(b, name) for b in self.blocks for name in ("fromrgb", "conv0", "conv1", "skip")
-                if hasattr(b, name)]
+        return [
+            getattr(b, name)
+            for b in self.blocks
+            for name in ("fromrgb", "conv0", "conv1", "skip")
+            if hasattr(b, name)
+        ]
 
     def freeze_layers(self, count: int) -> int:
         """Freeze-D: gradients off for the first `count` layers; returns how many parameters were frozen."""
@@ -546,7 +754,9 @@ LATEST_ARCH_VERSION = 2
 
 def check_arch_version(v: int) -> None:
     if v not in (1, LATEST_ARCH_VERSION):
-        raise TrainingError(f"unknown network arch_version {v}; this ghosts knows 1 and {LATEST_ARCH_VERSION}")
+        raise TrainingError(
+            f"unknown network arch_version {v}; this ghosts knows 1 and {LATEST_ARCH_VERSION}"
+        )
 
 
 def copy_matching(module: nn.Module, source: dict[str, torch.Tensor]) -> tuple[int, int]:

@@ -5,6 +5,7 @@ Everything here is built from `conv2d`, `pad`, reshapes and gathers so that it r
 custom CUDA build, and so that autograd can differentiate it twice (R1 through the augmentation needs
 d/dx of D(augment(x)) and then the gradient of that with respect to D's weights).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,16 @@ def _parse_padding(padding) -> tuple[int, int, int, int]:
     return px0, px1, py0, py1
 
 
-def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1, padding=0,
-              flip_filter: bool = False, gain: float = 1.0) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    *,
+    up: int = 1,
+    down: int = 1,
+    padding=0,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> torch.Tensor:
     """Upsample by zero insertion, pad, convolve with a separable FIR filter, then keep every `down`-th pixel.
 
     `padding` is (x0, x1, y0, y1) in the upsampled space; negative values crop. The gain is spread evenly
@@ -46,8 +55,8 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1, p
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    f = f.to(x.dtype) * (gain ** 0.5)  # half of the gain per 1-D pass
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
+    f = f.to(x.dtype) * (gain**0.5)  # half of the gain per 1-D pass
     if not flip_filter:  # conv2d correlates; flipping makes it a true convolution
         f = f.flip(0)
     k = f.numel()
@@ -58,24 +67,39 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1, p
     return x
 
 
-def upsample2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 2, padding=0, flip_filter: bool = False,
-               gain: float = 1.0) -> torch.Tensor:
+def upsample2d(
+    x: torch.Tensor, f: torch.Tensor, *, up: int = 2, padding=0, flip_filter: bool = False, gain: float = 1.0
+) -> torch.Tensor:
     """Upsample by `up` (output H*up x W*up plus `padding`), keeping the mean brightness."""
     k = f.numel()
     px0, px1, py0, py1 = _parse_padding(padding)
     p0, p1 = (k + up - 1) // 2, (k - up) // 2
-    return upfirdn2d(x, f, up=up, padding=(px0 + p0, px1 + p1, py0 + p0, py1 + p1),
-                     flip_filter=flip_filter, gain=gain * up * up)
+    return upfirdn2d(
+        x,
+        f,
+        up=up,
+        padding=(px0 + p0, px1 + p1, py0 + p0, py1 + p1),
+        flip_filter=flip_filter,
+        gain=gain * up * up,
+    )
 
 
-def downsample2d(x: torch.Tensor, f: torch.Tensor, *, down: int = 2, padding=0, flip_filter: bool = False,
-                 gain: float = 1.0) -> torch.Tensor:
+def downsample2d(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    *,
+    down: int = 2,
+    padding=0,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> torch.Tensor:
     """Low-pass filter and decimate by `down` (output H/down x W/down plus `padding`)."""
     k = f.numel()
     px0, px1, py0, py1 = _parse_padding(padding)
     p0, p1 = (k - down + 1) // 2, (k - down) // 2
-    return upfirdn2d(x, f, down=down, padding=(px0 + p0, px1 + p1, py0 + p0, py1 + p1),
-                     flip_filter=flip_filter, gain=gain)
+    return upfirdn2d(
+        x, f, down=down, padding=(px0 + p0, px1 + p1, py0 + p0, py1 + p1), flip_filter=flip_filter, gain=gain
+    )
 
 
 def grid_sample_bilinear(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

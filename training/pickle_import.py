@@ -15,6 +15,7 @@ embed their Python source for `exec`, and every tensor storage is a nested `torc
   storages appear as persistent ids ('storage', type, key, location, numel[, view]), then a pickle of the
   sorted storage keys, then per key an 8-byte little-endian element count and the raw little-endian bytes.
 """
+
 from __future__ import annotations
 
 import collections
@@ -39,18 +40,26 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
 STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
     "BFloat16Storage": None,  # numpy has no bfloat16: read as int16 bits, then viewed as torch.bfloat16
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
-    "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
 }
 
 
 # ------------------------------------------------------------------------------------ what the file may build
 
+
 @dataclass
 class ModuleRecord:
     """A module as torch_utils.persistence pickles it, without its code: class name and attribute dict."""
+
     class_name: str
     state: dict = field(repr=False)
 
@@ -86,7 +95,7 @@ class StorageView:  # legacy (torch < 1.x) views into a larger storage
     numel: int
 
     def tensor(self) -> torch.Tensor:
-        return self.root.tensor()[self.offset: self.offset + self.numel]
+        return self.root.tensor()[self.offset : self.offset + self.numel]
 
 
 class _StorageType:
@@ -131,7 +140,11 @@ class _NdarraySpec:
 
 
 def _reconstruct_persistent_obj(meta):
-    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
+    if (
+        not isinstance(meta, dict)
+        or meta.get("type") != "class"
+        or not isinstance(meta.get("class_name"), str)
+    ):
         raise ImportRefused("a persistent object that is not a module record")
     state = meta.get("state")
     if not isinstance(state, dict):
@@ -154,8 +167,9 @@ def _numpy_reconstruct(cls, shape, typecode):
     return _NdarraySpec()
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                       metadata=None):
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
     if not isinstance(storage, StorageRecord | StorageView):
         raise ImportRefused("a tensor whose storage is not a storage record")
     size, stride, offset = tuple(int(s) for s in size), tuple(int(s) for s in stride), int(storage_offset)
@@ -163,8 +177,10 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
         raise ImportRefused(f"a tensor with an impossible layout (size {size}, stride {stride})")
     needed = 0 if 0 in size else offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
     if needed > storage.numel:
-        raise ImportRefused(f"a tensor of shape {list(size)} needs {needed} elements but its storage holds "
-                            f"{storage.numel}: the file is damaged")
+        raise ImportRefused(
+            f"a tensor of shape {list(size)} needs {needed} elements but its storage holds "
+            f"{storage.numel}: the file is damaged"
+        )
     return _Pending(storage, offset, size, stride)
 
 
@@ -172,6 +188,7 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
 class _Pending:
     """A tensor whose storage bytes are known only after the whole pickle is read (always the case for the
     outer stream, whose storages are complete records, but kept uniform)."""
+
     storage: StorageRecord | StorageView
     offset: int
     size: tuple
@@ -226,7 +243,10 @@ ALLOWED = {
 
 # Formats recognised by their top-level globals, refused with a precise message.
 KNOWN_OTHER_FORMATS = {
-    ("dnnlib.tflib.network", "Network"): "a TensorFlow-era StyleGAN/StyleGAN2 pickle (dnnlib.tflib.network.Network)",
+    (
+        "dnnlib.tflib.network",
+        "Network",
+    ): "a TensorFlow-era StyleGAN/StyleGAN2 pickle (dnnlib.tflib.network.Network)",
     ("torch._utils", "_rebuild_tensor"): "an old torch (< 1.0) pickle",
 }
 
@@ -243,10 +263,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if fn is None:
             what = KNOWN_OTHER_FORMATS.get((module, name))
             if what:
-                raise ImportRefused(f"this is {what}; ghosts reads PyTorch pickles of stylegan2-ada-pytorch and "
-                                    f"the StyleGAN2 networks of the stylegan3 repository")
-            raise ImportRefused(f"refused global {module}.{name}: not one a network pickle uses "
-                                f"(nothing from the file was run)")
+                raise ImportRefused(
+                    f"this is {what}; ghosts reads PyTorch pickles of stylegan2-ada-pytorch and "
+                    f"the StyleGAN2 networks of the stylegan3 repository"
+                )
+            raise ImportRefused(
+                f"refused global {module}.{name}: not one a network pickle uses "
+                f"(nothing from the file was run)"
+            )
         return fn
 
     def persistent_load(self, pid):
@@ -260,8 +284,18 @@ def _load_one(stream, table, persistent=None, what="pickle"):
         return _RestrictedUnpickler(stream, table, persistent).load()
     except ImportRefused:
         raise
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            MemoryError, OverflowError, RecursionError) as e:
+    except (
+        EOFError,
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        OverflowError,
+        RecursionError,
+    ) as e:
         raise ImportRefused(f"damaged or not a network pickle ({what}: {type(e).__name__}: {e})") from e
 
 
@@ -292,7 +326,9 @@ def parse_legacy_storage(data: bytes) -> StorageRecord | StorageView:
             return StorageView(rec, int(offset), int(size))
         return rec
 
-    table = {("torch", name): _StorageType(name) for name in STORAGE_DTYPES}  # GLOBAL pushes the object itself
+    table = {
+        ("torch", name): _StorageType(name) for name in STORAGE_DTYPES
+    }  # GLOBAL pushes the object itself
     result = _load_one(f, table, persistent, what="storage pickle")
     keys = _load_one(f, {}, what="storage keys")
     if not isinstance(keys, list) or set(map(str, keys)) != set(records):
@@ -304,7 +340,9 @@ def parse_legacy_storage(data: bytes) -> StorageRecord | StorageView:
             raise ImportRefused(f"truncated storage record {key}")
         numel = int.from_bytes(head, "little", signed=True)
         if numel != rec.numel:
-            raise ImportRefused(f"storage {key} says {rec.numel} elements in its pickle and {numel} in its data")
+            raise ImportRefused(
+                f"storage {key} says {rec.numel} elements in its pickle and {numel} in its data"
+            )
         np_dtype = np.int16 if rec.type_name == "BFloat16Storage" else STORAGE_DTYPES[rec.type_name]
         nbytes = numel * np.dtype(np_dtype).itemsize
         raw = f.read(nbytes)
@@ -317,6 +355,7 @@ def parse_legacy_storage(data: bytes) -> StorageRecord | StorageView:
 
 
 # ------------------------------------------------------------------------------------------------- reading
+
 
 def read_network_pickle(path: Path | str) -> dict:
     """The top-level dict of a network pickle, modules as ModuleRecord, tensors as torch tensors."""
@@ -439,31 +478,50 @@ def generator_kwargs(G: ModuleRecord) -> dict:
     # stylegan2-ada-pytorch nests the synthesis options in synthesis_kwargs; the stylegan3 repository passes
     # them to its StyleGAN2 Generator as keyword arguments of their own.
     m = dict(kw.get("mapping_kwargs") or {})
-    s = {**{k: v for k, v in kw.items() if k not in ("mapping_kwargs", "synthesis_kwargs")},
-         **dict(kw.get("synthesis_kwargs") or {})}
+    s = {
+        **{k: v for k, v in kw.items() if k not in ("mapping_kwargs", "synthesis_kwargs")},
+        **dict(kw.get("synthesis_kwargs") or {}),
+    }
     _expect(s, "architecture", ("skip",), "G")
     for key in ("embed_features", "layer_features"):
         _expect(m, key, (None, kw.get("w_dim", 512)), "G mapping")
     _expect(m, "activation", ("lrelu",), "G mapping")
     _expect(s, "channels_last", (False, True), "G")
-    return {"z_dim": int(kw["z_dim"]), "c_dim": int(kw["c_dim"]), "w_dim": int(kw["w_dim"]),
-                "img_resolution": int(kw["img_resolution"]), "img_channels": int(kw["img_channels"]),
-                "mapping_layers": int(m.get("num_layers", 8)), "channel_base": int(s.get("channel_base", 32768)),
-                "channel_max": int(s.get("channel_max", 512)), "num_reduced_res": int(s.get("num_fp16_res", 0)),
-                "conv_clamp": s.get("conv_clamp"), "mapping_lr_multiplier": float(m.get("lr_multiplier", 0.01)),
-                "w_avg_beta": float(m.get("w_avg_beta", 0.995)), "arch_version": 2}
+    return {
+        "z_dim": int(kw["z_dim"]),
+        "c_dim": int(kw["c_dim"]),
+        "w_dim": int(kw["w_dim"]),
+        "img_resolution": int(kw["img_resolution"]),
+        "img_channels": int(kw["img_channels"]),
+        "mapping_layers": int(m.get("num_layers", 8)),
+        "channel_base": int(s.get("channel_base", 32768)),
+        "channel_max": int(s.get("channel_max", 512)),
+        "num_reduced_res": int(s.get("num_fp16_res", 0)),
+        "conv_clamp": s.get("conv_clamp"),
+        "mapping_lr_multiplier": float(m.get("lr_multiplier", 0.01)),
+        "w_avg_beta": float(m.get("w_avg_beta", 0.995)),
+        "arch_version": 2,
+    }
 
 
 def discriminator_kwargs(D: ModuleRecord) -> dict:
     kw = D.init_kwargs
     m, e = dict(kw.get("mapping_kwargs") or {}), dict(kw.get("epilogue_kwargs") or {})
     _expect(kw, "architecture", ("resnet",), "D")
-    return {"c_dim": int(kw["c_dim"]), "img_resolution": int(kw["img_resolution"]),
-                "img_channels": int(kw["img_channels"]), "channel_base": int(kw.get("channel_base", 32768)),
-                "channel_max": int(kw.get("channel_max", 512)), "num_reduced_res": int(kw.get("num_fp16_res", 0)),
-                "conv_clamp": kw.get("conv_clamp"), "mbstd_group_size": int(e.get("mbstd_group_size", 4)),
-                "mbstd_num_channels": int(e.get("mbstd_num_channels", 1)), "mapping_layers": int(m.get("num_layers", 8)),
-                "cmap_dim": kw.get("cmap_dim"), "arch_version": 2}
+    return {
+        "c_dim": int(kw["c_dim"]),
+        "img_resolution": int(kw["img_resolution"]),
+        "img_channels": int(kw["img_channels"]),
+        "channel_base": int(kw.get("channel_base", 32768)),
+        "channel_max": int(kw.get("channel_max", 512)),
+        "num_reduced_res": int(kw.get("num_fp16_res", 0)),
+        "conv_clamp": kw.get("conv_clamp"),
+        "mbstd_group_size": int(e.get("mbstd_group_size", 4)),
+        "mbstd_num_channels": int(e.get("mbstd_num_channels", 1)),
+        "mapping_layers": int(m.get("num_layers", 8)),
+        "cmap_dim": kw.get("cmap_dim"),
+        "arch_version": 2,
+    }
 
 
 def convert_network_pickle(path: Path | str) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -476,9 +534,11 @@ def convert_network_pickle(path: Path | str) -> tuple[dict, dict[str, torch.Tens
             raise ImportRefused(f"{path.name} holds no {key} network (keys: {sorted(map(str, top))})")
     kind = _kind_of(top["G_ema"])
     if kind == "stylegan3":
-        raise ImportRefused(f"{path.name} holds a StyleGAN3 (alias-free) generator; ghosts trains and renders "
-                            f"StyleGAN2 networks only: use a StyleGAN2 .pkl (stylegan2-ada-pytorch, or "
-                            f"stylegan3-repo files made with --cfg=stylegan2)")
+        raise ImportRefused(
+            f"{path.name} holds a StyleGAN3 (alias-free) generator; ghosts trains and renders "
+            f"StyleGAN2 networks only: use a StyleGAN2 .pkl (stylegan2-ada-pytorch, or "
+            f"stylegan3-repo files made with --cfg=stylegan2)"
+        )
     g_kwargs = generator_kwargs(top["G_ema"])
     res = g_kwargs["img_resolution"]
     tensors = {}
@@ -497,12 +557,23 @@ def convert_network_pickle(path: Path | str) -> tuple[dict, dict[str, torch.Tens
         augment_p = float(p.reshape(-1)[0]) if p is not None and p.numel() else 0.0
     tsk = top.get("training_set_kwargs")
     meta = {
-        "G_kwargs": g_kwargs, "D_kwargs": d_kwargs, "augment_p": augment_p, "cur_nimg": 0, "kimg": 0.0,
-        "options": None, "dataset_sha256": None, "extra": {},
-        "source": {"name": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                   "format": "stylegan2-ada-pytorch network pickle",
-                   "training_set": {k: v for k, v in dict(tsk).items()
-                                    if isinstance(v, str | int | float | bool | type(None))}
-                   if isinstance(tsk, dict) else None},
+        "G_kwargs": g_kwargs,
+        "D_kwargs": d_kwargs,
+        "augment_p": augment_p,
+        "cur_nimg": 0,
+        "kimg": 0.0,
+        "options": None,
+        "dataset_sha256": None,
+        "extra": {},
+        "source": {
+            "name": path.name,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "format": "stylegan2-ada-pytorch network pickle",
+            "training_set": {
+                k: v for k, v in dict(tsk).items() if isinstance(v, str | int | float | bool | type(None))
+            }
+            if isinstance(tsk, dict)
+            else None,
+        },
     }
     return meta, tensors

@@ -1,5 +1,6 @@
 """What a run leaves for people to read: per-tick statistics (stats.jsonl), log.txt, image grids and the
 curves.png plot of losses, augmentation strength and metrics over training time."""
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,11 @@ class TickStats:
         for name, (num, s, sq) in zip(names, packed.tolist()):
             if num > 0:
                 mean = s / num
-                out[name] = {"num": num, "mean": mean, "std": float(np.sqrt(max(sq / num - mean * mean, 0.0)))}
+                out[name] = {
+                    "num": num,
+                    "mean": mean,
+                    "std": float(np.sqrt(max(sq / num - mean * mean, 0.0))),
+                }
         self.names, self.sums = [], {}
         return out
 
@@ -74,6 +79,7 @@ def read_stats(path: Path) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------ images
 
+
 def image_grid(images: np.ndarray, cols: int) -> np.ndarray:
     """[N, C, H, W] uint8 -> one [rows*H, cols*W, C] picture (blank cells at the end are black)."""
     n, c, h, w = images.shape
@@ -81,7 +87,7 @@ def image_grid(images: np.ndarray, cols: int) -> np.ndarray:
     grid = np.zeros((rows * h, cols * w, c), dtype=np.uint8)
     for i in range(n):
         r, col = divmod(i, cols)
-        grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = images[i].transpose(1, 2, 0)
+        grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = images[i].transpose(1, 2, 0)
     return grid
 
 
@@ -94,6 +100,7 @@ def save_image_grid(images: np.ndarray | torch.Tensor, path: Path, cols: int) ->
     grid = image_grid(images, cols)
     pil = PIL.Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
     import io
+
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
@@ -121,6 +128,7 @@ CURVES = [
 def plot_curves(run_dir: Path) -> Path | None:
     """curves.png: losses, p and r_t, D scores and every metric, against kimg."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -153,6 +161,7 @@ def plot_curves(run_dir: Path) -> Path | None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     import io
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)

@@ -7,6 +7,7 @@ re-encode it as PNG with zlib compression level 0, and write it into an uncompre
 
     python benchmarks/baselines/dataset_tool_like.py SOURCE_FOLDER DEST.zip
 """
+
 from __future__ import annotations
 
 import io

@@ -10,6 +10,7 @@ with blur and fade, quad transform at 4x, Lanczos down); save `<stem>_01.png`, .
 The last line printed is `in-process seconds: S`: the time of the loop alone (imports and model loading
 excluded), the figure the benchmark calls "the recipe run in-process".
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -7,6 +7,7 @@ progress bar) and records, per image and in one transaction, its faces and its n
 `error` whose cause may have passed (a store file missing for a moment, a preview that could not be written,
 a worker that crashed); `retry_errors` retries every image in `error`, undecodable ones included.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,19 +66,27 @@ def _run_job(job: Job) -> dict[str, Any]:
         except ImageRejected as e:
             return out | {"status": "error", "reason": f"cannot decode: {e.reason}"}
         faces = analyze_rgb(rgb, job.detector, target_size=job.target_size)
-        vectors = face_descriptors(rgb, [(f.landmarks, f.box) for f in faces]) if job.describe and faces else []
+        vectors = (
+            face_descriptors(rgb, [(f.landmarks, f.box) for f in faces]) if job.describe and faces else []
+        )
         rows = []
         for k, f in enumerate(faces):
             key = f"faces/{job.sha256[:2]}/{job.sha256}_{f.index:02d}"
             rel = save_preview(Path(job.root), Path(job.tmp_dir), key, f.preview)
-            rows.append(f.as_dict() | {"preview_path": rel,
-                                       "descriptor": to_bytes(vectors[k]) if len(vectors) else None})
+            rows.append(
+                f.as_dict()
+                | {"preview_path": rel, "descriptor": to_bytes(vectors[k]) if len(vectors) else None}
+            )
         return out | {"status": "analyzed" if rows else "no_face", "faces": rows}
     except GhostsError as e:
         return out | {"status": "error", "reason": str(e)}
     except OSError as e:  # a read-only previews/, a full disk, a file gone mid-read: may pass
-        return out | {"status": "error", "reason": f"{FILE_FAULT}: {e.strerror or e}"
-                      + (f": {e.filename}" if e.filename else "") + "; a rerun tries it again"}
+        return out | {
+            "status": "error",
+            "reason": f"{FILE_FAULT}: {e.strerror or e}"
+            + (f": {e.filename}" if e.filename else "")
+            + "; a rerun tries it again",
+        }
     except Exception as e:
         log.exception("analysis of image %s failed", job.image_id)
         return out | {"status": "error", "reason": f"analysis failed: {type(e).__name__}: {e}"}
@@ -122,7 +131,8 @@ def record_outcome(ws, outcome: dict[str, Any]) -> bool:
     now = utcnow()
     with ws.session() as s:
         claimed = s.execute(
-            update(Image).where(Image.id == outcome["image_id"], Image.status == "new")
+            update(Image)
+            .where(Image.id == outcome["image_id"], Image.status == "new")
             .values(status=outcome["status"], analyzed_at=now, reject_reason=outcome["reason"])
         ).rowcount
         if not claimed:
@@ -131,14 +141,31 @@ def record_outcome(ws, outcome: dict[str, Any]) -> bool:
         start = 0 if start is None else start + 1  # after any face cropped by hand before the analysis
         for f in outcome["faces"]:
             q = f["quality"]
-            s.add(Face(
-                image_id=outcome["image_id"], index=start + f["index"], detector=f["detector"],
-                det_score=f["det_score"], box=f["box"], landmarks=f["landmarks"], quad=f["quad"], manual=False,
-                eye_dist=q["eye_dist"], quad_size=q["quad_size"], padding=q["padding"], blur=q["blur"],
-                roll=q["roll"], yaw=q["yaw"], upscaled=q["upscaled"], flagged=q["flagged"], score=q["score"],
-                quality=q | {"rotation": f["rotation"]}, preview_path=f["preview_path"], created_at=now,
-                descriptor=f.get("descriptor"),
-            ))
+            s.add(
+                Face(
+                    image_id=outcome["image_id"],
+                    index=start + f["index"],
+                    detector=f["detector"],
+                    det_score=f["det_score"],
+                    box=f["box"],
+                    landmarks=f["landmarks"],
+                    quad=f["quad"],
+                    manual=False,
+                    eye_dist=q["eye_dist"],
+                    quad_size=q["quad_size"],
+                    padding=q["padding"],
+                    blur=q["blur"],
+                    roll=q["roll"],
+                    yaw=q["yaw"],
+                    upscaled=q["upscaled"],
+                    flagged=q["flagged"],
+                    score=q["score"],
+                    quality=q | {"rotation": f["rotation"]},
+                    preview_path=f["preview_path"],
+                    created_at=now,
+                    descriptor=f.get("descriptor"),
+                )
+            )
     return True
 
 
@@ -155,12 +182,17 @@ def requeue_errors(ws, image_ids: Iterable[int] | None = None, *, every: bool = 
             n = s.execute(update(Image).where(cond, Image.path.is_not(None)).values(status="new")).rowcount
         else:
             for start in range(0, len(ids), 500):
-                n += s.execute(update(Image).where(cond, Image.path.is_not(None),
-                                                   Image.id.in_(ids[start:start + 500])).values(status="new")).rowcount
+                n += s.execute(
+                    update(Image)
+                    .where(cond, Image.path.is_not(None), Image.id.in_(ids[start : start + 500]))
+                    .values(status="new")
+                ).rowcount
     return n
 
 
-def _jobs(ws, image_ids: Iterable[int] | None, detector: str, target_size: int, describe: bool = True) -> list[Job]:
+def _jobs(
+    ws, image_ids: Iterable[int] | None, detector: str, target_size: int, describe: bool = True
+) -> list[Job]:
     q = select(Image.id, Image.path, Image.sha256).where(Image.status == "new", Image.path.is_not(None))
     ids = None if image_ids is None else sorted({int(i) for i in image_ids})
     rows = []
@@ -169,11 +201,22 @@ def _jobs(ws, image_ids: Iterable[int] | None, detector: str, target_size: int, 
             rows = s.execute(q.order_by(Image.id)).all()
         else:
             for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-                rows += s.execute(q.where(Image.id.in_(ids[start:start + 500])).order_by(Image.id)).all()
+                rows += s.execute(q.where(Image.id.in_(ids[start : start + 500])).order_by(Image.id)).all()
     ws.tmp_dir.mkdir(parents=True, exist_ok=True)
-    return [Job(image_id=i, path=str(ws.abspath(p)), sha256=h, root=str(ws.root), tmp_dir=str(ws.tmp_dir),
-                max_pixels=ws.settings.max_pixels, detector=detector, target_size=target_size, describe=describe)
-            for i, p, h in rows]
+    return [
+        Job(
+            image_id=i,
+            path=str(ws.abspath(p)),
+            sha256=h,
+            root=str(ws.root),
+            tmp_dir=str(ws.tmp_dir),
+            max_pixels=ws.settings.max_pixels,
+            detector=detector,
+            target_size=target_size,
+            describe=describe,
+        )
+        for i, p, h in rows
+    ]
 
 
 def _check(detector: str, target_size: int) -> None:
@@ -186,8 +229,12 @@ def _check(detector: str, target_size: int) -> None:
 
 
 def _crashed(job: Job) -> dict[str, Any]:
-    return {"image_id": job.image_id, "status": "error", "faces": [],
-            "reason": f"{CRASHED} (out of memory?); a rerun tries it again"}
+    return {
+        "image_id": job.image_id,
+        "status": "error",
+        "faces": [],
+        "reason": f"{CRASHED} (out of memory?); a rerun tries it again",
+    }
 
 
 def analyze_workspace(
@@ -222,8 +269,15 @@ def analyze_workspace(
     return summary
 
 
-def analyze_images(ws, image_ids: Iterable[int], detector: str = "hog", *, target_size: int = 1024,
-                   progress: bool = False) -> dict[str, Any]:
+def analyze_images(
+    ws, image_ids: Iterable[int], detector: str = "hog", *, target_size: int = 1024, progress: bool = False
+) -> dict[str, Any]:
     """Analyse a batch of images in this process (the flows' task unit; they fan batches out themselves)."""
-    return analyze_workspace(ws, workers=1, detector=detector, target_size=target_size, progress=progress,
-                             image_ids=list(image_ids)).as_dict()
+    return analyze_workspace(
+        ws,
+        workers=1,
+        detector=detector,
+        target_size=target_size,
+        progress=progress,
+        image_ids=list(image_ids),
+    ).as_dict()

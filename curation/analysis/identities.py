@@ -15,6 +15,7 @@
 
 `ghosts analyze` runs both at its end (`update_identities`); `ghosts people` runs them on their own.
 """
+
 from __future__ import annotations
 
 import logging
@@ -91,8 +92,12 @@ def _describe_photo(rgb: np.ndarray, faces: list[Face]) -> dict[int, bytes]:
 
 def describe_faces(ws, *, image_ids: Iterable[int] | None = None, progress: bool = False) -> tuple[int, int]:
     """Give every live face without a descriptor one; returns (described, left without one)."""
-    q = (select(Face.image_id).join(Image, Image.id == Face.image_id)
-         .where(Face.descriptor.is_(None), Face.deleted.is_(False), Image.path.is_not(None)).distinct())
+    q = (
+        select(Face.image_id)
+        .join(Image, Image.id == Face.image_id)
+        .where(Face.descriptor.is_(None), Face.deleted.is_(False), Image.path.is_not(None))
+        .distinct()
+    )
     with ws.session() as s:
         todo = sorted(s.scalars(q))
     if image_ids is not None:
@@ -102,8 +107,13 @@ def describe_faces(ws, *, image_ids: Iterable[int] | None = None, progress: bool
     for image_id in tqdm(todo, unit="img", desc="describe", disable=not progress or not todo):
         with ws.session() as s:
             path = s.scalar(select(Image.path).where(Image.id == image_id))
-            faces = list(s.scalars(select(Face).where(Face.image_id == image_id, Face.descriptor.is_(None),
-                                                      Face.deleted.is_(False))))
+            faces = list(
+                s.scalars(
+                    select(Face).where(
+                        Face.image_id == image_id, Face.descriptor.is_(None), Face.deleted.is_(False)
+                    )
+                )
+            )
             try:
                 rgb = load_rgb(ws.abspath(path), ws.settings.max_pixels)
                 blobs = _describe_photo(rgb, faces)
@@ -125,7 +135,9 @@ def describe_faces(ws, *, image_ids: Iterable[int] | None = None, progress: bool
 
 def load_people(session) -> tuple[People, dict[int, np.ndarray]]:
     """The stored grouping of live faces, and every live face's descriptor (face id -> vector)."""
-    rows = session.execute(select(Face.id, Face.person_id, Face.descriptor).where(Face.deleted.is_(False))).all()
+    rows = session.execute(
+        select(Face.id, Face.person_id, Face.descriptor).where(Face.deleted.is_(False))
+    ).all()
     next_id = (session.scalar(select(func.max(Person.id))) or 0) + 1
     people = People({fid: int(p) for fid, p, _ in rows if p is not None}, next_id)
     return people, {fid: from_bytes(d) for fid, _, d in rows if d is not None}
@@ -175,7 +187,7 @@ def identity_counts(session, face_ids: Iterable[int] | None = None) -> dict[str,
         ids = sorted({int(i) for i in face_ids})
         rows = []
         for start in range(0, len(ids), 500):
-            rows += session.execute(q.where(Face.id.in_(ids[start:start + 500]))).all()
+            rows += session.execute(q.where(Face.id.in_(ids[start : start + 500]))).all()
     persons: dict[int, int] = {}
     owners: dict[str, int] = {}
     for fid, pid, owner in rows:
@@ -205,8 +217,14 @@ def update_identities(ws, *, threshold: float = SAME_PERSON, progress: bool = Fa
     clustered, new_people = cluster_workspace(ws, threshold=threshold)
     with ws.session() as s:
         counts = identity_counts(s)
-    return IdentitySummary(described=described, undescribed=left, clustered=clustered, new_people=new_people,
-                           people=counts["people"], largest_share=round(counts["largest_person_share"], 4))
+    return IdentitySummary(
+        described=described,
+        undescribed=left,
+        clustered=clustered,
+        new_people=new_people,
+        people=counts["people"],
+        largest_share=round(counts["largest_person_share"], 4),
+    )
 
 
 # --- removal by face ------------------------------------------------------------------------------------------
@@ -234,7 +252,9 @@ def photo_descriptor(ws, photo) -> np.ndarray:
         raise GhostsError(f"cannot read the face photo {photo}: {e.strerror or e}") from None
     found = detect_faces(rgb, "hog")
     if not found:
-        raise GhostsError(f"no face found in {photo}: give a photo where the person's face is clearly visible")
+        raise GhostsError(
+            f"no face found in {photo}: give a photo where the person's face is clearly visible"
+        )
     if len(found) > 1:
         raise GhostsError(f"{len(found)} faces found in {photo}: crop it to the one person to remove")
     return face_descriptors(rgb, found)[0]
@@ -246,19 +266,37 @@ def faces_like_photo(ws, photo, *, threshold: float = SAME_PERSON) -> list[FaceM
         raise GhostsError(f"the threshold must be in (0, 2], got {threshold}")
     query = photo_descriptor(ws, photo)
     with ws.session() as s:
-        rows = s.execute(select(Face.id, Face.image_id, Face.descriptor, Face.person_id, Face.decision,
-                                Image.sha256).join(Image, Image.id == Face.image_id)
-                         .where(Face.descriptor.is_not(None))).all()
+        rows = s.execute(
+            select(Face.id, Face.image_id, Face.descriptor, Face.person_id, Face.decision, Image.sha256)
+            .join(Image, Image.id == Face.image_id)
+            .where(Face.descriptor.is_not(None))
+        ).all()
         matches = faces_like(query, {r.id: from_bytes(r.descriptor) for r in rows}, threshold=threshold)
         by_id = {r.id: r for r in rows}
         hit_images = {by_id[m.face].image_id for m in matches}
-        per_image = dict(s.execute(select(Face.image_id, func.count()).where(Face.image_id.in_(hit_images))
-                                   .group_by(Face.image_id)).all()) if hit_images else {}
+        per_image = (
+            dict(
+                s.execute(
+                    select(Face.image_id, func.count())
+                    .where(Face.image_id.in_(hit_images))
+                    .group_by(Face.image_id)
+                ).all()
+            )
+            if hit_images
+            else {}
+        )
     hits_per_image: dict[int, int] = {}
     for m in matches:
         hits_per_image[by_id[m.face].image_id] = hits_per_image.get(by_id[m.face].image_id, 0) + 1
-    return [FaceMatch(face_id=m.face, image_id=by_id[m.face].image_id, image_sha256=by_id[m.face].sha256,
-                      distance=round(m.distance, 4), person_id=by_id[m.face].person_id,
-                      decision=by_id[m.face].decision,
-                      others=per_image[by_id[m.face].image_id] - hits_per_image[by_id[m.face].image_id])
-            for m in matches]
+    return [
+        FaceMatch(
+            face_id=m.face,
+            image_id=by_id[m.face].image_id,
+            image_sha256=by_id[m.face].sha256,
+            distance=round(m.distance, 4),
+            person_id=by_id[m.face].person_id,
+            decision=by_id[m.face].decision,
+            others=per_image[by_id[m.face].image_id] - hits_per_image[by_id[m.face].image_id],
+        )
+        for m in matches
+    ]

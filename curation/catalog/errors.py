@@ -5,6 +5,7 @@ catalog another process holds locked, a damaged catalog file) into that one line
 handler can report them without a traceback. The code that writes keeps the state consistent (atomic renames,
 catalog transactions); the message only says what happened and what to do.
 """
+
 from __future__ import annotations
 
 import errno
@@ -28,17 +29,40 @@ _OS_FAULTS = {
 
 # SQLite's messages (sqlite3.OperationalError / DatabaseError, wrapped by SQLAlchemy) -> what they mean here.
 _SQLITE_FAULTS = (
-    ("database is locked", ("the catalog is locked by another ghosts process (or a program holding it open); "
-     "wait for it to finish, or raise GHOSTS_LOCK_TIMEOUT")),
+    (
+        "database is locked",
+        (
+            "the catalog is locked by another ghosts process (or a program holding it open); "
+            "wait for it to finish, or raise GHOSTS_LOCK_TIMEOUT"
+        ),
+    ),
     ("database table is locked", ("the catalog is locked by another ghosts process; wait for it to finish")),
-    ("readonly database", ("the catalog is read-only: make the workspace folder and catalog.sqlite writable")),
-    ("database or disk is full", ("the disk holding the catalog is full: free some space and run the command "
-     "again (the catalog was left as it was before the command)")),
-    ("unable to open database file", ("the catalog cannot be opened: check that the workspace folder exists "
-     "and is writable (SQLite writes its lock files beside the catalog)")),
-    ("file is not a database", ("the catalog file is damaged (not an SQLite database): restore catalog.sqlite "
-     "from a backup")),
-    ("database disk image is malformed", ("the catalog file is damaged: restore catalog.sqlite from a backup")),
+    (
+        "readonly database",
+        ("the catalog is read-only: make the workspace folder and catalog.sqlite writable"),
+    ),
+    (
+        "database or disk is full",
+        (
+            "the disk holding the catalog is full: free some space and run the command "
+            "again (the catalog was left as it was before the command)"
+        ),
+    ),
+    (
+        "unable to open database file",
+        (
+            "the catalog cannot be opened: check that the workspace folder exists "
+            "and is writable (SQLite writes its lock files beside the catalog)"
+        ),
+    ),
+    (
+        "file is not a database",
+        ("the catalog file is damaged (not an SQLite database): restore catalog.sqlite from a backup"),
+    ),
+    (
+        "database disk image is malformed",
+        ("the catalog file is damaged: restore catalog.sqlite from a backup"),
+    ),
     ("disk i/o error", ("the disk returned an input/output error while the catalog was written")),
 )
 

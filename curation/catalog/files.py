@@ -1,6 +1,7 @@
 """Which files of a folder are images: the one list of extensions and the one folder walk, shared by import
 (`ghosts import`), packing (`ghosts pack`) and alignment (`ghosts align`). Light on purpose: no database, so a
 command that only reads a folder starts fast."""
+
 from __future__ import annotations
 
 import errno
@@ -11,7 +12,9 @@ from pathlib import Path
 from curation.catalog.errors import GhostsError
 
 # File name extensions taken as images when a folder is walked (a file named on the command line is always tried).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"}
+)
 
 
 def folder_images(
@@ -26,9 +29,13 @@ def folder_images(
     skipped = 0
 
     def unreadable(e: OSError) -> None:
-        problems.append({"path": str(e.filename or folder), "reason": f"cannot read folder: {e.strerror or e}"})
+        problems.append(
+            {"path": str(e.filename or folder), "reason": f"cannot read folder: {e.strerror or e}"}
+        )
 
-    walk = os.walk(folder, onerror=unreadable) if recursive else [(str(folder), [], _names(folder, unreadable))]
+    walk = (
+        os.walk(folder, onerror=unreadable) if recursive else [(str(folder), [], _names(folder, unreadable))]
+    )
     for top, dirs, names in walk:
         for d in dirs:
             link = Path(top, d)

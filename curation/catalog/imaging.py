@@ -3,6 +3,7 @@
 The store keeps the original bytes; this function is applied whenever pixels are needed, and `conversion`
 records what it had to do so the catalog can say so.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,7 +22,15 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is refused, never ha
 DEFAULT_MAX_PIXELS = 100_000_000
 # Formats a photo pipeline accepts; anything else Pillow can open (EPS, ICO, ...) is refused by name.
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
-EXT_BY_FORMAT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+EXT_BY_FORMAT = {
+    "JPEG": "jpg",
+    "MPO": "jpg",
+    "PNG": "png",
+    "WEBP": "webp",
+    "GIF": "gif",
+    "BMP": "bmp",
+    "TIFF": "tif",
+}
 
 
 class ImageRejected(GhostsError):
@@ -65,7 +74,9 @@ def decode_image(src: str | os.PathLike | bytes, max_pixels: int | None = None) 
             w, h = im.size
             # The header's size is checked before any pixel is decoded (decompression bombs).
             if w * h > max_pixels:
-                raise ImageRejected(f"too large: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit")
+                raise ImageRejected(
+                    f"too large: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit"
+                )
             if w == 0 or h == 0:
                 raise ImageRejected("empty image (zero width or height)")
             im.load()
@@ -77,7 +88,9 @@ def decode_image(src: str | os.PathLike | bytes, max_pixels: int | None = None) 
         # Pillow refuses headers far past its own limit before we can read the size; its message has the count.
         m = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(m.group(1)) / 1e6:.0f} MP" if m else "the image"
-        raise ImageRejected(f"too large: {size} exceeds the {max_pixels / 1e6:.0f} MP limit (decompression bomb?)") from None
+        raise ImageRejected(
+            f"too large: {size} exceeds the {max_pixels / 1e6:.0f} MP limit (decompression bomb?)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:
         msg = str(e)
         if "truncated" in msg or "broken data stream" in msg or "image file is" in msg:
@@ -93,7 +106,9 @@ def decode_image(src: str | os.PathLike | bytes, max_pixels: int | None = None) 
         transposed = True
         steps.append(f"EXIF orientation {orientation} applied")
     rgb = _to_rgb(im, steps)
-    return Decoded(rgb=rgb, format=fmt, mode=mode, conversion="; ".join(steps) or None, exif_transposed=transposed)
+    return Decoded(
+        rgb=rgb, format=fmt, mode=mode, conversion="; ".join(steps) or None, exif_transposed=transposed
+    )
 
 
 def _to_rgb(im: Image.Image, steps: list[str]) -> np.ndarray:
@@ -110,7 +125,11 @@ def _to_rgb(im: Image.Image, steps: list[str]) -> np.ndarray:
     if mode == "F":
         a = np.asarray(im, dtype=np.float64)
         lo, hi = float(a.min()), float(a.max())
-        g = np.zeros(a.shape, np.uint8) if hi <= lo else np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+        g = (
+            np.zeros(a.shape, np.uint8)
+            if hi <= lo
+            else np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+        )
         steps.append("F->RGB (float range stretched)")
         return np.repeat(g[..., None], 3, axis=2)
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info):

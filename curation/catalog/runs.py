@@ -6,6 +6,7 @@ retry after a crash. The key `train-<archive sha256>` is unique in `training_run
 trains. Later claimants skip while the owner is alive, take over (resuming from the last snapshot) when the
 owner failed or went silent, and skip for good once the run completed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,11 +61,23 @@ def claim_training_run(
     body = {**options, "outdir": str(outdir), "flow_run_id": owner, "heartbeat": now.isoformat()}
     try:
         with ws.session() as s:
-            dataset = s.scalars(select(DatasetVersion).where(DatasetVersion.sha256 == sha256)
-                                .order_by(DatasetVersion.id.desc()).limit(1)).first()
-            row = TrainingRun(run_dir=str(outdir), dataset_id=dataset.id if dataset else None, dataset_sha256=sha256,
-                              cfg=cfg, kimg_target=kimg, status="running", started_at=now, options=body,
-                              idempotency_key=key)
+            dataset = s.scalars(
+                select(DatasetVersion)
+                .where(DatasetVersion.sha256 == sha256)
+                .order_by(DatasetVersion.id.desc())
+                .limit(1)
+            ).first()
+            row = TrainingRun(
+                run_dir=str(outdir),
+                dataset_id=dataset.id if dataset else None,
+                dataset_sha256=sha256,
+                cfg=cfg,
+                kimg_target=kimg,
+                status="running",
+                started_at=now,
+                options=body,
+                idempotency_key=key,
+            )
             s.add(row)
             s.flush()
             return Claim(row.id, "start", None, str(outdir), "running")
@@ -78,24 +91,44 @@ def claim_training_run(
         outdir_prev, snap, run_dir = prev.get("outdir") or row.run_dir, row.last_snapshot, row.run_dir
     holder = prev.get("flow_run_id")
     if status == "completed":
-        return Claim(run_id, "skip", f"this archive was already trained (run {run_dir})", outdir_prev, status, snap)
+        return Claim(
+            run_id, "skip", f"this archive was already trained (run {run_dir})", outdir_prev, status, snap
+        )
     if status == "running" and holder and holder != owner:
-        beat = _aware(dt.datetime.fromisoformat(prev["heartbeat"])) if prev.get("heartbeat") else _aware(started)
+        beat = (
+            _aware(dt.datetime.fromisoformat(prev["heartbeat"])) if prev.get("heartbeat") else _aware(started)
+        )
         fresh = beat is not None and (now - beat).total_seconds() < stale_after_s
         if fresh and owner_alive(holder):
-            return Claim(run_id, "skip", f"flow run {holder} is training this archive already", outdir_prev,
-                         status, snap)
+            return Claim(
+                run_id,
+                "skip",
+                f"flow run {holder} is training this archive already",
+                outdir_prev,
+                status,
+                snap,
+            )
     # Failed, crashed, stale, or our own earlier attempt: take the run over, unless someone else just did.
     with ws.session() as s:
         taken = s.execute(
             update(TrainingRun)
             .where(TrainingRun.id == run_id, TrainingRun.status == status, TrainingRun.started_at == started)
-            .values(status="running", started_at=now, finished_at=None, cfg=cfg, kimg_target=kimg,
-                    options={**prev, **body, "taken_over_from": holder})
+            .values(
+                status="running",
+                started_at=now,
+                finished_at=None,
+                cfg=cfg,
+                kimg_target=kimg,
+                options={**prev, **body, "taken_over_from": holder},
+            )
         ).rowcount
     if not taken:
-        return Claim(run_id, "skip", "another flow run took this training over a moment ago", outdir_prev, status, snap)
-    return Claim(run_id, "resume", f"taking over from {status} run (flow run {holder})", outdir_prev, "running", snap)
+        return Claim(
+            run_id, "skip", "another flow run took this training over a moment ago", outdir_prev, status, snap
+        )
+    return Claim(
+        run_id, "resume", f"taking over from {status} run (flow run {holder})", outdir_prev, "running", snap
+    )
 
 
 def record_tick(ws, run_id: int, kimg: float, snapshot: str | None = None) -> None:
@@ -107,8 +140,9 @@ def record_tick(ws, run_id: int, kimg: float, snapshot: str | None = None) -> No
             row.last_snapshot = snapshot
 
 
-def finish_training_run(ws, run_id: int, status: str, run_dir: str | None = None,
-                        last_snapshot: str | None = None) -> None:
+def finish_training_run(
+    ws, run_id: int, status: str, run_dir: str | None = None, last_snapshot: str | None = None
+) -> None:
     with ws.session() as s:
         row = s.get(TrainingRun, run_id)
         row.status = status
@@ -139,7 +173,9 @@ def workspace_holding(archive: Path):
 
 
 @contextlib.contextmanager
-def recorded_run(archive: Path, outdir: Path, cfg: str, kimg: float, options: dict[str, Any], started_by: str):
+def recorded_run(
+    archive: Path, outdir: Path, cfg: str, kimg: float, options: dict[str, Any], started_by: str
+):
     """Record a training run started by hand in its archive's workspace (status running, then completed or
     failed), so `ghosts status` and takedown's list of runs see it. Yields a callable taking the run folder
     and last snapshot when the run ends well; yields None (recording nothing) outside any workspace."""
@@ -155,11 +191,22 @@ def recorded_run(archive: Path, outdir: Path, cfg: str, kimg: float, options: di
             digest.update(block)
     sha = digest.hexdigest()
     with ws.session() as s:
-        dataset = s.scalars(select(DatasetVersion).where(DatasetVersion.sha256 == sha)
-                            .order_by(DatasetVersion.id.desc()).limit(1)).first()
-        row = TrainingRun(run_dir=str(outdir), dataset_id=dataset.id if dataset else None, dataset_sha256=sha,
-                          cfg=cfg, kimg_target=kimg, status="running", started_at=utcnow(),
-                          options={**options, "archive": str(Path(archive).resolve()), "started_by": started_by})
+        dataset = s.scalars(
+            select(DatasetVersion)
+            .where(DatasetVersion.sha256 == sha)
+            .order_by(DatasetVersion.id.desc())
+            .limit(1)
+        ).first()
+        row = TrainingRun(
+            run_dir=str(outdir),
+            dataset_id=dataset.id if dataset else None,
+            dataset_sha256=sha,
+            cfg=cfg,
+            kimg_target=kimg,
+            status="running",
+            started_at=utcnow(),
+            options={**options, "archive": str(Path(archive).resolve()), "started_by": started_by},
+        )
         s.add(row)
         s.flush()
         run_id = row.id
@@ -169,7 +216,9 @@ def recorded_run(archive: Path, outdir: Path, cfg: str, kimg: float, options: di
     except BaseException:
         finish_training_run(ws, run_id, "failed")
         raise
-    finish_training_run(ws, run_id, "completed", run_dir=ended.get("run_dir"), last_snapshot=ended.get("last_snapshot"))
+    finish_training_run(
+        ws, run_id, "completed", run_dir=ended.get("run_dir"), last_snapshot=ended.get("last_snapshot")
+    )
 
 
 def archive_training_status(ws, sha256: str) -> str | None:

@@ -3,6 +3,7 @@
 SQLAlchemy 2 ORM over SQLite (WAL mode) by default or any SQLAlchemy URL. The schema is versioned with
 Alembic (curation/catalog/migrations); `upgrade_catalog` brings any older catalog to the current head.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -115,8 +116,12 @@ class Face(Base):
     reviewer: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(String(255))
     rating: Mapped[int | None]  # 1-5 stars from review (kept with the decision), None: not rated
-    descriptor: Mapped[bytes | None] = mapped_column(LargeBinary)  # 128 float32 (alignment.identity), None: not yet
-    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)  # None: not clustered yet
+    descriptor: Mapped[bytes | None] = mapped_column(
+        LargeBinary
+    )  # 128 float32 (alignment.identity), None: not yet
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("people.id"), index=True
+    )  # None: not clustered yet
 
     image: Mapped[Image] = relationship(back_populates="faces")
 
@@ -145,7 +150,9 @@ class Decision(Base):
     decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     rating: Mapped[int | None]  # the face's rating after this step
     previous_rating: Mapped[int | None]
-    round_id: Mapped[int | None] = mapped_column(ForeignKey("review_rounds.id"), index=True)  # the round it belongs to
+    round_id: Mapped[int | None] = mapped_column(
+        ForeignKey("review_rounds.id"), index=True
+    )  # the round it belongs to
 
 
 class ReviewRound(Base):
@@ -303,6 +310,7 @@ def head_revision() -> str:
 
 
 # --- small queries used across rooms ------------------------------------------------------------------------
+
 
 def count_by(session: Session, column) -> dict[str, int]:
     rows = session.execute(select(column, func.count()).group_by(column)).all()

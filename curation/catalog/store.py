@@ -4,6 +4,7 @@ Every file the pipeline must not leave half-written goes through `atomic_writer`
 in the target folder, are fsynced, and only then renamed over the target, so a crash leaves the old file or the
 new one, never a torn one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,7 +54,11 @@ def set_umask_mode(fd: int, folder: str | os.PathLike, private: bool = False) ->
 
 @contextlib.contextmanager
 def atomic_writer(
-    path: str | os.PathLike, mode: str = "wb", tmp_dir: str | os.PathLike | None = None, *, private: bool = False
+    path: str | os.PathLike,
+    mode: str = "wb",
+    tmp_dir: str | os.PathLike | None = None,
+    *,
+    private: bool = False,
 ) -> Iterator[IO]:
     """Open a temp file (beside `path`, or in `tmp_dir` on the same filesystem); on success fsync it and
     rename it to `path`, on error remove it. The file gets the user's umask (see file_mode_for); `private`

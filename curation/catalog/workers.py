@@ -1,4 +1,5 @@
 """How many worker processes a parallel step uses by default (analysis, ghosts align, pack, freeze)."""
+
 from __future__ import annotations
 
 import os

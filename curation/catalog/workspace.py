@@ -1,4 +1,5 @@
 """A workspace: one folder holding the catalog, the image store, previews, datasets and runs."""
+
 from __future__ import annotations
 
 import contextlib
@@ -59,7 +60,7 @@ class Workspace:
         if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
             return None
         if url.query.get("uri") == "true" and url.database.startswith("file:"):
-            return Path(unquote(url.database[len("file:"):]))
+            return Path(unquote(url.database[len("file:") :]))
         return Path(url.database)
 
     @cached_property
@@ -183,8 +184,12 @@ def _refuse_missing_catalog(ws: Workspace) -> None:
     catalog = ws.catalog_file
     if catalog is None or catalog.exists():
         return
-    held = next((p for p in ws.images_dir.rglob("*") if p.is_file()), None) if ws.images_dir.is_dir() else None
-    held = held or next((p for p in ws.datasets_dir.rglob("*.zip")), None) if ws.datasets_dir.is_dir() else held
+    held = (
+        next((p for p in ws.images_dir.rglob("*") if p.is_file()), None) if ws.images_dir.is_dir() else None
+    )
+    held = (
+        held or next((p for p in ws.datasets_dir.rglob("*.zip")), None) if ws.datasets_dir.is_dir() else held
+    )
     if held is not None:
         raise GhostsError(
             f"the catalog {catalog} is missing, but the workspace holds data ({ws.relpath(held)}, ...): restore "

@@ -46,7 +46,9 @@ class CardFacts:
     people: int | None = None  # distinct people among the faces (None: faces not grouped into people)
     largest_person_share: float = 0.0  # the largest person's share of the images
     largest_owner_share: float = 0.0  # the largest account's share of the images
-    caps: dict[str, float] | None = None  # the shares the freeze warned above (max_person_share, max_owner_share)
+    caps: dict[str, float] | None = (
+        None  # the shares the freeze warned above (max_person_share, max_owner_share)
+    )
     removal: str = "Ask the maintainer of this dataset, naming the account, the post URL or the image."
 
 
@@ -78,8 +80,14 @@ def render_card(f: CardFacts) -> str:
         lines.append(f"- Largest person: {100 * f.largest_person_share:.1f}% of the images")
     lines.append(f"- Largest account: {100 * f.largest_owner_share:.1f}% of the images")
     caps = {k: v for k, v in (f.caps or {}).items() if v is not None}
-    lines.append("- Cap used: " + (", ".join(f"{k.replace('_', ' ')} {100 * v:.1f}%" for k, v in sorted(caps.items()))
-                                   if caps else "none"))
+    lines.append(
+        "- Cap used: "
+        + (
+            ", ".join(f"{k.replace('_', ' ')} {100 * v:.1f}%" for k, v in sorted(caps.items()))
+            if caps
+            else "none"
+        )
+    )
     if f.selection:
         lines += ["", "## Selection", ""] + [f"- {rule}" for rule in f.selection]
     if f.history:

@@ -169,9 +169,15 @@ def recover_versions(ws, name: str) -> list[int]:
         m = re.fullmatch(re.escape(STAGING) + r"(\d+)\.\d+", stage.name)
         version = int(m.group(1)) if m else None
         with ws.session() as s:
-            row = s.scalars(
-                select(DatasetVersion).where(DatasetVersion.name == name, DatasetVersion.version == version)
-            ).first() if version is not None else None
+            row = (
+                s.scalars(
+                    select(DatasetVersion).where(
+                        DatasetVersion.name == name, DatasetVersion.version == version
+                    )
+                ).first()
+                if version is not None
+                else None
+            )
         final = folder / f"v{version}"
         if row is not None and not final.exists() and (stage / Path(row.path).name).is_file():
             os.replace(stage, final)
@@ -455,15 +461,18 @@ def share_facts(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def share_warnings(records: list[dict[str, Any]], max_person_share: float | None,
-                   max_owner_share: float | None) -> list[str]:
+def share_warnings(
+    records: list[dict[str, Any]], max_person_share: float | None, max_owner_share: float | None
+) -> list[str]:
     """One line per cap exceeded: a person or an account holding more of the selection than the user allows."""
     out = []
     for key, cap, what in (("person", max_person_share, "person"), ("owner", max_owner_share, "account")):
         top, count = _largest(records, key)
         if cap is not None and records and count / len(records) > cap:
-            out.append(f"one {what} ({key} {top}) has {count} of the {len(records)} faces "
-                       f"({100 * count / len(records):.1f}%), above the {100 * cap:.1f}% cap")
+            out.append(
+                f"one {what} ({key} {top}) has {count} of the {len(records)} faces "
+                f"({100 * count / len(records):.1f}%), above the {100 * cap:.1f}% cap"
+            )
     return out
 
 
@@ -543,7 +552,9 @@ class FreezePlan:
         return self.parent.version + 1 if self.parent else 1
 
 
-def plan_freeze(ws, name: str, resolution: int, labels: str, mirror_check: bool, mirror_distance: int) -> FreezePlan:
+def plan_freeze(
+    ws, name: str, resolution: int, labels: str, mirror_check: bool, mirror_distance: int
+) -> FreezePlan:
     """Read the accepted faces and the latest version of `name` (hold `dataset_lock` around plan -> commit)."""
     with ws.session() as s:
         rows = selected_faces(s)
@@ -564,8 +575,20 @@ def plan_freeze(ws, name: str, resolution: int, labels: str, mirror_check: bool,
                 last_image = im.id
             jobs[-1][1].append(q)
         parent = latest_version(s, name)
-    return FreezePlan(name, resolution, labels, mirror_check, mirror_distance, records, ids, jobs, decided, parent,
-                      selection_digest(records, resolution, labels), class_names_of(records, labels))
+    return FreezePlan(
+        name,
+        resolution,
+        labels,
+        mirror_check,
+        mirror_distance,
+        records,
+        ids,
+        jobs,
+        decided,
+        parent,
+        selection_digest(records, resolution, labels),
+        class_names_of(records, labels),
+    )
 
 
 def unchanged_version(ws, plan: FreezePlan) -> FreezeResult | None:
@@ -593,14 +616,21 @@ def unchanged_version(ws, plan: FreezePlan) -> FreezeResult | None:
     )
 
 
-def write_version_archive(plan: FreezePlan, vdir: Path, workers: int | None, progress: bool,
-                          caps: dict[str, float | None] | None = None) -> ArchiveInfo:
+def write_version_archive(
+    plan: FreezePlan,
+    vdir: Path,
+    workers: int | None,
+    progress: bool,
+    caps: dict[str, float | None] | None = None,
+) -> ArchiveInfo:
     """Align every planned face (worker threads, in order) into the version's zip, with its card; refuses the
     selection when the mirror check finds mirrored or duplicate faces."""
     name, version, records = plan.name, plan.version, plan.records
     hashes: list[np.ndarray] = []
     with ArchiveWriter(vdir / f"{name}-v{version}-{plan.resolution}.zip") as writer:
-        with tqdm(total=len(records), desc=f"freeze {name} v{version}", unit="face", disable=not progress) as bar:
+        with tqdm(
+            total=len(records), desc=f"freeze {name} v{version}", unit="face", disable=not progress
+        ) as bar:
             for faces in ordered_map(_align_photo, plan.jobs, workers=workers, chunk=1):
                 for png, h in faces:
                     rec = records[writer.count]

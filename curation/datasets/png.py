@@ -8,6 +8,7 @@ with only its critical chunks, byte for byte. Anything else (another colour type
 palette, transparency, a colour profile, gamma, an EXIF orientation, ...) is decoded as before, so the
 pixels in the archive are always the ones a decoder sees in the file.
 """
+
 from __future__ import annotations
 
 import struct
@@ -65,8 +66,15 @@ def storable_png(data: bytes, side: int, mode: str) -> bytes | None:
                 return None
             header = struct.unpack(">IIBBBBB", body)
             width, height, depth, colour, compression, filtering, interlace = header
-            if (width, height, depth, colour, compression, filtering, interlace) != (side, side, 8, want_type,
-                                                                                       0, 0, 0):
+            if (width, height, depth, colour, compression, filtering, interlace) != (
+                side,
+                side,
+                8,
+                want_type,
+                0,
+                0,
+                0,
+            ):
                 return None
             state = "IDAT"
         elif kind == b"IDAT":
@@ -87,7 +95,9 @@ def storable_png(data: bytes, side: int, mode: str) -> bytes | None:
             pos = end
             continue
         else:
-            return None  # a chunk that may change pixels (PLTE, tRNS, gAMA, iCCP, sRGB, eXIf, ...), or unknown
+            return (
+                None  # a chunk that may change pixels (PLTE, tRNS, gAMA, iCCP, sRGB, eXIf, ...), or unknown
+            )
         if keep and keep[-1][1] == pos:
             keep[-1] = (keep[-1][0], end)
         else:

@@ -104,12 +104,21 @@ class Archive:
             return None
         table: dict[str, int] = {}
         for entry in labels if isinstance(labels, list) else [labels]:
-            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                    and isinstance(entry[1], int) and not isinstance(entry[1], bool)):
-                raise ArchiveError(f'{self.path}: dataset.json labels must be ["name", class], found {entry!r}')
+            if not (
+                isinstance(entry, list)
+                and len(entry) == 2
+                and isinstance(entry[0], str)
+                and isinstance(entry[1], int)
+                and not isinstance(entry[1], bool)
+            ):
+                raise ArchiveError(
+                    f'{self.path}: dataset.json labels must be ["name", class], found {entry!r}'
+                )
             if not 0 <= entry[1] < MAX_CLASSES:
-                raise ArchiveError(f"{self.path}: dataset.json gives {entry[0]} class {entry[1]}, outside "
-                                   f"0..{MAX_CLASSES - 1}")
+                raise ArchiveError(
+                    f"{self.path}: dataset.json gives {entry[0]} class {entry[1]}, outside "
+                    f"0..{MAX_CLASSES - 1}"
+                )
             table[entry[0]] = entry[1]
         return table
 
@@ -153,7 +162,9 @@ class Archive:
         except ValueError:
             raise ArchiveError(f"{self.path}: {name} is not a PNG file") from None
         if not (0 < width <= MAX_RESOLUTION and 0 < height <= MAX_RESOLUTION):
-            raise ArchiveError(f"{self.path}: {name} claims {width}x{height} pixels, beyond {MAX_RESOLUTION}px")
+            raise ArchiveError(
+                f"{self.path}: {name} claims {width}x{height} pixels, beyond {MAX_RESOLUTION}px"
+            )
         im = Image.open(io.BytesIO(self._zip.read(name)))
         im.load()
         return im

@@ -91,19 +91,27 @@ def blank_names(text: str, names: set[str]) -> str:
 
 
 def find_images(
-    session: Session, *, owner: str | None = None, image: str | None = None, post: str | None = None,
+    session: Session,
+    *,
+    owner: str | None = None,
+    image: str | None = None,
+    post: str | None = None,
     face_images: list[str] | None = None,  # sha256s of the images a face matched (`ghosts takedown --face`)
 ) -> tuple[str, str, list[Image]]:
     """(kind, value, images) for exactly one selector; raises a clear error when it matches nothing.
 
     Images already taken down no longer carry their owner or post URL; a selector that a previous takedown
     recorded (by hash) finds them again, so a rerun finishes an interrupted takedown."""
-    given = [(k, v) for k, v in (("owner", owner), ("image", image), ("post", post), ("face", face_images)) if v]
+    given = [
+        (k, v) for k, v in (("owner", owner), ("image", image), ("post", post), ("face", face_images)) if v
+    ]
     if len(given) != 1:
         raise GhostsError("name exactly one of --owner NAME, --image SHA256, --post URL or --face PHOTO")
     kind, value = given[0]
     if kind == "face":
-        images = list(session.scalars(select(Image).where(Image.sha256.in_(sorted(set(value)))).order_by(Image.sha256)))
+        images = list(
+            session.scalars(select(Image).where(Image.sha256.in_(sorted(set(value)))).order_by(Image.sha256))
+        )
         if not images:
             raise GhostsError("no image in the catalog holds a face like the one given")
         return kind, f"{len(images)} images matched by face", images
@@ -145,7 +153,8 @@ def takedown(
     owner: str | None = None,
     image: str | None = None,
     post: str | None = None,
-    face_images: list[str] | None = None,  # sha256s of the images a face matched (curation.analysis.identities)
+    face_images: list[str]
+    | None = None,  # sha256s of the images a face matched (curation.analysis.identities)
     reason: str,
     purge: bool = False,  # also delete the archive files of the versions that held the images
     progress: bool = True,

@@ -9,11 +9,20 @@ Plain functions (used by the app, the CLI and the Prefect review gate):
 The web app itself is curation.review.app.create_app(ws, config, resume) (FastAPI: imported only by those
 who serve it).
 """
+
 from curation.review.config import ReviewConfig, make_config
 from curation.review.decisions import Batch, decide, decision_counts, delete_face, undo_last
 from curation.review.selection import complete_selection, current_round, open_round
 
 __all__ = [
-    "Batch", "ReviewConfig", "complete_selection", "current_round", "decide", "decision_counts",
-    "delete_face", "make_config", "open_round", "undo_last",
+    "Batch",
+    "ReviewConfig",
+    "complete_selection",
+    "current_round",
+    "decide",
+    "decision_counts",
+    "delete_face",
+    "make_config",
+    "open_round",
+    "undo_last",
 ]

@@ -2,6 +2,7 @@
 
 `create_app(ws, config)` builds the app over an opened workspace; `ghosts review` serves it with uvicorn.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,7 +31,14 @@ def allowed_hosts(config: ReviewConfig) -> set[str] | None:
     """Host names a loopback server answers to; None (any) off loopback, where the token protects it."""
     if not config.loopback:
         return None
-    return {"127.0.0.1", "localhost", "::1", "[::1]", config.host.lower(), *(h.lower() for h in config.extra_hosts)}
+    return {
+        "127.0.0.1",
+        "localhost",
+        "::1",
+        "[::1]",
+        config.host.lower(),
+        *(h.lower() for h in config.extra_hosts),
+    }
 
 
 def create_app(ws, config: ReviewConfig | None = None, resume: Resume | None = None) -> FastAPI:
@@ -69,7 +77,9 @@ def create_app(ws, config: ReviewConfig | None = None, resume: Resume | None = N
         # A short reason, never the input echoed back (NaN and the like are no JSON, and need no repeating).
         where = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: "
-            f"{str(e.get('msg', 'invalid')).removeprefix('Value error, ')}" for e in exc.errors()[:5])
+            f"{str(e.get('msg', 'invalid')).removeprefix('Value error, ')}"
+            for e in exc.errors()[:5]
+        )
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": f"bad request: {where}"}, status_code=422)
         return PlainTextResponse(f"bad request: {where}\n", status_code=422)

@@ -18,6 +18,7 @@ Only live, undecided faces of images still in the catalog's store are candidates
 never overwritten, and faces that fail the rule stay undecided for a later review. The decisions go through
 the review's own `decide`, as one batch by the reviewer ``auto-accept``, so they can be audited and undone.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,13 @@ class Condition:
 
     def column_test(self):
         col = getattr(Face, self.measure)
-        return {">=": col >= self.value, "<=": col <= self.value, ">": col > self.value,
-                "<": col < self.value, "==": col == self.value}[self.op]
+        return {
+            ">=": col >= self.value,
+            "<=": col <= self.value,
+            ">": col > self.value,
+            "<": col < self.value,
+            "==": col == self.value,
+        }[self.op]
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,13 @@ class AutoAcceptResult:
         return self.accepted_before + len(self.accepted)
 
     def as_dict(self) -> dict:
-        return {"rule": self.rule, "candidates": self.candidates, "accepted_before": self.accepted_before,
-                "accepted_now": len(self.accepted), "accepted_total": self.accepted_total}
+        return {
+            "rule": self.rule,
+            "candidates": self.candidates,
+            "accepted_before": self.accepted_before,
+            "accepted_now": len(self.accepted),
+            "accepted_total": self.accepted_total,
+        }
 
 
 def parse_rule(text: str) -> AcceptRule:
@@ -105,10 +116,14 @@ def parse_rule(text: str) -> AcceptRule:
     for raw in text.split(","):
         clause = raw.strip()
         if not clause:
-            raise RuleError(f"--auto-accept {text!r}: empty clause (two commas in a row, or a trailing comma?)")
+            raise RuleError(
+                f"--auto-accept {text!r}: empty clause (two commas in a row, or a trailing comma?)"
+            )
         m = CLAUSE_RE.match(clause.lower())
         if not m:
-            raise RuleError(f"--auto-accept: cannot read {clause!r}; write MEASURE>=NUMBER, max=N or flagged=no")
+            raise RuleError(
+                f"--auto-accept: cannot read {clause!r}; write MEASURE>=NUMBER, max=N or flagged=no"
+            )
         key, op, value = m.groups()
         if key == "max":
             if op != "=" or max_faces is not None:
@@ -118,7 +133,9 @@ def parse_rule(text: str) -> AcceptRule:
             max_faces = int(value)
         elif key in CAPS:
             if op != "=" or key in caps or not value.isdigit() or int(value) < 1:
-                raise RuleError(f"--auto-accept: {clause!r}: write {key}=N once, N a whole number of at least 1")
+                raise RuleError(
+                    f"--auto-accept: {clause!r}: write {key}=N once, N a whole number of at least 1"
+                )
             caps[key] = int(value)
         elif key == "flagged":
             if op != "=" or flagged is not None or value not in FLAGGED:
@@ -126,7 +143,9 @@ def parse_rule(text: str) -> AcceptRule:
             flagged = value
         elif key in MEASURES:
             if op == "=":
-                raise RuleError(f"--auto-accept: {clause!r}: compare with >=, <=, >, < or == ('=' is for max)")
+                raise RuleError(
+                    f"--auto-accept: {clause!r}: compare with >=, <=, >, < or == ('=' is for max)"
+                )
             try:
                 number = float(value)
             except ValueError:
@@ -135,8 +154,10 @@ def parse_rule(text: str) -> AcceptRule:
                 raise RuleError(f"--auto-accept: {clause!r}: the number must be finite")
             conditions.append(Condition(key, op, number))
         else:
-            raise RuleError(f"--auto-accept: unknown measure {key!r} in {clause!r}; use one of "
-                            f"{', '.join(MEASURES)}, or max=N, max_per_person=N, max_per_owner=N, flagged=no")
+            raise RuleError(
+                f"--auto-accept: unknown measure {key!r} in {clause!r}; use one of "
+                f"{', '.join(MEASURES)}, or max=N, max_per_person=N, max_per_owner=N, flagged=no"
+            )
     if not conditions and max_faces is None and flagged is None and not caps:
         raise RuleError(f"--auto-accept {text!r}: the rule says nothing")
     return AcceptRule(tuple(conditions), max_faces, flagged or "any", **caps)
@@ -148,10 +169,20 @@ def apply_rule(ws, rule: AcceptRule | str) -> AutoAcceptResult:
         rule = parse_rule(rule)
     live = (Face.deleted.is_(False), Image.status != "excluded", Image.path.is_not(None))
     with ws.session() as s:
-        before = s.scalar(select(func.count()).select_from(Face).join(Image, Face.image_id == Image.id)
-                          .where(*live, Face.decision == "accepted")) or 0
-        query = (select(Face.id).join(Image, Face.image_id == Image.id)
-                 .where(*live, Face.decision == "undecided", *(c.column_test() for c in rule.conditions)))
+        before = (
+            s.scalar(
+                select(func.count())
+                .select_from(Face)
+                .join(Image, Face.image_id == Image.id)
+                .where(*live, Face.decision == "accepted")
+            )
+            or 0
+        )
+        query = (
+            select(Face.id)
+            .join(Image, Face.image_id == Image.id)
+            .where(*live, Face.decision == "undecided", *(c.column_test() for c in rule.conditions))
+        )
         if rule.flagged == "no":
             query = query.where(Face.flagged.is_(False))
         # Best first: score descending with unknown scores last, then the oldest face (a stable order).
@@ -162,7 +193,7 @@ def apply_rule(ws, rule: AcceptRule | str) -> AutoAcceptResult:
     chosen = ids[:room]
     result = AutoAcceptResult(str(rule), candidates=len(ids), accepted_before=before)
     for start in range(0, len(chosen), MAX_BATCH):  # decide takes at most MAX_BATCH faces per batch
-        batch = decide(ws, chosen[start:start + MAX_BATCH], "accepted", REVIEWER, REASON)
+        batch = decide(ws, chosen[start : start + MAX_BATCH], "accepted", REVIEWER, REASON)
         result.accepted += [c.face_id for c in batch.changes]
     return result
 
@@ -170,21 +201,32 @@ def apply_rule(ws, rule: AcceptRule | str) -> AutoAcceptResult:
 def _within_caps(session, ids: list[int], rule: AcceptRule, live) -> list[int]:
     """The candidates (best first) that keep every person and account within the rule's caps, counting the
     faces accepted before."""
+
     def keys(face_id, person, owner):
-        return (("person", person if person is not None else f"face {face_id}"),
-                ("owner", owner.lower() if owner else f"face {face_id}"))
+        return (
+            ("person", person if person is not None else f"face {face_id}"),
+            ("owner", owner.lower() if owner else f"face {face_id}"),
+        )
 
     caps = {"person": rule.max_per_person, "owner": rule.max_per_owner}
     held: dict[tuple[str, object], int] = {}
-    for row in session.execute(select(Face.id, Face.person_id, Image.owner).join(Image, Face.image_id == Image.id)
-                               .where(*live, Face.decision == "accepted")):
+    for row in session.execute(
+        select(Face.id, Face.person_id, Image.owner)
+        .join(Image, Face.image_id == Image.id)
+        .where(*live, Face.decision == "accepted")
+    ):
         for k in keys(*row):
             held[k] = held.get(k, 0) + 1
     info = {}
     for start in range(0, len(ids), 500):
-        info |= {r[0]: r for r in session.execute(
-            select(Face.id, Face.person_id, Image.owner).join(Image, Face.image_id == Image.id)
-            .where(Face.id.in_(ids[start:start + 500])))}
+        info |= {
+            r[0]: r
+            for r in session.execute(
+                select(Face.id, Face.person_id, Image.owner)
+                .join(Image, Face.image_id == Image.id)
+                .where(Face.id.in_(ids[start : start + 500]))
+            )
+        }
     out = []
     for face_id in ids:
         ks = keys(*info[face_id])

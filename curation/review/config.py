@@ -1,4 +1,5 @@
 """How the review app is started: host, port, target, reviewer and access token, validated once at the edge."""
+
 from __future__ import annotations
 
 import getpass
@@ -43,7 +44,9 @@ class ReviewConfig(BaseModel):
     # which stops DNS-rebinding pages from talking to it).
     extra_hosts: tuple[str, ...] = ()
     log_requests: bool = False  # one access-log line per request (refusals are always logged)
-    target_size: int | None = Field(None, ge=8, le=8192)  # sets the workspace's dataset side (flags follow it)
+    target_size: int | None = Field(
+        None, ge=8, le=8192
+    )  # sets the workspace's dataset side (flags follow it)
 
     @field_validator("reviewer")
     @classmethod
@@ -59,8 +62,10 @@ class ReviewConfig(BaseModel):
         if v is None or v == "":
             return None
         if len(v) < MIN_TOKEN_LEN or any(c.isspace() for c in v):
-            raise ValueError(f"token must be at least {MIN_TOKEN_LEN} characters without spaces "
-                             "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)")
+            raise ValueError(
+                f"token must be at least {MIN_TOKEN_LEN} characters without spaces "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+            )
         return v
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ closed round (`RoundClosed`).
 A face's rating (1-5 stars, or none) is kept with its decision: a rating step is a batch like a decision
 (its rows repeat the face's decision and carry the new rating), and undo restores the previous rating.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -35,10 +36,21 @@ REVIEW_DECISIONS = DECISIONS  # the catalog's vocabulary
 REASON_RE = re.compile(r"^[a-z0-9][a-z0-9 _.-]{0,63}$")  # short tags ("blurry", "duplicate"), never "#"
 UNDO_PREFIX = "undo #"
 # The reject reasons the page offers (any short tag is accepted through the API).
-REJECT_REASONS = ("blurry", "duplicate", "not a face", "occluded", "bad crop", "text or watermark", "extreme pose",
-                  "looks under 18", "other")
+REJECT_REASONS = (
+    "blurry",
+    "duplicate",
+    "not a face",
+    "occluded",
+    "bad crop",
+    "text or watermark",
+    "extreme pose",
+    "looks under 18",
+    "other",
+)
 MAX_BATCH = 10_000  # one bulk selection; more is almost certainly a client bug
-DEFAULT_TARGET = 1000  # faces wanted when nobody said otherwise (~1k is enough for StyleGAN2-ADA's small-data regime)
+DEFAULT_TARGET = (
+    1000  # faces wanted when nobody said otherwise (~1k is enough for StyleGAN2-ADA's small-data regime)
+)
 KEEP = object()  # decide(..., rating=KEEP): leave the rating as it is
 
 # One writer at a time (decisions, undo, closing a round, manual faces): each reads the state the last left.
@@ -68,8 +80,10 @@ class Batch:
         return {
             "reviewer": self.reviewer,
             "decided_at": self.decided_at.isoformat(),
-            "changes": [{"face_id": c.face_id, "decision": c.decision, "previous": c.previous, "rating": c.rating}
-                        for c in self.changes],
+            "changes": [
+                {"face_id": c.face_id, "decision": c.decision, "previous": c.previous, "rating": c.rating}
+                for c in self.changes
+            ],
             "kept": self.kept,
             "undone": self.undone,
             "round_id": self.round_id,
@@ -87,11 +101,15 @@ class RoundClosed(DecisionError):
 def open_round_in(session, reviewer: str | None) -> ReviewRound:
     """The open review round, created (with the last round's target) when none is open."""
     rnd = session.scalars(
-        select(ReviewRound).where(ReviewRound.done_at.is_(None)).order_by(ReviewRound.id.desc()).limit(1)).first()
+        select(ReviewRound).where(ReviewRound.done_at.is_(None)).order_by(ReviewRound.id.desc()).limit(1)
+    ).first()
     if rnd is None:
         prev = session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(1)).first()
-        rnd = ReviewRound(target=prev.target if prev and prev.target else DEFAULT_TARGET, reviewer=reviewer,
-                          started_at=utcnow())
+        rnd = ReviewRound(
+            target=prev.target if prev and prev.target else DEFAULT_TARGET,
+            reviewer=reviewer,
+            started_at=utcnow(),
+        )
         session.add(rnd)
         session.flush()
     return rnd
@@ -114,8 +132,14 @@ def _batch_time(session, reviewer: str) -> dt.datetime:
     """Now, but strictly later than this reviewer's last history row, so a timestamp names one batch."""
     now = utcnow()
     # Newest row first along the primary key: quick for an active reviewer, whatever the history's length.
-    last = _aware(session.scalar(select(Decision.decided_at).where(Decision.reviewer == reviewer)
-                                 .order_by(Decision.id.desc()).limit(1)))
+    last = _aware(
+        session.scalar(
+            select(Decision.decided_at)
+            .where(Decision.reviewer == reviewer)
+            .order_by(Decision.id.desc())
+            .limit(1)
+        )
+    )
     if last is not None and now <= last:
         now = last + dt.timedelta(microseconds=1)
     return now
@@ -126,12 +150,15 @@ def check_reason(reason: str | None) -> str | None:
         return None
     reason = reason.strip().lower()
     if not REASON_RE.match(reason):
-        raise DecisionError("reason must be a short tag: letters, digits, space, . _ - (at most 64 characters)")
+        raise DecisionError(
+            "reason must be a short tag: letters, digits, space, . _ - (at most 64 characters)"
+        )
     return reason
 
 
-def decide(ws, face_ids: Iterable[int], decision: str | None, reviewer: str, reason: str | None = None,
-           rating=KEEP) -> Batch:
+def decide(
+    ws, face_ids: Iterable[int], decision: str | None, reviewer: str, reason: str | None = None, rating=KEEP
+) -> Batch:
     """Record `decision` for every face in `face_ids` as one batch (one undo step); return what changed.
 
     `decision` None keeps each face's decision (a rating step); `rating` 1-5 or None sets the rating, KEEP
@@ -165,9 +192,19 @@ def decide(ws, face_ids: Iterable[int], decision: str | None, reviewer: str, rea
             previous = face.decision or "undecided"
             new = previous if decision is None else decision
             new_rating = face.rating if rating is KEEP else rating
-            s.add(Decision(face_id=fid, decision=new, previous=previous, reason=reason if decision else face.reason,
-                           reviewer=reviewer, decided_at=when, rating=new_rating, previous_rating=face.rating,
-                           round_id=rnd.id))
+            s.add(
+                Decision(
+                    face_id=fid,
+                    decision=new,
+                    previous=previous,
+                    reason=reason if decision else face.reason,
+                    reviewer=reviewer,
+                    decided_at=when,
+                    rating=new_rating,
+                    previous_rating=face.rating,
+                    round_id=rnd.id,
+                )
+            )
             if decision is not None:
                 face.decision = decision
                 face.decided_at = when if decision != "undecided" else None
@@ -207,9 +244,12 @@ def _round_of(session, row: Decision) -> ReviewRound | None:
     if row.round_id is not None:
         return session.get(ReviewRound, row.round_id)
     # History written before rounds were recorded on it: the first round closed after the row, if any.
-    return session.scalars(select(ReviewRound).where(ReviewRound.done_at.is_not(None),
-                                                     ReviewRound.done_at >= row.decided_at)
-                           .order_by(ReviewRound.id).limit(1)).first()
+    return session.scalars(
+        select(ReviewRound)
+        .where(ReviewRound.done_at.is_not(None), ReviewRound.done_at >= row.decided_at)
+        .order_by(ReviewRound.id)
+        .limit(1)
+    ).first()
 
 
 def undo_last(ws, reviewer: str) -> Batch | None:
@@ -221,7 +261,7 @@ def undo_last(ws, reviewer: str) -> Batch | None:
         target: tuple[int, list[Decision]] | None = None
         for key, rows in _batches(s, reviewer):
             if _is_undo(rows):
-                undone.update(int(r.reason[len(UNDO_PREFIX):]) for r in rows)
+                undone.update(int(r.reason[len(UNDO_PREFIX) :]) for r in rows)
             elif key not in undone:
                 target = (key, rows)
                 break
@@ -230,8 +270,10 @@ def undo_last(ws, reviewer: str) -> Batch | None:
         key, rows = target
         rnd = _round_of(s, rows[0])
         if rnd is not None and rnd.done_at is not None:
-            raise RoundClosed(f"your last decision belongs to review round {rnd.id}, closed by "
-                              f"{rnd.closed_by or rnd.reviewer or 'someone'}: a closed round is kept as it was")
+            raise RoundClosed(
+                f"your last decision belongs to review round {rnd.id}, closed by "
+                f"{rnd.closed_by or rnd.reviewer or 'someone'}: a closed round is kept as it was"
+            )
         current_round = open_round_in(s, reviewer)
         when = _batch_time(s, reviewer)
         batch = Batch(reviewer, when, undone=key, round_id=current_round.id)
@@ -243,19 +285,41 @@ def undo_last(ws, reviewer: str) -> Batch | None:
             current = face.decision or "undecided"
             if face.deleted or current != row.decision or face.rating != row.rating:
                 # Somebody decided (or deleted, or rated) this face after us: their write stands.
-                s.add(Decision(face_id=face.id, decision=current, previous=current, reason=marker,
-                               reviewer=reviewer, decided_at=when, rating=face.rating, previous_rating=face.rating,
-                               round_id=current_round.id))
+                s.add(
+                    Decision(
+                        face_id=face.id,
+                        decision=current,
+                        previous=current,
+                        reason=marker,
+                        reviewer=reviewer,
+                        decided_at=when,
+                        rating=face.rating,
+                        previous_rating=face.rating,
+                        round_id=current_round.id,
+                    )
+                )
                 batch.kept.append(face.id)
                 continue
             restored = row.previous or "undecided"
             before = s.scalars(
-                select(Decision).where(Decision.face_id == face.id, Decision.id < row.id).order_by(Decision.id.desc())
+                select(Decision)
+                .where(Decision.face_id == face.id, Decision.id < row.id)
+                .order_by(Decision.id.desc())
                 .limit(1)
             ).first()
-            s.add(Decision(face_id=face.id, decision=restored, previous=current, reason=marker, reviewer=reviewer,
-                           decided_at=when, rating=row.previous_rating, previous_rating=face.rating,
-                           round_id=current_round.id))
+            s.add(
+                Decision(
+                    face_id=face.id,
+                    decision=restored,
+                    previous=current,
+                    reason=marker,
+                    reviewer=reviewer,
+                    decided_at=when,
+                    rating=row.previous_rating,
+                    previous_rating=face.rating,
+                    round_id=current_round.id,
+                )
+            )
             face.rating = row.previous_rating
             face.decision = restored
             if restored == "undecided" or before is None:
@@ -276,8 +340,11 @@ def duplicate_group(session, image_id: int) -> set[int]:
     group, todo = {image_id}, [image_id]
     while todo and len(group) < 500:
         cur = todo.pop()
-        for a, b in session.execute(select(NearDuplicate.image_id, NearDuplicate.other_id).where(
-                (NearDuplicate.image_id == cur) | (NearDuplicate.other_id == cur))).all():
+        for a, b in session.execute(
+            select(NearDuplicate.image_id, NearDuplicate.other_id).where(
+                (NearDuplicate.image_id == cur) | (NearDuplicate.other_id == cur)
+            )
+        ).all():
             for other in (a, b):
                 if other not in group:
                     group.add(other)
@@ -293,9 +360,12 @@ def keep_best(ws, face_id: int, reviewer: str) -> Batch:
         if face is None or face.deleted:
             raise DecisionError(f"no face {face_id}")
         photos = duplicate_group(s, face.image_id)
-        faces = s.scalars(select(Face).join(Image, Face.image_id == Image.id).where(
-            Face.image_id.in_(photos), Face.deleted.is_(False), Image.status != "excluded")
-            .order_by(Face.score.desc().nulls_last(), Face.id)).all()
+        faces = s.scalars(
+            select(Face)
+            .join(Image, Face.image_id == Image.id)
+            .where(Face.image_id.in_(photos), Face.deleted.is_(False), Image.status != "excluded")
+            .order_by(Face.score.desc().nulls_last(), Face.id)
+        ).all()
         if len(photos) < 2:
             raise DecisionError(f"photo {face.image_id} has no near duplicates")
         when = _batch_time(s, reviewer)
@@ -304,8 +374,19 @@ def keep_best(ws, face_id: int, reviewer: str) -> Batch:
         for k, f in enumerate(faces):
             decision, reason = ("accepted", None) if k == 0 else ("rejected", "duplicate")
             previous = f.decision or "undecided"
-            s.add(Decision(face_id=f.id, decision=decision, previous=previous, reason=reason, reviewer=reviewer,
-                           decided_at=when, rating=f.rating, previous_rating=f.rating, round_id=rnd.id))
+            s.add(
+                Decision(
+                    face_id=f.id,
+                    decision=decision,
+                    previous=previous,
+                    reason=reason,
+                    reviewer=reviewer,
+                    decided_at=when,
+                    rating=f.rating,
+                    previous_rating=f.rating,
+                    round_id=rnd.id,
+                )
+            )
             f.decision, f.decided_at, f.reviewer, f.reason = decision, when, reviewer, reason
             batch.changes.append(Change(f.id, decision, previous, f.rating))
         return batch
@@ -314,17 +395,29 @@ def keep_best(ws, face_id: int, reviewer: str) -> Batch:
 def top_counts(session, column, limit: int = 3) -> list[tuple[str, int]]:
     """Accepted live faces per value of `column` (Image.owner, Image.query), largest first."""
     rows = session.execute(
-        select(column, func.count()).select_from(Face).join(Image, Face.image_id == Image.id)
-        .where(Face.deleted.is_(False), Image.status != "excluded", Face.decision == "accepted",
-               column.is_not(None)).group_by(column).order_by(func.count().desc(), column).limit(limit)).all()
+        select(column, func.count())
+        .select_from(Face)
+        .join(Image, Face.image_id == Image.id)
+        .where(
+            Face.deleted.is_(False),
+            Image.status != "excluded",
+            Face.decision == "accepted",
+            column.is_not(None),
+        )
+        .group_by(column)
+        .order_by(func.count().desc(), column)
+        .limit(limit)
+    ).all()
     return [(str(k), int(v)) for k, v in rows]
 
 
 def decision_counts(session) -> dict[str, int]:
     """Live faces (not deleted, photo not taken down) per current decision, every decision present."""
     rows = session.execute(
-        select(Face.decision, func.count()).join(Image, Face.image_id == Image.id)
-        .where(Face.deleted.is_(False), Image.status != "excluded").group_by(Face.decision)
+        select(Face.decision, func.count())
+        .join(Image, Face.image_id == Image.id)
+        .where(Face.deleted.is_(False), Image.status != "excluded")
+        .group_by(Face.decision)
     )
     counts = dict.fromkeys(REVIEW_DECISIONS, 0)
     for k, v in rows:

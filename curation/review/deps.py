@@ -1,5 +1,6 @@
 """What every request handler of the review app depends on, declared once: the routers import this module,
 never app.py (which builds the app from them and which nothing imports back)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

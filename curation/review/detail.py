@@ -1,4 +1,5 @@
 """Everything the detail view shows about one photo: its faces, their measures, provenance, near duplicates."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -84,10 +85,21 @@ def face_info(face: Face, number: int = 1, th: Thresholds = DEFAULT_THRESHOLDS) 
             measures.append((k, _fmt(v)))
     lm = face.landmarks if isinstance(face.landmarks, list) else []
     return FaceInfo(
-        id=face.id, number=number, index=face.index, detector=face.detector, manual=bool(face.manual),
-        decision=face.decision or "undecided", reviewer=face.reviewer, reason=face.reason, decided_at=face.decided_at,
-        box=face.box, landmarks=[p for p in lm if isinstance(p, (list, tuple)) and len(p) == 2],
-        points=face.points, quad=face.quad, has_preview=bool(face.preview_path), hints=face_hints(face, th),
+        id=face.id,
+        number=number,
+        index=face.index,
+        detector=face.detector,
+        manual=bool(face.manual),
+        decision=face.decision or "undecided",
+        reviewer=face.reviewer,
+        reason=face.reason,
+        decided_at=face.decided_at,
+        box=face.box,
+        landmarks=[p for p in lm if isinstance(p, (list, tuple)) and len(p) == 2],
+        points=face.points,
+        quad=face.quad,
+        has_preview=bool(face.preview_path),
+        hints=face_hints(face, th),
         measures=measures,
     )
 
@@ -100,8 +112,13 @@ def safe_url(url: str | None) -> str | None:
 
 
 def _live_faces(session, image_id: int) -> list[Face]:
-    return list(session.scalars(
-        select(Face).where(Face.image_id == image_id, Face.deleted.is_(False)).order_by(Face.index, Face.id)))
+    return list(
+        session.scalars(
+            select(Face)
+            .where(Face.image_id == image_id, Face.deleted.is_(False))
+            .order_by(Face.index, Face.id)
+        )
+    )
 
 
 def photo_detail(ws, image_id: int, focus: int | None = None, max_neighbours: int = 12) -> PhotoDetail | None:
@@ -133,7 +150,8 @@ def photo_detail(ws, image_id: int, focus: int | None = None, max_neighbours: in
         links = s.execute(
             select(NearDuplicate.image_id, NearDuplicate.other_id, NearDuplicate.distance)
             .where(or_(NearDuplicate.image_id == image_id, NearDuplicate.other_id == image_id))
-            .order_by(NearDuplicate.distance).limit(max_neighbours)
+            .order_by(NearDuplicate.distance)
+            .limit(max_neighbours)
         ).all()
         neighbours = []
         for a, b, dist in links:
@@ -141,13 +159,30 @@ def photo_detail(ws, image_id: int, focus: int | None = None, max_neighbours: in
             oimg = s.get(Image, other)
             if oimg is None or oimg.status == "excluded":
                 continue
-            neighbours.append(Neighbour(other, int(dist), [face_info(f, n, th) for n, f in enumerate(_live_faces(s, other), 1)],
-                                        bool(oimg.path)))
-        gone = s.scalars(select(Face).where(Face.image_id == image_id, Face.deleted.is_(True)).order_by(Face.id))
+            neighbours.append(
+                Neighbour(
+                    other,
+                    int(dist),
+                    [face_info(f, n, th) for n, f in enumerate(_live_faces(s, other), 1)],
+                    bool(oimg.path),
+                )
+            )
+        gone = s.scalars(
+            select(Face).where(Face.image_id == image_id, Face.deleted.is_(True)).order_by(Face.id)
+        )
         deleted = [face_info(f, 0, th) for f in gone]
         return PhotoDetail(
-            deleted=deleted, image_id=img.id, width=img.width or 0, height=img.height or 0, status=img.status, has_photo=bool(img.path),
-            faces=faces, focus=focus, provenance=[(k, str(v)) for k, v in rows if v not in (None, "")],
-            post_url=safe_url(img.post_url or prov.get("post_url")), caption=prov.get("caption"), tags=tags,
+            deleted=deleted,
+            image_id=img.id,
+            width=img.width or 0,
+            height=img.height or 0,
+            status=img.status,
+            has_photo=bool(img.path),
+            faces=faces,
+            focus=focus,
+            provenance=[(k, str(v)) for k, v in rows if v not in (None, "")],
+            post_url=safe_url(img.post_url or prov.get("post_url")),
+            caption=prov.get("caption"),
+            tags=tags,
             neighbours=neighbours,
         )

@@ -7,6 +7,7 @@ of it (`snap=KEY` in the URL) is a slice of the list. So deciding faces while pa
 exactly once, with its current state. A face deleted since is left out. A changed filter, or a server restart,
 makes a fresh snapshot. Without a snapshot store (plain calls) pages are LIMIT/OFFSET over the same order.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,17 +32,35 @@ from alignment.quality import (
 )
 from curation.catalog.schema import Face, Image, get_setting
 
-Sort = Literal["score", "group", "sharpness", "pose", "size", "rating", "date", "owner", "likes", "source", "id"]
+Sort = Literal[
+    "score", "group", "sharpness", "pose", "size", "rating", "date", "owner", "likes", "source", "id"
+]
 DecisionFilter = Literal["all", "undecided", "accepted", "rejected", "skipped"]
 FlagFilter = Literal["any", "flagged", "clean", "upscaled", "padded", "blurry", "profile", "manual"]
 
-SORT_LABELS = {"score": "quality score", "group": "near duplicates together", "sharpness": "sharpness", "pose": "frontal first", "size": "face size",
-               "rating": "rating", "date": "date", "owner": "owner", "likes": "likes", "source": "source",
-               "id": "catalog order"}
+SORT_LABELS = {
+    "score": "quality score",
+    "group": "near duplicates together",
+    "sharpness": "sharpness",
+    "pose": "frontal first",
+    "size": "face size",
+    "rating": "rating",
+    "date": "date",
+    "owner": "owner",
+    "likes": "likes",
+    "source": "source",
+    "id": "catalog order",
+}
 # The analysis's own flag names (alignment.quality.FLAGS), plus the review's groupings.
 FLAG_LABELS = {
-    "any": "all", "flagged": "flagged", "clean": "not flagged", "upscaled": "upscaled (small for the target size)",
-    "padded": "heavy padding", "blurry": "blurry", "profile": "profile (turned away)", "manual": "cropped by hand",
+    "any": "all",
+    "flagged": "flagged",
+    "clean": "not flagged",
+    "upscaled": "upscaled (small for the target size)",
+    "padded": "heavy padding",
+    "blurry": "blurry",
+    "profile": "profile (turned away)",
+    "manual": "cropped by hand",
 }
 
 
@@ -60,8 +79,9 @@ class GridQuery(BaseModel):
     page: int = Field(1, ge=1, le=100_000)
     snap: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{8,32}$")  # the id list this paging walks through
 
-    @field_validator("tag", "source", "min_score", "max_padding", "max_pose", "min_rating", "snap",
-                     mode="before")
+    @field_validator(
+        "tag", "source", "min_score", "max_padding", "max_pose", "min_rating", "snap", mode="before"
+    )
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
         # The filter form sends empty fields as `min_score=`: that means "no threshold".
@@ -181,8 +201,16 @@ def face_hints(face: Face, th: Thresholds = DEFAULT_THRESHOLDS) -> list[str]:
     follow the target size chosen after the analysis ran); flags outside the vocabulary that the analysis
     stored are kept after them."""
     side = face.quad_size
-    hints = face_flags(side, face.padding, face.blur, face.yaw, target_size=th.target_size, blur_flag=th.blur,
-                       padding_flag=th.padding, yaw_flag=th.pose)
+    hints = face_flags(
+        side,
+        face.padding,
+        face.blur,
+        face.yaw,
+        target_size=th.target_size,
+        blur_flag=th.blur,
+        padding_flag=th.padding,
+        yaw_flag=th.pose,
+    )
     if side is None and face.upscaled:
         hints.insert(0, "upscaled")
     stored = (face.quality or {}).get("flags")
@@ -233,8 +261,12 @@ def _upscaled(th: Thresholds):
 
 def _flagged(th: Thresholds):
     """Any flag under these thresholds (the stored `flagged` column was computed for the analysis's target)."""
-    return or_(_upscaled(th), func.coalesce(Face.padding, 0.0) > th.padding,
-               func.coalesce(Face.blur, 1e9) < th.blur, func.abs(func.coalesce(Face.yaw, 0.0)) > th.pose)
+    return or_(
+        _upscaled(th),
+        func.coalesce(Face.padding, 0.0) > th.padding,
+        func.coalesce(Face.blur, 1e9) < th.blur,
+        func.abs(func.coalesce(Face.yaw, 0.0)) > th.pose,
+    )
 
 
 def _order(sort: Sort) -> list:
@@ -252,20 +284,46 @@ def _order(sort: Sort) -> list:
         case "owner":
             return [Image.owner.nulls_last(), Face.score.desc().nulls_last(), Face.id]
         case "date":
-            return [Image.taken_at.desc().nulls_last(), Image.ingested_at.desc(), Face.image_id, Face.index, Face.id]
+            return [
+                Image.taken_at.desc().nulls_last(),
+                Image.ingested_at.desc(),
+                Face.image_id,
+                Face.index,
+                Face.id,
+            ]
         case "likes":
             return [Image.likes.desc().nulls_last(), Face.score.desc().nulls_last(), Face.id]
         case "source":
-            return [Image.source_kind, Image.query.nulls_last(), Image.owner.nulls_last(), Face.image_id, Face.index,
-                    Face.id]
+            return [
+                Image.source_kind,
+                Image.query.nulls_last(),
+                Image.owner.nulls_last(),
+                Face.image_id,
+                Face.index,
+                Face.id,
+            ]
         case _:
             return [Face.id]
 
 
 def _tile(f: Face, tag, owner, likes, taken, kind, th: Thresholds) -> Tile:
-    return Tile(id=f.id, image_id=f.image_id, decision=f.decision or "undecided", score=f.score,
-                flagged=bool(f.flagged), manual=bool(f.manual), hints=face_hints(f, th), tag=tag, owner=owner,
-                likes=likes, taken_at=taken, source=kind, reviewer=f.reviewer, reason=f.reason, rating=f.rating)
+    return Tile(
+        id=f.id,
+        image_id=f.image_id,
+        decision=f.decision or "undecided",
+        score=f.score,
+        flagged=bool(f.flagged),
+        manual=bool(f.manual),
+        hints=face_hints(f, th),
+        tag=tag,
+        owner=owner,
+        likes=likes,
+        taken_at=taken,
+        source=kind,
+        reviewer=f.reviewer,
+        reason=f.reason,
+        rating=f.rating,
+    )
 
 
 TILE_COLUMNS = (Image.query, Image.owner, Image.likes, Image.taken_at, Image.source_kind)
@@ -276,8 +334,14 @@ def matching_ids(session, q: GridQuery, th: Thresholds | None = None) -> tuple[i
     th = th or thresholds_for(session)
     if q.sort == "group":
         return _grouped(session, q, th)
-    return tuple(session.scalars(select(Face.id).join(Image, Face.image_id == Image.id).where(*_filters(q, th))
-                                 .order_by(*_order(q.sort))).all())
+    return tuple(
+        session.scalars(
+            select(Face.id)
+            .join(Image, Face.image_id == Image.id)
+            .where(*_filters(q, th))
+            .order_by(*_order(q.sort))
+        ).all()
+    )
 
 
 def _grouped(session, q: GridQuery, th: Thresholds) -> tuple[int, ...]:
@@ -285,8 +349,12 @@ def _grouped(session, q: GridQuery, th: Thresholds) -> tuple[int, ...]:
     best face first inside a group."""
     from curation.catalog.schema import NearDuplicate
 
-    rows = session.execute(select(Face.id, Face.image_id, Face.score).join(Image, Face.image_id == Image.id)
-                           .where(*_filters(q, th)).order_by(Face.score.desc().nulls_last(), Face.id)).all()
+    rows = session.execute(
+        select(Face.id, Face.image_id, Face.score)
+        .join(Image, Face.image_id == Image.id)
+        .where(*_filters(q, th))
+        .order_by(Face.score.desc().nulls_last(), Face.id)
+    ).all()
     parent: dict[int, int] = {}
 
     def root(x: int) -> int:
@@ -306,8 +374,13 @@ def _grouped(session, q: GridQuery, th: Thresholds) -> tuple[int, ...]:
     return tuple(rows[k][0] for k in order)
 
 
-def list_faces(session, q: GridQuery, per_page: int = 120, th: Thresholds | None = None,
-               snapshots: Snapshots | None = None) -> GridPage:
+def list_faces(
+    session,
+    q: GridQuery,
+    per_page: int = 120,
+    th: Thresholds | None = None,
+    snapshots: Snapshots | None = None,
+) -> GridPage:
     """One page of faces matching `q`, in its sort order, with the total count for the pager.
 
     With `snapshots`, the page is a slice of the filter's id list (made now, or the one `q.snap` names), and
@@ -320,16 +393,21 @@ def list_faces(session, q: GridQuery, per_page: int = 120, th: Thresholds | None
         if ids is None:
             ids = matching_ids(session, q, th)
             q = q.model_copy(update={"snap": snapshots.put(fk, ids)})
-        wanted = ids[(q.page - 1) * per_page:q.page * per_page]
-        rows = session.execute(select(Face, *TILE_COLUMNS).join(Image, Face.image_id == Image.id)
-                               .where(Face.id.in_(wanted), Face.deleted.is_(False), Image.status != "excluded")).all()
+        wanted = ids[(q.page - 1) * per_page : q.page * per_page]
+        rows = session.execute(
+            select(Face, *TILE_COLUMNS)
+            .join(Image, Face.image_id == Image.id)
+            .where(Face.id.in_(wanted), Face.deleted.is_(False), Image.status != "excluded")
+        ).all()
         by_id = {r[0].id: r for r in rows}
         tiles = [_tile(*by_id[i], th) for i in wanted if i in by_id]
         return GridPage(q, tiles, len(ids), per_page)
     if q.sort == "group":  # ordered in Python: slice a one-off snapshot
         return list_faces(session, q, per_page, th, snapshots=Snapshots())
     conds = _filters(q, th)
-    total = session.scalar(select(func.count(Face.id)).join(Image, Face.image_id == Image.id).where(*conds)) or 0
+    total = (
+        session.scalar(select(func.count(Face.id)).join(Image, Face.image_id == Image.id).where(*conds)) or 0
+    )
     rows = session.execute(
         select(Face, *TILE_COLUMNS)
         .join(Image, Face.image_id == Image.id)
@@ -343,6 +421,8 @@ def list_faces(session, q: GridQuery, per_page: int = 120, th: Thresholds | None
 
 def facet_values(session) -> dict[str, list[str]]:
     """The tags and source kinds present, for the filter menus."""
-    tags = session.scalars(select(Image.query).where(Image.query.is_not(None)).distinct().order_by(Image.query)).all()
+    tags = session.scalars(
+        select(Image.query).where(Image.query.is_not(None)).distinct().order_by(Image.query)
+    ).all()
     kinds = session.scalars(select(Image.source_kind).distinct().order_by(Image.source_kind)).all()
     return {"tags": [t for t in tags if t], "sources": [k for k in kinds if k]}

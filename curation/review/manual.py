@@ -4,6 +4,7 @@ manual face.
 The quad comes from `alignment.align.quad_from_points`, the same FFHQ formula the detector's landmarks go
 through, so a face cropped by hand is framed exactly like a detected one, and freeze aligns it the same way.
 """
+
 from __future__ import annotations
 
 import io
@@ -84,10 +85,14 @@ def manual_quad(points: dict[str, Any], width: int, height: int) -> np.ndarray:
     ev = (pts["eye_right"] - pts["eye_left"]) / eye_dist
     offset = mouth - pts["eye_left"]
     if abs(float(ev[0] * offset[1] - ev[1] * offset[0])) < 0.2 * eye_dist:
-        raise ManualCropError("the four points lie (almost) on one line: click both eye centres, then both "
-                              "mouth corners below them")
-    quad = np.asarray(quad_from_points(pts["eye_left"], pts["eye_right"], pts["mouth_left"], pts["mouth_right"]),
-                      dtype=np.float64)
+        raise ManualCropError(
+            "the four points lie (almost) on one line: click both eye centres, then both "
+            "mouth corners below them"
+        )
+    quad = np.asarray(
+        quad_from_points(pts["eye_left"], pts["eye_right"], pts["mouth_left"], pts["mouth_right"]),
+        dtype=np.float64,
+    )
     if quad.shape != (4, 2) or not np.isfinite(quad).all():
         raise ManualCropError("these points give no usable crop: click eyes first, then mouth corners")
     return quad
@@ -115,7 +120,7 @@ def loupe_jpegs(ws, face_id: int, size: int) -> tuple[bytes, bytes]:
     x0, y0 = np.floor(quad.min(0)).astype(int)
     x1, y1 = np.ceil(quad.max(0)).astype(int)
     h, w = rgb.shape[:2]
-    region = rgb[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
+    region = rgb[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)]
     if region.size == 0:
         raise ManualCropError(f"face {face_id} lies outside its photo")
     return _jpeg(_aligned(rgb, quad, size), 92), _jpeg(np.ascontiguousarray(region), 92)
@@ -141,11 +146,29 @@ def add_manual_face(ws, image_id: int, points: dict[str, Any], reviewer: str) ->
     with WRITE_LOCK, ws.session() as s:  # two saves at once never get the same index
         index = (s.scalar(select(func.max(Face.index)).where(Face.image_id == image_id)) or 0) + 1
         face = Face(
-            image_id=image_id, index=index, detector="manual", manual=True, points=pts, quad=quad.tolist(),
-            box=[float(max(xs.min(), 0)), float(max(ys.min(), 0)), float(min(xs.max(), rgb.shape[1])),
-                 float(min(ys.max(), rgb.shape[0]))],
-            eye_dist=q.eye_dist, quad_size=q.quad_size, padding=q.padding, blur=q.blur, roll=q.roll, yaw=q.yaw,
-            upscaled=q.upscaled, flagged=q.flagged, score=q.score, reviewer=reviewer, created_at=utcnow(),
+            image_id=image_id,
+            index=index,
+            detector="manual",
+            manual=True,
+            points=pts,
+            quad=quad.tolist(),
+            box=[
+                float(max(xs.min(), 0)),
+                float(max(ys.min(), 0)),
+                float(min(xs.max(), rgb.shape[1])),
+                float(min(ys.max(), rgb.shape[0])),
+            ],
+            eye_dist=q.eye_dist,
+            quad_size=q.quad_size,
+            padding=q.padding,
+            blur=q.blur,
+            roll=q.roll,
+            yaw=q.yaw,
+            upscaled=q.upscaled,
+            flagged=q.flagged,
+            score=q.score,
+            reviewer=reviewer,
+            created_at=utcnow(),
             quality=q.as_dict() | {"source": "manual crop", "points_by": reviewer},
         )
         s.add(face)

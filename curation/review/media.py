@@ -4,6 +4,7 @@ Previews are served as the files the analysis wrote (after checking they lie ins
 folder). Photos are decoded the one pipeline way (`load_rgb`: EXIF-upright RGB, whatever the stored format) and
 re-encoded as a JPEG of bounded size, so box and landmark coordinates, which are in decoded pixels, line up.
 """
+
 from __future__ import annotations
 
 import io

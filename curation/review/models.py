@@ -1,4 +1,5 @@
 """What goes in and out of the review API (validated at the HTTP edge, trusted inside)."""
+
 from __future__ import annotations
 
 import math
@@ -98,7 +99,12 @@ class ManualPointsIn(BaseModel):
         if not isinstance(v, (list, tuple)) or len(v) != 2:
             raise ValueError("a point is [x, y] in photo pixels")
         for c in v:
-            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or abs(c) >= 1e6:
+            if (
+                isinstance(c, bool)
+                or not isinstance(c, (int, float))
+                or not math.isfinite(c)
+                or abs(c) >= 1e6
+            ):
                 raise ValueError("point coordinates must be finite pixel positions")
         return v
 

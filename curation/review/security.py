@@ -17,6 +17,7 @@
   (method, path without query, status, milliseconds, client).
 - Headers: a strict Content-Security-Policy (no inline script, no framing), nosniff, no referrer.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -158,7 +159,9 @@ class GuardMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        scope.setdefault("state", {})  # shared with the endpoint's Request: csrf_token() leaves its cookie here
+        scope.setdefault(
+            "state", {}
+        )  # shared with the endpoint's Request: csrf_token() leaves its cookie here
         request = Request(scope)
         started = time.perf_counter()
         status_seen = {"code": 0}
@@ -207,14 +210,26 @@ class GuardMiddleware:
                 app_receive = receive
             if denied is not None:
                 status, reason = denied
-                log.warning("review: refused %s %s from %s: %s %s", request.method, request.url.path,
-                            client_of(scope), status, reason)
+                log.warning(
+                    "review: refused %s %s from %s: %s %s",
+                    request.method,
+                    request.url.path,
+                    client_of(scope),
+                    status,
+                    reason,
+                )
                 return await _deny(request, status, reason)(scope, receive, send_with_headers)
             return await self.app(scope, app_receive, send_with_headers)
         finally:
             if self.guard.log_requests:
-                log.info("%s %s %s %.1f ms %s", request.method, request.url.path, status_seen["code"],
-                         (time.perf_counter() - started) * 1000, client_of(scope))
+                log.info(
+                    "%s %s %s %.1f ms %s",
+                    request.method,
+                    request.url.path,
+                    status_seen["code"],
+                    (time.perf_counter() - started) * 1000,
+                    client_of(scope),
+                )
 
     def _check(self, request: Request) -> tuple[int, str] | None:
         guard = self.guard
@@ -228,8 +243,10 @@ class GuardMiddleware:
                 return 401, "wrong access token"
             if request.query_params.get("sig") is not None:
                 return 401, "this link has expired: reload the page from the URL `ghosts review` printed"
-            return 401, ("access token required: open the URL `ghosts review` printed (it carries ?token=...) "
-                         "or send an Authorization: Bearer header")
+            return 401, (
+                "access token required: open the URL `ghosts review` printed (it carries ?token=...) "
+                "or send an Authorization: Bearer header"
+            )
         if request.method not in SAFE_METHODS:
             if not guard.origin_ok(request):
                 return 403, "cross-origin request refused"

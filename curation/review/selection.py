@@ -5,6 +5,7 @@ run id; closing the round resumes that run with the selection's figures, through
 (flows.review_gate.resume_waiting_run). Nothing here imports Prefect: the review app starts fast and works
 without a Prefect server.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,19 @@ from curation.review.decisions import DEFAULT_TARGET, WRITE_LOCK, decision_count
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_TARGET", "Completion", "Resume", "RunNotWaiting", "complete_selection", "current_round",
-           "finish_round", "last_round", "open_round", "review_counts", "round_history"]
+__all__ = [
+    "DEFAULT_TARGET",
+    "Completion",
+    "Resume",
+    "RunNotWaiting",
+    "complete_selection",
+    "current_round",
+    "finish_round",
+    "last_round",
+    "open_round",
+    "review_counts",
+    "round_history",
+]
 
 
 def current_round(session) -> ReviewRound | None:
@@ -35,7 +47,9 @@ def last_round(session) -> ReviewRound | None:
     return session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(1)).first()
 
 
-def open_round(ws, target: int | None = None, flow_run_id: str | None = None, reviewer: str | None = None) -> ReviewRound:
+def open_round(
+    ws, target: int | None = None, flow_run_id: str | None = None, reviewer: str | None = None
+) -> ReviewRound:
     """Return the open review round, creating it if none is open.
 
     `target` (faces wanted) and `flow_run_id` (a paused flow run to resume when the selection is done) update
@@ -49,8 +63,11 @@ def open_round(ws, target: int | None = None, flow_run_id: str | None = None, re
         rnd = current_round(s)
         if rnd is None:
             prev = last_round(s)
-            rnd = ReviewRound(target=target or (prev.target if prev and prev.target else DEFAULT_TARGET),
-                              reviewer=reviewer, started_at=utcnow())
+            rnd = ReviewRound(
+                target=target or (prev.target if prev and prev.target else DEFAULT_TARGET),
+                reviewer=reviewer,
+                started_at=utcnow(),
+            )
             s.add(rnd)
         if target is not None:
             rnd.target = target
@@ -114,8 +131,11 @@ def finish_round(ws, reviewer: str, resume: Resume | None = None) -> Completion:
         rnd = current_round(s)
         if rnd is None:
             prev = last_round(s)
-            rnd = ReviewRound(target=prev.target if prev and prev.target else DEFAULT_TARGET, started_at=utcnow(),
-                              reviewer=reviewer)
+            rnd = ReviewRound(
+                target=prev.target if prev and prev.target else DEFAULT_TARGET,
+                started_at=utcnow(),
+                reviewer=reviewer,
+            )
             s.add(rnd)
         rnd.accepted = decision_counts(s)["accepted"]
         rnd.reviewer = rnd.reviewer or reviewer
@@ -126,9 +146,14 @@ def finish_round(ws, reviewer: str, resume: Resume | None = None) -> Completion:
     note = f"selection done: {accepted} faces accepted"
     resumed = False
     if run_id:
-        resumed = _resume(ws, resume, round_id, run_id,
-                          {"accepted": accepted, "reviewer": reviewer, "round_id": round_id})
-        note += f"; pipeline run {run_id} resumed" if resumed else f"; pipeline run {run_id} was not waiting any more"
+        resumed = _resume(
+            ws, resume, round_id, run_id, {"accepted": accepted, "reviewer": reviewer, "round_id": round_id}
+        )
+        note += (
+            f"; pipeline run {run_id} resumed"
+            if resumed
+            else f"; pipeline run {run_id} was not waiting any more"
+        )
     with ws.session() as s:
         return Completion(s.get(ReviewRound, round_id), resumed, note)
 
@@ -140,7 +165,9 @@ def _resume(ws, resume: Resume | None, round_id: int, run_id: str, run_input: di
         resume(run_id, run_input)
         return True
     except RunNotWaiting as e:
-        log.warning("review round %s closed, but flow run %s was not waiting any more: %s", round_id, run_id, e)
+        log.warning(
+            "review round %s closed, but flow run %s was not waiting any more: %s", round_id, run_id, e
+        )
         return False
     except Exception as e:
         with WRITE_LOCK, ws.session() as s:
@@ -160,11 +187,31 @@ def round_history(session, limit: int = 20) -> list[dict]:
     from curation.catalog.schema import Decision
 
     rounds = session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(limit)).all()
-    made = dict(session.execute(select(Decision.round_id, func.count()).where(
-        Decision.round_id.in_([r.id for r in rounds])).group_by(Decision.round_id)).all()) if rounds else {}
-    return [{"id": r.id, "opened": r.started_at, "closed": r.done_at, "opened_by": r.reviewer,
-             "closed_by": r.closed_by, "accepted": r.accepted, "target": r.target, "decisions": int(made.get(r.id, 0)),
-             "flow_run_id": r.flow_run_id} for r in rounds]
+    made = (
+        dict(
+            session.execute(
+                select(Decision.round_id, func.count())
+                .where(Decision.round_id.in_([r.id for r in rounds]))
+                .group_by(Decision.round_id)
+            ).all()
+        )
+        if rounds
+        else {}
+    )
+    return [
+        {
+            "id": r.id,
+            "opened": r.started_at,
+            "closed": r.done_at,
+            "opened_by": r.reviewer,
+            "closed_by": r.closed_by,
+            "accepted": r.accepted,
+            "target": r.target,
+            "decisions": int(made.get(r.id, 0)),
+            "flow_run_id": r.flow_run_id,
+        }
+        for r in rounds
+    ]
 
 
 def review_counts(ws) -> dict:
@@ -172,7 +219,7 @@ def review_counts(ws) -> dict:
     with ws.session() as s:
         counts = decision_counts(s)
         rnd = current_round(s) or last_round(s)
-        counts["target"] = (rnd.target if rnd and rnd.target else DEFAULT_TARGET)
+        counts["target"] = rnd.target if rnd and rnd.target else DEFAULT_TARGET
         counts["round_id"] = rnd.id if rnd else None
         counts["round_open"] = bool(rnd and rnd.done_at is None)
         counts["round_closed_by"] = rnd.closed_by if rnd else None

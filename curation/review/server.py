@@ -2,6 +2,7 @@
 
 `ghosts review` runs uvicorn in the foreground; this is the same server, started and stopped from code.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,9 @@ def serving(app, host: str = "127.0.0.1", port: int | None = None, timeout: floa
     import uvicorn  # imported here for start-up cost: only a served app needs it
 
     port = port or free_port(host)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                           lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    )
     thread = threading.Thread(target=server.run, name=f"review-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

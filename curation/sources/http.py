@@ -2,6 +2,7 @@
 
 A refused download raises `FetchRefused` with a reason the import summary shows to the user.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,9 +29,11 @@ def read_limited(resp: requests.Response, max_bytes: int, deadline: float | None
         raise FetchRefused(f"too large: {int(declared)} bytes > {max_bytes} byte limit")
     raw = resp.raw
     if hasattr(raw, "read1"):
+
         def chunks():
             while chunk := raw.read1(1 << 16, decode_content=True):
                 yield chunk
+
         stream = chunks()
     else:  # not a urllib3 response (a test double): plain iteration
         stream = resp.iter_content(chunk_size=1 << 16)

@@ -4,6 +4,7 @@ Order matters for crash safety: the bytes are in the store (atomic rename) befor
 points at them is committed, so a kill at any moment leaves at worst an unreferenced file that the next run
 reuses (same sha256, same path), never a row without its file.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -86,7 +87,9 @@ class Ingestor:
 
     def _refresh(self, session) -> None:
         rows = session.execute(
-            select(Image.id, Image.phash).where(Image.id > self._max_id, Image.phash.is_not(None)).order_by(Image.id)
+            select(Image.id, Image.phash)
+            .where(Image.id > self._max_id, Image.phash.is_not(None))
+            .order_by(Image.id)
         ).all()
         if rows:
             self._ids = np.concatenate([self._ids, np.array([r[0] for r in rows], np.int64)])
@@ -119,9 +122,16 @@ class Ingestor:
     ) -> IngestResult:
         digest = sha256_bytes(data)
         meta = dict(
-            source_kind=source_kind, source_ref=source_ref, query=query, owner=owner, shortcode=shortcode,
-            post_url=post_url, taken_at=taken_at, likes=likes,
-            provenance={"name": name, **(provenance or {})}, size_bytes=len(data),
+            source_kind=source_kind,
+            source_ref=source_ref,
+            query=query,
+            owner=owner,
+            shortcode=shortcode,
+            post_url=post_url,
+            taken_at=taken_at,
+            likes=likes,
+            provenance={"name": name, **(provenance or {})},
+            size_bytes=len(data),
         )
         with self.ws.session() as s:
             known = s.execute(select(Image).where(Image.sha256 == digest)).scalar_one_or_none()
@@ -133,13 +143,23 @@ class Ingestor:
         try:
             dec = decode_image(data, self.ws.settings.max_pixels)
         except ImageRejected as e:
-            return self._insert(Image(sha256=digest, status="rejected", reject_reason=e.reason, **meta),
-                                IngestResult("rejected", digest, reason=e.reason))
+            return self._insert(
+                Image(sha256=digest, status="rejected", reject_reason=e.reason, **meta),
+                IngestResult("rejected", digest, reason=e.reason),
+            )
         phash = str(imagehash.phash(PILImage.fromarray(dec.rgb)))
         _, rel = put_bytes(self.ws, data, dec.ext)
         row = Image(
-            sha256=digest, phash=phash, path=rel, width=dec.width, height=dec.height, format=dec.format,
-            mode=dec.mode, conversion=dec.conversion, status="new", **meta,
+            sha256=digest,
+            phash=phash,
+            path=rel,
+            width=dec.width,
+            height=dec.height,
+            format=dec.format,
+            mode=dec.mode,
+            conversion=dec.conversion,
+            status="new",
+            **meta,
         )
         return self._insert(row, IngestResult("added", digest, conversion=dec.conversion), phash)
 
@@ -167,8 +187,10 @@ class Ingestor:
 def known_state(image: Image) -> str:
     """What a re-import of an image already in the catalog is told: its state, and how to retry a failure."""
     if image.status == "error":
-        return (f"already in the catalog (image {image.id}), analysis failed: {image.reject_reason or 'error'}; "
-                "`ghosts analyze --retry-errors` tries it again")
+        return (
+            f"already in the catalog (image {image.id}), analysis failed: {image.reject_reason or 'error'}; "
+            "`ghosts analyze --retry-errors` tries it again"
+        )
     return f"already in the catalog (image {image.id}, {image.status})"
 
 
@@ -197,7 +219,9 @@ def precheck_file(path, max_bytes: int) -> str | None:
     return None
 
 
-def ingest_paths(ws, paths: Iterable[str | os.PathLike], recursive: bool = False, progress: bool = True) -> ImportSummary:
+def ingest_paths(
+    ws, paths: Iterable[str | os.PathLike], recursive: bool = False, progress: bool = True
+) -> ImportSummary:
     """Import local files and folders. One bad file never stops the batch: it gets a reason and the rest go on."""
     problems: list[dict[str, str]] = []  # unreadable sub-folders, symlink loops: reported, the batch goes on
     files, skipped = collect_files(paths, recursive, problems)

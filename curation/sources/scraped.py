@@ -14,6 +14,7 @@ Formats read (each tool's own metadata files, found anywhere under DIR):
 - gallery-dl (`--write-metadata`): `<file>.<ext>.json` beside each file (or `<file>.json`), with `category`
   "instagram", `post_shortcode`, `post_url`, `username`, `description`, `tags`, `date`, `num`, `likes`.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -103,17 +104,23 @@ class ScrapedSummary:
     def lines(self) -> list[str]:
         """What `ghosts import-scraped` prints."""
         tools = ", ".join(f"{n} from {t}" for t, n in sorted(self.by_tool.items()))
-        head = (f"{self.posts} posts ({tools}): added {self.added}, duplicates {self.duplicates}, near duplicates "
-                f"{self.near_duplicates}, videos skipped {self.videos_skipped}, refused {len(self.rejected)}")
+        head = (
+            f"{self.posts} posts ({tools}): added {self.added}, duplicates {self.duplicates}, near duplicates "
+            f"{self.near_duplicates}, videos skipped {self.videos_skipped}, refused {len(self.rejected)}"
+        )
         out = [head]
         if self.taken_down:
             out.append(f"  skipped {self.taken_down} images of accounts that asked for a takedown")
         if self.without_owner:
-            out.append(f"  {self.without_owner} images without the owner's name (the tool did not record it): "
-                       f"`ghosts takedown --post URL` still finds them")
+            out.append(
+                f"  {self.without_owner} images without the owner's name (the tool did not record it): "
+                f"`ghosts takedown --post URL` still finds them"
+            )
         if self.untracked_images:
-            out.append(f"  {self.untracked_images} image files without metadata were left alone (`ghosts import` "
-                       f"takes plain photos)")
+            out.append(
+                f"  {self.untracked_images} image files without metadata were left alone (`ghosts import` "
+                f"takes plain photos)"
+            )
         out += [f"  missing file {m}" for m in self.missing_files]
         out += [f"  unreadable {u['path']}: {u['reason']}" for u in self.unreadable]
         out += [f"  refused {r['path']}: {r['reason']}" for r in self.rejected]
@@ -122,9 +129,13 @@ class ScrapedSummary:
 
 # ---------------------------------------------------------------------------------------------- readers
 
+
 def _hashtags(caption: str | None, given: Any = None) -> list[str]:
-    tags = [str(t).lstrip("#").lower() for t in given] if isinstance(given, list) and given else \
-        [t.lower() for t in HASHTAG_RE.findall(caption or "")]
+    tags = (
+        [str(t).lstrip("#").lower() for t in given]
+        if isinstance(given, list) and given
+        else [t.lower() for t in HASHTAG_RE.findall(caption or "")]
+    )
     return list(dict.fromkeys(tags))
 
 
@@ -185,11 +196,18 @@ def read_instaloader(meta: Path, doc: dict[str, Any]) -> list[ScrapedItem]:
                 return files[name_stem + ext]
         return None
 
-    common = {"tool": "instaloader", "metadata_file": meta, "shortcode": shortcode, "owner": owner.get("username"),
-                  "owner_id": str(owner["id"]) if owner.get("id") is not None else None, "caption": caption,
-                  "hashtags": _hashtags(caption), "taken_at": _from_timestamp(node.get("taken_at_timestamp")
-                                                                        or node.get("date")),
-                  "likes": _graph_likes(node), "query": query}
+    common = {
+        "tool": "instaloader",
+        "metadata_file": meta,
+        "shortcode": shortcode,
+        "owner": owner.get("username"),
+        "owner_id": str(owner["id"]) if owner.get("id") is not None else None,
+        "caption": caption,
+        "hashtags": _hashtags(caption),
+        "taken_at": _from_timestamp(node.get("taken_at_timestamp") or node.get("date")),
+        "likes": _graph_likes(node),
+        "query": query,
+    }
     items: list[ScrapedItem] = []
     children = ((node.get("edge_sidecar_to_children") or {}).get("edges")) or []
     if node.get("__typename") == "GraphSidecar" and children:
@@ -197,12 +215,19 @@ def read_instaloader(meta: Path, doc: dict[str, Any]) -> list[ScrapedItem]:
             if (child.get("node") or {}).get("is_video"):
                 items.append(ScrapedItem(path=None, sidecar_index=i, **common))  # a video: counted, skipped
                 continue
-            items.append(ScrapedItem(path=find(f"{stem}_{i + 1}") or meta.parent / f"{stem}_{i + 1}.jpg",
-                                     sidecar_index=i, **common))
+            items.append(
+                ScrapedItem(
+                    path=find(f"{stem}_{i + 1}") or meta.parent / f"{stem}_{i + 1}.jpg",
+                    sidecar_index=i,
+                    **common,
+                )
+            )
     else:
         if node.get("is_video"):
             return [ScrapedItem(path=None, sidecar_index=None, **common)]
-        items.append(ScrapedItem(path=find(stem) or meta.parent / f"{stem}.jpg", sidecar_index=None, **common))
+        items.append(
+            ScrapedItem(path=find(stem) or meta.parent / f"{stem}.jpg", sidecar_index=None, **common)
+        )
     return items
 
 
@@ -217,19 +242,26 @@ def read_instagram_scraper(meta: Path, doc: dict[str, Any]) -> list[ScrapedItem]
         owner_node = node.get("owner") or {}
         caption = _graph_caption(node)
         urls = node.get("urls") or ([node["display_url"]] if node.get("display_url") else [])
-        common = {"tool": "instagram-scraper", "metadata_file": meta, "shortcode": shortcode,
-                      "owner": node.get("username") or owner_node.get("username") or target_owner,
-                      "owner_id": str(owner_node["id"]) if owner_node.get("id") is not None else None,
-                      "caption": caption, "hashtags": _hashtags(caption, node.get("tags")),
-                      "taken_at": _from_timestamp(node.get("taken_at_timestamp")), "likes": _graph_likes(node),
-                      "query": None if target_owner else meta.stem.lower()}
+        common = {
+            "tool": "instagram-scraper",
+            "metadata_file": meta,
+            "shortcode": shortcode,
+            "owner": node.get("username") or owner_node.get("username") or target_owner,
+            "owner_id": str(owner_node["id"]) if owner_node.get("id") is not None else None,
+            "caption": caption,
+            "hashtags": _hashtags(caption, node.get("tags")),
+            "taken_at": _from_timestamp(node.get("taken_at_timestamp")),
+            "likes": _graph_likes(node),
+            "query": None if target_owner else meta.stem.lower(),
+        }
         for i, url in enumerate(urls):
             name = urlsplit(url).path.rsplit("/", 1)[-1]
             if Path(name).suffix.lower() in VIDEO_EXTS:
                 items.append(ScrapedItem(path=None, sidecar_index=i if len(urls) > 1 else None, **common))
                 continue
-            items.append(ScrapedItem(path=meta.parent / name, sidecar_index=i if len(urls) > 1 else None,
-                                     **common))
+            items.append(
+                ScrapedItem(path=meta.parent / name, sidecar_index=i if len(urls) > 1 else None, **common)
+            )
     return items
 
 
@@ -253,13 +285,22 @@ def read_gallery_dl(meta: Path, doc: dict[str, Any]) -> list[ScrapedItem]:
     owner_id = doc.get("owner_id")
     if str(doc.get("extension", image.suffix.lstrip("."))).lower() in {e.lstrip(".") for e in VIDEO_EXTS}:
         image = None
-    return [ScrapedItem(
-        path=image, tool="gallery-dl", metadata_file=meta, shortcode=str(shortcode), owner=doc.get("username"),
-        owner_id=str(owner_id) if owner_id is not None else None, caption=caption,
-        hashtags=_hashtags(caption, doc.get("tags")), taken_at=date, likes=_int(doc.get("likes")),
-        sidecar_index=(num - 1) if count > 1 and num else None,
-        query=str(doc["tag"]).lower() if doc.get("subcategory") == "tag" and doc.get("tag") else None,
-    )]
+    return [
+        ScrapedItem(
+            path=image,
+            tool="gallery-dl",
+            metadata_file=meta,
+            shortcode=str(shortcode),
+            owner=doc.get("username"),
+            owner_id=str(owner_id) if owner_id is not None else None,
+            caption=caption,
+            hashtags=_hashtags(caption, doc.get("tags")),
+            taken_at=date,
+            likes=_int(doc.get("likes")),
+            sidecar_index=(num - 1) if count > 1 and num else None,
+            query=str(doc["tag"]).lower() if doc.get("subcategory") == "tag" and doc.get("tag") else None,
+        )
+    ]
 
 
 def detect(meta: Path, doc: Any) -> str | None:
@@ -275,13 +316,17 @@ def detect(meta: Path, doc: Any) -> str | None:
     return None
 
 
-READERS = {"instaloader": read_instaloader, "instagram-scraper": read_instagram_scraper,
-           "gallery-dl": read_gallery_dl}
+READERS = {
+    "instaloader": read_instaloader,
+    "instagram-scraper": read_instagram_scraper,
+    "gallery-dl": read_gallery_dl,
+}
 
 
 def scan(root: Path, summary: ScrapedSummary) -> Iterator[ScrapedItem]:
-    for meta in sorted(p for p in root.rglob("*") if p.is_file() and (p.suffix == ".json" or
-                                                                     p.name.endswith(".json.xz"))):
+    for meta in sorted(
+        p for p in root.rglob("*") if p.is_file() and (p.suffix == ".json" or p.name.endswith(".json.xz"))
+    ):
         try:
             doc = _read_json(meta)
             tool = detect(meta, doc)
@@ -289,12 +334,15 @@ def scan(root: Path, summary: ScrapedSummary) -> Iterator[ScrapedItem]:
                 continue  # e.g. instaloader's profile files, a tool's own config
             items = READERS[tool](meta, doc)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, lzma.LZMAError) as e:
-            summary.unreadable.append({"path": str(meta.relative_to(root)), "reason": f"{type(e).__name__}: {e}"})
+            summary.unreadable.append(
+                {"path": str(meta.relative_to(root)), "reason": f"{type(e).__name__}: {e}"}
+            )
             continue
         yield from items
 
 
 # ------------------------------------------------------------------------------------------------ the API
+
 
 def import_scraped(ws, folder: str | Path, *, progress: bool = True) -> ScrapedSummary:
     """Ingest the images of another scraper's download under `folder`, with their posts' provenance."""
@@ -309,11 +357,14 @@ def import_scraped(ws, folder: str | Path, *, progress: bool = True) -> ScrapedS
         why = f"; {len(summary.unreadable)} metadata files could not be read" if summary.unreadable else ""
         raise GhostsError(
             f"no post metadata of instaloader (.json.xz / .json), instagram-scraper (--media-metadata) or gallery-dl "
-            f"(--write-metadata) found under {root}{why}; for photos without metadata use `ghosts import`")
+            f"(--write-metadata) found under {root}{why}; for photos without metadata use `ghosts import`"
+        )
     gone = taken_down_owners(ws)
     ingestor = Ingestor(ws)
     described = {it.path.resolve() for it in items if it.path is not None}
-    summary.untracked_images = sum(1 for p in folder_images(root, recursive=True)[0] if p.resolve() not in described)
+    summary.untracked_images = sum(
+        1 for p in folder_images(root, recursive=True)[0] if p.resolve() not in described
+    )
     summary.posts = len({(it.tool, it.shortcode) for it in items})
     for it in tqdm(items, desc="import-scraped", unit="img", disable=not progress):
         summary.by_tool[it.tool] = summary.by_tool.get(it.tool, 0) + 1
@@ -327,9 +378,17 @@ def import_scraped(ws, folder: str | Path, *, progress: bool = True) -> ScrapedS
             summary.missing_files.append(str(it.path.relative_to(root)))
             continue
         result = ingestor.add(
-            it.path.read_bytes(), name=it.path.name, source_kind="instagram", source_ref=POST_URL.format(it.shortcode),
-            provenance=it.provenance(root), query=it.query, owner=it.owner.lower() if it.owner else None,
-            shortcode=it.shortcode, post_url=POST_URL.format(it.shortcode), taken_at=it.taken_at, likes=it.likes,
+            it.path.read_bytes(),
+            name=it.path.name,
+            source_kind="instagram",
+            source_ref=POST_URL.format(it.shortcode),
+            provenance=it.provenance(root),
+            query=it.query,
+            owner=it.owner.lower() if it.owner else None,
+            shortcode=it.shortcode,
+            post_url=POST_URL.format(it.shortcode),
+            taken_at=it.taken_at,
+            likes=it.likes,
         )
         if result.status == "added":
             summary.added += 1
@@ -339,5 +398,7 @@ def import_scraped(ws, folder: str | Path, *, progress: bool = True) -> ScrapedS
         elif result.status == "duplicate":
             summary.duplicates += 1
         else:
-            summary.rejected.append({"path": str(it.path.relative_to(root)), "reason": result.reason or "rejected"})
+            summary.rejected.append(
+                {"path": str(it.path.relative_to(root)), "reason": result.reason or "rejected"}
+            )
     return summary

@@ -5,6 +5,7 @@ cameraman, whose profile it misses: a case for the review page's manual crop), p
 random rotations, scales, positions and colour casts onto the other bundled photos. A few posts have no face
 and a few files are broken, so the demo exercises every branch of ingest and analysis.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,22 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 # (x0, y0, x1, y1) of a generous head crop in each 512x512 sample photo.
 ASTRONAUT_HEAD = (115, 20, 325, 230)
 CAMERAMAN_HEAD = (185, 40, 345, 200)
-BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "brick", "grass",
-               "gravel", "clock", "coins", "moon", "retina", "colorwheel", "page")
+BACKGROUNDS = (
+    "coffee",
+    "chelsea",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "brick",
+    "grass",
+    "gravel",
+    "clock",
+    "coins",
+    "moon",
+    "retina",
+    "colorwheel",
+    "page",
+)
 
 
 @dataclass
@@ -81,14 +96,21 @@ def _background(rng: np.random.Generator, cache: dict) -> Image.Image:
 
 def _bomb_png(w: int = 30000, h: int = 30000) -> bytes:
     def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+        )
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
 
 
-def make_demo_posts(folder: str | Path, n: int = 60, seed: int = 0, faces_fraction: float = 0.8,
-                    broken: int = 4) -> DemoPosts:
+def make_demo_posts(
+    folder: str | Path, n: int = 60, seed: int = 0, faces_fraction: float = 0.8, broken: int = 4
+) -> DemoPosts:
     """Write `n` synthetic posts (JPEGs) into `folder`; deterministic for a given seed."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,7 +128,13 @@ def make_demo_posts(folder: str | Path, n: int = 60, seed: int = 0, faces_fracti
         im = _paste_head(_background(rng, cache), head, rng)
         name = f"post{i:03d}.jpg"
         im.save(folder / name, quality=int(rng.integers(80, 96)))
-        captions.append({"file": name, "caption": "spooky #halloween #ghost", "face": "astronaut" if head is astronaut else "cameraman"})
+        captions.append(
+            {
+                "file": name,
+                "caption": "spooky #halloween #ghost",
+                "face": "astronaut" if head is astronaut else "cameraman",
+            }
+        )
     for j in range(n_plain):
         name = f"post{n_face + j:03d}.jpg"
         _background(rng, cache).save(folder / name, quality=90)

@@ -5,6 +5,7 @@ the limit), must answer with an image content type, and is refused when the serv
 `X-Robots-Tag: noai` or `noimageai` (publishers' way of saying "not for AI training"). Every failure is a
 reason in the summary; one bad URL never stops the batch. URLs already in the catalog are not fetched again.
 """
+
 from __future__ import annotations
 
 import csv
@@ -59,7 +60,11 @@ def read_url_list(path: str | Path) -> list[str]:
             col = header.index("url")
             rows = rows[1:]
         else:
-            col = next((i for i, c in enumerate(rows[0]) if c.strip().lower().startswith("http")), 0) if rows else 0
+            col = (
+                next((i for i, c in enumerate(rows[0]) if c.strip().lower().startswith("http")), 0)
+                if rows
+                else 0
+            )
         urls = [r[col].strip() for r in rows if len(r) > col]
     else:
         urls = [ln.strip() for ln in text.splitlines()]
@@ -176,7 +181,8 @@ def import_urls(
             with ws.session() as s:
                 known = s.execute(
                     select(Image.status, Image.reject_reason)
-                    .where(Image.source_kind == "url", Image.source_ref == url).limit(1)
+                    .where(Image.source_kind == "url", Image.source_ref == url)
+                    .limit(1)
                 ).first()
             if known is not None:  # fetched before: not fetched again
                 if known.status == "rejected":
@@ -185,8 +191,15 @@ def import_urls(
                     summary.duplicates += 1
                 continue
             try:
-                got = fetch_image(session, url, timeout=timeout, max_bytes=max_bytes, attempts=attempts, sleep=sleep,
-                                  deadline_s=deadline_s)
+                got = fetch_image(
+                    session,
+                    url,
+                    timeout=timeout,
+                    max_bytes=max_bytes,
+                    attempts=attempts,
+                    sleep=sleep,
+                    deadline_s=deadline_s,
+                )
             except FetchRefused as e:
                 log.info("refused %s: %s", url, e.reason)
                 summary.rejected.append({"url": url, "reason": e.reason})

@@ -1,5 +1,6 @@
 """Fixtures for the alignment tests: the test photos, their hand-checked boxes and landmarks, and the
 landmarks dlib finds on the photos used again and again (computed once per session)."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -19,10 +20,14 @@ def read_boxes(xml: Path) -> dict[str, list[dict]]:
         for box in image.iter("box"):
             x0, y0 = float(box.get("left")), float(box.get("top"))
             parts = sorted(box.iter("part"), key=lambda p: int(p.get("name")))
-            out.setdefault(image.get("file"), []).append({
-                "box": [x0, y0, x0 + float(box.get("width")), y0 + float(box.get("height"))],
-                "landmarks": np.array([[float(p.get("x")), float(p.get("y"))] for p in parts]) if parts else None,
-            })
+            out.setdefault(image.get("file"), []).append(
+                {
+                    "box": [x0, y0, x0 + float(box.get("width")), y0 + float(box.get("height"))],
+                    "landmarks": np.array([[float(p.get("x")), float(p.get("y"))] for p in parts])
+                    if parts
+                    else None,
+                }
+            )
     return out
 
 

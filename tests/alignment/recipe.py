@@ -4,6 +4,7 @@ Slow on purpose (the padding blur runs over the whole padded image, the quad is 
 size and then Lanczos-filtered down); `alignment.align.align_face` must give the same pixels, much faster.
 It computes the quad itself from the landmarks so that it shares no code with the implementation under test.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,22 +48,32 @@ def recipe_align(rgb: np.ndarray, quad: np.ndarray, size: int = 1024, supersampl
 
     border = max(round(qsize * 0.1), 3)
     lo, hi = np.floor(quad.min(axis=0)).astype(int), np.ceil(quad.max(axis=0)).astype(int)
-    crop = (max(lo[0] - border, 0), max(lo[1] - border, 0),
-            min(hi[0] + border, img.size[0]), min(hi[1] + border, img.size[1]))
+    crop = (
+        max(lo[0] - border, 0),
+        max(lo[1] - border, 0),
+        min(hi[0] + border, img.size[0]),
+        min(hi[1] + border, img.size[1]),
+    )
     if crop[2] - crop[0] < img.size[0] or crop[3] - crop[1] < img.size[1]:
         img = img.crop(crop)
         quad -= crop[0:2]
 
     lo, hi = np.floor(quad.min(axis=0)).astype(int), np.ceil(quad.max(axis=0)).astype(int)
-    pad = (max(-lo[0] + border, 0), max(-lo[1] + border, 0),
-           max(hi[0] - img.size[0] + border, 0), max(hi[1] - img.size[1] + border, 0))
+    pad = (
+        max(-lo[0] + border, 0),
+        max(-lo[1] + border, 0),
+        max(hi[0] - img.size[0] + border, 0),
+        max(hi[1] - img.size[1] + border, 0),
+    )
     if max(pad) > border - 4:
         pad = np.maximum(pad, round(qsize * 0.3))
         a = np.pad(np.float32(img), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
         h, w, _ = a.shape
         yy, xx, _ = np.ogrid[:h, :w, :1]
-        mask = np.maximum(1.0 - np.minimum(np.float32(xx) / pad[0], np.float32(w - 1 - xx) / pad[2]),
-                          1.0 - np.minimum(np.float32(yy) / pad[1], np.float32(h - 1 - yy) / pad[3]))
+        mask = np.maximum(
+            1.0 - np.minimum(np.float32(xx) / pad[0], np.float32(w - 1 - xx) / pad[2]),
+            1.0 - np.minimum(np.float32(yy) / pad[1], np.float32(h - 1 - yy) / pad[3]),
+        )
         sigma = qsize * 0.02
         a += (scipy.ndimage.gaussian_filter(a, [sigma, sigma, 0]) - a) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
         a += (np.median(a, axis=(0, 1)) - a) * np.clip(mask, 0.0, 1.0)
@@ -77,4 +88,4 @@ def recipe_align(rgb: np.ndarray, quad: np.ndarray, size: int = 1024, supersampl
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     err = np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
-    return float("inf") if err == 0 else float(10 * np.log10(255.0 ** 2 / err))
+    return float("inf") if err == 0 else float(10 * np.log10(255.0**2 / err))

@@ -1,4 +1,5 @@
 """FFHQ alignment: the quad formula, and align_face against the plain recipe (tests/alignment/recipe.py)."""
+
 from __future__ import annotations
 
 import time
@@ -79,7 +80,8 @@ def _face(detections, name: str, where: str) -> np.ndarray:
         quad = ffhq_quad(f.landmarks)
         padded = recipe_geometry(w, h, quad, 1024).pad is not None
         if (where == "edge" and padding_fraction(quad, w, h) > 0.02) or (
-                where == "inside" and not padded and quad_side(quad) > 250):
+            where == "inside" and not padded and quad_side(quad) > 250
+        ):
             return f.landmarks
     raise AssertionError(f"no {where} face in {name}")
 

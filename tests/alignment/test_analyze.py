@@ -1,4 +1,5 @@
 """Analysis over a real workspace: faces recorded with their measures and previews, resumable, robust."""
+
 from __future__ import annotations
 
 import os
@@ -69,7 +70,9 @@ def test_every_test_photo(workspace, faces_dir, photo):
 
 
 def test_bad_images_never_stop_the_batch(workspace, faces_dir, tmp_path):
-    ingest_paths(workspace, _link(faces_dir, tmp_path, [CRUISE, "dogs.jpg", "2008_001322.jpg"]), progress=False)
+    ingest_paths(
+        workspace, _link(faces_dir, tmp_path, [CRUISE, "dogs.jpg", "2008_001322.jpg"]), progress=False
+    )
     images = _by_name(workspace)
     workspace.abspath(images[CRUISE].path).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     workspace.abspath(images["dogs.jpg"].path).unlink()
@@ -83,8 +86,9 @@ def test_bad_images_never_stop_the_batch(workspace, faces_dir, tmp_path):
 
 
 def test_a_rerun_does_only_what_is_missing(workspace, faces_dir, tmp_path):
-    ingest_paths(workspace, _link(faces_dir, tmp_path, [CRUISE, "2008_001322.jpg", "2009_004587.jpg"]),
-                 progress=False)
+    ingest_paths(
+        workspace, _link(faces_dir, tmp_path, [CRUISE, "2008_001322.jpg", "2009_004587.jpg"]), progress=False
+    )
     images = _by_name(workspace)
     first = analyze_images(workspace, [images[CRUISE].id, 999_999])  # the flows' batch entry point
     assert first["images"] == 1 and first["faces"] == 1
@@ -97,7 +101,15 @@ def test_faces_cropped_by_hand_keep_their_place(workspace, faces_dir, tmp_path):
     ingest_paths(workspace, _link(faces_dir, tmp_path, ["2008_001322.jpg"]), progress=False)
     (image,) = _by_name(workspace).values()
     with workspace.session() as s:
-        s.add(Face(image_id=image.id, index=0, detector="manual", manual=True, quad=[[0, 0], [0, 9], [9, 9], [9, 0]]))
+        s.add(
+            Face(
+                image_id=image.id,
+                index=0,
+                detector="manual",
+                manual=True,
+                quad=[[0, 0], [0, 9], [9, 9], [9, 0]],
+            )
+        )
     analyze_workspace(workspace, workers=1, progress=False)
     faces = _faces(workspace, image.id)
     assert [f.index for f in faces] == [0, 1, 2, 3] and faces[0].manual
@@ -117,8 +129,13 @@ def test_worker_processes_give_the_same_faces(faces_dir, tmp_path):
             summary = analyze_workspace(ws, workers=workers, progress=False)
             assert (summary.images, summary.no_face, summary.faces) == (3, 1, 5)
             with ws.session() as s:
-                rows.append(s.execute(select(Image.sha256, Face.index, Face.quad, Face.score, Face.preview_path)
-                                      .join(Face).order_by(Image.sha256, Face.index)).all())
+                rows.append(
+                    s.execute(
+                        select(Image.sha256, Face.index, Face.quad, Face.score, Face.preview_path)
+                        .join(Face)
+                        .order_by(Image.sha256, Face.index)
+                    ).all()
+                )
         finally:
             ws.close()
     assert [r[:2] for r in rows[0]] == [r[:2] for r in rows[1]]

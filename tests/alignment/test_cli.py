@@ -1,4 +1,5 @@
 """`ghosts align` and `ghosts analyze` as a user runs them."""
+
 from __future__ import annotations
 
 import json
@@ -27,12 +28,20 @@ def test_align_a_folder(faces_dir, tmp_path):
     assert r.exit_code == 0, r.output
     report = {os.path.basename(x["input"]): x for x in json.loads(r.output)}
     assert set(report) == {CRUISE, "dogs.jpg", "2008_001322.jpg"}
-    assert [f["file"] for f in report["2008_001322.jpg"]["faces"]] == [f"2008_001322_0{k}.png" for k in (1, 2, 3)]
-    assert report["dogs.jpg"]["faces"] == [] and report["dogs.jpg"]["skipped"] == [{"face": None, "reason": "no face found"}]
+    assert [f["file"] for f in report["2008_001322.jpg"]["faces"]] == [
+        f"2008_001322_0{k}.png" for k in (1, 2, 3)
+    ]
+    assert report["dogs.jpg"]["faces"] == [] and report["dogs.jpg"]["skipped"] == [
+        {"face": None, "reason": "no face found"}
+    ]
     assert report[CRUISE]["faces"][0]["file"] == "Tom_Cruise_avp_2014_4_01.png"
     assert "padded" in report[CRUISE]["faces"][0]["flags"]
-    assert sorted(p.name for p in out.iterdir()) == ["2008_001322_01.png", "2008_001322_02.png",
-                                                      "2008_001322_03.png", "Tom_Cruise_avp_2014_4_01.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "2008_001322_01.png",
+        "2008_001322_02.png",
+        "2008_001322_03.png",
+        "Tom_Cruise_avp_2014_4_01.png",
+    ]
     with PILImage.open(out / "Tom_Cruise_avp_2014_4_01.png") as im:
         assert im.format == "PNG" and im.mode == "RGB" and im.size == (256, 256)
 
@@ -61,7 +70,11 @@ def test_align_reports_bad_input(faces_dir, tmp_path):
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"nope")
     r = _run("align", junk, "--out", tmp_path / "out")
-    assert r.exit_code == 1 and "none of the inputs could be read" in r.output and "cannot read the image" in r.output
+    assert (
+        r.exit_code == 1
+        and "none of the inputs could be read" in r.output
+        and "cannot read the image" in r.output
+    )
     r = _run("align", junk, faces_dir / "dogs.jpg", "--out", tmp_path / "out", "--json")
     assert r.exit_code == 0, r.output  # the batch ran: one photo read, without faces
     r = _run("align", faces_dir / "dogs.jpg", "--out", tmp_path / "out", "--size", "100")
@@ -91,8 +104,17 @@ def test_align_in_worker_processes_writes_the_same_files(faces_dir, tmp_path):
     outs = {}
     for workers in ("1", "2"):
         out = tmp_path / f"out{workers}"
-        r = _run("align", *(faces_dir / n for n in names), "--out", out, "--size", "64", "--workers", workers,
-                 "--json")
+        r = _run(
+            "align",
+            *(faces_dir / n for n in names),
+            "--out",
+            out,
+            "--size",
+            "64",
+            "--workers",
+            workers,
+            "--json",
+        )
         assert r.exit_code == 0, r.output
         assert [os.path.basename(x["input"]) for x in json.loads(r.output)] == names
         outs[workers] = {p.name: p.read_bytes() for p in out.iterdir()}

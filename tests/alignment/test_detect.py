@@ -1,4 +1,5 @@
 """Detection and landmarks on the real test photos: recall, multi-face, negatives, rolled and rescaled faces."""
+
 from __future__ import annotations
 
 import cv2
@@ -43,7 +44,9 @@ def test_recall_at_least_hog_with_one_upsample(truth, photo):
 def test_detection_scale_follows_the_photo_size():
     assert detection_scale(500, 375) == pytest.approx(2.31, abs=0.01)  # small faces need enlarging
     assert detection_scale(1000, 1000) == pytest.approx(1.0)
-    assert detection_scale(1080, 1350) ** 2 * 1080 * 1350 == pytest.approx(0.686e6, rel=0.01)  # Instagram size
+    assert detection_scale(1080, 1350) ** 2 * 1080 * 1350 == pytest.approx(
+        0.686e6, rel=0.01
+    )  # Instagram size
     assert detection_scale(4000, 3000) ** 2 * 12e6 == pytest.approx(0.6e6)  # 12 MP scanned at 0.6 MP
     assert detection_scale(100, 100) == 2.5  # capped
     # No jump in the scanned size as a photo grows past a megapixel.
@@ -62,14 +65,16 @@ def test_landmarks_are_in_photo_coordinates_at_any_size(photo, detections):
     err = np.abs(faces[0].landmarks - want).max(axis=1)
     assert np.median(err) < 0.02 * quad_side(ffhq_quad(want))
     x0, y0, x1, y1 = faces[0].box  # the box is around the same face, in the same coordinates
-    assert np.hypot(*((x0 + x1) / 2 - want[:, 0].mean(), (y0 + y1) / 2 - want[:, 1].mean())) < 0.25 * (x1 - x0)
+    assert np.hypot(*((x0 + x1) / 2 - want[:, 0].mean(), (y0 + y1) / 2 - want[:, 1].mean())) < 0.25 * (
+        x1 - x0
+    )
 
 
 def test_one_crop_per_face_in_a_multi_face_photo(photo, detections):
     faces = detections(BALD)
     assert len(faces) >= 20
     boxes = np.array([f.box for f in faces])
-    assert all(_iou(a, b) < 0.3 for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert all(_iou(a, b) < 0.3 for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     assert list(boxes[:, 0]) == sorted(boxes[:, 0])  # left to right
     crops = [align_face(photo(BALD), ffhq_quad(f.landmarks), 64) for f in faces]
     assert len(crops) == len(faces)
@@ -104,8 +109,15 @@ def test_alignment_is_equivariant(photo, angle, scale, shift):
     assert psnr(a[64:192, 64:192], b[64:192, 64:192]) > 28
 
 
-@pytest.mark.parametrize(("angle", "names"), [(30, (CRUISE, "2008_001322.jpg")), (-30, (CRUISE, "2008_001322.jpg")),
-                                              (60, (CRUISE,)), (-60, (CRUISE,))])
+@pytest.mark.parametrize(
+    ("angle", "names"),
+    [
+        (30, (CRUISE, "2008_001322.jpg")),
+        (-30, (CRUISE, "2008_001322.jpg")),
+        (60, (CRUISE,)),
+        (-60, (CRUISE,)),
+    ],
+)
 def test_rolled_faces_are_found_and_aligned_upright(photo, angle, names):
     """Rolled +-30 degrees, every face is found and its landmarks put it upright. At 60 degrees the upright
     pass finds nothing; the rotated retry passes find the face."""

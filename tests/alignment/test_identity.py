@@ -1,6 +1,7 @@
 """Descriptors and people on real faces: the collage of four men (six photos each), Tom Cruise, the PASCAL
 crowds; clustering groups the same person, separates different people, and keeps ids through new photos,
 merges and splits."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +39,9 @@ PASCAL = ["2007_007763.jpg", "2008_001009.jpg", "2008_001322.jpg", "2008_002079.
 
 def _who(box) -> str:
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    name, d = min(((n, np.hypot(cx - x, cy - y)) for n, pts in COLLAGE.items() for x, y in pts), key=lambda t: t[1])
+    name, d = min(
+        ((n, np.hypot(cx - x, cy - y)) for n, pts in COLLAGE.items() for x, y in pts), key=lambda t: t[1]
+    )
     assert d < 40, f"a face at ({cx:.0f}, {cy:.0f}) that the hand labels do not list"
     return name
 

@@ -1,4 +1,5 @@
 """Worker processes: every job's result comes back, even when a worker dies under one of them."""
+
 from __future__ import annotations
 
 import os

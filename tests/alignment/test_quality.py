@@ -1,4 +1,5 @@
 """Quality measures: exact geometry where there is an exact answer, and the right order where there is not."""
+
 from __future__ import annotations
 
 import cv2
@@ -37,15 +38,22 @@ def test_roll_and_yaw_signs(photo, detections):
     assert quad_roll(mq) == pytest.approx(-quad_roll(quad), abs=1e-6)
     assert yaw_estimate(mirrored, mq) == pytest.approx(-yaw_estimate(lm, quad), abs=1e-6)
     # Turned 90 degrees clockwise on screen, the roll is +90 more.
-    q90 = quad_from_points(*[np.array([-p[1], p[0]]) for p in (lm[36:42].mean(0), lm[42:48].mean(0), lm[48], lm[54])])
+    q90 = quad_from_points(
+        *[np.array([-p[1], p[0]]) for p in (lm[36:42].mean(0), lm[42:48].mean(0), lm[48], lm[54])]
+    )
     assert quad_roll(q90) == pytest.approx(quad_roll(quad) + 90, abs=1e-6)
 
 
 # iBUG 68-point indices swapped by a left-right mirror.
 _MIRROR = np.array(
-    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
-    + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65]
+    list(range(16, -1, -1))
+    + list(range(26, 16, -1))
+    + [27, 28, 29, 30]
+    + [35, 34, 33, 32, 31]
+    + [45, 44, 43, 42, 47, 46]
+    + [39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
+    + [64, 63, 62, 61, 60, 67, 66, 65]
 )
 
 
@@ -72,7 +80,9 @@ def test_measure_face_flags_and_score(photo, detections):
     quad = ffhq_quad(det.landmarks)
     q = measure_face(rgb, quad, landmarks=det.landmarks, det_score=det.score, target_size=1024)
     assert q.quad_size == pytest.approx(np.linalg.norm(quad[3] - quad[0]))
-    assert q.eye_dist == pytest.approx(np.linalg.norm(det.landmarks[42:48].mean(0) - det.landmarks[36:42].mean(0)))
+    assert q.eye_dist == pytest.approx(
+        np.linalg.norm(det.landmarks[42:48].mean(0) - det.landmarks[36:42].mean(0))
+    )
     assert q.upscaled and "upscaled" in q.flags and q.flagged  # a ~700 px quad for a 1024 data set
     assert "padded" in q.flags and 0.1 < q.padding < 0.3  # the crop leaves the photo left and right
     assert 0 < q.score < 1
@@ -80,7 +90,13 @@ def test_measure_face_flags_and_score(photo, detections):
     small = measure_face(rgb, quad, landmarks=det.landmarks, det_score=det.score, target_size=256)
     assert not small.upscaled and small.score > q.score
     d = q.as_dict()
-    assert d["flagged"] is True and set(d["factors"]) == {"resolution", "framing", "sharpness", "pose", "detection"}
+    assert d["flagged"] is True and set(d["factors"]) == {
+        "resolution",
+        "framing",
+        "sharpness",
+        "pose",
+        "detection",
+    }
 
 
 def test_worse_copies_score_lower(photo, detections):
@@ -88,8 +104,13 @@ def test_worse_copies_score_lower(photo, detections):
     det = detections(CRUISE)[0]
     quad = ffhq_quad(det.landmarks)
     base = measure_face(rgb, quad, landmarks=det.landmarks, det_score=det.score, target_size=256)
-    blurred = measure_face(cv2.GaussianBlur(rgb, (0, 0), 4.0), quad, landmarks=det.landmarks,
-                           det_score=det.score, target_size=256)
+    blurred = measure_face(
+        cv2.GaussianBlur(rgb, (0, 0), 4.0),
+        quad,
+        landmarks=det.landmarks,
+        det_score=det.score,
+        target_size=256,
+    )
     assert blurred.blur < base.blur and blurred.score < base.score
     assert "blurry" in blurred.flags
     # Half the photo cropped away: much more of the square is made up.
@@ -101,7 +122,12 @@ def test_worse_copies_score_lower(photo, detections):
 def test_manual_face_from_points_only(photo, detections):
     """A face cropped by hand has four points and a quad, no landmarks: every measure but yaw."""
     lm = detections(CRUISE)[0].landmarks
-    pts = {"eye_left": lm[36:42].mean(0), "eye_right": lm[42:48].mean(0), "mouth_left": lm[48], "mouth_right": lm[54]}
+    pts = {
+        "eye_left": lm[36:42].mean(0),
+        "eye_right": lm[42:48].mean(0),
+        "mouth_left": lm[48],
+        "mouth_right": lm[54],
+    }
     quad = quad_from_points(*pts.values())
     q = measure_face(photo(CRUISE), quad, points=pts)
     assert q.yaw is None and q.det_score is None and q.eye_dist > 100

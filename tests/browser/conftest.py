@@ -2,6 +2,7 @@
 
 Chromium is Debian's (/usr/bin/chromium, installed by `.ci/run`); without it these tests fail, loudly.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,14 +10,23 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
-        pytest.fail(f"browser tests need Chromium at {CHROMIUM} (Debian package `chromium`; .ci/run installs it)")
+        pytest.fail(
+            f"browser tests need Chromium at {CHROMIUM} (Debian package `chromium`; .ci/run installs it)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -77,9 +87,17 @@ def faces_from_annotations(ws, faces_dir: Path) -> None:
                     parts = sorted(box.iter("part"), key=lambda p: int(p.get("name")))
                     lm = [[float(p.get("x")), float(p.get("y"))] for p in parts]
                     side = x1 - x0
-                    face = Face(image_id=image_id, index=k, detector="hog", box=[x0, y0, x1, y1], landmarks=lm,
-                                score=round(float(np.clip(side / 120, 0.05, 1.0)), 3), upscaled=side < 256,
-                                flagged=side < 256, quality={"source": "landmark annotation", "flags": ["upscaled"]})
+                    face = Face(
+                        image_id=image_id,
+                        index=k,
+                        detector="hog",
+                        box=[x0, y0, x1, y1],
+                        landmarks=lm,
+                        score=round(float(np.clip(side / 120, 0.05, 1.0)), 3),
+                        upscaled=side < 256,
+                        flagged=side < 256,
+                        quality={"source": "landmark annotation", "flags": ["upscaled"]},
+                    )
                     s.add(face)
                     s.flush()
                     m = side * 0.4

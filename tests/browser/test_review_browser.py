@@ -3,6 +3,7 @@
 Keyboard decisions, undo, the counter, persistence across reloads, the detail view, a manual crop, the token
 off loopback and the image route's refusal of traversal. The run also refreshes the two screenshots in docs/.
 """
+
 from __future__ import annotations
 
 import time
@@ -117,8 +118,12 @@ def test_keyboard_accept_reject_undo_and_reload(page, server, review_ws):
 
 def _eye_mouth(landmarks) -> dict[str, list[float]]:
     lm = np.asarray(landmarks, dtype=np.float64)
-    return {"eye_left": lm[36:42].mean(0).tolist(), "eye_right": lm[42:48].mean(0).tolist(),
-            "mouth_left": lm[48].tolist(), "mouth_right": lm[54].tolist()}
+    return {
+        "eye_left": lm[36:42].mean(0).tolist(),
+        "eye_right": lm[42:48].mean(0).tolist(),
+        "mouth_left": lm[48].tolist(),
+        "mouth_right": lm[54].tolist(),
+    }
 
 
 def test_detail_view(page, server, review_ws):
@@ -165,8 +170,11 @@ def test_manual_crop_adds_a_face_to_the_grid(page, server, review_ws):
     from alignment.align import quad_from_points  # the FFHQ quad, from the alignment room
 
     with review_ws.session() as s:
-        face = s.scalars(select(Face).where(Face.landmarks.is_not(None), Face.deleted.is_(False))
-                         .order_by(Face.score.desc())).first()
+        face = s.scalars(
+            select(Face)
+            .where(Face.landmarks.is_not(None), Face.deleted.is_(False))
+            .order_by(Face.score.desc())
+        ).first()
         face_id, image_id, points = face.id, face.image_id, _eye_mouth(face.landmarks)
         before = set(s.scalars(select(Face.id)))
     page.goto(server + "/")
@@ -195,7 +203,9 @@ def test_manual_crop_adds_a_face_to_the_grid(page, server, review_ws):
     for key in points:
         assert np.allclose(new[0].points[key], points[key], atol=1.5 * px), key
     p = new[0].points
-    assert np.allclose(new[0].quad, quad_from_points(p["eye_left"], p["eye_right"], p["mouth_left"], p["mouth_right"]))
+    assert np.allclose(
+        new[0].quad, quad_from_points(p["eye_left"], p["eye_right"], p["mouth_left"], p["mouth_right"])
+    )
     page.keyboard.press("Escape")  # back to the grid, which reloads with the new face in it
     page.wait_for_selector(f'.tile[data-face-id="{new[0].id}"]')
 
@@ -232,8 +242,12 @@ def test_token_required_off_loopback(browser, review_ws):
 
 
 def test_image_route_refuses_traversal(page, server):
-    for path in ("/faces/..%2F..%2Fcatalog.sqlite/preview", "/faces/..%2Fcatalog.sqlite/preview",
-                 "/images/..%2F..%2Fcatalog.sqlite/photo", "/static/..%2F..%2Fcatalog.sqlite"):
+    for path in (
+        "/faces/..%2F..%2Fcatalog.sqlite/preview",
+        "/faces/..%2Fcatalog.sqlite/preview",
+        "/images/..%2F..%2Fcatalog.sqlite/photo",
+        "/static/..%2F..%2Fcatalog.sqlite",
+    ):
         assert page.request.get(server + path).status == 404, path
 
 
@@ -243,7 +257,10 @@ def test_loupe_and_compare_on_the_analysed_photos(page, server, review_ws):
     page.wait_for_selector(".tile.cursor")
     page.keyboard.press("z")  # 100%: the aligned crop at the workspace's target size, the photo's own pixels
     page.wait_for_selector("#overlay .views.loupe img")
-    wait_until(page, "[...document.querySelectorAll('#overlay .views img')].every(i => i.complete && i.naturalWidth > 0)")
+    wait_until(
+        page,
+        "[...document.querySelectorAll('#overlay .views img')].every(i => i.complete && i.naturalWidth > 0)",
+    )
     sizes = page.eval_on_selector_all("#overlay .views img", "els => els.map(e => [e.naturalWidth, e.width])")
     assert sizes[0] == [512, 512] and sizes[1][0] == sizes[1][1]  # drawn at 100%
     atomic_write_bytes(DOCS / "review-loupe.png", page.screenshot())
@@ -252,7 +269,10 @@ def test_loupe_and_compare_on_the_analysed_photos(page, server, review_ws):
     tile(page, 2).click(modifiers=["Shift"])
     page.keyboard.press("c")
     page.wait_for_selector("#overlay .views.compare")
-    wait_until(page, "[...document.querySelectorAll('#overlay .views img')].every(i => i.complete && i.naturalWidth > 0)")
+    wait_until(
+        page,
+        "[...document.querySelectorAll('#overlay .views img')].every(i => i.complete && i.naturalWidth > 0)",
+    )
     assert page.locator("#overlay .views.compare figure").count() == 3
     atomic_write_bytes(DOCS / "review-compare.png", page.screenshot())
     page.keyboard.press("Escape")

@@ -1,6 +1,7 @@
 """The review page as a culling tool, in headless Chromium against a real server over a real workspace:
 paging while deciding, selections, rounds on record, ratings, restore, manual crops in any click order, touch,
 and concurrent decisions from several clients."""
+
 from __future__ import annotations
 
 import threading
@@ -91,8 +92,15 @@ def test_ctrl_click_shift_click_and_select_all_are_one_undo_step_each(page, many
     page.keyboard.press("r")
     wait_saved(page, ids[2], "rejected")
     wait_saved(page, ids[5], "rejected")
-    assert decisions(ws, ids[:7]) == ["undecided", "undecided", "rejected", "undecided", "undecided", "rejected",
-                                      "undecided"]
+    assert decisions(ws, ids[:7]) == [
+        "undecided",
+        "undecided",
+        "rejected",
+        "undecided",
+        "undecided",
+        "rejected",
+        "undecided",
+    ]
     page.click(f'.tile[data-face-id="{ids[7]}"]')
     page.click(f'.tile[data-face-id="{ids[10]}"]', modifiers=["Shift"])  # a range of four
     page.keyboard.press("s")
@@ -200,8 +208,18 @@ def swipe(page, selector: str, dx: float) -> None:
     box = page.locator(selector).first.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     for kind, px in (("pointerdown", x), ("pointerup", x + dx)):
-        page.dispatch_event(selector, kind, {"pointerType": "touch", "clientX": px, "clientY": y, "bubbles": True,
-                                             "isPrimary": True, "pointerId": 7})
+        page.dispatch_event(
+            selector,
+            kind,
+            {
+                "pointerType": "touch",
+                "clientX": px,
+                "clientY": y,
+                "bubbles": True,
+                "isPrimary": True,
+                "pointerId": 7,
+            },
+        )
 
 
 def test_touch_swipes_decide_on_the_grid_and_in_the_detail_view(browser, many):
@@ -227,8 +245,11 @@ def test_touch_swipes_decide_on_the_grid_and_in_the_detail_view(browser, many):
 
 def test_manual_points_in_any_click_order_give_the_same_face(page, server, review_ws):
     with review_ws.session() as s:
-        face = s.scalars(select(Face).where(Face.landmarks.is_not(None), Face.deleted.is_(False))
-                         .order_by(Face.score.desc())).first()
+        face = s.scalars(
+            select(Face)
+            .where(Face.landmarks.is_not(None), Face.deleted.is_(False))
+            .order_by(Face.score.desc())
+        ).first()
         face_id, points = face.id, _eye_mouth(face.landmarks)
         before = set(s.scalars(select(Face.id)))
     page.goto(server + "/")
@@ -275,7 +296,9 @@ def test_concurrent_decisions_from_many_clients_keep_history_right(many, page):
                 if r.status_code != 200:
                     errors.append(r.text)
 
-    threads = [threading.Thread(target=client, args=(d,)) for d in ("accepted", "rejected", "skipped", "rejected")]
+    threads = [
+        threading.Thread(target=client, args=(d,)) for d in ("accepted", "rejected", "skipped", "rejected")
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -302,8 +325,12 @@ def test_duplicates_together_keep_best_loupe_compare_and_owner_counts(page, many
     with ws.session() as s:
         best = s.scalars(select(Face).order_by(Face.score.desc(), Face.id)).first().image_id
         photos = [best] + [i for i in sorted({s.get(Face, f).image_id for f in faces}) if i != best][:2]
-        group = [f.id for f in s.scalars(select(Face).where(Face.image_id.in_(photos))
-                                         .order_by(Face.score.desc(), Face.id))]
+        group = [
+            f.id
+            for f in s.scalars(
+                select(Face).where(Face.image_id.in_(photos)).order_by(Face.score.desc(), Face.id)
+            )
+        ]
     link_duplicates(ws, photos[0], photos[1])
     link_duplicates(ws, photos[1], photos[2])  # one group of three photos, six faces
     page.goto(url + "/?sort=group")

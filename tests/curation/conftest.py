@@ -1,4 +1,5 @@
 """Degenerate image files made on the fly: every kind of input a scrape or a photo folder throws at ingest."""
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,12 @@ def _photo(w=160, h=120, seed=0) -> Image.Image:
 
 def _png_with_header(w: int, h: int) -> bytes:
     """A tiny, valid-looking PNG whose IHDR claims w x h pixels (a decompression bomb's header)."""
+
     def chunk(tag, body):
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 16)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

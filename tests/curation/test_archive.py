@@ -297,10 +297,13 @@ def test_card_says_rights_use_and_removal():
         assert text in card
 
 
-@pytest.mark.parametrize("extra_member, why", [
-    ("../escape.png", "unsafe member name"),
-    ("/etc/escape.png", "unsafe member name"),
-])
+@pytest.mark.parametrize(
+    "extra_member, why",
+    [
+        ("../escape.png", "unsafe member name"),
+        ("/etc/escape.png", "unsafe member name"),
+    ],
+)
 def test_training_refuses_what_verify_refuses(tmp_path, extra_member, why):
     from training.dataset import inspect_archive
     from training.errors import TrainingError
@@ -326,5 +329,7 @@ def test_training_reads_only_the_members_the_format_names(tmp_path):
     Image.new("RGB", (8, 8)).save(buf, format="PNG")
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("00000/img00000000.png", buf.getvalue())
-        zf.writestr("extra/picture.png", buf.getvalue())  # not an archive image: verify faults it, training skips it
+        zf.writestr(
+            "extra/picture.png", buf.getvalue()
+        )  # not an archive image: verify faults it, training skips it
     assert inspect_archive(path).members == ("00000/img00000000.png",)

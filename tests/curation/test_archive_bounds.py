@@ -1,5 +1,6 @@
 """Sizes read from an archive are bounded before anything is allocated: class labels (a label of 10**9 would
 make training's one-hot vectors terabytes) and PNG headers; training refuses what verify refuses."""
+
 from __future__ import annotations
 
 import json
@@ -57,9 +58,17 @@ def test_a_huge_label_is_refused_by_verify_the_reader_and_training(labelled, tmp
 
 def _bomb_png(side: int) -> bytes:
     def chunk(tag, body):
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_a_png_header_claiming_a_huge_image_is_not_decoded(labelled, tmp_path):

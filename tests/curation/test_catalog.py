@@ -16,8 +16,17 @@ def test_migrations_build_exactly_the_models(tmp_path):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
-    assert {"images", "faces", "decisions", "review_rounds", "dataset_versions", "dataset_items",
-            "training_runs", "takedowns", "near_duplicates"} <= set(inspect(engine).get_table_names())
+    assert {
+        "images",
+        "faces",
+        "decisions",
+        "review_rounds",
+        "dataset_versions",
+        "dataset_items",
+        "training_runs",
+        "takedowns",
+        "near_duplicates",
+    } <= set(inspect(engine).get_table_names())
 
 
 def test_sqlite_catalog_is_in_wal_mode(workspace):

@@ -1,6 +1,7 @@
 """Environment faults: every one is one clear line and exit status 1 (a JSON `error` with --json), and the
 workspace is left as it was: odd paths, failed init, missing / damaged / newer / locked / read-only catalog,
 a full disk, a --data that cannot be a folder."""
+
 from __future__ import annotations
 
 import contextlib

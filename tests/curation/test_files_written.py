@@ -1,5 +1,6 @@
 """What ghosts leaves on disk: files with the user's umask (secrets 0600), temp files swept, dataset versions
 shown as what they are, and a huge non-image refused from its header."""
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,12 @@ def test_files_get_the_users_umask(tmp_path, faces_dir, umask, mask, expected):
 
 def test_temp_files_left_by_a_killed_writer_are_swept(workspace):
     old = time.time() - 2 * 3600
-    left = [workspace.previews_dir / f"{TMP_PREFIX}a.jpg.x1", workspace.datasets_dir / "d" / "v1" / f"{TMP_PREFIX}d.zip.y",
-            workspace.runs_dir / "r" / f"{TMP_PREFIX}network.pt.z", workspace.tmp_dir / f"{TMP_PREFIX}img.q"]
+    left = [
+        workspace.previews_dir / f"{TMP_PREFIX}a.jpg.x1",
+        workspace.datasets_dir / "d" / "v1" / f"{TMP_PREFIX}d.zip.y",
+        workspace.runs_dir / "r" / f"{TMP_PREFIX}network.pt.z",
+        workspace.tmp_dir / f"{TMP_PREFIX}img.q",
+    ]
     young = workspace.previews_dir / f"{TMP_PREFIX}b.jpg.x2"  # may belong to a writer still running
     for p in [*left, young]:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +120,9 @@ def test_a_huge_non_image_is_refused_from_its_header(workspace, tmp_path, monkey
     ws.close()
 
 
-def test_recursive_import_reports_symlink_loops_and_unreadable_folders(workspace, faces_dir, tmp_path, monkeypatch):
+def test_recursive_import_reports_symlink_loops_and_unreadable_folders(
+    workspace, faces_dir, tmp_path, monkeypatch
+):
     top = tmp_path / "photos"
     (top / "ok").mkdir(parents=True)
     (top / "locked").mkdir()

@@ -1,5 +1,6 @@
 """A freeze killed (-9) at any moment leaves nothing that looks like a version, and the next freeze finishes
 or redoes it: killed before its catalog commit, or between the commit and the rename into vN/."""
+
 from __future__ import annotations
 
 import json

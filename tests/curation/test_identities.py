@@ -1,6 +1,7 @@
 """Identities in a real workspace: analysis describes every face and groups the collage of four men (six
 photos each) into its four people; a rerun is resumable and keeps every id; a face cropped by hand is
 described too."""
+
 from __future__ import annotations
 
 import time
@@ -30,8 +31,11 @@ def analysed(tmp_path_factory, faces_dir):
 
 def _faces(ws):
     with ws.session() as s:
-        return s.execute(select(Face.id, Face.person_id, Face.descriptor, Face.box, Image.source_ref)
-                         .join(Image, Image.id == Face.image_id).order_by(Face.id)).all()
+        return s.execute(
+            select(Face.id, Face.person_id, Face.descriptor, Face.box, Image.source_ref)
+            .join(Image, Image.id == Face.image_id)
+            .order_by(Face.id)
+        ).all()
 
 
 def test_analysis_groups_the_collage_into_its_four_people(analysed):
@@ -80,7 +84,12 @@ def test_a_face_cropped_by_hand_joins_its_person(analysed):
         lm = face.landmarks
         image_id = face.image_id
     eye = lambda pts: [sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)]
-    points = {"eye_left": eye(lm[36:42]), "eye_right": eye(lm[42:48]), "mouth_left": lm[48], "mouth_right": lm[54]}
+    points = {
+        "eye_left": eye(lm[36:42]),
+        "eye_right": eye(lm[42:48]),
+        "mouth_left": lm[48],
+        "mouth_right": lm[54],
+    }
     manual = add_manual_face(ws, image_id, points, "tester")
     summary = update_identities(ws)
     assert (summary.described, summary.clustered, summary.new_people) == (1, 1, 0)
@@ -118,8 +127,13 @@ def test_auto_accept_caps_each_person(analysed):
     first = apply_rule(ws, "max_per_person=2")
     with ws.session() as s:
         sizes = dict(s.execute(select(Face.person_id, func.count()).group_by(Face.person_id)).all())
-        accepted = dict(s.execute(select(Face.person_id, func.count()).where(Face.decision == "accepted")
-                                  .group_by(Face.person_id)).all())
+        accepted = dict(
+            s.execute(
+                select(Face.person_id, func.count())
+                .where(Face.decision == "accepted")
+                .group_by(Face.person_id)
+            ).all()
+        )
     assert accepted == {p: min(n, 2) for p, n in sizes.items()}
     assert len(first.accepted) == sum(accepted.values())
     assert apply_rule(ws, "max_per_person=2").accepted == []  # faces accepted before count

@@ -23,8 +23,15 @@ def test_init_import_status_json(tmp_path, faces_dir):
     assert run("init", "--data", data).exit_code == 0
     r = run("import", faces_dir, "--json", "--data", data)
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output) == {"added": 12, "duplicates": 0, "near_duplicates": 0, "converted": 0,
-                                    "skipped": 4, "rejected": [], "failed_before": []}
+    assert json.loads(r.output) == {
+        "added": 12,
+        "duplicates": 0,
+        "near_duplicates": 0,
+        "converted": 0,
+        "skipped": 4,
+        "rejected": [],
+        "failed_before": [],
+    }
     r = run("import", faces_dir, "--json", env={"GHOSTS_DATA": str(data)})
     assert json.loads(r.output)["duplicates"] == 12
     st = json.loads(run("status", "--json", "--data", data).output)
@@ -52,7 +59,9 @@ def _noise_jpegs(folder, n):
     folder.mkdir()
     rng = np.random.default_rng(0)
     for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (480, 480, 3), dtype=np.uint8)).save(folder / f"{i:04d}.jpg", quality=95)
+        Image.fromarray(rng.integers(0, 255, (480, 480, 3), dtype=np.uint8)).save(
+            folder / f"{i:04d}.jpg", quality=95
+        )
 
 
 def _check_store_and_catalog(ws_dir):
@@ -74,8 +83,12 @@ def test_kill_9_midway_then_rerun_completes(tmp_path):
     data = tmp_path / "ws"
     run("init", "--data", data)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GHOSTS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "flows", "import", str(photos), "--data", str(data)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows", "import", str(photos), "--data", str(data)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 60
     count = 0
     while time.time() < deadline and proc.poll() is None:

@@ -6,6 +6,7 @@ Fixtures follow each tool's own format: instaloader's sidecars are written by in
 (`--media-metadata`: `GraphImages` nodes with `urls`, files named after the URLs) and gallery-dl's
 `--write-metadata` sidecars (`<file>.<ext>.json`) are built from their documented keys.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,25 +34,42 @@ def instaloader_download(root):
     folder.mkdir(parents=True)
     L = instaloader.Instaloader()
     sidecar = {
-        "__typename": "GraphSidecar", "id": "3300000000000000001", "shortcode": "C1sidecar01",
-        "display_url": CDN + "a.jpg", "is_video": False, "taken_at_timestamp": 1_700_000_000,
+        "__typename": "GraphSidecar",
+        "id": "3300000000000000001",
+        "shortcode": "C1sidecar01",
+        "display_url": CDN + "a.jpg",
+        "is_video": False,
+        "taken_at_timestamp": 1_700_000_000,
         "edge_media_to_caption": {"edges": [{"node": {"text": "two of us #GhostFaces #film"}}]},
-        "edge_media_preview_like": {"count": 41}, "owner": {"id": "111", "username": "anna"},
-        "edge_sidecar_to_children": {"edges": [
-            {"node": {"display_url": CDN + "a.jpg", "is_video": False}},
-            {"node": {"display_url": CDN + "v.mp4", "is_video": True}},
-            {"node": {"display_url": CDN + "b.jpg", "is_video": False}}]},
+        "edge_media_preview_like": {"count": 41},
+        "owner": {"id": "111", "username": "anna"},
+        "edge_sidecar_to_children": {
+            "edges": [
+                {"node": {"display_url": CDN + "a.jpg", "is_video": False}},
+                {"node": {"display_url": CDN + "v.mp4", "is_video": True}},
+                {"node": {"display_url": CDN + "b.jpg", "is_video": False}},
+            ]
+        },
     }
     single = {
-        "__typename": "GraphImage", "id": "3300000000000000002", "shortcode": "C1single002",
-        "display_url": CDN + "c.jpg", "is_video": False, "taken_at_timestamp": 1_700_100_000,
+        "__typename": "GraphImage",
+        "id": "3300000000000000002",
+        "shortcode": "C1single002",
+        "display_url": CDN + "c.jpg",
+        "is_video": False,
+        "taken_at_timestamp": 1_700_100_000,
         "edge_media_to_caption": {"edges": [{"node": {"text": "alone #ghostfaces"}}]},
-        "edge_media_preview_like": {"count": 7}, "owner": {"id": "222", "username": "ben"},
+        "edge_media_preview_like": {"count": 7},
+        "owner": {"id": "222", "username": "ben"},
     }
-    instaloader.save_structure_to_file(instaloader.Post(L.context, sidecar), str(folder / "2023-11-14_22-13-20_UTC.json.xz"))
+    instaloader.save_structure_to_file(
+        instaloader.Post(L.context, sidecar), str(folder / "2023-11-14_22-13-20_UTC.json.xz")
+    )
     (folder / "2023-11-14_22-13-20_UTC_1.jpg").write_bytes(jpeg(101))
     (folder / "2023-11-14_22-13-20_UTC_3.jpg").write_bytes(jpeg(102))
-    instaloader.save_structure_to_file(instaloader.Post(L.context, single), str(folder / "2023-11-16_02-00-00_UTC.json"))
+    instaloader.save_structure_to_file(
+        instaloader.Post(L.context, single), str(folder / "2023-11-16_02-00-00_UTC.json")
+    )
     (folder / "2023-11-16_02-00-00_UTC.jpg").write_bytes(jpeg(103))
     # instaloader also keeps the profile of a target and its id; not posts.
     (folder / "id").write_text("17843853986012965")
@@ -63,11 +81,18 @@ def instagram_scraper_download(root):
     folder.mkdir(parents=True)
     urls = [CDN + "40120_1_n.jpg?stp=dst-jpg&_nc_ht=scontent&oh=00_A&oe=65", CDN + "40121_2_n.jpg?oh=00_B"]
     node = {
-        "__typename": "GraphSidecar", "id": "3300000000000000003", "shortcode": "C1carol0003",
-        "display_url": urls[0], "is_video": False, "taken_at_timestamp": 1_690_000_000,
+        "__typename": "GraphSidecar",
+        "id": "3300000000000000003",
+        "shortcode": "C1carol0003",
+        "display_url": urls[0],
+        "is_video": False,
+        "taken_at_timestamp": 1_690_000_000,
         "edge_media_to_caption": {"edges": [{"node": {"text": "studio day"}}]},
-        "edge_media_preview_like": {"count": 99}, "owner": {"id": "333"}, "username": "carol",
-        "tags": ["portrait", "studio"], "urls": urls,
+        "edge_media_preview_like": {"count": 99},
+        "owner": {"id": "333"},
+        "username": "carol",
+        "tags": ["portrait", "studio"],
+        "urls": urls,
     }
     doc = {"GraphImages": [node], "GraphProfileInfo": {"username": "carol", "info": {"id": "333"}}}
     (folder / "carol.json").write_text(json.dumps(doc, indent=4))
@@ -83,13 +108,27 @@ def gallery_dl_download(root):
         name = f"3300000000000000004_{num}.jpg"
         (folder / name).write_bytes(jpeg(seed))
         meta = {
-            "category": "instagram", "subcategory": "tag", "tag": "ghostfaces",
-            "post_id": "3300000000000000004", "post_shortcode": "C1dora00004",
-            "post_url": "https://www.instagram.com/p/C1dora00004/", "shortcode": f"C1doraitem{num}",
-            "media_id": f"33000000000000000{num}", "username": "Dora", "fullname": "Dora D", "owner_id": "444",
-            "description": "night walk #ghostfaces #noir", "tags": ["ghostfaces", "noir"],
-            "date": "2024-02-03 04:05:06", "post_date": "2024-02-03 04:05:06", "likes": 12,
-            "num": num, "count": 2, "width": 1080, "height": 1350, "extension": "jpg",
+            "category": "instagram",
+            "subcategory": "tag",
+            "tag": "ghostfaces",
+            "post_id": "3300000000000000004",
+            "post_shortcode": "C1dora00004",
+            "post_url": "https://www.instagram.com/p/C1dora00004/",
+            "shortcode": f"C1doraitem{num}",
+            "media_id": f"33000000000000000{num}",
+            "username": "Dora",
+            "fullname": "Dora D",
+            "owner_id": "444",
+            "description": "night walk #ghostfaces #noir",
+            "tags": ["ghostfaces", "noir"],
+            "date": "2024-02-03 04:05:06",
+            "post_date": "2024-02-03 04:05:06",
+            "likes": 12,
+            "num": num,
+            "count": 2,
+            "width": 1080,
+            "height": 1350,
+            "extension": "jpg",
             "filename": f"3300000000000000004_{num}",
         }
         (folder / f"{name}.json").write_text(json.dumps(meta, indent=4))
@@ -118,11 +157,22 @@ def test_each_tools_download_comes_in_with_its_posts_provenance(workspace, downl
     rows = images(workspace)
     assert all(im.source_kind == "instagram" and im.status == "new" for im in rows)
     by = {(im.shortcode, im.provenance["sidecar_index"]): im for im in rows}
-    assert set(by) == {("C1sidecar01", 0), ("C1sidecar01", 2), ("C1single002", None), ("C1carol0003", 0),
-                       ("C1carol0003", 1), ("C1dora00004", 0), ("C1dora00004", 1)}
+    assert set(by) == {
+        ("C1sidecar01", 0),
+        ("C1sidecar01", 2),
+        ("C1single002", None),
+        ("C1carol0003", 0),
+        ("C1carol0003", 1),
+        ("C1dora00004", 0),
+        ("C1dora00004", 1),
+    }
     im = by[("C1sidecar01", 2)]  # instaloader's _3 file is the third item (the second was a video)
-    assert (im.owner, im.likes, im.query, im.post_url) == ("anna", 41, "ghostfaces",
-                                                            "https://www.instagram.com/p/C1sidecar01/")
+    assert (im.owner, im.likes, im.query, im.post_url) == (
+        "anna",
+        41,
+        "ghostfaces",
+        "https://www.instagram.com/p/C1sidecar01/",
+    )
     assert im.taken_at.replace(tzinfo=dt.UTC) == dt.datetime.fromtimestamp(1_700_000_000, dt.UTC)
     assert im.provenance["caption"] == "two of us #GhostFaces #film"
     assert im.provenance["tags"] == ["ghostfaces", "film"] and im.provenance["tool"] == "instaloader"
@@ -135,10 +185,14 @@ def test_each_tools_download_comes_in_with_its_posts_provenance(workspace, downl
     assert dora.provenance["caption"] == "night walk #ghostfaces #noir"
 
     # The archive's provenance line for a face of an imported image has the post's fields, as for a scrape.
-    rec = face_record(Face(index=0, detector="hog", landmarks=[], decision="accepted"), dora,
-                      np.zeros((4, 2)))
-    assert (rec["shortcode"], rec["owner"], rec["post_url"]) == ("C1dora00004", "dora",
-                                                                 "https://www.instagram.com/p/C1dora00004/")
+    rec = face_record(
+        Face(index=0, detector="hog", landmarks=[], decision="accepted"), dora, np.zeros((4, 2))
+    )
+    assert (rec["shortcode"], rec["owner"], rec["post_url"]) == (
+        "C1dora00004",
+        "dora",
+        "https://www.instagram.com/p/C1dora00004/",
+    )
     assert rec["tags"] == ["ghostfaces", "noir"] and rec["caption"] == "night walk #ghostfaces #noir"
 
     again = import_scraped(workspace, downloads, progress=False)
@@ -155,13 +209,16 @@ def test_takedown_by_owner_removes_imported_images_and_keeps_them_out(workspace,
     assert all(after[i].status == "excluded" and after[i].owner is None for i in carol)
     assert not any(workspace.abspath(p).exists() for p in carol.values())  # the originals are gone
     others = [im for i, im in after.items() if i not in carol]
-    assert len(others) == 5 and all(im.status == "new" and workspace.abspath(im.path).is_file() for im in others)
+    assert len(others) == 5 and all(
+        im.status == "new" and workspace.abspath(im.path).is_file() for im in others
+    )
 
     # A new download with more of carol's posts: nothing of hers comes in, here or from a scrape.
     more = downloads.parent / "more"
     instagram_scraper_download(more)
     (more / "carol" / "carol.json").write_text(
-        (more / "carol" / "carol.json").read_text().replace("C1carol0003", "C1carol0099"))
+        (more / "carol" / "carol.json").read_text().replace("C1carol0003", "C1carol0099")
+    )
     (more / "carol" / "40120_1_n.jpg").write_bytes(jpeg(201))
     (more / "carol" / "40121_2_n.jpg").write_bytes(jpeg(202))
     s = import_scraped(workspace, more, progress=False)
@@ -174,9 +231,18 @@ def test_takedown_by_owner_removes_imported_images_and_keeps_them_out(workspace,
 def test_damaged_and_foreign_folders_say_what_is_wrong(workspace, downloads, tmp_path):
     bad = downloads / "#ghostfaces" / "2023-12-01_00-00-00_UTC.json.xz"
     bad.write_bytes(b"not xz at all")
-    (downloads / "#ghostfaces" / "2023-12-02_00-00-00_UTC.json").write_text(json.dumps(
-        {"node": {"shortcode": "C1gone00005", "__typename": "GraphImage", "owner": {"username": "eve"}},
-         "instaloader": {"node_type": "Post", "version": "4.16"}}))  # its image was never downloaded
+    (downloads / "#ghostfaces" / "2023-12-02_00-00-00_UTC.json").write_text(
+        json.dumps(
+            {
+                "node": {
+                    "shortcode": "C1gone00005",
+                    "__typename": "GraphImage",
+                    "owner": {"username": "eve"},
+                },
+                "instaloader": {"node_type": "Post", "version": "4.16"},
+            }
+        )
+    )  # its image was never downloaded
     s = import_scraped(workspace, downloads, progress=False)
     assert s.added == 7
     assert [u["path"] for u in s.unreadable] == ["#ghostfaces/2023-12-01_00-00-00_UTC.json.xz"]
@@ -203,6 +269,7 @@ def test_import_scraped_cli(workspace, downloads):
     assert "1 image files without metadata were left alone" in r.stdout
     r = CliRunner().invoke(main, ["import-scraped", str(downloads), "--json", "--data", str(workspace.root)])
     assert r.exit_code == 0 and json.loads(r.stdout)["duplicates"] == 7
-    r = CliRunner().invoke(main, ["import-scraped", str(downloads / "carol" / "carol.json"), "--data",
-                                  str(workspace.root)])
+    r = CliRunner().invoke(
+        main, ["import-scraped", str(downloads / "carol" / "carol.json"), "--data", str(workspace.root)]
+    )
     assert r.exit_code == 2 and "is a file" in r.stderr

@@ -1,4 +1,5 @@
 """`ghosts import-urls`: fetch listed image URLs with limits, content checks and X-Robots-Tag consent."""
+
 from __future__ import annotations
 
 import io
@@ -33,8 +34,15 @@ def site():
 
 
 def serve(rsps, name, body, content_type="image/jpeg", status=200, **headers):
-    rsps.add(responses.GET, SITE + name, body=body, status=status, content_type=content_type, headers=headers,
-             auto_calculate_content_length=True)
+    rsps.add(
+        responses.GET,
+        SITE + name,
+        body=body,
+        status=status,
+        content_type=content_type,
+        headers=headers,
+        auto_calculate_content_length=True,
+    )
     return SITE + name
 
 
@@ -55,13 +63,17 @@ def test_images_are_fetched_checked_and_refused_with_reasons(workspace, site):
     allowed = serve(site, "allowed.jpg", jpeg(4), **{"X-Robots-Tag": "noindex, nofollow"})
     missing = serve(site, "gone.jpg", "not found", content_type="text/plain", status=404)
     broken = serve(site, "broken.jpg", jpeg(5)[:700])
-    summary = fetch(workspace, [good, redirected, html, noai, noimageai, allowed, missing, broken, "ftp://x/y.jpg"])
+    summary = fetch(
+        workspace, [good, redirected, html, noai, noimageai, allowed, missing, broken, "ftp://x/y.jpg"]
+    )
 
     assert summary.added == 3
     reasons = {r["url"]: r["reason"] for r in summary.rejected}
     assert set(reasons) == {html, noai, noimageai, missing, broken, "ftp://x/y.jpg"}
     assert reasons[html] == "not an image: Content-Type text/html"
-    assert reasons[noai].startswith("X-Robots-Tag: noai") and reasons[noimageai].startswith("X-Robots-Tag: noimageai")
+    assert reasons[noai].startswith("X-Robots-Tag: noai") and reasons[noimageai].startswith(
+        "X-Robots-Tag: noimageai"
+    )
     assert reasons[missing] == "HTTP 404 Not Found"
     assert "truncated" in reasons[broken] and reasons["ftp://x/y.jpg"] == "not an http(s) URL"
 
@@ -83,12 +95,19 @@ def test_images_are_fetched_checked_and_refused_with_reasons(workspace, site):
 def test_size_limit_by_header_and_while_streaming(workspace, site):
     big = jpeg(6, size=200)
     declared = serve(site, "declared.jpg", big)
-    site.add(responses.GET, SITE + "streamed.jpg", body=big, content_type="image/jpeg",
-             auto_calculate_content_length=False)  # no Content-Length: only counting the stream can stop it
+    site.add(
+        responses.GET,
+        SITE + "streamed.jpg",
+        body=big,
+        content_type="image/jpeg",
+        auto_calculate_content_length=False,
+    )  # no Content-Length: only counting the stream can stop it
     summary = fetch(workspace, [declared, SITE + "streamed.jpg"], max_bytes=len(big) // 2)
     reasons = [r["reason"] for r in summary.rejected]
-    assert reasons == [f"too large: {len(big)} bytes > {len(big) // 2} byte limit",
-                       f"too large: more than the {len(big) // 2} byte limit"]
+    assert reasons == [
+        f"too large: {len(big)} bytes > {len(big) // 2} byte limit",
+        f"too large: more than the {len(big) // 2} byte limit",
+    ]
     assert summary.added == 0
 
 
@@ -116,22 +135,33 @@ def test_url_lists_text_and_csv(tmp_path):
     assert read_url_list(headless) == ["https://a.example/5.jpg", "https://a.example/6.jpg"]
 
 
-@pytest.mark.parametrize("values,found", [
-    (["noai"], "noai"), (["NoImageAI"], "noimageai"), (["googlebot: noai"], "noai"),
-    (["noindex", "nofollow, noarchive"], None), ([], None), (["unavailable_after: 25 Jun 2030 15:00:00 PST"], None),
-])
+@pytest.mark.parametrize(
+    "values,found",
+    [
+        (["noai"], "noai"),
+        (["NoImageAI"], "noimageai"),
+        (["googlebot: noai"], "noai"),
+        (["noindex", "nofollow, noarchive"], None),
+        ([], None),
+        (["unavailable_after: 25 Jun 2030 15:00:00 PST"], None),
+    ],
+)
 def test_robots_tag_parsing(values, found):
     assert robots_refusal(values) == found
 
 
 def test_cli_json_summary_and_errors(workspace, site, tmp_path):
     listing = tmp_path / "urls.txt"
-    listing.write_text("\n".join([serve(site, "c.jpg", jpeg(8)), serve(site, "d.jpg", jpeg(9), **{"X-Robots-Tag": "noai"})]))
+    listing.write_text(
+        "\n".join([serve(site, "c.jpg", jpeg(8)), serve(site, "d.jpg", jpeg(9), **{"X-Robots-Tag": "noai"})])
+    )
     r = CliRunner().invoke(main, ["import-urls", str(listing), "--json", "--data", str(workspace.root)])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["added"] == 1 and out["duplicates"] == 0 and out["near_duplicates"] == 0
-    assert out["rejected"] == [{"url": SITE + "d.jpg", "reason": "X-Robots-Tag: noai (the publisher does not allow AI use)"}]
+    assert out["rejected"] == [
+        {"url": SITE + "d.jpg", "reason": "X-Robots-Tag: noai (the publisher does not allow AI use)"}
+    ]
 
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing yet\n")

@@ -82,8 +82,13 @@ def test_near_duplicates_are_linked_not_dropped(workspace, faces_dir):
     b = ingest_bytes(workspace, buf.getvalue(), name="b.jpg", source_kind="local", source_ref="b.jpg")
     assert a.status == b.status == "added"
     assert b.near_duplicates == [a.image_id]
-    c = ingest_bytes(workspace, (faces_dir / "dogs.jpg").read_bytes(), name="c.jpg", source_kind="local",
-                     source_ref="c.jpg")
+    c = ingest_bytes(
+        workspace,
+        (faces_dir / "dogs.jpg").read_bytes(),
+        name="c.jpg",
+        source_kind="local",
+        source_ref="c.jpg",
+    )
     assert c.near_duplicates == []
     with workspace.session() as s:
         links = s.scalars(select(NearDuplicate)).all()
@@ -93,9 +98,18 @@ def test_near_duplicates_are_linked_not_dropped(workspace, faces_dir):
 
 def test_provenance_fields_are_stored(workspace, faces_dir):
     data = (faces_dir / "bald_guys.jpg").read_bytes()
-    r = ingest_bytes(workspace, data, name="x.jpg", source_kind="instagram", source_ref="https://www.instagram.com/p/ABC/",
-                     query="halloween", owner="someone", shortcode="ABC", likes=7,
-                     provenance={"caption": "boo #halloween"})
+    r = ingest_bytes(
+        workspace,
+        data,
+        name="x.jpg",
+        source_kind="instagram",
+        source_ref="https://www.instagram.com/p/ABC/",
+        query="halloween",
+        owner="someone",
+        shortcode="ABC",
+        likes=7,
+        provenance={"caption": "boo #halloween"},
+    )
     with workspace.session() as s:
         row = s.get(Image, r.image_id)
     assert row.sha256 == sha256_bytes(data)

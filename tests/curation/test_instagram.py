@@ -5,6 +5,7 @@ www.instagram.com/graphql/query hashtag feed and post metadata queries, CDN imag
 JSON shaped like Instagram's. Faults are scripted per endpoint: 429, 401 "Please wait", login redirects,
 checkpoints, truncated bodies, connection drops.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -95,7 +96,9 @@ class FakePost:
     def feed_node(self) -> dict:
         """A post as the hashtag feed lists it (the owner comes as an id only, like Instagram's)."""
         return {
-            "__typename": "GraphSidecar" if self.sidecar else ("GraphVideo" if self.is_video else "GraphImage"),
+            "__typename": "GraphSidecar"
+            if self.sidecar
+            else ("GraphVideo" if self.is_video else "GraphImage"),
             "id": self.pk,
             "shortcode": self.shortcode,
             "display_url": self.url(0),
@@ -114,21 +117,34 @@ class FakePost:
 
     def media(self) -> dict:
         """The same post as Instagram's media web_info / mobile API returns it."""
+
         def version(i):
-            d = {"image_versions2": {"candidates": [{"url": self.url(i), "width": 1080, "height": 1080}]},
-                 "media_type": 2 if self.items[i] == "video" else 1}
+            d = {
+                "image_versions2": {"candidates": [{"url": self.url(i), "width": 1080, "height": 1080}]},
+                "media_type": 2 if self.items[i] == "video" else 1,
+            }
             if self.items[i] == "video":
                 d["video_versions"] = [{"url": self.url(i).replace("_n.mp4", "_v.mp4"), "type": 101}]
             return d
 
         m = {
             **version(0),  # the cover image; media_type below is the post's own
-            "code": self.shortcode, "pk": self.pk, "id": f"{self.pk}_{self.owner_id}",
+            "code": self.shortcode,
+            "pk": self.pk,
+            "id": f"{self.pk}_{self.owner_id}",
             "media_type": 8 if self.sidecar else (2 if self.is_video else 1),
-            "taken_at": self.taken_at, "like_count": self.likes, "comment_count": 3, "has_liked": False,
+            "taken_at": self.taken_at,
+            "like_count": self.likes,
+            "comment_count": 3,
+            "has_liked": False,
             "caption": {"text": self.caption, "pk": "1790"},
-            "user": {"pk": self.owner_id, "username": self.owner, "full_name": self.owner.title(),
-                     "is_private": False, "profile_pic_url": CDN + "pp.jpg"},
+            "user": {
+                "pk": self.owner_id,
+                "username": self.owner,
+                "full_name": self.owner.title(),
+                "is_private": False,
+                "profile_pic_url": CDN + "pp.jpg",
+            },
         }
         if self.sidecar:
             m["carousel_media"] = [version(i) for i in range(len(self.items))]
@@ -147,7 +163,9 @@ class FakeInstagram:
     feed_answer: dict | None = None  # replaces the feed page body (e.g. the hashtag gone from the answer)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (endpoint, key)
     bodies: dict[str, bytes] = field(default_factory=dict)  # URL path -> image bytes
-    gone: set[str] = field(default_factory=set)  # endpoints that answer 404 to everything (removed by Instagram)
+    gone: set[str] = field(
+        default_factory=set
+    )  # endpoints that answer 404 to everything (removed by Instagram)
 
     def __post_init__(self):
         self.posts = {}
@@ -170,7 +188,11 @@ class FakeInstagram:
     def _answer(self, endpoint: str, key: str, normal):
         self.calls.append((endpoint, key))
         if endpoint in self.gone:
-            return 404, {"Content-Type": "text/html"}, "<html><body>Sorry, this page isn't available.</body></html>"
+            return (
+                404,
+                {"Content-Type": "text/html"},
+                "<html><body>Sorry, this page isn't available.</body></html>",
+            )
         queue = self.faults.get(endpoint)
         if queue:
             a = queue.pop(0)
@@ -196,33 +218,68 @@ class FakeInstagram:
 
     def web_info(self, request):
         def normal():
-            section = {"layout_type": "media_grid", "feed_type": "media",
-                       "layout_content": {"medias": [{"media": p.media()} for p in self.top]}}
-            data = {"id": "17843853986012965", "name": TAG, "media_count": sum(map(len, self.pages)),
-                    "profile_pic_url": CDN + "tag.jpg", "allow_following": 1, "following": 0,
-                    "top": {"sections": [section] if self.top else [],
-                            "more_available": bool(self.top_pages), "next_max_id": "top1" if self.top_pages else None,
-                            "next_page": 1 if self.top_pages else None,
-                            "next_media_ids": [p.pk for p in self.top[-2:]] if self.top_pages else []},
-                    "recent": self.section_page(self.pages[0] if self.pages else [], len(self.pages) > 1,
-                                                "recent1" if len(self.pages) > 1 else None,
-                                                1 if len(self.pages) > 1 else None)}
+            section = {
+                "layout_type": "media_grid",
+                "feed_type": "media",
+                "layout_content": {"medias": [{"media": p.media()} for p in self.top]},
+            }
+            data = {
+                "id": "17843853986012965",
+                "name": TAG,
+                "media_count": sum(map(len, self.pages)),
+                "profile_pic_url": CDN + "tag.jpg",
+                "allow_following": 1,
+                "following": 0,
+                "top": {
+                    "sections": [section] if self.top else [],
+                    "more_available": bool(self.top_pages),
+                    "next_max_id": "top1" if self.top_pages else None,
+                    "next_page": 1 if self.top_pages else None,
+                    "next_media_ids": [p.pk for p in self.top[-2:]] if self.top_pages else [],
+                },
+                "recent": self.section_page(
+                    self.pages[0] if self.pages else [],
+                    len(self.pages) > 1,
+                    "recent1" if len(self.pages) > 1 else None,
+                    1 if len(self.pages) > 1 else None,
+                ),
+            }
             return 200, {"Content-Type": "application/json"}, json.dumps({"data": data, "status": "ok"})
 
         return self._answer("web_info", parse_qs(urlsplit(request.url).query)["tag_name"][0], normal)
 
     def current_user(self, request):
-        return self._answer("current_user", "", lambda: (200, {"Content-Type": "application/json"}, json.dumps(
-            {"user": {"pk": "4242", "username": self.username, "full_name": "Ghost"}, "status": "ok"})))
+        return self._answer(
+            "current_user",
+            "",
+            lambda: (
+                200,
+                {"Content-Type": "application/json"},
+                json.dumps(
+                    {"user": {"pk": "4242", "username": self.username, "full_name": "Ghost"}, "status": "ok"}
+                ),
+            ),
+        )
 
     @staticmethod
     def section_page(posts, more: bool, cursor: str | None, page: int | None = None) -> dict:
         """One page of the sections endpoint: rows of three medias, like the grid Instagram sends."""
-        rows = [posts[i:i + 3] for i in range(0, len(posts), 3)]
-        return {"sections": [{"layout_type": "media_grid", "feed_type": "media",
-                              "layout_content": {"medias": [{"media": p.media()} for p in row]}} for row in rows],
-                "more_available": more, "next_max_id": cursor, "next_page": page,
-                "next_media_ids": [p.pk for p in posts[-2:]] if more else [], "status": "ok"}
+        rows = [posts[i : i + 3] for i in range(0, len(posts), 3)]
+        return {
+            "sections": [
+                {
+                    "layout_type": "media_grid",
+                    "feed_type": "media",
+                    "layout_content": {"medias": [{"media": p.media()} for p in row]},
+                }
+                for row in rows
+            ],
+            "more_available": more,
+            "next_max_id": cursor,
+            "next_page": page,
+            "next_media_ids": [p.pk for p in posts[-2:]] if more else [],
+            "status": "ok",
+        }
 
     def _tab_pages(self, tab: str) -> list[list[FakePost]]:
         return self.pages if tab == "recent" else [self.top] + self.top_pages
@@ -231,7 +288,9 @@ class FakeInstagram:
         """The sections endpoint's answer for one page of a tab."""
         pages = self._tab_pages(tab)
         more = page + 1 < len(pages)
-        body = self.section_page(pages[page], more, f"{tab}{page + 1}" if more else None, page + 1 if more else None)
+        body = self.section_page(
+            pages[page], more, f"{tab}{page + 1}" if more else None, page + 1 if more else None
+        )
         return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
     def sections(self, request):
@@ -241,26 +300,39 @@ class FakeInstagram:
         if "max_id" in form:
             # The next page is asked with what the last one gave: its cursor, page number and media ids.
             assert form["max_id"][0] == f"{tab}{page}"
-            assert json.loads(form["next_media_ids"][0]) == [p.pk for p in self._tab_pages(tab)[page - 1][-2:]]
+            assert json.loads(form["next_media_ids"][0]) == [
+                p.pk for p in self._tab_pages(tab)[page - 1][-2:]
+            ]
         return self._answer("sections_" + tab, str(page), lambda: self.sections_normal(page, tab))
 
     def graphql_get(self, request):
         q = parse_qs(urlsplit(request.url).query)
         variables = json.loads(q["variables"][0])
         if q["query_hash"][0] == WHOAMI_QUERY:
-            return self._answer("whoami", "", lambda: (200, {}, json.dumps(
-                {"data": {"user": {"username": self.username, "id": "4242"}}, "status": "ok"})))
+            return self._answer(
+                "whoami",
+                "",
+                lambda: (
+                    200,
+                    {},
+                    json.dumps({"data": {"user": {"username": self.username, "id": "4242"}}, "status": "ok"}),
+                ),
+            )
         assert q["query_hash"][0] == HASHTAG_QUERY and variables["tag_name"] == TAG
-        page = int(variables.get("after", "cursor0")[len("cursor"):])
+        page = int(variables.get("after", "cursor0")[len("cursor") :])
 
         def normal():
             posts = self.pages[page]
             more = page + 1 < len(self.pages)
-            conn = {"count": sum(map(len, self.pages)),
-                    "page_info": {"has_next_page": more, "end_cursor": f"cursor{page + 1}" if more else None},
-                    "edges": [{"node": p.feed_node()} for p in posts]}
-            body = self.feed_answer or {"data": {"hashtag": {"name": TAG, "edge_hashtag_to_media": conn}},
-                                        "status": "ok"}
+            conn = {
+                "count": sum(map(len, self.pages)),
+                "page_info": {"has_next_page": more, "end_cursor": f"cursor{page + 1}" if more else None},
+                "edges": [{"node": p.feed_node()} for p in posts],
+            }
+            body = self.feed_answer or {
+                "data": {"hashtag": {"name": TAG, "edge_hashtag_to_media": conn}},
+                "status": "ok",
+            }
             return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
         return self._answer("feed", str(page), normal)
@@ -271,8 +343,13 @@ class FakeInstagram:
         shortcode = json.loads(form["variables"][0])["shortcode"]
 
         def normal():
-            body = {"data": {"xdt_api__v1__media__shortcode__web_info": {"items": [self.posts[shortcode].media()]}},
-                    "extensions": {"is_final": True}, "status": "ok"}
+            body = {
+                "data": {
+                    "xdt_api__v1__media__shortcode__web_info": {"items": [self.posts[shortcode].media()]}
+                },
+                "extensions": {"is_final": True},
+                "status": "ok",
+            }
             return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
         return self._answer("media", shortcode, normal)
@@ -280,8 +357,9 @@ class FakeInstagram:
     def cdn(self, request):
         path = urlsplit(request.url).path
         assert not path.endswith(".mp4"), "a video was downloaded"
-        return self._answer("cdn", path.rsplit("/", 1)[-1],
-                            lambda: (200, {"Content-Type": "image/jpeg"}, self.bodies[path]))
+        return self._answer(
+            "cdn", path.rsplit("/", 1)[-1], lambda: (200, {"Content-Type": "image/jpeg"}, self.bodies[path])
+        )
 
     def install(self, rsps: responses.RequestsMock) -> None:
         rsps.add_callback(responses.GET, WEB_INFO, callback=self.web_info)
@@ -289,9 +367,17 @@ class FakeInstagram:
         rsps.add_callback(responses.POST, GRAPHQL, callback=self.graphql_post)
         rsps.add_callback(responses.GET, CURRENT_USER, callback=self.current_user)
         rsps.add_callback(responses.POST, SECTIONS, callback=self.sections)
-        rsps.add_callback(responses.GET, "https://www.instagram.com/", callback=lambda r: (
-            200, {"Set-Cookie": "csrftoken=freshtoken; Domain=.instagram.com; Path=/"}, "<html></html>"))
+        rsps.add_callback(
+            responses.GET,
+            "https://www.instagram.com/",
+            callback=lambda r: (
+                200,
+                {"Set-Cookie": "csrftoken=freshtoken; Domain=.instagram.com; Path=/"},
+                "<html></html>",
+            ),
+        )
         import re
+
         rsps.add_callback(responses.GET, re.compile(re.escape(CDN) + r".*"), callback=self.cdn)
 
 
@@ -302,13 +388,17 @@ def network_down_for_probe(fake: FakeInstagram) -> None:
 
 def standard_pages() -> list[list[FakePost]]:
     return [
-        [FakePost("C0aaaaaaaa1", ["image"], owner="anna", caption="first light #ghostfaces #Portrait"),
-         FakePost("C0bbbbbbbb2", ["image", "video", "image"], owner="ben", likes=40),
-         FakePost("C0cccccccc3", ["video"], owner="cleo"),
-         FakePost("C0dddddddd4", ["image"], owner="dan")],
-        [FakePost("C0eeeeeeee5", ["image"], owner="eve"),
-         FakePost("C0ffffffff6", ["image", "image"], owner="fred"),
-         FakePost("C0gggggggg7", ["image"], owner="gus", taken_at=1_712_345_678)],
+        [
+            FakePost("C0aaaaaaaa1", ["image"], owner="anna", caption="first light #ghostfaces #Portrait"),
+            FakePost("C0bbbbbbbb2", ["image", "video", "image"], owner="ben", likes=40),
+            FakePost("C0cccccccc3", ["video"], owner="cleo"),
+            FakePost("C0dddddddd4", ["image"], owner="dan"),
+        ],
+        [
+            FakePost("C0eeeeeeee5", ["image"], owner="eve"),
+            FakePost("C0ffffffff6", ["image", "image"], owner="fred"),
+            FakePost("C0gggggggg7", ["image"], owner="gus", taken_at=1_712_345_678),
+        ],
     ]
 
 
@@ -329,6 +419,7 @@ def waits():
 def loader_factory(waits):
     def make(**kw):
         return make_loader(sleep=waits.append, pause_between_requests=False, **kw)
+
     return make
 
 
@@ -336,7 +427,9 @@ def loader_factory(waits):
 def logged_in(workspace, loader_factory):
     """A saved session, as `ghosts login` leaves it."""
     L = loader_factory()
-    L.load_session(USER, {"sessionid": "4242%3Asecret", "csrftoken": "tok", "ds_user_id": "4242", "mid": "m1"})
+    L.load_session(
+        USER, {"sessionid": "4242%3Asecret", "csrftoken": "tok", "ds_user_id": "4242", "mid": "m1"}
+    )
     save_session(workspace, L, "test")
     return workspace
 
@@ -359,6 +452,7 @@ def rows(ws):
 
 # -------------------------------------------------------------------------------------------------- tests
 
+
 def test_two_page_feed_stores_images_only_with_provenance(logged_in, fake, loader_factory):
     ws = logged_in
     summary = scrape(ws, loader_factory)
@@ -368,8 +462,14 @@ def test_two_page_feed_stores_images_only_with_provenance(logged_in, fake, loade
     assert t.added == 8 and t.videos_skipped == 2 and t.rejected == [] and t.failed == []
     assert fake.count("feed") == 2 and fake.count("web_info") == 1
     # Metadata is fetched once per post with images; the video post costs no request at all.
-    assert sorted(fake.keys("media")) == ["C0aaaaaaaa1", "C0bbbbbbbb2", "C0dddddddd4", "C0eeeeeeee5",
-                                          "C0ffffffff6", "C0gggggggg7"]
+    assert sorted(fake.keys("media")) == [
+        "C0aaaaaaaa1",
+        "C0bbbbbbbb2",
+        "C0dddddddd4",
+        "C0eeeeeeee5",
+        "C0ffffffff6",
+        "C0gggggggg7",
+    ]
     cdn = fake.keys("cdn")
     assert len(cdn) == 8 and len(set(cdn)) == 8
 
@@ -377,10 +477,23 @@ def test_two_page_feed_stores_images_only_with_provenance(logged_in, fake, loade
     assert len(images) == 8 and all(im.status == "new" and im.source_kind == "instagram" for im in images)
     assert all(ws.abspath(im.path).is_file() for im in images)
     by_key = {(im.shortcode, im.provenance["sidecar_index"]): im for im in images}
-    assert set(by_key) == {("C0aaaaaaaa1", None), ("C0bbbbbbbb2", 0), ("C0bbbbbbbb2", 2), ("C0dddddddd4", None),
-                           ("C0eeeeeeee5", None), ("C0ffffffff6", 0), ("C0ffffffff6", 1), ("C0gggggggg7", None)}
+    assert set(by_key) == {
+        ("C0aaaaaaaa1", None),
+        ("C0bbbbbbbb2", 0),
+        ("C0bbbbbbbb2", 2),
+        ("C0dddddddd4", None),
+        ("C0eeeeeeee5", None),
+        ("C0ffffffff6", 0),
+        ("C0ffffffff6", 1),
+        ("C0gggggggg7", None),
+    }
     im = by_key[("C0bbbbbbbb2", 2)]
-    assert (im.query, im.owner, im.likes, im.post_url) == (TAG, "ben", 40, "https://www.instagram.com/p/C0bbbbbbbb2/")
+    assert (im.query, im.owner, im.likes, im.post_url) == (
+        TAG,
+        "ben",
+        40,
+        "https://www.instagram.com/p/C0bbbbbbbb2/",
+    )
     assert im.source_ref == im.post_url
     assert im.taken_at.replace(tzinfo=dt.UTC) == dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC)
     p = im.provenance
@@ -388,7 +501,9 @@ def test_two_page_feed_stores_images_only_with_provenance(logged_in, fake, loade
     assert p["media_id"] == str(instaloader.Post.shortcode_to_mediaid("C0bbbbbbbb2"))
     assert (p["owner_username"], p["owner_id"], p["likes"]) == ("ben", "5150", 40)
     assert p["caption"] == "a portrait #ghostfaces #Film" and p["caption_hashtags"] == ["ghostfaces", "film"]
-    assert p["taken_at"] == "2023-11-14T22:13:20+00:00" and p["instaloader_version"] == instaloader.__version__
+    assert (
+        p["taken_at"] == "2023-11-14T22:13:20+00:00" and p["instaloader_version"] == instaloader.__version__
+    )
     assert p["sidecar_index"] == 2 and dt.datetime.fromisoformat(p["scraped_at"]).tzinfo is not None
     assert by_key[("C0aaaaaaaa1", None)].provenance["caption_hashtags"] == ["ghostfaces", "portrait"]
 
@@ -403,7 +518,9 @@ def test_two_page_feed_stores_images_only_with_provenance(logged_in, fake, loade
 
 
 def test_429_backs_off_with_a_reported_wait_then_succeeds(logged_in, fake, loader_factory, waits, caplog):
-    fake.fault("feed", (429, {"message": "Please wait a few minutes before you try again.", "status": "fail"}))
+    fake.fault(
+        "feed", (429, {"message": "Please wait a few minutes before you try again.", "status": "fail"})
+    )
     with caplog.at_level(logging.INFO, logger="ghosts.instagram"):
         summary = scrape(logged_in, loader_factory)
     assert summary.tags[0].added == 8 and summary.tags[0].stopped is None
@@ -424,12 +541,22 @@ def test_max_requests_per_hour_makes_the_scraper_wait(logged_in, fake, loader_fa
 
 def test_401_please_wait_stops_every_tag_and_exits_nonzero(logged_in, fake, monkeypatch):
     monkeypatch.setattr(instaloader.InstaloaderContext, "do_sleep", lambda self: None)
-    fake.fault("web_info", (401, {"message": "Please wait a few minutes before you try again.",
-                                  "require_login": True, "status": "fail"}))
-    fake.fault("current_user", (401, {"message": "Please wait a few minutes before you try again.",
-                                      "status": "fail"}))  # the probe too: the account, not the endpoint
-    r = cli(["scrape", "--tag", TAG, "--tag", "othertag", "--json", "--data",
-                                  str(logged_in.root)])
+    fake.fault(
+        "web_info",
+        (
+            401,
+            {
+                "message": "Please wait a few minutes before you try again.",
+                "require_login": True,
+                "status": "fail",
+            },
+        ),
+    )
+    fake.fault(
+        "current_user",
+        (401, {"message": "Please wait a few minutes before you try again.", "status": "fail"}),
+    )  # the probe too: the account, not the endpoint
+    r = cli(["scrape", "--tag", TAG, "--tag", "othertag", "--json", "--data", str(logged_in.root)])
     assert r.exit_code == 1
     assert "nothing could be fetched" in r.stderr and "rate limited" in r.stderr and "Retry after" in r.stderr
     out, _ = json.JSONDecoder().raw_decode(r.stdout)  # the summary (an error document may follow it)
@@ -440,7 +567,9 @@ def test_401_please_wait_stops_every_tag_and_exits_nonzero(logged_in, fake, monk
 
 def test_login_redirect_without_a_session_says_how_to_log_in(workspace, fake, monkeypatch):
     monkeypatch.setattr(instaloader.InstaloaderContext, "do_sleep", lambda self: None)
-    fake.fault("web_info", (302, "", {"Location": "https://www.instagram.com/accounts/login/?next=/explore/"}))
+    fake.fault(
+        "web_info", (302, "", {"Location": "https://www.instagram.com/accounts/login/?next=/explore/"})
+    )
     r = cli(["scrape", "--tag", TAG, "--data", str(workspace.root)])
     assert r.exit_code == 1
     assert "requires a logged-in session" in r.stderr
@@ -458,15 +587,31 @@ def test_login_redirect_of_a_saved_session_mid_feed_keeps_what_was_fetched(logge
 
 def fake_page(ig: FakeInstagram, page: int):
     posts = ig.pages[page]
-    conn = {"count": 7, "page_info": {"has_next_page": True, "end_cursor": f"cursor{page + 1}"},
-            "edges": [{"node": p.feed_node()} for p in posts]}
-    return 200, {"Content-Type": "application/json"}, json.dumps(
-        {"data": {"hashtag": {"name": TAG, "edge_hashtag_to_media": conn}}, "status": "ok"})
+    conn = {
+        "count": 7,
+        "page_info": {"has_next_page": True, "end_cursor": f"cursor{page + 1}"},
+        "edges": [{"node": p.feed_node()} for p in posts],
+    }
+    return (
+        200,
+        {"Content-Type": "application/json"},
+        json.dumps({"data": {"hashtag": {"name": TAG, "edge_hashtag_to_media": conn}}, "status": "ok"}),
+    )
 
 
 def test_checkpoint_on_the_feed_stops_with_the_cookie_advice(logged_in, fake, loader_factory):
-    fake.fault("feed", (400, {"message": "checkpoint_required", "checkpoint_url": "/challenge/AXF/",
-                              "lock": False, "status": "fail"}))
+    fake.fault(
+        "feed",
+        (
+            400,
+            {
+                "message": "checkpoint_required",
+                "checkpoint_url": "/challenge/AXF/",
+                "lock": False,
+                "status": "fail",
+            },
+        ),
+    )
     summary = scrape(logged_in, loader_factory)
     t = summary.tags[0]
     assert t.stop_kind == "checkpoint" and f"ghosts login {USER} --cookies firefox" in t.stopped
@@ -485,7 +630,9 @@ def test_truncated_image_bodies(logged_in, fake, loader_factory):
 
     t = scrape(logged_in, loader_factory).tags[0]
     assert t.added == 6 and t.incomplete == 1
-    assert len(t.failed) == 1 and "C0aaaaaaaa1" in t.failed[0]["url"] and "3 attempts" in t.failed[0]["reason"]
+    assert (
+        len(t.failed) == 1 and "C0aaaaaaaa1" in t.failed[0]["url"] and "3 attempts" in t.failed[0]["reason"]
+    )
     assert len(t.rejected) == 1 and "C0dddddddd4" in t.rejected[0]["url"]
     assert "truncated" in t.rejected[0]["reason"]
     refused = [im for im in rows(logged_in) if im.status == "rejected"]
@@ -501,8 +648,13 @@ def test_truncated_image_bodies(logged_in, fake, loader_factory):
 
 
 def test_resume_after_an_exception_mid_feed_loses_and_duplicates_nothing(logged_in, fake, loader_factory):
-    fake.fault("feed", lambda: fake_page(fake, 0), requests.ConnectionError("connection reset by peer"),
-               requests.ConnectionError("connection reset by peer"), requests.ConnectionError("reset"))
+    fake.fault(
+        "feed",
+        lambda: fake_page(fake, 0),
+        requests.ConnectionError("connection reset by peer"),
+        requests.ConnectionError("connection reset by peer"),
+        requests.ConnectionError("reset"),
+    )
     network_down_for_probe(fake)
     first = scrape(logged_in, loader_factory).tags[0]
     assert first.added == 4 and first.stop_kind == "network" and not first.finished
@@ -544,11 +696,19 @@ with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
 
 
 def test_kill_9_inside_a_sidecar_loses_nothing_and_the_next_run_finishes_it(logged_in, fake, loader_factory):
-    proc = subprocess.run([sys.executable, "-c", KILLED_SCRAPE, str(logged_in.root)], cwd=REPO, check=False,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_SCRAPE, str(logged_in.root)],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert [(im.shortcode, im.provenance["sidecar_index"]) for im in rows(logged_in)] == [
-        ("C0aaaaaaaa1", None), ("C0bbbbbbbb2", 0)]
+        ("C0aaaaaaaa1", None),
+        ("C0bbbbbbbb2", 0),
+    ]
     assert all(logged_in.abspath(im.path).is_file() for im in rows(logged_in))
     state = json.loads((logged_in.scrape_dir / f"{TAG}.json").read_text())
     assert state["in_flight"] == "C0bbbbbbbb2"
@@ -556,7 +716,9 @@ def test_kill_9_inside_a_sidecar_loses_nothing_and_the_next_run_finishes_it(logg
 
     t = scrape(logged_in, loader_factory).tags[0]
     assert t.added == 6 and t.finished and t.incomplete == 0
-    assert "C0bbbbbbbb2_0_n.jpg" not in fake.keys("cdn")  # the stored half of the sidecar is not fetched again
+    assert "C0bbbbbbbb2_0_n.jpg" not in fake.keys(
+        "cdn"
+    )  # the stored half of the sidecar is not fetched again
     per_post = Counter(im.shortcode for im in rows(logged_in))
     assert per_post["C0bbbbbbbb2"] == 2 and sum(per_post.values()) == 8
 
@@ -592,7 +754,10 @@ def test_accounts_that_asked_for_a_takedown_are_not_scraped(logged_in, fake, loa
 
 
 def test_top_posts_when_the_recent_feed_is_refused_and_top_only(logged_in, loader_factory):
-    top = [FakePost("C0hhhhhhhh8", ["image"], owner="hana"), FakePost("C0iiiiiiii9", ["image", "image"], owner="ivo")]
+    top = [
+        FakePost("C0hhhhhhhh8", ["image"], owner="hana"),
+        FakePost("C0iiiiiiii9", ["image", "image"], owner="ivo"),
+    ]
     ig = FakeInstagram(standard_pages(), top=top)
     ig.feed_answer = {"data": {"hashtag": None}, "status": "ok"}  # the feed query no longer answers
     ig.gone.add("sections_recent")  # nor does the sections endpoint's recent tab
@@ -614,8 +779,13 @@ def test_top_posts_when_the_recent_feed_is_refused_and_top_only(logged_in, loade
 
 
 def test_resume_position_of_another_account_is_not_used(logged_in, fake, loader_factory):
-    fake.fault("feed", lambda: fake_page(fake, 0), requests.ConnectionError("x"), requests.ConnectionError("x"),
-               requests.ConnectionError("x"))
+    fake.fault(
+        "feed",
+        lambda: fake_page(fake, 0),
+        requests.ConnectionError("x"),
+        requests.ConnectionError("x"),
+        requests.ConnectionError("x"),
+    )
     network_down_for_probe(fake)
     scrape(logged_in, loader_factory)
     L = loader_factory()
@@ -641,27 +811,49 @@ def test_scrape_cli_summary(logged_in, fake, monkeypatch):
     r = cli(["scrape", "--tag", "#GhostFaces", "--json", "--data", str(logged_in.root)])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["session"] == USER and out["added"] == 8 and out["videos_skipped"] == 2 and out["stopped"] == []
+    assert (
+        out["session"] == USER and out["added"] == 8 and out["videos_skipped"] == 2 and out["stopped"] == []
+    )
     r = cli(["scrape", "--tag", TAG, "--data", str(logged_in.root)])
     assert r.exit_code == 0 and f"#{TAG} (recent, feed done): added 0" in r.stdout
     assert "already in catalog 6 posts" in r.stdout
 
 
-@pytest.mark.parametrize("text,kind", [
-    (('Query to https://www.instagram.com/graphql/query responded with "401 Unauthorized": '
-      '{"message":"Please wait a few minutes before you try again.","status":"fail"}'), "wait"),
-    (('JSON Query to graphql/query: 403 Forbidden - "fail" status, message "login_required" when accessing '
-      'https://www.instagram.com/graphql/query?query_hash=x'), "logged_out"),
-    ('JSON Query to api/v1/tags/web_info/: 400 Bad Request - "fail" status, message "feedback_required"', "blocked"),
-    ('JSON Query to graphql/query: 429 Too Many Requests when accessing https://www.instagram.com/x?oe=6650A429',
-     "rate"),
-])
+@pytest.mark.parametrize(
+    "text,kind",
+    [
+        (
+            (
+                'Query to https://www.instagram.com/graphql/query responded with "401 Unauthorized": '
+                '{"message":"Please wait a few minutes before you try again.","status":"fail"}'
+            ),
+            "wait",
+        ),
+        (
+            (
+                'JSON Query to graphql/query: 403 Forbidden - "fail" status, message "login_required" when accessing '
+                "https://www.instagram.com/graphql/query?query_hash=x"
+            ),
+            "logged_out",
+        ),
+        (
+            'JSON Query to api/v1/tags/web_info/: 400 Bad Request - "fail" status, message "feedback_required"',
+            "blocked",
+        ),
+        (
+            "JSON Query to graphql/query: 429 Too Many Requests when accessing https://www.instagram.com/x?oe=6650A429",
+            "rate",
+        ),
+    ],
+)
 def test_refusals_are_classified_from_instaloaders_messages(text, kind):
     assert classify(instaloader.exceptions.AbortDownloadException(text), USER).kind == kind
 
 
 def test_cdn_digits_are_not_mistaken_for_statuses():
-    err = instaloader.exceptions.ConnectionException("timeout when accessing https://x.cdninstagram.com/a_401_n.jpg?oe=429")
+    err = instaloader.exceptions.ConnectionException(
+        "timeout when accessing https://x.cdninstagram.com/a_401_n.jpg?oe=429"
+    )
     assert classify(err, USER).kind == "network"
     assert rate_controller(make_loader(pause_between_requests=False)).max_requests_per_hour is None
 
@@ -673,7 +865,9 @@ def test_the_multi_tag_run_stops_after_an_account_wide_refusal_and_names_the_tag
         tried.append(tag)
         return "wait" if tag == "second" else "ok"
 
-    outcomes, skipped = scrape_each_tag(["first", "second", "third", "fourth"], scrape_one, lambda o: o == "wait")
+    outcomes, skipped = scrape_each_tag(
+        ["first", "second", "third", "fourth"], scrape_one, lambda o: o == "wait"
+    )
     assert tried == ["first", "second"]
     assert outcomes == ["ok", "wait"]
     assert skipped == ["third", "fourth"]

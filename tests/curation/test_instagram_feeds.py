@@ -3,6 +3,7 @@
 Same fake Instagram as test_instagram.py: `responses` answers instaloader's real requests (and ours to the
 hashtag sections endpoint) with JSON shaped like Instagram's, paged with `more_available` true.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,10 @@ from tests.curation.test_instagram import (
 # The fixtures of the Instagram tests, shared.
 fake, waits, loader_factory, logged_in = base.fake, base.waits, base.loader_factory, base.logged_in
 
-PLEASE_WAIT = (401, {"message": "Please wait a few minutes before you try again.", "require_login": True,
-                     "status": "fail"})
+PLEASE_WAIT = (
+    401,
+    {"message": "Please wait a few minutes before you try again.", "require_login": True, "status": "fail"},
+)
 
 
 def revoke_query_hash(fake: FakeInstagram) -> None:
@@ -39,7 +42,9 @@ def revoke_query_hash(fake: FakeInstagram) -> None:
     fake.fault("feed", *[PLEASE_WAIT] * 5)
 
 
-def test_a_revoked_recent_feed_falls_back_to_the_sections_endpoint_with_pagination(logged_in, fake, loader_factory):
+def test_a_revoked_recent_feed_falls_back_to_the_sections_endpoint_with_pagination(
+    logged_in, fake, loader_factory
+):
     revoke_query_hash(fake)
     t = scrape(logged_in, loader_factory).tags[0]
     assert (t.feed, t.finished, t.stopped, t.added) == ("sections", True, None, 8)
@@ -74,11 +79,18 @@ def test_resume_on_the_sections_feed(logged_in, fake, loader_factory):
         network_down_for_probe(fake)  # from now on the probe finds no network either
         raise requests.ConnectionError("Failed to establish a new connection")
 
-    fake.fault("sections_recent", lambda: fake.sections_normal(0), network_goes_down,
-               *[requests.ConnectionError("Failed to establish a new connection")] * 2)
+    fake.fault(
+        "sections_recent",
+        lambda: fake.sections_normal(0),
+        network_goes_down,
+        *[requests.ConnectionError("Failed to establish a new connection")] * 2,
+    )
     first = scrape(logged_in, loader_factory).tags[0]
     assert first.stop_kind == "network" and first.added == 4 and not first.finished
-    assert "Kept: 4 new images from #ghostfaces" in first.stopped and "Retry once the network is back" in first.stopped
+    assert (
+        "Kept: 4 new images from #ghostfaces" in first.stopped
+        and "Retry once the network is back" in first.stopped
+    )
     state = TagState.load(logged_in, TAG)
     assert state.feed == "sections" and state.frozen["max_id"] is None and state.frozen["skip"] == 3
 
@@ -97,7 +109,10 @@ def test_top_posts_page_through_the_sections_endpoint_and_resume(logged_in, load
     import responses
 
     top = [FakePost("C0hhhhhhhh8", ["image"], owner="hana"), FakePost("C0iiiiiiii9", ["image"], owner="ivo")]
-    more = [[FakePost("C0jjjjjjjj0", ["image"], owner="jo")], [FakePost("C0kkkkkkkkA", ["image"], owner="kim")]]
+    more = [
+        [FakePost("C0jjjjjjjj0", ["image"], owner="jo")],
+        [FakePost("C0kkkkkkkkA", ["image"], owner="kim")],
+    ]
     ig = FakeInstagram(standard_pages(), top=top, top_pages=more)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         ig.install(rsps)
@@ -126,9 +141,17 @@ def test_a_404_on_page_two_is_not_no_such_hashtag(logged_in, fake, loader_factor
 
 def test_a_rate_limited_account_stops_with_what_was_kept_and_when_to_retry(logged_in, fake, loader_factory):
     fake.fault("feed", lambda: fake_page(fake, 0), PLEASE_WAIT)
-    fake.fault("current_user", PLEASE_WAIT)  # the probe is refused the same way: the account, not the endpoint
-    summary = scrape_tags(logged_in, [TAG, "othertag"], session=USER, loader=loader_factory(), progress=False,
-                          sleep=lambda s: None)
+    fake.fault(
+        "current_user", PLEASE_WAIT
+    )  # the probe is refused the same way: the account, not the endpoint
+    summary = scrape_tags(
+        logged_in,
+        [TAG, "othertag"],
+        session=USER,
+        loader=loader_factory(),
+        progress=False,
+        sleep=lambda s: None,
+    )
     t = summary.tags[0]
     assert t.stop_kind == "wait" and t.added == 4 and summary.skipped_tags == ["othertag"]
     assert "rate limited" in t.stopped and "Kept: 4 new images" in t.stopped and "Retry after" in t.stopped
@@ -140,12 +163,18 @@ def test_a_logged_out_session_and_a_checkpoint_on_the_probe(logged_in, fake, loa
     revoke_query_hash(fake)
     fake.fault("current_user", (200, {"user": None, "status": "ok"}))
     t = scrape(logged_in, loader_factory).tags[0]
-    assert t.stop_kind == "logged_out" and f"ghosts login {USER}" in t.stopped and fake.count("sections_recent") == 0
+    assert (
+        t.stop_kind == "logged_out"
+        and f"ghosts login {USER}" in t.stopped
+        and fake.count("sections_recent") == 0
+    )
 
     fake.calls.clear()
     revoke_query_hash(fake)
-    fake.fault("current_user", *[(400, {"message": "checkpoint_required", "checkpoint_url": "/challenge/A/",
-                                        "status": "fail"})] * 3)
+    fake.fault(
+        "current_user",
+        *[(400, {"message": "checkpoint_required", "checkpoint_url": "/challenge/A/", "status": "fail"})] * 3,
+    )
     t = scrape(logged_in, loader_factory).tags[0]
     assert t.stop_kind == "checkpoint" and "--cookies firefox" in t.stopped
 
@@ -163,8 +192,14 @@ def test_every_feed_gone_points_to_another_scraper(logged_in, fake, loader_facto
     # web_info without its top section (twice: instaloader asks again for a key it lacks).
     bare = (200, {"data": {"id": "17843853986012965", "name": TAG, "media_count": 7}, "status": "ok"})
     fake.fault("web_info", bare, bare)
-    summary = scrape_tags(logged_in, [TAG, "othertag"], session=USER, loader=loader_factory(), progress=False,
-                          sleep=lambda s: None)
+    summary = scrape_tags(
+        logged_in,
+        [TAG, "othertag"],
+        session=USER,
+        loader=loader_factory(),
+        progress=False,
+        sleep=lambda s: None,
+    )
     t = summary.tags[0]
     assert t.stop_kind == "gone" and "import-scraped" in t.stopped and summary.skipped_tags == ["othertag"]
     assert len(t.notes) == 3 and summary.nothing_fetched_because_refused

@@ -203,8 +203,21 @@ def test_align_then_pack_then_verify_on_the_test_photos(tmp_path, faces_dir):
 
     runner = CliRunner()
     aligned, archive = tmp_path / "aligned", tmp_path / "faces.zip"
-    r = runner.invoke(main, ["align", str(faces_dir / "Tom_Cruise_avp_2014_4.jpg"), str(faces_dir / "2008_001322.jpg"),
-                             str(faces_dir / "dogs.jpg"), "--out", str(aligned), "--size", "64", "--workers", "1"])
+    r = runner.invoke(
+        main,
+        [
+            "align",
+            str(faces_dir / "Tom_Cruise_avp_2014_4.jpg"),
+            str(faces_dir / "2008_001322.jpg"),
+            str(faces_dir / "dogs.jpg"),
+            "--out",
+            str(aligned),
+            "--size",
+            "64",
+            "--workers",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     crops = sorted(aligned.glob("*.png"))
     assert len(crops) >= 2 and not list(aligned.glob("dogs_*"))

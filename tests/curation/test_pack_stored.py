@@ -1,5 +1,6 @@
 """Packing PNGs that already are what the archive holds: stored byte for byte after their checks, never decoded;
 everything else decoded as before, with the same pixels and provenance either way."""
+
 from __future__ import annotations
 
 import io
@@ -59,7 +60,9 @@ def test_what_is_not_storable_as_it_is(crops):
     assert storable_png(data, 64, "L") is None  # another mode
     assert storable_png(_png(rgb, transparency=(0, 0, 0)), 64, "RGB") is None  # tRNS changes pixels
     assert storable_png(data[:-12] + b"junk", 64, "RGB") is None  # no IEND
-    assert storable_png(_png(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])), 64, "RGB") is None  # RGBA
+    assert (
+        storable_png(_png(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])), 64, "RGB") is None
+    )  # RGBA
     assert storable_png(_png(rgb[..., 0]), 64, "RGB") is None  # grey, where the folder is RGB
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 1  # a bit flip inside the image data: its CRC no longer checks
@@ -95,8 +98,9 @@ def test_stored_and_decoded_inputs_give_the_same_archive_contents(crops, tmp_pat
             assert za.read_bytes(name) == (png_dir / f"f{i}.png").read_bytes()
             assert np.array_equal(np.asarray(za.read_image(name)), np.asarray(zb.read_image(name)))
         skip = {"image_sha256", "png_sha256", "original_path"}
-        assert [{k: v for k, v in r.items() if k not in skip} for r in za.provenance] == \
-               [{k: v for k, v in r.items() if k not in skip} for r in zb.provenance]
+        assert [{k: v for k, v in r.items() if k not in skip} for r in za.provenance] == [
+            {k: v for k, v in r.items() if k not in skip} for r in zb.provenance
+        ]
     again = pack_folder(png_dir, tmp_path / "again" / "a.zip", progress=False, workers=1)
     assert again.info.sha256 == a.info.sha256
 

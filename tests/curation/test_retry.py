@@ -1,5 +1,6 @@
 """Transient analysis failures are retried (by a plain rerun, or all errors with --retry-errors), a re-import
 says what state the image is in and how to retry, and analysis workers die with their parent (kill -9)."""
+
 from __future__ import annotations
 
 import errno
@@ -45,7 +46,10 @@ def test_a_store_file_missing_for_a_moment_is_retried_by_the_next_run(workspace,
     summary = ingest_paths(workspace, [faces_dir / PHOTO], progress=False)
     assert summary.duplicates == 1 and summary.added == 0
     [known] = summary.failed_before
-    assert "analysis failed: file missing" in known["state"] and "ghosts analyze --retry-errors" in known["state"]
+    assert (
+        "analysis failed: file missing" in known["state"]
+        and "ghosts analyze --retry-errors" in known["state"]
+    )
     path.with_suffix(".away").rename(path)
     s2 = analyze_workspace(workspace, workers=1, progress=False)
     assert (s2.retried, s2.analyzed, s2.error) == (1, 1, 0)
@@ -79,8 +83,9 @@ def test_undecodable_images_wait_for_retry_errors(workspace, faces_dir):
     path.write_bytes(good)  # repaired by hand
     again = analyze_workspace(workspace, workers=1, progress=False)
     assert again.retried == 0 and state(workspace)[0] == "error"  # a decode failure is not retried by itself
-    r = CliRunner().invoke(main, ["analyze", "--retry-errors", "--workers", "1", "--json",
-                                  "--data", str(workspace.root)])
+    r = CliRunner().invoke(
+        main, ["analyze", "--retry-errors", "--workers", "1", "--json", "--data", str(workspace.root)]
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert (doc["retried"], doc["analyzed"]) == (1, 1) and state(workspace)[0] == "analyzed"
@@ -110,16 +115,23 @@ def _alive(pid: int) -> bool:
 def test_analysis_workers_die_with_their_parent_on_kill_9(workspace, faces_dir):
     ingest_paths(workspace, sorted(faces_dir.glob("*.jpg")), progress=False)
     ghosts = Path(sys.executable).with_name("ghosts")
-    proc = subprocess.Popen([str(ghosts), "analyze", "--workers", "2", "--data", str(workspace.root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(ghosts), "analyze", "--workers", "2", "--data", str(workspace.root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             # The pool's workers (a resource tracker may be a child too: it exits by itself on EOF).
-            workers = [c for c in _children(proc.pid) if "multiprocessing" in
-                       Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")
-                       and "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
+            workers = [
+                c
+                for c in _children(proc.pid)
+                if "multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")
+                and "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")
+            ]
             if len(workers) >= 2:
                 break
             time.sleep(0.1)

@@ -1,4 +1,5 @@
 """The review app over HTTP (FastAPI TestClient on a real workspace): pages, decisions, undo, rounds, safety."""
+
 from __future__ import annotations
 
 import json
@@ -46,6 +47,7 @@ def client(workspace, cat):
 
 # --- the grid --------------------------------------------------------------------------------------------------
 
+
 def test_grid_lists_faces_best_first_with_counter(client, cat, workspace):
     r = client.get("/")
     ids = tile_ids(r.text)
@@ -54,7 +56,9 @@ def test_grid_lists_faces_best_first_with_counter(client, cat, workspace):
         scores = [s.get(Face, i).score for i in ids]
     assert scores == sorted(scores, reverse=True)
     assert re.search(r'id="count-accepted">0<', r.text) and re.search(r'id="count-target">5<', r.text)
-    assert f'src="/faces/{ids[0]}/preview" loading="eager" fetchpriority="high"' in r.text  # the first row at once
+    assert (
+        f'src="/faces/{ids[0]}/preview" loading="eager" fetchpriority="high"' in r.text
+    )  # the first row at once
 
 
 def test_grid_sorts_filters_and_pages(workspace, cat):
@@ -148,7 +152,12 @@ def test_deciding_while_paging_an_undecided_filter_skips_nobody(workspace):
             html = c.get(url).text
             ids = tile_ids(html)
             seen += ids
-            assert c.post("/api/decisions", json={"face_ids": ids, "decision": "accepted"}, headers=h).status_code == 200
+            assert (
+                c.post(
+                    "/api/decisions", json={"face_ids": ids, "decision": "accepted"}, headers=h
+                ).status_code
+                == 200
+            )
             url = next_link(html)
         assert sorted(seen) == sorted(cat["faces"]) and len(seen) == len(set(seen))
         snap = re.search(r"snap=([\w-]+)", c.get("/?decision=accepted").text).group(1)
@@ -160,8 +169,12 @@ def test_deciding_while_paging_an_undecided_filter_skips_nobody(workspace):
 def test_decision_filter_and_json_api(client, cat):
     csrf = csrf_of(client)
     a, b = cat["faces"][:2]
-    client.post("/api/decisions", json={"face_ids": [a], "decision": "accepted"}, headers={"x-csrf-token": csrf})
-    client.post("/api/decisions", json={"face_ids": [b], "decision": "rejected"}, headers={"x-csrf-token": csrf})
+    client.post(
+        "/api/decisions", json={"face_ids": [a], "decision": "accepted"}, headers={"x-csrf-token": csrf}
+    )
+    client.post(
+        "/api/decisions", json={"face_ids": [b], "decision": "rejected"}, headers={"x-csrf-token": csrf}
+    )
     assert tile_ids(client.get("/?decision=accepted").text) == [a]
     assert tile_ids(client.get("/?decision=rejected").text) == [b]
     assert len(tile_ids(client.get("/?decision=undecided").text)) == len(cat["faces"]) - 2
@@ -173,6 +186,7 @@ def test_decision_filter_and_json_api(client, cat):
 
 # --- decisions, undo, counter ----------------------------------------------------------------------------------
 
+
 def test_decide_and_undo_over_http(client, cat, workspace):
     csrf = csrf_of(client)
     h = {"x-csrf-token": csrf}
@@ -180,8 +194,11 @@ def test_decide_and_undo_over_http(client, cat, workspace):
     r = client.post("/api/decisions", json={"face_ids": [f1], "decision": "accepted"}, headers=h)
     assert r.status_code == 200, r.text
     assert r.json()["counts"]["accepted"] == 1 and r.json()["changes"] == [
-        {"face_id": f1, "decision": "accepted", "previous": "undecided", "rating": None}]
-    client.post("/api/decisions", json={"face_ids": [f2, f3], "decision": "rejected", "reason": "blurry"}, headers=h)
+        {"face_id": f1, "decision": "accepted", "previous": "undecided", "rating": None}
+    ]
+    client.post(
+        "/api/decisions", json={"face_ids": [f2, f3], "decision": "rejected", "reason": "blurry"}, headers=h
+    )
     with workspace.session() as s:
         assert s.get(Face, f2).decision == "rejected" and s.get(Face, f2).reason == "blurry"
         assert s.get(Face, f2).reviewer == "ann"
@@ -199,23 +216,40 @@ def test_decide_and_undo_over_http(client, cat, workspace):
 def test_decisions_typed_fast_go_together_but_undo_one_by_one(client, cat):
     h = {"x-csrf-token": csrf_of(client)}
     f1, f2 = cat["faces"][:2]
-    items = [{"face_ids": [f1], "decision": "accepted"}, {"face_ids": [f2], "decision": "rejected"},
-             {"face_ids": [f1], "decision": "skipped"}]
+    items = [
+        {"face_ids": [f1], "decision": "accepted"},
+        {"face_ids": [f2], "decision": "rejected"},
+        {"face_ids": [f1], "decision": "skipped"},
+    ]
     out = client.post("/api/decisions/many", json={"items": items}, headers=h).json()
-    assert [(c["face_id"], c["decision"]) for c in out["changes"]] == [(f1, "accepted"), (f2, "rejected"),
-                                                                        (f1, "skipped")]
+    assert [(c["face_id"], c["decision"]) for c in out["changes"]] == [
+        (f1, "accepted"),
+        (f2, "rejected"),
+        (f1, "skipped"),
+    ]
     assert out["counts"]["skipped"] == 1 and out["counts"]["rejected"] == 1
     assert client.post("/api/undo", headers=h).json()["changes"] == [
-        {"face_id": f1, "decision": "accepted", "previous": "skipped", "rating": None}]
+        {"face_id": f1, "decision": "accepted", "previous": "skipped", "rating": None}
+    ]
 
 
 def test_bad_decisions_are_refused_with_a_message(client, cat):
     h = {"x-csrf-token": csrf_of(client)}
-    assert client.post("/api/decisions", json={"face_ids": [], "decision": "accepted"}, headers=h).status_code == 422
-    assert client.post("/api/decisions", json={"face_ids": [cat["faces"][0]], "decision": "maybe"},
-                       headers=h).status_code == 422
-    r = client.post("/api/decisions", json={"face_ids": [cat["faces"][0]], "decision": "accepted",
-                                            "reason": "<script>"}, headers=h)
+    assert (
+        client.post("/api/decisions", json={"face_ids": [], "decision": "accepted"}, headers=h).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            "/api/decisions", json={"face_ids": [cat["faces"][0]], "decision": "maybe"}, headers=h
+        ).status_code
+        == 422
+    )
+    r = client.post(
+        "/api/decisions",
+        json={"face_ids": [cat["faces"][0]], "decision": "accepted", "reason": "<script>"},
+        headers=h,
+    )
     assert r.status_code == 422 and "short tag" in r.text
     r = client.post("/api/decisions", json={"face_ids": [999999], "decision": "accepted"}, headers=h)
     assert r.status_code == 200 and r.json()["kept"] == [999999] and r.json()["changes"] == []
@@ -262,11 +296,14 @@ def test_taken_down_photos_leave_the_review(client, workspace, cat):
 
 # --- rounds ----------------------------------------------------------------------------------------------------
 
+
 def test_selection_done_closes_the_round(client, cat, workspace):
     h = {"x-csrf-token": csrf_of(client)}
     client.post("/api/decisions", json={"face_ids": cat["faces"][:3], "decision": "accepted"}, headers=h)
     out = client.post("/api/rounds/complete", headers=h).json()
-    assert out["done"] and out["accepted"] == 3 and out["target"] == 5 and "3 faces accepted" in out["message"]
+    assert (
+        out["done"] and out["accepted"] == 3 and out["target"] == 5 and "3 faces accepted" in out["message"]
+    )
     with workspace.session() as s:
         rnd = s.get(ReviewRound, out["id"])
         assert rnd.done_at is not None and rnd.reviewer == "ann"
@@ -277,6 +314,7 @@ def test_selection_done_closes_the_round(client, cat, workspace):
 
 
 # --- detail view -----------------------------------------------------------------------------------------------
+
 
 def test_detail_panel_shows_faces_measures_provenance_and_duplicates(client, cat, workspace):
     img_a, img_b = cat["images"][:2]
@@ -307,17 +345,24 @@ def test_photos_view_lists_photos_without_faces(client, workspace, cat):
         s.get(Image, cat["images"][0]).status = "no_face"
     html = client.get("/photos").text
     assert re.findall(r'data-image-id="(\d+)"', html) == [str(cat["images"][0])]
-    assert len(re.findall(r'class="tile photo-tile" data-image-id', client.get("/photos?status=all").text)) == 6
+    assert (
+        len(re.findall(r'class="tile photo-tile" data-image-id', client.get("/photos?status=all").text)) == 6
+    )
     assert client.get("/photos?status=bogus").status_code == 422
 
 
 # --- manual crop -----------------------------------------------------------------------------------------------
 
+
 def _points(box):
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
-    return {"eye_left": [x0 + 0.3 * w, y0 + 0.4 * h], "eye_right": [x0 + 0.7 * w, y0 + 0.4 * h],
-            "mouth_left": [x0 + 0.35 * w, y0 + 0.75 * h], "mouth_right": [x0 + 0.65 * w, y0 + 0.75 * h]}
+    return {
+        "eye_left": [x0 + 0.3 * w, y0 + 0.4 * h],
+        "eye_right": [x0 + 0.7 * w, y0 + 0.4 * h],
+        "mouth_left": [x0 + 0.35 * w, y0 + 0.75 * h],
+        "mouth_right": [x0 + 0.65 * w, y0 + 0.75 * h],
+    }
 
 
 def test_manual_crop_preview_then_save(client, workspace, cat):
@@ -358,19 +403,35 @@ def test_manual_crop_refuses_bad_points(client, cat):
     assert r.status_code == 422 and "outside" in r.json()["detail"]
     same = _points([100, 60, 220, 200]) | {"eye_right": [130, 116]}
     same["eye_left"] = [130, 116]
-    assert "almost the same" in client.post(f"/api/images/{image}/manual", json=same, headers=h).json()["detail"]
+    assert (
+        "almost the same" in client.post(f"/api/images/{image}/manual", json=same, headers=h).json()["detail"]
+    )
     missing = {"eye_left": [1, 2]}
     assert client.post(f"/api/images/{image}/manual", json=missing, headers=h).status_code == 422
     nan = _points([100, 60, 220, 200]) | {"mouth_left": ["nan", 3]}
     assert client.post(f"/api/images/{image}/manual", json=nan, headers=h).status_code == 422
-    assert client.post("/api/images/999999/manual", json=_points([1, 1, 50, 50]), headers=h).status_code == 404
-    line = {"eye_left": [100, 100], "eye_right": [140, 101], "mouth_left": [180, 102], "mouth_right": [220, 103]}
+    assert (
+        client.post("/api/images/999999/manual", json=_points([1, 1, 50, 50]), headers=h).status_code == 404
+    )
+    line = {
+        "eye_left": [100, 100],
+        "eye_right": [140, 101],
+        "mouth_left": [180, 102],
+        "mouth_right": [220, 103],
+    }
     r = client.post(f"/api/images/{image}/manual/preview", json=line, headers=h)
     assert r.status_code == 422 and "one line" in r.json()["detail"]
     raw = json.dumps(_points([100, 60, 220, 200])).replace("[136.0, 116.0]", "[NaN, Infinity]", 1)
     assert "NaN" in raw
-    for bad in (raw, '{"eye_left": [1e400, 2], "eye_right": [1, 2], "mouth_left": [1, 2], "mouth_right": [1, 9]}'):
-        r = client.post(f"/api/images/{image}/manual/preview", content=bad, headers=h | {"content-type": "application/json"})
+    for bad in (
+        raw,
+        '{"eye_left": [1e400, 2], "eye_right": [1, 2], "mouth_left": [1, 2], "mouth_right": [1, 9]}',
+    ):
+        r = client.post(
+            f"/api/images/{image}/manual/preview",
+            content=bad,
+            headers=h | {"content-type": "application/json"},
+        )
         assert r.status_code == 422, (bad, r.text)
 
 
@@ -389,6 +450,7 @@ def test_manual_points_are_named_by_geometry_whatever_the_click_order(client, ca
 
 
 # --- pictures --------------------------------------------------------------------------------------------------
+
 
 def test_previews_and_photos_by_id_with_cache_headers(client, cat):
     r = client.get(f"/faces/{cat['faces'][0]}/preview")
@@ -431,6 +493,7 @@ def test_preview_path_outside_previews_is_not_served(client, cat, workspace):
 
 # --- safety ----------------------------------------------------------------------------------------------------
 
+
 def test_security_headers(client):
     r = client.get("/")
     csp = r.headers["content-security-policy"]
@@ -462,8 +525,9 @@ def test_a_restarted_server_hands_out_a_fresh_csrf_token(workspace, cat):
         old = csrf_of(first)
         cookies = dict(first.cookies)
     # The same browser (same cookies) against a restarted server (new secret).
-    with TestClient(create_app(workspace, ReviewConfig(reviewer="ann")), base_url="http://127.0.0.1",
-                    cookies=cookies) as c:
+    with TestClient(
+        create_app(workspace, ReviewConfig(reviewer="ann")), base_url="http://127.0.0.1", cookies=cookies
+    ) as c:
         assert c.post("/api/decisions", json=body, headers={"x-csrf-token": old}).status_code == 403
         fresh = c.get("/api/csrf").json()["csrf"]
         assert fresh != old
@@ -504,7 +568,10 @@ def test_token_checked_on_every_request(workspace, cat, caplog):
         assert c.get("/api/counts").status_code == 401  # no cookie carries the token
         signed = re.search(r'src="(/faces/\d+/preview\?exp=\d+&amp;sig=[0-9a-f]+)"', r.text).group(1)
         assert c.get(signed.replace("&amp;", "&")).status_code == 200
-        assert c.get(signed.replace("&amp;", "&").replace("/preview", "/../1/preview")).status_code in (401, 404)
+        assert c.get(signed.replace("&amp;", "&").replace("/preview", "/../1/preview")).status_code in (
+            401,
+            404,
+        )
         other = re.sub(r"/faces/\d+/", f"/faces/{cat['faces'][1]}/", signed.replace("&amp;", "&"))
         assert c.get(other).status_code == 401  # a signature is bound to its path
         expired = re.sub(r"exp=\d+", "exp=1000", signed.replace("&amp;", "&"))
@@ -516,11 +583,18 @@ def test_token_checked_on_every_request(workspace, cat, caplog):
         r = c.get("http://127.0.0.1//host.example", headers=auth, follow_redirects=False)
         assert r.status_code == 404 and "location" not in r.headers  # never an off-site redirect
         csrf = csrf_of(c, f"/?token={token}")
-        r = c.post("/api/decisions", json={"face_ids": [face], "decision": "accepted"},
-                   headers={"x-csrf-token": csrf} | auth)
+        r = c.post(
+            "/api/decisions",
+            json={"face_ids": [face], "decision": "accepted"},
+            headers={"x-csrf-token": csrf} | auth,
+        )
         assert r.status_code == 200
-        r = c.post("/api/decisions", json={"face_ids": [face], "decision": "accepted"},
-                   headers={"x-csrf-token": csrf}, params={"token": token})
+        r = c.post(
+            "/api/decisions",
+            json={"face_ids": [face], "decision": "accepted"},
+            headers={"x-csrf-token": csrf},
+            params={"token": token},
+        )
         assert r.status_code == 401  # a state change needs the header, not a URL
 
 
@@ -536,13 +610,26 @@ def test_bodies_are_capped_and_bad_input_is_a_4xx(client, cat, caplog):
 
     r = client.post("/api/decisions", content=chunks(), headers=h | {"content-type": "application/json"})
     assert r.status_code == 413  # no Content-Length: capped while reading
-    for body in ({"face_ids": [2**70], "decision": "accepted"}, {"face_ids": [-1], "decision": "accepted"},
-                 {"face_ids": [1], "decision": "accepted", "rating": 9}, {"face_ids": "1", "decision": "x"}):
+    for body in (
+        {"face_ids": [2**70], "decision": "accepted"},
+        {"face_ids": [-1], "decision": "accepted"},
+        {"face_ids": [1], "decision": "accepted", "rating": 9},
+        {"face_ids": "1", "decision": "x"},
+    ):
         r = client.post("/api/decisions", json=body, headers=h)
         assert r.status_code == 422 and r.json()["detail"].startswith("bad request"), (body, r.text)
-    for path in ("/?page=0", "/?page=99999999999999999999", "/?min_score=nan", "/?max_pose=1e999",
-                 f"/images/{2**70}", f"/faces/{2**70}/preview", "/api/faces/state?ids=1,x",
-                 f"/api/faces/state?ids={2**80}", "/images/1?face=abc", f"/images/{2**64}/panel"):
+    for path in (
+        "/?page=0",
+        "/?page=99999999999999999999",
+        "/?min_score=nan",
+        "/?max_pose=1e999",
+        f"/images/{2**70}",
+        f"/faces/{2**70}/preview",
+        "/api/faces/state?ids=1,x",
+        f"/api/faces/state?ids={2**80}",
+        "/images/1?face=abc",
+        f"/images/{2**64}/panel",
+    ):
         r = client.get(path)
         assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:200])
     assert client.post(f"/api/faces/{2**70}/delete", headers=h).status_code in (404, 422)
@@ -561,16 +648,29 @@ def test_access_log_behind_log_requests(workspace, cat, caplog):
 
 # --- scale -----------------------------------------------------------------------------------------------------
 
+
 def test_ten_thousand_faces_open_fast(workspace):
     """The first grid page of 10,000 candidates is one indexed query: well under a second."""
     ids = make_catalog(workspace, photos=2, faces_per_photo=1)["images"]
     with workspace.session() as s:
-        s.execute(insert(Face), [
-            {"image_id": ids[i % 2], "index": i + 2, "detector": "hog", "score": (i * 7919 % 1000) / 1000,
-             "flagged": i % 5 == 0, "quad_size": 200.0 if i % 5 == 0 else 900.0, "decision": "undecided",
-             "deleted": False, "manual": False, "upscaled": i % 5 == 0}
-            for i in range(10_000)
-        ])
+        s.execute(
+            insert(Face),
+            [
+                {
+                    "image_id": ids[i % 2],
+                    "index": i + 2,
+                    "detector": "hog",
+                    "score": (i * 7919 % 1000) / 1000,
+                    "flagged": i % 5 == 0,
+                    "quad_size": 200.0 if i % 5 == 0 else 900.0,
+                    "decision": "undecided",
+                    "deleted": False,
+                    "manual": False,
+                    "upscaled": i % 5 == 0,
+                }
+                for i in range(10_000)
+            ],
+        )
     with client_for(workspace) as c:
         c.get("/")  # warm the templates
         for path in ("/", "/?sort=likes", "/?sort=date&decision=undecided", "/?flag=flagged&page=16"):

@@ -1,4 +1,5 @@
 """`ghosts review` refuses to start unsafely or uselessly, with a message and exit status 1."""
+
 from __future__ import annotations
 
 import socket
@@ -27,8 +28,15 @@ def test_token_from_the_environment_is_accepted_but_port_in_use_is_reported(work
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        r = run("--data", str(workspace.root), "--host", "127.0.0.1", "--port", str(port),
-                env={"GHOSTS_REVIEW_TOKEN": "x" * 24})
+        r = run(
+            "--data",
+            str(workspace.root),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            env={"GHOSTS_REVIEW_TOKEN": "x" * 24},
+        )
     assert r.exit_code == 1 and f"port {port} on 127.0.0.1 is in use" in r.output
 
 
@@ -54,8 +62,13 @@ def test_status_lists_rounds_open_and_closed(workspace):
     r = CliRunner().invoke(main, ["status", "--data", str(workspace.root)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     lines = [x for x in r.output.splitlines() if x.startswith("round")]
-    assert lines[0].startswith(f"round    {first.id + 1} open since ") and "by ann, target 3, 1 decisions" in lines[0]
-    assert lines[1].startswith(f"round    {first.id} closed ") and "by bob: 2 accepted of target 3" in lines[1]
+    assert (
+        lines[0].startswith(f"round    {first.id + 1} open since ")
+        and "by ann, target 3, 1 decisions" in lines[0]
+    )
+    assert (
+        lines[1].startswith(f"round    {first.id} closed ") and "by bob: 2 accepted of target 3" in lines[1]
+    )
 
 
 def test_target_size_out_of_range_is_refused(workspace):

@@ -1,4 +1,5 @@
 """The review's plain functions on a real catalog: decide, multi-level undo, rounds and "Selection done"."""
+
 from __future__ import annotations
 
 import uuid
@@ -33,7 +34,9 @@ def test_decide_writes_history_and_current_state(workspace, faces):
         f = s.get(Face, faces[0])
         assert f.decided_at is not None
     assert [(r.face_id, r.decision, r.previous, r.reviewer) for r in rows] == [
-        (faces[0], "accepted", "undecided", "ann"), (faces[1], "accepted", "undecided", "ann")]
+        (faces[0], "accepted", "undecided", "ann"),
+        (faces[1], "accepted", "undecided", "ann"),
+    ]
     assert rows[0].decided_at == rows[1].decided_at  # one batch, one timestamp
 
 
@@ -121,8 +124,14 @@ def test_unreachable_prefect_keeps_the_round_open(workspace, faces):
 
     rnd = open_round(workspace, target=2, flow_run_id=str(uuid.uuid4()))
     decide(workspace, faces[:1], "accepted", "ann")
-    unreachable = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_MAX_RETRIES: 0}  # nothing listens
-    with temporary_settings(updates=unreachable), pytest.raises(GhostsError, match="could not resume .* still open"):
+    unreachable = {
+        PREFECT_API_URL: "http://127.0.0.1:9/api",
+        PREFECT_CLIENT_MAX_RETRIES: 0,
+    }  # nothing listens
+    with (
+        temporary_settings(updates=unreachable),
+        pytest.raises(GhostsError, match="could not resume .* still open"),
+    ):
         complete_selection(workspace, "ann", resume=resume_waiting_run)
     with workspace.session() as s:
         assert s.get(ReviewRound, rnd.id).done_at is None  # pressing the button again retries

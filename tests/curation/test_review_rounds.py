@@ -1,4 +1,5 @@
 """Rounds on record, ratings kept with decisions, and decisions serialised per face under concurrent requests."""
+
 from __future__ import annotations
 
 import threading
@@ -67,11 +68,15 @@ def test_concurrent_posts_keep_history_and_undo_right(workspace, faces):
 
         def tab(decision: str):
             for k in range(30):
-                r = c.post("/api/decisions", json={"face_ids": [faces[k % 3]], "decision": decision}, headers=h)
+                r = c.post(
+                    "/api/decisions", json={"face_ids": [faces[k % 3]], "decision": decision}, headers=h
+                )
                 if r.status_code != 200:
                     errors.append(r.text)
 
-        threads = [threading.Thread(target=tab, args=(d,)) for d in ("accepted", "rejected", "skipped", "accepted")]
+        threads = [
+            threading.Thread(target=tab, args=(d,)) for d in ("accepted", "rejected", "skipped", "accepted")
+        ]
         for t in threads:
             t.start()
         for t in threads:

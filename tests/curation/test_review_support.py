@@ -3,6 +3,7 @@
 The photos go through the real ingest path; the face rows and their 256-px preview files are written the way
 the analysis writes them, so the review app is exercised on a real catalog without running dlib.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,7 +32,7 @@ def preview_image(seed: int, size: int = 64) -> PILImage.Image:
     rng = np.random.default_rng(seed)
     colour = rng.integers(40, 255, 3)
     a = np.zeros((size, size, 3), np.uint8) + colour.astype(np.uint8)
-    a[size // 3: size // 3 + 4, size // 4: 3 * size // 4] = 0  # "eyes"
+    a[size // 3 : size // 3 + 4, size // 4 : 3 * size // 4] = 0  # "eyes"
     return PILImage.fromarray(a)
 
 
@@ -43,19 +44,45 @@ def landmarks_in(box: list[float]) -> list[list[float]]:
     return [[float(cx + rx * np.cos(a)), float(cy + ry * np.sin(a))] for a in t]
 
 
-def add_face(ws, image_id: int, *, index: int = 0, score: float = 0.5, seed: int = 0, box=None, flagged=False,
-             upscaled=False, padding: float = 0.0, yaw: float = 0.0, blur: float = 120.0, preview: bool = True,
-             **extra) -> int:
+def add_face(
+    ws,
+    image_id: int,
+    *,
+    index: int = 0,
+    score: float = 0.5,
+    seed: int = 0,
+    box=None,
+    flagged=False,
+    upscaled=False,
+    padding: float = 0.0,
+    yaw: float = 0.0,
+    blur: float = 120.0,
+    preview: bool = True,
+    **extra,
+) -> int:
     box = box or [40.0 + 10 * index, 30.0, 140.0 + 10 * index, 150.0]
     x0, y0, x1, y1 = box
     with ws.session() as s:
         face = Face(
-            image_id=image_id, index=index, detector="hog", det_score=1.0, box=box, landmarks=landmarks_in(box),
+            image_id=image_id,
+            index=index,
+            detector="hog",
+            det_score=1.0,
+            box=box,
+            landmarks=landmarks_in(box),
             # Measures that agree with the flags asked for: an upscaled face's crop is smaller than the target.
-            quad=[[x0, y0], [x0, y1], [x1, y1], [x1, y0]], eye_dist=(x1 - x0) / 3,
+            quad=[[x0, y0], [x0, y1], [x1, y1], [x1, y0]],
+            eye_dist=(x1 - x0) / 3,
             quad_size=(x1 - x0) if upscaled else 2048.0,
-            padding=padding, blur=blur, roll=0.0, yaw=yaw, upscaled=upscaled, flagged=flagged, score=score,
-            quality={"score": score, "sharpness": 0.8}, **extra,
+            padding=padding,
+            blur=blur,
+            roll=0.0,
+            yaw=yaw,
+            upscaled=upscaled,
+            flagged=flagged,
+            score=score,
+            quality={"score": score, "sharpness": 0.8},
+            **extra,
         )
         s.add(face)
         s.flush()
@@ -75,9 +102,16 @@ def make_catalog(ws, photos: int = 6, faces_per_photo: int = 2) -> dict[str, lis
     for i in range(photos):
         tag = TAGS[i % len(TAGS)]
         r = ingest_bytes(
-            ws, photo_bytes(i), name=f"post{i}.png", source_kind="instagram",
-            source_ref=f"https://www.instagram.com/p/SC{i}/", query=tag, owner=f"user{i}", shortcode=f"SC{i}",
-            post_url=f"https://www.instagram.com/p/SC{i}/", likes=10 * i,
+            ws,
+            photo_bytes(i),
+            name=f"post{i}.png",
+            source_kind="instagram",
+            source_ref=f"https://www.instagram.com/p/SC{i}/",
+            query=tag,
+            owner=f"user{i}",
+            shortcode=f"SC{i}",
+            post_url=f"https://www.instagram.com/p/SC{i}/",
+            likes=10 * i,
             taken_at=dt.datetime(2024, 1, 1 + i, tzinfo=dt.UTC),
             provenance={"caption": f"photo {i} #{tag} <b>bold</b>", "caption_hashtags": [tag, "friends"]},
         )
@@ -86,8 +120,17 @@ def make_catalog(ws, photos: int = 6, faces_per_photo: int = 2) -> dict[str, lis
         with ws.session() as s:
             s.get(Image, r.image_id).status = "analyzed"
         for k in range(faces_per_photo):
-            face_ids.append(add_face(ws, r.image_id, index=k, score=round(0.1 + 0.8 * ((i * 7 + k * 3) % 10) / 10, 2),
-                                     seed=i * 10 + k, flagged=(k == 1), upscaled=(k == 1)))
+            face_ids.append(
+                add_face(
+                    ws,
+                    r.image_id,
+                    index=k,
+                    score=round(0.1 + 0.8 * ((i * 7 + k * 3) % 10) / 10, 2),
+                    seed=i * 10 + k,
+                    flagged=(k == 1),
+                    upscaled=(k == 1),
+                )
+            )
     return {"images": image_ids, "faces": face_ids}
 
 

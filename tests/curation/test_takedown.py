@@ -139,7 +139,7 @@ OWNER = "Zoé_Ghostwriter"  # non-ASCII, mixed case: searched for in every spell
 def _needles(data: bytes, n: int = 3, size: int = 48) -> list[bytes]:
     """`n` slices of `data` from its middle part (headers are shared by many files; the middle is not)."""
     step = max(1, (len(data) - size) // (n + 1))
-    return [data[step * (k + 1): step * (k + 1) + size] for k in range(n)]
+    return [data[step * (k + 1) : step * (k + 1) + size] for k in range(n)]
 
 
 def _workspace_hits(root, needles: dict[str, list[bytes]]) -> dict[str, list[str]]:
@@ -226,7 +226,9 @@ def test_takedown_without_purge_says_which_old_archives_still_hold_the_faces(scr
         assert (row.path, row.owner, row.post_url, row.shortcode, row.source_ref) == (None,) * 5
         assert row.provenance == {"takedown": r.takedown_id}
         for f in row.faces:
-            assert (f.landmarks, f.quad, f.box, f.descriptor, f.preview_path, f.deleted) == (None,) * 5 + (True,)
+            assert (f.landmarks, f.quad, f.box, f.descriptor, f.preview_path, f.deleted) == (None,) * 5 + (
+                True,
+            )
 
 
 def test_takedown_while_another_process_reads_the_catalog_says_the_file_is_not_scrubbed_yet(scraped):
@@ -235,7 +237,9 @@ def test_takedown_while_another_process_reads_the_catalog_says_the_file_is_not_s
     ws, _ = scraped
     reader = sqlite3.connect(ws.catalog_file, isolation_level=None)
     reader.execute("BEGIN")
-    reader.execute("SELECT count(*) FROM images").fetchone()  # holds a read snapshot: the log cannot be emptied
+    reader.execute(
+        "SELECT count(*) FROM images"
+    ).fetchone()  # holds a read snapshot: the log cannot be emptied
     try:
         r = takedown(ws, owner="bob", reason="asked", progress=False)
     finally:

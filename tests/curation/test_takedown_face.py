@@ -1,6 +1,7 @@
 """`ghosts takedown --face PHOTO`: the matches are listed and confirmed, then that person's photos are
 removed (a new dataset version without them) and no one else's. The collage of four men is cut into one
 photo per face (in the test's temporary folder), so each man has six photos of his own."""
+
 from __future__ import annotations
 
 import pytest
@@ -71,7 +72,9 @@ def test_takedown_by_face_removes_that_person_only(tiles_ws):
     assert {sha for sha in status if status[sha] == "excluded"} == statham
     assert all(status[sha] == "analyzed" for sha in others)
     with ws.session() as s:
-        gone = s.execute(select(Face.descriptor, Face.deleted).join(Image).where(Image.sha256.in_(statham))).all()
+        gone = s.execute(
+            select(Face.descriptor, Face.deleted).join(Image).where(Image.sha256.in_(statham))
+        ).all()
     assert gone and all(d is None and deleted for d, deleted in gone)
     assert "new version people v2: 19 images (6 removed)" in done.output
     with ws.session() as s:
@@ -85,6 +88,7 @@ def test_takedown_by_face_removes_that_person_only(tiles_ws):
 
 def test_takedown_by_face_needs_a_photo_of_one_face(tiles_ws, faces_dir):
     ws, _ = tiles_ws
-    result = CliRunner().invoke(main, ["takedown", "--face", str(faces_dir / BALD), "--yes", "--reason", "x",
-                                       "--data", str(ws.root)])
+    result = CliRunner().invoke(
+        main, ["takedown", "--face", str(faces_dir / BALD), "--yes", "--reason", "x", "--data", str(ws.root)]
+    )
     assert result.exit_code != 0 and "crop it to the one person" in result.output

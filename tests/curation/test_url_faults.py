@@ -1,4 +1,5 @@
 """import-urls never stops for one bad URL, and a download has a total deadline, not only a per-read timeout."""
+
 from __future__ import annotations
 
 import io
@@ -20,7 +21,9 @@ from flows.cli import main
 
 def jpeg(seed: int) -> bytes:
     buf = io.BytesIO()
-    PILImage.fromarray(np.random.default_rng(seed).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    PILImage.fromarray(np.random.default_rng(seed).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        buf, "JPEG"
+    )
     return buf.getvalue()
 
 
@@ -54,8 +57,10 @@ class Loopback:
         with conn:
             request = conn.recv(65536).decode("latin-1")
             path = request.split(" ")[1] if " " in request else "/"
-            head = (f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {len(self.body)}\r\n"
-                    "Connection: close\r\n\r\n").encode()
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {len(self.body)}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
             try:
                 conn.sendall(head)
                 if path == "/drip.jpg":
@@ -93,11 +98,25 @@ def test_a_drip_feeding_server_is_cut_off_at_the_deadline(server):
         assert fetch_image(session, server.url("ok.jpg"), deadline_s=3.0).data == server.body
 
 
-@pytest.mark.parametrize("bad", ["http://[::1/x.jpg", "http://exa mple.com:99999/x.jpg", "http://:80/x.jpg",
-                                 "https://ex\u00e4mple..com/x.jpg", "http://127.0.0.1:notaport/x.jpg"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "http://[::1/x.jpg",
+        "http://exa mple.com:99999/x.jpg",
+        "http://:80/x.jpg",
+        "https://ex\u00e4mple..com/x.jpg",
+        "http://127.0.0.1:notaport/x.jpg",
+    ],
+)
 def test_malformed_urls_are_refused_one_by_one(workspace, server, bad):
-    summary = import_urls(workspace, [bad, server.url("ok.jpg")], progress=False, sleep=lambda s: None,
-                          attempts=1, timeout=(2.0, 2.0))
+    summary = import_urls(
+        workspace,
+        [bad, server.url("ok.jpg")],
+        progress=False,
+        sleep=lambda s: None,
+        attempts=1,
+        timeout=(2.0, 2.0),
+    )
     assert summary.added == 1
     [refused] = summary.rejected
     assert refused["url"] == bad and refused["reason"].startswith(("invalid URL", "connection failed"))
@@ -106,13 +125,16 @@ def test_malformed_urls_are_refused_one_by_one(workspace, server, bad):
 def test_cli_import_urls_reports_each_url_and_ends_with_its_summary(workspace, server, tmp_path):
     listing = tmp_path / "urls.txt"
     listing.write_text("\n".join(["http://[::1/x.jpg", server.url("drip.jpg"), server.url("ok.jpg")]) + "\n")
-    r = CliRunner().invoke(main, ["import-urls", str(listing), "--deadline", "2", "--timeout", "5",
-                                  "--data", str(workspace.root)])
+    r = CliRunner().invoke(
+        main,
+        ["import-urls", str(listing), "--deadline", "2", "--timeout", "5", "--data", str(workspace.root)],
+    )
     assert r.exit_code == 0, r.output
     assert "refused http://[::1/x.jpg: invalid URL" in r.stdout
     assert f"refused {server.url('drip.jpg')}: too slow" in r.stdout
     assert r.stdout.splitlines()[0].startswith("added 1,") and "refused 2" in r.stdout
-    r = CliRunner().invoke(main, ["import-urls", str(listing), "--deadline", "2", "--json",
-                                  "--data", str(workspace.root)])
+    r = CliRunner().invoke(
+        main, ["import-urls", str(listing), "--deadline", "2", "--json", "--data", str(workspace.root)]
+    )
     doc = json.loads(r.stdout)
     assert r.exit_code == 0 and doc["duplicates"] == 1 and len(doc["rejected"]) == 2

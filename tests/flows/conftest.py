@@ -4,6 +4,7 @@ Prefect reads some settings when it is first imported, so the environment is set
 module of this folder imports it; the harness fixture repeats the important ones with temporary_settings in
 case another folder's tests imported Prefect first.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -36,7 +37,11 @@ def prefect_api(tmp_path_factory):
     from prefect.testing.utilities import prefect_test_harness
 
     home = tmp_path_factory.mktemp("prefect-home")
-    updates = {PREFECT_HOME: home, PREFECT_SERVER_ANALYTICS_ENABLED: False, PREFECT_RESULTS_PERSIST_BY_DEFAULT: False}
+    updates = {
+        PREFECT_HOME: home,
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        PREFECT_RESULTS_PERSIST_BY_DEFAULT: False,
+    }
     with temporary_settings(updates=updates), prefect_test_harness(server_startup_timeout=90):
         from prefect.settings import get_current_settings
 

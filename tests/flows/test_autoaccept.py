@@ -1,4 +1,5 @@
 """The --auto-accept rule: parsing with clear errors, and applying it to a real catalog."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,21 +17,24 @@ def test_parse_rule_reads_every_clause_kind():
     assert parse_rule("Score>0.5").conditions == (Condition("score", ">", 0.5),)
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("", "needs a rule"),
-    ("score>=0.6,,max=2", "empty clause"),
-    ("score>=0.6,", "empty clause"),
-    ("beauty>=3", "unknown measure 'beauty'"),
-    ("score=0.6", "compare with"),
-    ("score>=high", "'high' is not a number"),
-    ("score>=nan", "finite"),
-    ("max=0", "at least 1"),
-    ("max=2.5", "whole number"),
-    ("max=2,max=3", "once"),
-    ("max>=2", "write max=N"),
-    ("flagged=maybe", "flagged=no"),
-    ("score 0.6", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "needs a rule"),
+        ("score>=0.6,,max=2", "empty clause"),
+        ("score>=0.6,", "empty clause"),
+        ("beauty>=3", "unknown measure 'beauty'"),
+        ("score=0.6", "compare with"),
+        ("score>=high", "'high' is not a number"),
+        ("score>=nan", "finite"),
+        ("max=0", "at least 1"),
+        ("max=2.5", "whole number"),
+        ("max=2,max=3", "once"),
+        ("max>=2", "write max=N"),
+        ("flagged=maybe", "flagged=no"),
+        ("score 0.6", "cannot read"),
+    ],
+)
 def test_parse_rule_errors_say_what_is_wrong(text, fragment):
     with pytest.raises(RuleError) as e:
         parse_rule(text)
@@ -42,7 +46,9 @@ def _faces(ws, scores: list[float | None], flagged: set[int] = frozenset()) -> l
     ids = []
     with ws.session() as s:
         for i, score in enumerate(scores):
-            im = Image(sha256=f"{i:064x}", path=f"images/{i:02x}/x.jpg", source_kind="local", status="analyzed")
+            im = Image(
+                sha256=f"{i:064x}", path=f"images/{i:02x}/x.jpg", source_kind="local", status="analyzed"
+            )
             s.add(im)
             s.flush()
             f = Face(image_id=im.id, index=0, detector="hog", score=score, flagged=i in flagged, yaw=float(i))
@@ -82,5 +88,10 @@ def test_apply_rule_with_no_match_changes_nothing(workspace):
     _faces(workspace, [0.1, 0.2])
     res = apply_rule(workspace, "score>=0.6")
     assert res.accepted == [] and res.candidates == 0
-    assert res.as_dict() == {"rule": "score>=0.6", "candidates": 0, "accepted_before": 0, "accepted_now": 0,
-                             "accepted_total": 0}
+    assert res.as_dict() == {
+        "rule": "score>=0.6",
+        "candidates": 0,
+        "accepted_before": 0,
+        "accepted_now": 0,
+        "accepted_total": 0,
+    }

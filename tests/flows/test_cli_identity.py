@@ -1,5 +1,6 @@
 """`ghosts memorization` and `ghosts people` from the command line: real snapshots, archives of real face
 crops and a real workspace; the outcome is what the user reads (JSON, the sheet, clear errors)."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ def archive(tmp_path_factory, faces_dir):
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
     torch.manual_seed(0)
-    G = Generator(z_dim=64, w_dim=64, img_resolution=RES, channel_base=2048, channel_max=64,
-                  mapping_layers=2).eval()
+    G = Generator(
+        z_dim=64, w_dim=64, img_resolution=RES, channel_base=2048, channel_max=64, mapping_layers=2
+    ).eval()
     stem = tmp_path_factory.mktemp("net") / "network-snapshot-000000"
     save_snapshot(stem, G=G, G_ema=G)
     return stem
@@ -39,12 +41,32 @@ def snapshot(tmp_path_factory):
 
 def test_memorization_reports_json_and_writes_the_sheet(archive, snapshot, tmp_path):
     sheet = tmp_path / "sheet.png"
-    result = CliRunner().invoke(main, ["memorization", "--network", str(snapshot), "--archive", str(archive),
-                                       "--samples", "3", "--first-seed", "4", "--trunc", "0.7", "--json",
-                                       "--out", str(sheet), "--device", "cpu"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "memorization",
+            "--network",
+            str(snapshot),
+            "--archive",
+            str(archive),
+            "--samples",
+            "3",
+            "--first-seed",
+            "4",
+            "--trunc",
+            "0.7",
+            "--json",
+            "--out",
+            str(sheet),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["seeds"] == [4, 5, 6] and report["truncation_psi"] == 0.7 and report["training_images"] == 24
+    assert (
+        report["seeds"] == [4, 5, 6] and report["truncation_psi"] == 0.7 and report["training_images"] == 24
+    )
     assert report["fraction_same_person"] == 0.0  # an untrained network copies nobody
     assert len(report["pairs"]) == 3 and report["sheet"] == str(sheet)
     with PIL.Image.open(sheet) as im:
@@ -53,12 +75,34 @@ def test_memorization_reports_json_and_writes_the_sheet(archive, snapshot, tmp_p
 
 def test_memorization_plain_summary_and_a_missing_archive(archive, snapshot, tmp_path):
     runner = CliRunner()
-    ok = runner.invoke(main, ["memorization", "--network", str(snapshot), "--archive", str(archive),
-                              "--samples", "2", "--device", "cpu"])
+    ok = runner.invoke(
+        main,
+        [
+            "memorization",
+            "--network",
+            str(snapshot),
+            "--archive",
+            str(archive),
+            "--samples",
+            "2",
+            "--device",
+            "cpu",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert "2 generated faces against 24 training faces: 0.0% look like faces" in ok.output
-    missing = runner.invoke(main, ["memorization", "--network", str(snapshot), "--archive",
-                                   str(tmp_path / "nope.zip"), "--device", "cpu"])
+    missing = runner.invoke(
+        main,
+        [
+            "memorization",
+            "--network",
+            str(snapshot),
+            "--archive",
+            str(tmp_path / "nope.zip"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert missing.exit_code == 1 and "not found" in missing.output
 
 
@@ -75,4 +119,6 @@ def test_people_groups_a_workspace_analysed_without_identities(workspace, faces_
     assert (summary["described"], summary["clustered"], summary["people"]) == (24, 24, 4)
     assert summary["largest_share"] == 0.25
     again = runner.invoke(main, ["people", "--data", str(workspace.root)])
-    assert again.exit_code == 0 and again.output.startswith("described 0 faces, grouped 0 (0 new people); 4 people")
+    assert again.exit_code == 0 and again.output.startswith(
+        "described 0 faces, grouped 0 (0 new people); 4 people"
+    )

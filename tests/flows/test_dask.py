@@ -1,4 +1,5 @@
 """Analysis fanned out to a Dask cluster gives exactly what threads give."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,9 +14,20 @@ from curation.catalog.workspace import open_workspace
 def _faces(ws) -> list[tuple]:
     """Everything analysis wrote, keyed by the photo's content, rounded past float noise."""
     with ws.session() as s:
-        rows = s.execute(select(Image.sha256, Image.status, Face.index, Face.box, Face.landmarks, Face.quad,
-                                Face.score, Face.flagged)
-                         .outerjoin(Face, Face.image_id == Image.id).order_by(Image.sha256, Face.index)).all()
+        rows = s.execute(
+            select(
+                Image.sha256,
+                Image.status,
+                Face.index,
+                Face.box,
+                Face.landmarks,
+                Face.quad,
+                Face.score,
+                Face.flagged,
+            )
+            .outerjoin(Face, Face.image_id == Image.id)
+            .order_by(Image.sha256, Face.index)
+        ).all()
 
     def rnd(v):
         if isinstance(v, list):

@@ -1,4 +1,5 @@
 """`ghosts demo` end to end, small: synthetic posts -> the pipeline flow -> a trained checkpoint and pictures."""
+
 import numpy as np
 from click.testing import CliRunner
 from PIL import Image
@@ -8,8 +9,9 @@ from flows.cli import main
 
 def test_demo_runs_the_whole_chain(prefect_api, tmp_path):
     out = tmp_path / "demo"
-    r = CliRunner().invoke(main, ["demo", "--out", str(out), "--posts", "16", "--kimg", "0.04"],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        main, ["demo", "--out", str(out), "--posts", "16", "--kimg", "0.04"], catch_exceptions=False
+    )
     assert r.exit_code == 0, r.output
     lines = {l.split()[0]: l.split()[-1] for l in r.output.splitlines() if l.strip() and len(l.split()) >= 2}
     archive, grid, morph = lines["archive"], lines["fakes"], lines["morph"]

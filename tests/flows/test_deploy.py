@@ -1,4 +1,5 @@
 """`ghosts serve`'s deployments: the cron schedule is registered, and a frozen event starts a train run."""
+
 from __future__ import annotations
 
 import httpx
@@ -34,32 +35,64 @@ def test_schedule_and_train_on_freeze_trigger(prefect_api, tmp_path):
     from flows.events import DATASET_FROZEN, dataset_resource
     from flows.train import TrainSettings
 
-    opts = ServeOptions(data=str(tmp_path), cron="0 3 * * *", timezone="Europe/Paris", tags=["halloweenmakeup"],
-                        limit=50, settings=TrainSettings(kimg=100, cfg="paper256"))
+    opts = ServeOptions(
+        data=str(tmp_path),
+        cron="0 3 * * *",
+        timezone="Europe/Paris",
+        tags=["halloweenmakeup"],
+        limit=50,
+        settings=TrainSettings(kimg=100, cfg="paper256"),
+    )
     ids = {f"{d.flow_name}/{d.name}": d.apply() for d in build_deployments(opts)}
-    assert set(ids) == {"scrape-and-align/scheduled", "review-gate/manual", "freeze/manual", "pipeline/manual",
-                        "explore/manual", "train/on-freeze"}
+    assert set(ids) == {
+        "scrape-and-align/scheduled",
+        "review-gate/manual",
+        "freeze/manual",
+        "pipeline/manual",
+        "explore/manual",
+        "train/on-freeze",
+    }
 
     # What the Prefect UI shows: the schedule, with the user's tags as default parameters.
     with get_client(sync_client=True) as client:
         scrape = client.read_deployment(ids["scrape-and-align/scheduled"])
         trainer = client.read_deployment(ids["train/on-freeze"])
-    assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in scrape.schedules] == \
-        [("0 3 * * *", "Europe/Paris", True)]
+    assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in scrape.schedules] == [
+        ("0 3 * * *", "Europe/Paris", True)
+    ]
     assert scrape.parameters["tags"] == ["halloweenmakeup"] and scrape.parameters["limit"] == 50
     assert scrape.parameters["data"] == str(tmp_path)
-    assert trainer.parameters["settings"]["kimg"] == 100 and trainer.parameters["settings"]["cfg"] == "paper256"
+    assert (
+        trainer.parameters["settings"]["kimg"] == 100 and trainer.parameters["settings"]["cfg"] == "paper256"
+    )
 
     # Freezing emits the event; the server's trigger schedules a train run with the archive from the payload.
     from prefect.events import emit_event
 
-    emit_event(DATASET_FROZEN, resource=dataset_resource("ghosts", 3),
-               payload={"archive": "/data/datasets/ghosts/v3/ghosts-v3-256.zip", "sha256": "cd" * 32,
-                        "workspace": str(tmp_path), "name": "ghosts", "version": 3})
-    runs = wait_for(lambda: _api("/flow_runs/filter", {
-        "limit": 10, "offset": 0, "sort": "ID_DESC",
-        "deployments": {"id": {"any_": [str(ids["train/on-freeze"])]}}}), timeout=60,
-        what="the frozen event to start a train run")
+    emit_event(
+        DATASET_FROZEN,
+        resource=dataset_resource("ghosts", 3),
+        payload={
+            "archive": "/data/datasets/ghosts/v3/ghosts-v3-256.zip",
+            "sha256": "cd" * 32,
+            "workspace": str(tmp_path),
+            "name": "ghosts",
+            "version": 3,
+        },
+    )
+    runs = wait_for(
+        lambda: _api(
+            "/flow_runs/filter",
+            {
+                "limit": 10,
+                "offset": 0,
+                "sort": "ID_DESC",
+                "deployments": {"id": {"any_": [str(ids["train/on-freeze"])]}},
+            },
+        ),
+        timeout=60,
+        what="the frozen event to start a train run",
+    )
     params = runs[0]["parameters"]
     assert params["archive"] == "/data/datasets/ghosts/v3/ghosts-v3-256.zip"
     assert params["sha256"] == "cd" * 32 and params["data"] == str(tmp_path)

@@ -2,6 +2,7 @@
 ends the run with one message, and the review gate resumed where its run waits (`ghosts run resume`), or
 suspended when it runs as a deployment.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,24 @@ def procs(tmp_path):
 def _server(procs: Processes, home: Path, name: str = "server") -> str:
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
-    server = procs.start(name, [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                "--port", str(port), "--no-services", "--no-ui"], _env(home), REPO)
+    server = procs.start(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-services",
+            "--no-ui",
+        ],
+        _env(home),
+        REPO,
+    )
     _until(lambda: _healthy(api), 120, "the Prefect server to answer /health", procs, server)
     return api
 
@@ -57,12 +74,22 @@ def test_a_run_whose_api_disappears_exits_with_one_message(procs, tmp_path):
     ws = tmp_path / "ws"
     _init(ws, env)
     with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:
-        run = subprocess.Popen(GHOSTS + ["run", "review-gate", "--data", str(ws), "--target", "1", "--json"],
-                               env=env, cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
+        run = subprocess.Popen(
+            GHOSTS + ["run", "review-gate", "--data", str(ws), "--target", "1", "--json"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
-        _until(lambda: "waiting for the review" in (tmp_path / "err").read_text(errors="replace"), 120,
-               "the gate to pause", procs)
+        _until(
+            lambda: "waiting for the review" in (tmp_path / "err").read_text(errors="replace"),
+            120,
+            "the gate to pause",
+            procs,
+        )
         os.killpg(procs.started[0][1].pid, signal.SIGKILL)  # the server goes away under the paused run
         t0 = time.monotonic()
         rc = run.wait(timeout=120)  # never hangs: the watchdog gives the API 4 s, checking every 2 s
@@ -83,9 +110,30 @@ def test_foreground_without_an_api_starts_one_server_for_all_its_processes(tmp_p
     env = _env(tmp_path / "home")  # no PREFECT_API_URL, no profile: the "foreground" mode
     ws = tmp_path / "ws"
     _init(ws, env)
-    done = subprocess.run(GHOSTS + ["run", "scrape-and-align", "--import", str(few_faces), "--data", str(ws),
-                                    "--runner", "processes", "--workers", "2", "--batch-size", "2", "--json"],
-                          env=env, cwd=REPO, capture_output=True, text=True, timeout=400, check=False)
+    done = subprocess.run(
+        GHOSTS
+        + [
+            "run",
+            "scrape-and-align",
+            "--import",
+            str(few_faces),
+            "--data",
+            str(ws),
+            "--runner",
+            "processes",
+            "--workers",
+            "2",
+            "--batch-size",
+            "2",
+            "--json",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["new_images"] == 4 and result["faces"] >= 1
@@ -124,10 +172,17 @@ def test_ghosts_run_resume_resumes_the_gate_on_its_recorded_api(prefect_api, wor
 
     th, box, run_id = _gate_in_thread(workspace, target=5)
     assert recorded_run_api(workspace, run_id) == prefect_api
-    res = CliRunner().invoke(main, ["run", "resume", "--data", str(workspace.root), "--reviewer", "carol", "--json"])
+    res = CliRunner().invoke(
+        main, ["run", "resume", "--data", str(workspace.root), "--reviewer", "carol", "--json"]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert (doc["flow_run_id"], doc["api_url"], doc["resumed"], doc["accepted"]) == (run_id, prefect_api, True, 0)
+    assert (doc["flow_run_id"], doc["api_url"], doc["resumed"], doc["accepted"]) == (
+        run_id,
+        prefect_api,
+        True,
+        0,
+    )
     th.join(timeout=120)
     assert "error" not in box, box.get("error")
     assert box["result"]["reviewer"] == "carol" and flow_run_state(run_id).is_completed()
@@ -175,16 +230,26 @@ def test_the_gate_as_a_deployment_suspends_and_resumes_on_selection_done(procs, 
     server = procs.started[0][1]
     served = procs.start("serve", [sys.executable, str(tmp_path / "serve_gate.py"), str(ws_dir)], env, REPO)
     with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-        dep = _until(lambda: _deployment(client, "review-gate/gate"), 120, "the deployment", procs, server, served)
+        dep = _until(
+            lambda: _deployment(client, "review-gate/gate"), 120, "the deployment", procs, server, served
+        )
         run = client.create_flow_run_from_deployment(dep.id)
-        state = _until(lambda: _state_named(client, run.id, "Suspended"), 180, "the gate to suspend", procs,
-                       server, served)
+        state = _until(
+            lambda: _state_named(client, run.id, "Suspended"),
+            180,
+            "the gate to suspend",
+            procs,
+            server,
+            served,
+        )
         assert state.is_paused()  # suspended, not paused in a process: the served runner's process is gone
         ws = open_workspace(ws_dir, Settings())
         assert recorded_run_api(ws, str(run.id)) == api
         rnd = complete_selection(ws, "erin")
         assert rnd.done_at is not None
-        final = _until(lambda: _final(client, run.id), 180, "the resumed gate to finish", procs, server, served)
+        final = _until(
+            lambda: _final(client, run.id), 180, "the resumed gate to finish", procs, server, served
+        )
         assert final.is_completed(), procs.logs_of_all()
     # Its process exited at the suspension and the served runner started it again after the resume ...
     assert procs.log("serve").count("Beginning flow run") == 2, procs.log("serve")

@@ -1,5 +1,6 @@
 """`--json` on every command: exactly one JSON document on stdout, with an `error` field and a non-zero exit
 on failure. The commands are enumerated from the click group, so a new command with --json is covered."""
+
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 
 The local import source stands in for Instagram; the gate is resumed by the review page's own call.
 """
+
 from __future__ import annotations
 
 import threading
@@ -16,15 +17,34 @@ from flows.events import DATASET_FROZEN
 from flows.review_gate import complete_selection
 from tests.flows.conftest import flow_run_state, read_artifact, wait_for
 
-TINY = {"kimg": 0.016, "cbase": 256, "cmax": 32, "z_dim": 32, "w_dim": 32, "map_layers": 1, "batch": 8,
-        "metrics": "none", "workers": 0, "snap": 1, "tick_kimg": 0.008, "mirror": False, "device": "cpu"}
+TINY = {
+    "kimg": 0.016,
+    "cbase": 256,
+    "cmax": 32,
+    "z_dim": 32,
+    "w_dim": 32,
+    "map_layers": 1,
+    "batch": 8,
+    "metrics": "none",
+    "workers": 0,
+    "snap": 1,
+    "tick_kimg": 0.008,
+    "mirror": False,
+    "device": "cpu",
+}
 
 
 def _events(resource_prefix: str) -> list[dict]:
     from prefect.settings import get_current_settings
 
-    body = {"filter": {"event": {"name": [DATASET_FROZEN]},
-                       "resource": {"id_prefix": [resource_prefix]}, "order": "DESC"}, "limit": 20}
+    body = {
+        "filter": {
+            "event": {"name": [DATASET_FROZEN]},
+            "resource": {"id_prefix": [resource_prefix]},
+            "order": "DESC",
+        },
+        "limit": 20,
+    }
     resp = httpx.post(f"{get_current_settings().api.url}/events/filter", json=body, timeout=30)
     resp.raise_for_status()
     return resp.json()["events"]
@@ -40,9 +60,18 @@ def test_pipeline_end_to_end(prefect_api, workspace, faces_dir):
 
     def run():
         try:
-            box["result"] = pipeline(paths=[str(faces_dir)], target=6, name="faces", resolution=64,
-                                     settings=TrainSettings(**TINY), data=str(workspace.root), batch_size=4, workers=2,
-                                     explore_after=False, review_poll_interval=1)
+            box["result"] = pipeline(
+                paths=[str(faces_dir)],
+                target=6,
+                name="faces",
+                resolution=64,
+                settings=TrainSettings(**TINY),
+                data=str(workspace.root),
+                batch_size=4,
+                workers=2,
+                explore_after=False,
+                review_poll_interval=1,
+            )
         except BaseException as e:  # noqa: BLE001 - handed to the test thread, which re-raises it
             box["error"] = e
 
@@ -62,8 +91,11 @@ def test_pipeline_end_to_end(prefect_api, workspace, faces_dir):
     # Analysis is done: every photo was looked at, faces were found, the dog photo has none.
     with workspace.session() as s:
         statuses = dict(s.execute(select(Image.provenance["name"].as_string(), Image.status)).all())
-        faces = s.execute(select(Face.id).where(Face.deleted.is_(False))
-                          .order_by(Face.score.desc(), Face.id)).scalars().all()
+        faces = (
+            s.execute(select(Face.id).where(Face.deleted.is_(False)).order_by(Face.score.desc(), Face.id))
+            .scalars()
+            .all()
+        )
     assert len(statuses) == 12 and "new" not in statuses.values()
     assert statuses["dogs.jpg"] == "no_face" and statuses["Tom_Cruise_avp_2014_4.jpg"] == "analyzed"
     assert len(faces) >= 12
@@ -97,7 +129,9 @@ def test_pipeline_end_to_end(prefect_api, workspace, faces_dir):
     events = wait_for(lambda: _events("ghosts.dataset.faces.v1"), timeout=30, what="the frozen event")
     payload = events[0]["payload"]
     assert payload["archive"] == frozen["path"] and payload["sha256"] == frozen["sha256"]
-    assert payload["workspace"] == str(workspace.root) and payload["count"] == 6 and payload["created"] is True
+    assert (
+        payload["workspace"] == str(workspace.root) and payload["count"] == 6 and payload["created"] is True
+    )
     assert frozen["event_id"] == events[0]["id"]
 
     # Freezing the same selection again: the same version, announced again (training dedupes on sha256).

@@ -1,4 +1,5 @@
 """The review gate pauses the flow run and is resumed by "Selection done" (the review page's own call)."""
+
 from __future__ import annotations
 
 import threading
@@ -13,7 +14,9 @@ def _faces(ws, n: int) -> list[int]:
     ids = []
     with ws.session() as s:
         for i in range(n):
-            im = Image(sha256=f"{i:064x}", path=f"images/{i:02x}/x.jpg", source_kind="local", status="analyzed")
+            im = Image(
+                sha256=f"{i:064x}", path=f"images/{i:02x}/x.jpg", source_kind="local", status="analyzed"
+            )
             s.add(im)
             s.flush()
             face = Face(image_id=im.id, index=0, detector="hog", score=0.5)
@@ -54,7 +57,11 @@ def test_gate_pauses_until_selection_done(prefect_api, workspace):
 
     art = read_artifact("review-gate")
     assert art is not None and art.type == "markdown" and str(art.flow_run_id) == run_id
-    assert "0 of 3 faces accepted" in art.data and "Selection done" in art.data and str(workspace.root) in art.data
+    assert (
+        "0 of 3 faces accepted" in art.data
+        and "Selection done" in art.data
+        and str(workspace.root) in art.data
+    )
 
     decide(workspace, ids[:3], "accepted", "alice")
     decide(workspace, ids[3:4], "rejected", "alice", "blurry")

@@ -1,4 +1,5 @@
 """The task runner factory: each kind, and clear errors for what cannot work."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,11 +25,14 @@ def test_dask_runner_from_an_address_or_a_local_cluster():
     assert local.cluster_kwargs == {"n_workers": 3, "threads_per_worker": 1}
 
 
-@pytest.mark.parametrize("kind, workers, address, fragment", [
-    ("fibers", None, None, "unknown task runner 'fibers'"),
-    ("threads", 0, None, "--workers must be at least 1"),
-    ("dask", None, "10.0.0.5:8786", "tcp://10.0.0.5:8786"),
-])
+@pytest.mark.parametrize(
+    "kind, workers, address, fragment",
+    [
+        ("fibers", None, None, "unknown task runner 'fibers'"),
+        ("threads", 0, None, "--workers must be at least 1"),
+        ("dask", None, "10.0.0.5:8786", "tcp://10.0.0.5:8786"),
+    ],
+)
 def test_runner_errors(kind, workers, address, fragment):
     with pytest.raises(GhostsError, match=fragment):
         make_task_runner(kind, workers, address)

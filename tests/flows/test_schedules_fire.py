@@ -10,6 +10,7 @@ and two `serve` processes register their deployments with it:
 - `ghosts serve --cron "* * * * *"` itself: the scheduler must turn its scrape-and-align schedule into
   scheduled runs on the next minutes, with the parameters the command was given.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,13 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     """This process's environment without any Prefect setting (the session's test harness has its own), plus
     a private PREFECT_HOME and the given settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
-               PYTHONUNBUFFERED="1", **extra)
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
     return env
 
 
@@ -52,12 +58,21 @@ class Processes:
         self.logs = logs
         self.started: list[tuple[str, subprocess.Popen]] = []
         self.server: subprocess.Popen | None = None
-        self.stopped: set[int] = set()  # never signal a group twice: its id could belong to someone else by then
+        self.stopped: set[int] = (
+            set()
+        )  # never signal a group twice: its id could belong to someone else by then
 
     def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
         with open(self.logs / f"{name}.log", "wb") as log:  # the child keeps its own copy of the descriptor
-            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.started.append((name, proc))
         return proc
 
@@ -66,12 +81,17 @@ class Processes:
         return text[-4000:]
 
     def logs_of_all(self) -> str:
-        return "\n".join(f"----- {name} (exit {p.poll()}) -----\n{self.log(name)}" for name, p in self.started)
+        return "\n".join(
+            f"----- {name} (exit {p.poll()}) -----\n{self.log(name)}" for name, p in self.started
+        )
 
     def stop(self, *names: str) -> None:
         """Stop the named processes (all when none named), SIGTERM first, then SIGKILL for their groups."""
-        chosen = [proc for name, proc in reversed(self.started)
-                  if (not names or name in names) and proc.pid not in self.stopped]
+        chosen = [
+            proc
+            for name, proc in reversed(self.started)
+            if (not names or name in names) and proc.pid not in self.stopped
+        ]
         self.stopped.update(proc.pid for proc in chosen)
         for proc in chosen:
             if proc.poll() is None:
@@ -103,16 +123,22 @@ def scheduler_server(procs, tmp_path_factory) -> str:
     """`prefect server start` with a one-second scheduler loop; yields its API URL."""
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = _env(tmp_path_factory.mktemp("server-home"),
-               PREFECT_UI_ENABLED="false",
-               PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1",
-               PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS="1",
-               # a handful of runs ahead, not the default hour's worth (1,800 runs of a 2 s interval)
-               PREFECT_SERVER_SERVICES_SCHEDULER_MIN_RUNS="2",
-               PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS="5",
-               PREFECT_SERVER_SERVICES_SCHEDULER_MIN_SCHEDULED_TIME="PT10S")
-    server = procs.start("server", [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                    "--port", str(port)], env, REPO)
+    env = _env(
+        tmp_path_factory.mktemp("server-home"),
+        PREFECT_UI_ENABLED="false",
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1",
+        PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS="1",
+        # a handful of runs ahead, not the default hour's worth (1,800 runs of a 2 s interval)
+        PREFECT_SERVER_SERVICES_SCHEDULER_MIN_RUNS="2",
+        PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS="5",
+        PREFECT_SERVER_SERVICES_SCHEDULER_MIN_SCHEDULED_TIME="PT10S",
+    )
+    server = procs.start(
+        "server",
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env,
+        REPO,
+    )
     procs.server = server
     _until(lambda: _healthy(api), 120, "the Prefect server to answer /health", procs, server)
     return api
@@ -155,11 +181,19 @@ def _deployment(api: str, flow_name: str, name: str) -> dict | None:
 
 
 def _runs(api: str, deployment_id: str) -> list[dict]:
-    return _post(api, "/flow_runs/filter", {"limit": 50, "offset": 0, "sort": "EXPECTED_START_TIME_ASC",
-                                            "deployments": {"id": {"any_": [deployment_id]}}})
+    return _post(
+        api,
+        "/flow_runs/filter",
+        {
+            "limit": 50,
+            "offset": 0,
+            "sort": "EXPECTED_START_TIME_ASC",
+            "deployments": {"id": {"any_": [deployment_id]}},
+        },
+    )
 
 
-TICK_FLOW = '''
+TICK_FLOW = """
 import os
 import sys
 from pathlib import Path
@@ -177,7 +211,7 @@ def tick(out: str) -> str:
 
 if __name__ == "__main__":
     serve(tick.to_deployment(name="every-2s", interval=2, parameters={"out": sys.argv[1]}))
-'''
+"""
 
 
 def test_interval_schedule_creates_runs_that_the_served_runner_completes(scheduler_server, procs, tmp_path):
@@ -186,11 +220,16 @@ def test_interval_schedule_creates_runs_that_the_served_runner_completes(schedul
     script.write_text(textwrap.dedent(TICK_FLOW))
     out = tmp_path / "out"
     out.mkdir()
-    serving = procs.start("serve-tick", [sys.executable, str(script), str(out)],
-                          _env(tmp_path / "home", PREFECT_API_URL=api, PREFECT_RUNNER_POLL_FREQUENCY="1"),
-                          tmp_path)
+    serving = procs.start(
+        "serve-tick",
+        [sys.executable, str(script), str(out)],
+        _env(tmp_path / "home", PREFECT_API_URL=api, PREFECT_RUNNER_POLL_FREQUENCY="1"),
+        tmp_path,
+    )
 
-    deployment = _until(lambda: _deployment(api, "tick", "every-2s"), 60, "the served deployment", procs, serving)
+    deployment = _until(
+        lambda: _deployment(api, "tick", "every-2s"), 60, "the served deployment", procs, serving
+    )
     assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [2.0]
 
     def completed():
@@ -212,19 +251,40 @@ def test_ghosts_serve_cron_schedule_becomes_scheduled_runs(scheduler_server, pro
     workspace = tmp_path / "ws"
     ghosts = str(Path(sys.executable).with_name("ghosts"))
     subprocess.run([ghosts, "init", "--data", str(workspace)], check=True, capture_output=True, timeout=120)
-    serving = procs.start("ghosts-serve", [ghosts, "serve", "--cron", "* * * * *", "--import", str(photos),
-                                           "--no-train-on-freeze", "--data", str(workspace)],
-                          _env(tmp_path / "home", PREFECT_API_URL=api), tmp_path)
+    serving = procs.start(
+        "ghosts-serve",
+        [
+            ghosts,
+            "serve",
+            "--cron",
+            "* * * * *",
+            "--import",
+            str(photos),
+            "--no-train-on-freeze",
+            "--data",
+            str(workspace),
+        ],
+        _env(tmp_path / "home", PREFECT_API_URL=api),
+        tmp_path,
+    )
 
-    deployment = _until(lambda: _deployment(api, "scrape-and-align", "scheduled"), 90,
-                        "ghosts serve's scrape-and-align/scheduled deployment", procs, serving, procs.server)
+    deployment = _until(
+        lambda: _deployment(api, "scrape-and-align", "scheduled"),
+        90,
+        "ghosts serve's scrape-and-align/scheduled deployment",
+        procs,
+        serving,
+        procs.server,
+    )
     assert [(s["schedule"]["cron"], s["active"]) for s in deployment["schedules"]] == [("* * * * *", True)]
 
     def scheduled():
         runs = [r for r in _runs(api, deployment["id"]) if r["auto_scheduled"]]
         return runs if len(runs) >= 2 else None
 
-    runs = _until(scheduled, 30, "the scheduler to schedule scrape-and-align runs", procs, serving, procs.server)
+    runs = _until(
+        scheduled, 30, "the scheduler to schedule scrape-and-align runs", procs, serving, procs.server
+    )
     starts = [datetime.fromisoformat(r["expected_start_time"]) for r in runs]
     assert all(t.second == 0 and t.microsecond == 0 for t in starts)  # every minute, on the minute
     assert starts == sorted(set(starts))

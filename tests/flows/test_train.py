@@ -1,4 +1,5 @@
 """The train flow: progress/fakes/stats artifacts, one training per archive, take-over of a dead claim."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,21 @@ from tests.flows.conftest import read_artifact, read_artifacts
 from tests.training.archives import make_archive
 
 # Tiny networks and a few dozen images: the flow's plumbing is under test, not the GAN.
-TINY = {"kimg": 0.016, "cbase": 256, "cmax": 32, "z_dim": 32, "w_dim": 32, "map_layers": 1, "batch": 8,
-        "metrics": "none", "workers": 0, "snap": 1, "tick_kimg": 0.008, "mirror": False, "device": "cpu"}
+TINY = {
+    "kimg": 0.016,
+    "cbase": 256,
+    "cmax": 32,
+    "z_dim": 32,
+    "w_dim": 32,
+    "map_layers": 1,
+    "batch": 8,
+    "metrics": "none",
+    "workers": 0,
+    "snap": 1,
+    "tick_kimg": 0.008,
+    "mirror": False,
+    "device": "cpu",
+}
 
 
 def test_train_flow_reports_progress_trains_once_and_resumes_a_failed_run(prefect_api, workspace, tmp_path):
@@ -29,8 +43,11 @@ def test_train_flow_reports_progress_trains_once_and_resumes_a_failed_run(prefec
 
     with workspace.session() as s:
         row = s.query(TrainingRun).one()
-        assert (row.status, row.idempotency_key, row.run_dir) == ("completed", training_key(first["sha256"]),
-                                                                   first["run_dir"])
+        assert (row.status, row.idempotency_key, row.run_dir) == (
+            "completed",
+            training_key(first["sha256"]),
+            first["run_dir"],
+        )
         assert row.last_snapshot == first["snapshot"] and row.finished_at is not None
 
     progress = read_artifact("train-progress")
@@ -50,8 +67,9 @@ def test_train_flow_reports_progress_trains_once_and_resumes_a_failed_run(prefec
     assert "data:image/gif;base64," in read_artifact("explore-morph").data
 
     # The same archive again (an event delivered twice): nothing trains, the first run is named.
-    again = train(archive=str(archive), settings=TrainSettings(**TINY), data=str(workspace.root),
-                  sha256=first["sha256"])
+    again = train(
+        archive=str(archive), settings=TrainSettings(**TINY), data=str(workspace.root), sha256=first["sha256"]
+    )
     assert again["skipped"] is True and "already trained" in again["reason"]
     with workspace.session() as s:
         assert s.query(TrainingRun).count() == 1
@@ -59,7 +77,9 @@ def test_train_flow_reports_progress_trains_once_and_resumes_a_failed_run(prefec
     # A run that failed half-way is taken over and continued in place from its last snapshot.
     with workspace.session() as s:
         s.query(TrainingRun).update({"status": "failed"})
-    resumed = train(archive=str(archive), settings=TrainSettings(**{**TINY, "kimg": 0.024}), data=str(workspace.root))
+    resumed = train(
+        archive=str(archive), settings=TrainSettings(**{**TINY, "kimg": 0.024}), data=str(workspace.root)
+    )
     assert resumed["skipped"] is False
     assert resumed["run_dir"] == first["run_dir"]  # `--resume latest` in the same folder, not a new run
     assert resumed["kimg"] >= 0.024
@@ -81,9 +101,19 @@ def test_train_flow_refuses_a_changed_archive(prefect_api, workspace, tmp_path):
 
 # --- the claim itself (catalog only, no Prefect) ------------------------------------------------------------
 
+
 def _claim(ws, tmp_path, owner, alive=True, **kw):
-    return claim_training_run(ws, sha256="ab" * 32, outdir=tmp_path / "runs", cfg="auto", kimg=1.0, options={},
-                              owner=owner, owner_alive=lambda run: alive, **kw)
+    return claim_training_run(
+        ws,
+        sha256="ab" * 32,
+        outdir=tmp_path / "runs",
+        cfg="auto",
+        kimg=1.0,
+        options={},
+        owner=owner,
+        owner_alive=lambda run: alive,
+        **kw,
+    )
 
 
 def test_claim_skips_while_the_owner_lives_and_takes_over_when_it_is_gone(workspace, tmp_path):

@@ -1,5 +1,6 @@
 """Training runs started by hand (`ghosts train`, `torchrun -m training`, both training.command) are recorded
 in the catalog of the archive's workspace, so `ghosts status` and takedown's list of runs see them."""
+
 from __future__ import annotations
 
 import json
@@ -10,15 +11,37 @@ from curation.catalog.schema import TrainingRun
 from flows.cli import main
 from tests.training.archives import make_archive
 
-TINY = ["--kimg", "0.016", "--cbase", "256", "--cmax", "32", "--map", "1", "--batch", "8", "--metrics", "none",
-        "--workers", "0", "--snap", "1", "--tick", "0.008", "--device", "cpu"]
+TINY = [
+    "--kimg",
+    "0.016",
+    "--cbase",
+    "256",
+    "--cmax",
+    "32",
+    "--map",
+    "1",
+    "--batch",
+    "8",
+    "--metrics",
+    "none",
+    "--workers",
+    "0",
+    "--snap",
+    "1",
+    "--tick",
+    "0.008",
+    "--device",
+    "cpu",
+]
 
 
 def test_ghosts_train_is_recorded_in_the_archives_workspace(workspace, monkeypatch):
     monkeypatch.delenv("GHOSTS_DATA", raising=False)
     (workspace.root / "datasets").mkdir(exist_ok=True)
     archive = make_archive(workspace.root / "datasets", n=8, res=32)
-    res = CliRunner().invoke(main, ["train", "--data", str(archive), "--outdir", str(workspace.runs_dir)] + TINY)
+    res = CliRunner().invoke(
+        main, ["train", "--data", str(archive), "--outdir", str(workspace.runs_dir)] + TINY
+    )
     assert res.exit_code == 0, res.output
     with workspace.session() as s:
         row = s.query(TrainingRun).one()
@@ -33,8 +56,19 @@ def test_a_failed_manual_run_is_recorded_failed(workspace, monkeypatch):
     monkeypatch.setenv("GHOSTS_DATA", str(workspace.root))
     (workspace.root / "datasets").mkdir(exist_ok=True)
     archive = make_archive(workspace.root / "datasets", n=8, res=32)
-    res = CliRunner().invoke(main, ["train", "--data", str(archive), "--outdir", str(workspace.runs_dir),
-                                    "--resume", str(workspace.root / "no-such-snapshot")] + TINY)
+    res = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(archive),
+            "--outdir",
+            str(workspace.runs_dir),
+            "--resume",
+            str(workspace.root / "no-such-snapshot"),
+        ]
+        + TINY,
+    )
     assert res.exit_code != 0
     with workspace.session() as s:
         assert [r.status for r in s.query(TrainingRun)] == ["failed"]

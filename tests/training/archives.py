@@ -1,4 +1,5 @@
 """Small dataset archives built in tmp folders, in the format `ghosts freeze` writes."""
+
 from __future__ import annotations
 
 import io
@@ -28,7 +29,9 @@ def member_name(i: int) -> str:
     return f"{i:08d}"[:5] + "/img" + f"{i:08d}" + ".png"
 
 
-def write_archive(path: Path, images: np.ndarray, labels: list[int] | None = None, extra: dict | None = None) -> Path:
+def write_archive(
+    path: Path, images: np.ndarray, labels: list[int] | None = None, extra: dict | None = None
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for i, img in enumerate(images):

@@ -1,5 +1,6 @@
 """The ADA pipeline: identity at p=0, each transform on its own at p=1, the controller, and the second
 derivative R1 needs."""
+
 import math
 
 import numpy as np
@@ -14,8 +15,9 @@ from training.errors import TrainingError
 def smooth_images(n=6, res=32, seed=0):
     """Band-limited test images (bicubic upsampling of 8x8 noise), where resampling is nearly exact."""
     g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(n, 3, 8, 8, generator=g) * 2 - 1, size=res, mode="bicubic",
-                         align_corners=False)
+    return F.interpolate(
+        torch.rand(n, 3, 8, 8, generator=g) * 2 - 1, size=res, mode="bicubic", align_corners=False
+    )
 
 
 def pipe(p=1.0, **multipliers):
@@ -65,8 +67,11 @@ def test_integer_translation_is_exact_with_reflect_padding():
     m = 4  # xint_max 0.125 of 32 px
     padded = F.pad(x, [m, m, m, m], mode="reflect")
     for i in range(6):
-        shifts = [padded[i, :, m - dy: m - dy + 32, m - dx: m - dx + 32] for dx in range(-m, m + 1)
-                  for dy in range(-m, m + 1)]
+        shifts = [
+            padded[i, :, m - dy : m - dy + 32, m - dx : m - dx + 32]
+            for dx in range(-m, m + 1)
+            for dy in range(-m, m + 1)
+        ]
         assert closest(shifts, y[i]) < 1e-4
 
 

@@ -1,4 +1,5 @@
 """Snapshots: safetensors + JSON round trips, no pickle, clear errors."""
+
 import hashlib
 import json
 
@@ -33,8 +34,17 @@ def test_full_training_state_round_trip(tmp_path):
     opt = torch.optim.Adam(D.parameters(), lr=0.01, betas=(0.0, 0.99))
     D(G(torch.randn(4, 8))).sum().backward()
     opt.step()
-    stem = save_snapshot(tmp_path / "s", G=G, D=D, opt_D=opt, augment_p=0.125, cur_nimg=4096,
-                         options={"kimg": 1}, dataset_sha256="ab" * 32, extra={"batch_idx": 3})
+    stem = save_snapshot(
+        tmp_path / "s",
+        G=G,
+        D=D,
+        opt_D=opt,
+        augment_p=0.125,
+        cur_nimg=4096,
+        options={"kimg": 1},
+        dataset_sha256="ab" * 32,
+        extra={"batch_idx": 3},
+    )
     snap = load_snapshot(stem)
     assert snap.cur_nimg == 4096 and snap.augment_p == 0.125 and snap.meta["extra"]["batch_idx"] == 3
     D2 = snap.build_discriminator()

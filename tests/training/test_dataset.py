@@ -1,4 +1,5 @@
 """The archive reader and the global-batch sampler."""
+
 import io
 import json
 import zipfile
@@ -48,11 +49,14 @@ def test_worker_processes_each_open_the_archive(tmp_path):
     assert torch.equal(batches[1][0][3], torch.from_numpy(ds[7][0]))
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: None, "not found"),
-    (lambda p: p.write_text("hello"), "not a dataset archive"),
-    (lambda p: zipfile.ZipFile(p, "w").writestr("dataset.json", "{}"), "no PNG"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "not found"),
+        (lambda p: p.write_text("hello"), "not a dataset archive"),
+        (lambda p: zipfile.ZipFile(p, "w").writestr("dataset.json", "{}"), "no PNG"),
+    ],
+)
 def test_invalid_archives_are_clear_errors(tmp_path, make, message):
     path = tmp_path / "bad.zip"
     make(path)
@@ -90,7 +94,7 @@ def test_sampler_ranks_split_the_same_global_batches():
     one = take(GlobalBatchSampler(10, batch=4, seed=3), 12)
     r0 = take(GlobalBatchSampler(10, batch=4, rank=0, world_size=2, seed=3), 6)
     r1 = take(GlobalBatchSampler(10, batch=4, rank=1, world_size=2, seed=3), 6)
-    merged = [v for b in range(3) for v in r0[2 * b: 2 * b + 2] + r1[2 * b: 2 * b + 2]]
+    merged = [v for b in range(3) for v in r0[2 * b : 2 * b + 2] + r1[2 * b : 2 * b + 2]]
     assert merged == one
     assert sorted(one[:10]) == list(range(10))  # an epoch is a permutation
     assert take(GlobalBatchSampler(10, batch=4, seed=3, start_batch=2), 4) == one[8:12]  # resume position

@@ -1,4 +1,5 @@
 """Two CPU processes (gloo) make the same update as one process with the same total batch and per-pass batch."""
+
 import dataclasses
 
 import torch
@@ -16,9 +17,23 @@ def test_two_processes_match_one_process_first_update(tmp_path):
     def first_update(gpus, out):
         # Minibatch-std groups are formed per forward pass (strided, as the reference): one process with
         # --batch-gpu 4 (two rounds of gradient accumulation) sees the same groups as two processes of 4.
-        opts = build_options(archive, out, gpus=gpus, batch=8, batch_gpu=4, mbstd_group=4, kimg=0.008,
-                             tick_kimg=0.008, cbase=128, cmax=16, z_dim=16, w_dim=16, workers=0, metrics="none",
-                             device="cpu")
+        opts = build_options(
+            archive,
+            out,
+            gpus=gpus,
+            batch=8,
+            batch_gpu=4,
+            mbstd_group=4,
+            kimg=0.008,
+            tick_kimg=0.008,
+            cbase=128,
+            cmax=16,
+            z_dim=16,
+            w_dim=16,
+            workers=0,
+            metrics="none",
+            device="cpu",
+        )
         # The path-length running mean is updated once per forward pass (as the reference does), so with
         # accumulation it is not the same sum as over two processes: leave that regulariser out here.
         opts = dataclasses.replace(opts, pl_weight=0.0)

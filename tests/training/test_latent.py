@@ -2,6 +2,7 @@
 
 The helpers at the top (`tiny_generator`, `one_thread`) are shared by the other test_latent_* files.
 """
+
 from __future__ import annotations
 
 import io
@@ -70,8 +71,12 @@ def test_parse_seeds_ranges_lists_and_errors():
     assert parse_seeds(" 3, 17 42 ") == [3, 17, 42]
     assert parse_seeds("5,5") == [5, 5]
     assert parse_ints("0-2", "layer") == [0, 1, 2]
-    for bad, msg in [("3-1", "backwards"), ("a", "cannot read seed 'a'"), ("", "no seeds"),
-                     ("4294967296", "too large")]:
+    for bad, msg in [
+        ("3-1", "backwards"),
+        ("a", "cannot read seed 'a'"),
+        ("", "no seeds"),
+        ("4294967296", "too large"),
+    ]:
         with pytest.raises(TrainingError, match=msg):
             parse_seeds(bad)
     assert parse_floats("-3,0,1.5") == [-3.0, 0.0, 1.5]
@@ -125,7 +130,13 @@ def test_write_images_and_grid(G, tmp_path):
     seeds = [0, 1, 2, 12]
     pics = generate_images(G, seeds)
     paths = write_images(pics, seeds, tmp_path / "out", grid=True)
-    assert [p.name for p in paths] == ["seed0000.png", "seed0001.png", "seed0002.png", "seed0012.png", "grid.png"]
+    assert [p.name for p in paths] == [
+        "seed0000.png",
+        "seed0001.png",
+        "seed0002.png",
+        "seed0012.png",
+        "grid.png",
+    ]
     assert np.array_equal(np.asarray(Image.open(paths[3])), pics[3])
     grid = np.asarray(Image.open(paths[-1]))
     assert grid.shape == (2 * RES, 2 * RES, 3)
@@ -193,7 +204,7 @@ def test_style_mix_grid(G):
     rows, cols = [1, 2], [3, 4, 5]
     grid = style_mix(G, rows, cols, styles=[0, 1])
     assert grid.shape == (3 * RES, 4 * RES, 3)
-    cell = lambda r, c: grid[r * RES:(r + 1) * RES, c * RES:(c + 1) * RES]
+    cell = lambda r, c: grid[r * RES : (r + 1) * RES, c * RES : (c + 1) * RES]
     assert (cell(0, 0) == 0).all()
     col_pics, row_pics = generate_images(G, cols), generate_images(G, rows)
     assert all(np.array_equal(cell(0, c + 1), col_pics[c]) for c in range(3))
@@ -202,7 +213,7 @@ def test_style_mix_grid(G):
     assert not np.array_equal(mixed, row_pics[0]) and not np.array_equal(mixed, col_pics[0])
     # taking every layer from the column seed gives the column seed's picture
     every = style_mix(G, rows, cols, styles=list(range(G.num_ws)))
-    assert np.array_equal(every[RES:2 * RES, RES:2 * RES], col_pics[0])
+    assert np.array_equal(every[RES : 2 * RES, RES : 2 * RES], col_pics[0])
     with pytest.raises(TrainingError, match="layers 0-5"):
         style_mix(G, rows, cols, styles=[0, 6])
 
@@ -226,7 +237,7 @@ def _moving_frames(n=6, size=16):
     frames = []
     for i in range(n):
         f = np.zeros((size, size, 3), np.uint8)
-        f[:, i * 2: i * 2 + 3] = (255, 128, 0)
+        f[:, i * 2 : i * 2 + 3] = (255, 128, 0)
         frames.append(f)
     return frames
 

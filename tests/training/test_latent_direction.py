@@ -1,4 +1,5 @@
 """Feature directions: loading latents, fitting (mean difference, logistic), saving, applying."""
+
 from __future__ import annotations
 
 import io
@@ -132,8 +133,10 @@ def test_strength_zero_gives_exactly_the_original_pictures(G):
         rows = apply_direction(G, seeds, d, [-3, 0, 2], truncation_psi=trunc)
         originals = generate_images(G, seeds, trunc)
         assert all(np.array_equal(row[1], orig) for row, orig in zip(rows, originals))
-        assert all(not np.array_equal(row[0], orig) and not np.array_equal(row[2], orig)
-                   for row, orig in zip(rows, originals))
+        assert all(
+            not np.array_equal(row[0], orig) and not np.array_equal(row[2], orig)
+            for row, orig in zip(rows, originals)
+        )
     grid = direction_grid(rows)
     assert grid.shape == (3 * 16, 3 * 16, 3)
 

@@ -1,4 +1,5 @@
 """Projection: recovers a w the network itself made, lowers its loss, writes its files; both distances."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -68,8 +69,14 @@ def test_files_are_written_as_stated(G, known, tmp_path):
     assert result.frames[0].shape == (RES, 2 * RES, 3)
     paths = save_projection(result, target, tmp_path / "proj", video="gif", options={"steps": 12})
     out = tmp_path / "proj"
-    assert {p.name for p in out.iterdir()} == {"target.png", "proj.png", "projected_w.npz", "proj.gif", "loss.png",
-                                               "projection.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "target.png",
+        "proj.png",
+        "projected_w.npz",
+        "proj.gif",
+        "loss.png",
+        "projection.json",
+    }
     assert paths["video"].name == "proj.gif"
     assert np.array_equal(np.asarray(Image.open(out / "target.png")), target)
     assert np.array_equal(np.asarray(Image.open(out / "proj.png")), result.image)
@@ -122,7 +129,9 @@ class _ReferenceLayoutVGG(torch.nn.Module):
         super().__init__()
         self.conv = torch.nn.Conv2d(3, 4, 3, stride=2)
 
-    def forward(self, x: torch.Tensor, resize_images: bool = True, return_lpips: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, resize_images: bool = True, return_lpips: bool = False
+    ) -> torch.Tensor:
         assert not resize_images and return_lpips
         f = self.conv(x / 255.0)
         return f.flatten(1) / torch.linalg.vector_norm(f.flatten(1), dim=1, keepdim=True)

@@ -1,4 +1,5 @@
 """Projection targets from real photos: FFHQ alignment of the largest face, or a plain centre crop."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,7 @@ def test_no_align_is_a_centre_crop(faces_dir):
     rgb = load_rgb(faces_dir / CRUISE)
     got = load_target(faces_dir / CRUISE, 32, align=False)
     top = (800 - 565) // 2
-    want = np.asarray(Image.fromarray(rgb[top: top + 565]).resize((32, 32), Image.LANCZOS))
+    want = np.asarray(Image.fromarray(rgb[top : top + 565]).resize((32, 32), Image.LANCZOS))
     assert got.shape == (32, 32, 3) and got.dtype == np.uint8 and np.array_equal(got, want)
     assert np.array_equal(center_crop_resize(rgb[:40, :40], 40), rgb[:40, :40])
 
@@ -41,4 +42,3 @@ def test_unreadable_or_missing_target(tmp_path):
     (tmp_path / "me.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(TrainingError, match="cannot read target photo"):
         load_target(tmp_path / "me.jpg", 32)
-

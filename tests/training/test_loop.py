@@ -1,5 +1,6 @@
 """End-to-end training on tiny archives: run folder contents, exact resume, ADA behaviour, transfer
 learning, the progress callback and the CLI's errors."""
+
 import dataclasses
 import json
 import re
@@ -37,29 +38,80 @@ def run_cli(*args):
 
 def test_short_run_then_resume_latest_continues_kimg_and_p(archive32, tmp_path):
     out = tmp_path / "runs"
-    r = run_cli("--data", archive32, "--outdir", out, "--kimg", 0.032, "--tick", 0.016, "--snap", 1, "--metrics",
-                "swd", "--metric-images", 16, "--p", 0.05, *CLI_TINY)
+    r = run_cli(
+        "--data",
+        archive32,
+        "--outdir",
+        out,
+        "--kimg",
+        0.032,
+        "--tick",
+        0.016,
+        "--snap",
+        1,
+        "--metrics",
+        "swd",
+        "--metric-images",
+        16,
+        "--p",
+        0.05,
+        *CLI_TINY,
+    )
     assert r.exit_code == 0, r.output
     run = out / "00000-blobs-auto"
-    for name in ("training_options.json", "log.txt", "reals.png", "fakes_init.png", "fakes000000.png",
-                 "stats.jsonl", "curves.png", "metric-swd.jsonl", "network-snapshot-000000-032.json",
-                 "network-snapshot-000000-032.safetensors"):
+    for name in (
+        "training_options.json",
+        "log.txt",
+        "reals.png",
+        "fakes_init.png",
+        "fakes000000.png",
+        "stats.jsonl",
+        "curves.png",
+        "metric-swd.jsonl",
+        "network-snapshot-000000-032.json",
+        "network-snapshot-000000-032.safetensors",
+    ):
         assert (run / name).is_file(), name
     rows = read_stats(run / "stats.jsonl")
     assert len(rows) == 3  # ticks after 1, 3 and 4 minibatches of 8
-    for key in ("Progress/kimg", "Progress/augment", "Timing/sec_per_kimg", "Loss/scores/real", "Loss/signs/real",
-                "Loss/G/loss", "Loss/D/loss", "Loss/r1_penalty", "Loss/pl_penalty", "Resources/cpu_mem_gb"):
+    for key in (
+        "Progress/kimg",
+        "Progress/augment",
+        "Timing/sec_per_kimg",
+        "Loss/scores/real",
+        "Loss/signs/real",
+        "Loss/G/loss",
+        "Loss/D/loss",
+        "Loss/r1_penalty",
+        "Loss/pl_penalty",
+        "Resources/cpu_mem_gb",
+    ):
         assert any(key in row for row in rows), key
     assert [round(r["Progress/kimg"]["mean"], 3) for r in rows] == [0.008, 0.024, 0.032]
     swd = json.loads((run / "metric-swd.jsonl").read_text().splitlines()[0])
     assert swd["results"]["swd_avg"] > 0 and swd["snapshot"] == "network-snapshot-000000-024"
-    assert (run / "network-snapshot-000000-024.json").is_file()  # snapshots < 1 kimg apart keep their own names
+    assert (
+        run / "network-snapshot-000000-024.json"
+    ).is_file()  # snapshots < 1 kimg apart keep their own names
     first = load_snapshot(run / "network-snapshot-000000-032")
     assert first.cur_nimg == 32 and first.meta["dataset_sha256"]
     p_saved = first.augment_p
 
-    r = run_cli("--data", archive32, "--outdir", out, "--kimg", 0.048, "--tick", 0.016, "--resume", "latest",
-                "--metrics", "none", *CLI_TINY)
+    r = run_cli(
+        "--data",
+        archive32,
+        "--outdir",
+        out,
+        "--kimg",
+        0.048,
+        "--tick",
+        0.016,
+        "--resume",
+        "latest",
+        "--metrics",
+        "none",
+        *CLI_TINY,
+    )
     assert r.exit_code == 0, r.output
     assert not (out / "00001-blobs-auto").exists()  # continued in place
     rows = read_stats(run / "stats.jsonl")
@@ -87,8 +139,17 @@ def test_resume_latest_reproduces_an_uninterrupted_run(archive16, tmp_path):
 
 
 def test_ada_p_follows_rt_and_noaug_keeps_zero(archive16, tmp_path):
-    o = build_options(archive16, tmp_path / "ada", batch=4, kimg=0.024, tick_kimg=0.004, ada_kimg=0.1, dlr=0.01,
-                      target=0.2, **TINY)
+    o = build_options(
+        archive16,
+        tmp_path / "ada",
+        batch=4,
+        kimg=0.024,
+        tick_kimg=0.004,
+        ada_kimg=0.1,
+        dlr=0.01,
+        target=0.2,
+        **TINY,
+    )
     result = train(dataclasses.replace(o, ada_interval=1))  # one p update per tick, so ticks show each r_t
     rows = read_stats(result.run_dir / "stats.jsonl")
     p_prev, step = 0.0, 4 / 100
@@ -100,18 +161,24 @@ def test_ada_p_follows_rt_and_noaug_keeps_zero(archive16, tmp_path):
     # The untrained D calls these few reals real more often than the (low) target at first, so p must rise.
     assert rows[0]["Loss/signs/real"]["mean"] > 0.2 and max(r["Progress/augment"]["mean"] for r in rows) > 0
 
-    o = build_options(archive16, tmp_path / "noaug", batch=4, kimg=0.008, tick_kimg=0.004, aug="noaug", **TINY)
+    o = build_options(
+        archive16, tmp_path / "noaug", batch=4, kimg=0.008, tick_kimg=0.004, aug="noaug", **TINY
+    )
     rows = read_stats(train(o).run_dir / "stats.jsonl")
     assert all(r["Progress/augment"]["mean"] == 0 for r in rows)
 
 
 def test_transfer_learning_starts_a_new_run_from_the_weights(archive16, tmp_path):
     ticks = []
-    base = train(build_options(archive16, tmp_path, batch=4, kimg=0.008, tick_kimg=0.004, **TINY),
-                 progress=lambda stats, fakes: ticks.append((stats, fakes)))
+    base = train(
+        build_options(archive16, tmp_path, batch=4, kimg=0.008, tick_kimg=0.004, **TINY),
+        progress=lambda stats, fakes: ticks.append((stats, fakes)),
+    )
     assert len(ticks) == 2 and ticks[0][1] is None and ticks[1][1].name == "fakes000000.png"
     assert ticks[1][0]["Progress/kimg"] == pytest.approx(0.008)
-    o = build_options(archive16, tmp_path, batch=4, kimg=0.004, tick_kimg=0.004, resume=str(base.snapshot), **TINY)
+    o = build_options(
+        archive16, tmp_path, batch=4, kimg=0.004, tick_kimg=0.004, resume=str(base.snapshot), **TINY
+    )
     assert o.ada_kimg == 100
     tuned = train(o)
     assert tuned.run_dir.name == "00001-blobs-auto" and tuned.cur_nimg == 4
@@ -124,14 +191,42 @@ def test_cli_errors_are_clear(archive32, archive16, tmp_path):
     assert r.exit_code == 1 and "dataset archive not found" in r.output
     r = CliRunner().invoke(ghosts, ["train", "--data", str(archive32), "--batch", "6", "--mbstd-group", "4"])
     assert r.exit_code == 1 and "must divide the per-GPU batch 6" in r.output
-    r = CliRunner().invoke(ghosts, ["train", "--data", str(archive32), "--outdir", str(tmp_path / "empty"),
-                                    "--resume", "latest", "--kimg", "0.01"])
+    r = CliRunner().invoke(
+        ghosts,
+        [
+            "train",
+            "--data",
+            str(archive32),
+            "--outdir",
+            str(tmp_path / "empty"),
+            "--resume",
+            "latest",
+            "--kimg",
+            "0.01",
+        ],
+    )
     assert r.exit_code == 1 and "no complete snapshot" in r.output
     tiny16 = dict(img_resolution=16, channel_base=128, channel_max=16)
-    src = save_snapshot(tmp_path / "r16" / "network-snapshot-000000", D=Discriminator(**tiny16),
-                        G=Generator(z_dim=16, w_dim=16, mapping_layers=2, **tiny16))
-    r = CliRunner().invoke(ghosts, ["train", "--data", str(archive32), "--outdir", str(tmp_path / "r32"),
-                                    "--resume", str(src) + ".json", "--kimg", "0.01", *CLI_TINY])
+    src = save_snapshot(
+        tmp_path / "r16" / "network-snapshot-000000",
+        D=Discriminator(**tiny16),
+        G=Generator(z_dim=16, w_dim=16, mapping_layers=2, **tiny16),
+    )
+    r = CliRunner().invoke(
+        ghosts,
+        [
+            "train",
+            "--data",
+            str(archive32),
+            "--outdir",
+            str(tmp_path / "r32"),
+            "--resume",
+            str(src) + ".json",
+            "--kimg",
+            "0.01",
+            *CLI_TINY,
+        ],
+    )
     assert r.exit_code == 1 and "resolution mismatch" in r.output and "16 px" in r.output
 
 
@@ -146,8 +241,17 @@ NVLABS_PKL = Path("/work/shared/testdata/nvlabs/network-snapshot-32px.pkl")
 
 @pytest.mark.skipif(not NVLABS_PKL.exists(), reason="NVlabs fixture not present")
 def test_transfer_from_an_nvlabs_pickle_copies_what_matches_and_freezes_d_layers(archive32, tmp_path):
-    opts = dict(cbase=1024, cmax=64, map_layers=8, workers=0, metrics="none", snap=0, batch=4, kimg=0.004,
-                tick_kimg=0.004)
+    opts = dict(
+        cbase=1024,
+        cmax=64,
+        map_layers=8,
+        workers=0,
+        metrics="none",
+        snap=0,
+        batch=4,
+        kimg=0.004,
+        tick_kimg=0.004,
+    )
     o = build_options(archive32, tmp_path, resume=str(NVLABS_PKL), freezed=5, **opts)
     assert o.ada_kimg == 100 and o.ema_rampup is None  # the reference's transfer settings
     result = train(o)
@@ -172,8 +276,10 @@ def test_named_source_missing_tells_where_to_get_it(archive32, tmp_path, monkeyp
     monkeypatch.setenv("GHOSTS_MODELS", str(tmp_path / "models"))
     r = run_cli("--data", archive32, "--outdir", tmp_path / "runs", "--resume", "ffhq256", "--kimg", 0.01)
     assert r.exit_code == 1
-    assert "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/" \
-           "ffhq-res256-mirror-paper256-noaug.pkl" in r.output
+    assert (
+        "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/"
+        "ffhq-res256-mirror-paper256-noaug.pkl" in r.output
+    )
     assert str(tmp_path / "models" / "ffhq-res256-mirror-paper256-noaug.pkl") in r.output
     assert not (tmp_path / "runs").exists()
 

@@ -1,5 +1,6 @@
 """The memorisation report on real face crops: a "network" that returns its training faces is flagged, an
 untrained generator passes, and the report, sheet and JSON say so."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,13 @@ from training.latent.memorization import MemorizationReport, measure_memorizatio
 from training.networks import Generator
 
 RES = 64
-PHOTOS = ["bald_guys.jpg", "Tom_Cruise_avp_2014_4.jpg", "2008_001009.jpg", "2008_001322.jpg", "2009_004587.jpg"]
+PHOTOS = [
+    "bald_guys.jpg",
+    "Tom_Cruise_avp_2014_4.jpg",
+    "2008_001009.jpg",
+    "2008_001322.jpg",
+    "2009_004587.jpg",
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +66,7 @@ class CopyingNetwork(torch.nn.Module):
 
     def synthesis(self, ws, noise_mode="const"):
         i = int(ws[0, 0, 0])
-        img = self.images[i:i + 1]
+        img = self.images[i : i + 1]
         if i % 2:
             img = img.flip(-1)
         grain = torch.from_numpy(np.random.RandomState(i).randn(*img.shape)).float() * 0.02
@@ -68,15 +75,23 @@ class CopyingNetwork(torch.nn.Module):
 
 def untrained(res: int = RES) -> Generator:
     torch.manual_seed(0)
-    return Generator(z_dim=64, w_dim=64, img_resolution=res, channel_base=2048, channel_max=64,
-                     mapping_layers=2).eval()
+    return Generator(
+        z_dim=64, w_dim=64, img_resolution=res, channel_base=2048, channel_max=64, mapping_layers=2
+    ).eval()
 
 
 def test_a_copying_network_is_flagged(faces, archive, known, tmp_path):
-    report = measure_memorization(CopyingNetwork(faces), archive, list(range(12)), sheet=tmp_path / "sheet.png",
-                                  sheet_pairs=5)  # describes the archive itself
-    assert report == measure_memorization(CopyingNetwork(faces), archive, list(range(12)), sheet=tmp_path /
-                                          "sheet.png", sheet_pairs=5, training_descriptors=known)
+    report = measure_memorization(
+        CopyingNetwork(faces), archive, list(range(12)), sheet=tmp_path / "sheet.png", sheet_pairs=5
+    )  # describes the archive itself
+    assert report == measure_memorization(
+        CopyingNetwork(faces),
+        archive,
+        list(range(12)),
+        sheet=tmp_path / "sheet.png",
+        sheet_pairs=5,
+        training_descriptors=known,
+    )
     assert report.fraction_same_person == 1.0 and report.fraction_face_like == 1.0
     assert report.descriptor_quantiles["p100"] < 0.3 and report.pixel_quantiles["p100"] < 0.05
     assert any(p.pixel_mirrored for p in report.pairs)
@@ -90,14 +105,21 @@ def test_a_copying_network_is_flagged(faces, archive, known, tmp_path):
 
 
 def test_an_untrained_network_passes(faces, archive, known, tmp_path):
-    report = measure_memorization(untrained(), archive, list(range(12)), truncation_psi=0.7,
-                                  training_descriptors=known)
+    report = measure_memorization(
+        untrained(), archive, list(range(12)), truncation_psi=0.7, training_descriptors=known
+    )
     assert report.fraction_same_person == 0.0 and report.fraction_face_like == 0.0
     assert set(report.descriptor_quantiles.values()) == {None}  # no face, no identity to compare
     assert report.pixel_quantiles["p0"] > 0.05
     # counted as faces regardless, its blobs are still mostly further than the same-person distance
-    anyway = measure_memorization(untrained(), archive, list(range(12)), truncation_psi=0.7, min_face_score=None,
-                                  training_descriptors=known)
+    anyway = measure_memorization(
+        untrained(),
+        archive,
+        list(range(12)),
+        truncation_psi=0.7,
+        min_face_score=None,
+        training_descriptors=known,
+    )
     assert anyway.fraction_face_like == 1.0 and anyway.fraction_same_person < 0.2
     assert anyway.descriptor_quantiles["p50"] > 0.6
     # the yardstick: the collage repeats four people, so some training faces sit close to another
@@ -112,10 +134,17 @@ def test_an_untrained_network_passes(faces, archive, known, tmp_path):
 def test_snapshot_report_round_trips_as_json(faces, archive, known, tmp_path):
     G = untrained()
     save_snapshot(tmp_path / "network-snapshot-000000", G=G, G_ema=G)
-    report = memorization(tmp_path / "network-snapshot-000000", archive, samples=3, first_seed=5,
-                          sheet=tmp_path / "s.png", training_descriptors=known)
-    again = memorization(tmp_path / "network-snapshot-000000", archive, samples=3, first_seed=5,
-                         training_descriptors=known)
+    report = memorization(
+        tmp_path / "network-snapshot-000000",
+        archive,
+        samples=3,
+        first_seed=5,
+        sheet=tmp_path / "s.png",
+        training_descriptors=known,
+    )
+    again = memorization(
+        tmp_path / "network-snapshot-000000", archive, samples=3, first_seed=5, training_descriptors=known
+    )
     assert report.seeds == [5, 6, 7] and report.samples == 3 and report.training_images == len(faces)
     assert [p.descriptor_distance for p in report.pairs] == [p.descriptor_distance for p in again.pairs]
     data = json.loads(report.to_json())

@@ -1,4 +1,5 @@
 """SWD always; FID/KID through a TorchScript network with the Inception calling convention."""
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +28,9 @@ def test_laplacian_pyramid_levels():
     levels = laplacian_pyramid(x, min_res=8)
     assert [lv.shape[-1] for lv in levels] == [32, 16, 8]
     # A flat image has no band-pass detail away from the borders; the low-pass residual keeps its value.
-    assert levels[0][:, :, 4:-4, 4:-4].abs().max() < 1e-6 and torch.allclose(levels[-1], torch.full_like(levels[-1], 0.5))
+    assert levels[0][:, :, 4:-4, 4:-4].abs().max() < 1e-6 and torch.allclose(
+        levels[-1], torch.full_like(levels[-1], 0.5)
+    )
 
 
 def test_swd_separates_distributions():
@@ -63,15 +66,20 @@ def test_metrics_driver_with_and_without_inception(tmp_path):
     ds = ImageArchive(write_archive(tmp_path / "a.zip", blob_images(12, 16)))
     G = Generator(z_dim=8, w_dim=8, img_resolution=16, channel_base=128, channel_max=8, mapping_layers=2)
     lines = []
-    results = compute_metrics(["swd", "fid", "kid"], G, ds, device="cpu", num_images=12, log=lines.append,
-                              progress=False)
+    results = compute_metrics(
+        ["swd", "fid", "kid"], G, ds, device="cpu", num_images=12, log=lines.append, progress=False
+    )
     assert lines == [INCEPTION_MISSING] and [r.name for r in results] == ["swd"]
     path = tmp_path / "inception.pt"
     torch.jit.script(FakeInception()).save(str(path))
-    results = compute_metrics(["fid", "kid"], G, ds, device="cpu", inception=path, num_images=12, progress=False)
+    results = compute_metrics(
+        ["fid", "kid"], G, ds, device="cpu", inception=path, num_images=12, progress=False
+    )
     by_name = {r.name: r for r in results}
     assert by_name["fid"].results["fid"] > 0 and by_name["fid"].num_fakes == 12
     assert np.isfinite(by_name["kid"].results["kid"])
     (tmp_path / "junk.pt").write_bytes(b"not torchscript")
     with pytest.raises(TrainingError, match="not a TorchScript"):
-        compute_metrics(["fid"], G, ds, device="cpu", inception=tmp_path / "junk.pt", num_images=4, progress=False)
+        compute_metrics(
+            ["fid"], G, ds, device="cpu", inception=tmp_path / "junk.pt", num_images=4, progress=False
+        )

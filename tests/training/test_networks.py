@@ -1,4 +1,5 @@
 """Generator and discriminator: shapes and gradients at every resolution, and the config-F facts."""
+
 import math
 
 import pytest
@@ -63,8 +64,9 @@ def test_modulated_conv_fused_equals_unfused():
         b = modulated_conv2d(x, w, s, demodulate=demod, padding=1, fused=False)
         assert torch.allclose(a, b, atol=1e-5)
     # Demodulation gives unit-variance outputs for unit-variance inputs, whatever the style scale.
-    big = modulated_conv2d(torch.randn(64, 32, 16, 16), torch.randn(32, 32, 3, 3), torch.rand(64, 32) * 10,
-                           padding=1)
+    big = modulated_conv2d(
+        torch.randn(64, 32, 16, 16), torch.randn(32, 32, 3, 3), torch.rand(64, 32) * 10, padding=1
+    )
     assert abs(big[:, :, 1:-1, 1:-1].std().item() - 1) < 0.1
 
 
@@ -183,7 +185,9 @@ def test_upsampling_conv_is_a_true_convolution_padded_before_the_filter():
     got = modulated_conv2d(x, w, torch.ones(1, 2), demodulate=False, padding=1, up=2, resample_filter=f)
     stuffed = torch.zeros(1, 2, 10, 10)
     stuffed[:, :, ::2, ::2] = x
-    full = torch.nn.functional.conv2d(stuffed, w.flip([2, 3]), padding=2)[:, :, :11, :11]  # 'full' conv of 9x9
+    full = torch.nn.functional.conv2d(stuffed, w.flip([2, 3]), padding=2)[
+        :, :, :11, :11
+    ]  # 'full' conv of 9x9
     ref = upfirdn2d(full, f, padding=1, gain=4)  # 11 + 2 - 3 = 10 = twice the input
     assert got.shape == (1, 3, 10, 10)
     assert torch.allclose(got, ref, atol=1e-5)
@@ -191,12 +195,21 @@ def test_upsampling_conv_is_a_true_convolution_padded_before_the_filter():
 
 def test_conv_clamp_applies_in_float32():
     torch.manual_seed(5)
-    G = Generator(z_dim=8, w_dim=8, mapping_layers=1, img_resolution=8, channel_base=64, channel_max=8,
-                  conv_clamp=0.05)
+    G = Generator(
+        z_dim=8, w_dim=8, mapping_layers=1, img_resolution=8, channel_base=64, channel_max=8, conv_clamp=0.05
+    )
     with torch.no_grad():
         assert G(torch.randn(2, 8)).abs().max() <= 0.1 + 1e-6  # two ToRGB outputs, each within +-0.05
-    old = Generator(z_dim=8, w_dim=8, mapping_layers=1, img_resolution=8, channel_base=64, channel_max=8,
-                    conv_clamp=0.05, arch_version=1)
+    old = Generator(
+        z_dim=8,
+        w_dim=8,
+        mapping_layers=1,
+        img_resolution=8,
+        channel_base=64,
+        channel_max=8,
+        conv_clamp=0.05,
+        arch_version=1,
+    )
     old.load_state_dict(G.state_dict())
     with torch.no_grad():
         assert old(torch.randn(2, 8)).abs().max() > 0.1  # version 1 clamped only in reduced precision
@@ -206,7 +219,13 @@ def test_freeze_d_counts_layers_as_the_reference():
     D = Discriminator(img_resolution=32, channel_base=256, channel_max=16)
     D.freeze_layers(5)  # b32: fromrgb conv0 conv1 skip (4 layers), then b16.conv0
     frozen = {n.rsplit(".", 1)[0] for n, p in D.named_parameters() if not p.requires_grad}
-    assert frozen == {"blocks.0.fromrgb", "blocks.0.conv0", "blocks.0.conv1", "blocks.0.skip", "blocks.1.conv0"}
+    assert frozen == {
+        "blocks.0.fromrgb",
+        "blocks.0.conv0",
+        "blocks.0.conv1",
+        "blocks.0.skip",
+        "blocks.1.conv0",
+    }
     D2 = Discriminator(img_resolution=32, channel_base=256, channel_max=16)
     D2.freeze_layers(100)
     assert {n.split(".")[0] for n, p in D2.named_parameters() if p.requires_grad} == {"b4"}

@@ -1,4 +1,5 @@
 """FIR resampling and the twice-differentiable grid sampler that R1-through-augmentation relies on."""
+
 import torch
 import torch.nn.functional as F
 
@@ -51,4 +52,3 @@ def test_gradgradcheck_fir_resampling():
     x = torch.randn(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
     f = FIR.double()
     assert torch.autograd.gradgradcheck(lambda a: downsample2d(upsample2d(a, f), f), (x,))
-

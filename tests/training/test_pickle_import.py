@@ -1,4 +1,5 @@
 """NVlabs network pickles: read safely (allow-list, own storage parser), rendered as the reference renders them."""
+
 import collections
 import io
 import os
@@ -132,7 +133,11 @@ class _Storage:
 
 def _legacy_bytes(t: torch.Tensor) -> bytes:
     buf = io.BytesIO()  # written by torch itself, as the reference's storages are (a TypedStorage)
-    torch.save(torch.TypedStorage(t.tolist(), dtype=t.dtype, _internal=True), buf, _use_new_zipfile_serialization=False)
+    torch.save(
+        torch.TypedStorage(t.tolist(), dtype=t.dtype, _internal=True),
+        buf,
+        _use_new_zipfile_serialization=False,
+    )
     return buf.getvalue()
 
 
@@ -148,12 +153,18 @@ def _tensor_pickle(storage_values: torch.Tensor, size, monkeypatch) -> bytes:
     fake._reconstruct_persistent_obj = _reconstruct_persistent_obj
     monkeypatch.setitem(sys.modules, "torch_utils", types.ModuleType("torch_utils"))
     monkeypatch.setitem(sys.modules, "torch_utils.persistence", fake)
-    stride = tuple(int(np.prod(size[i + 1:])) for i in range(len(size)))
-    tensor = _Call(torch._utils._rebuild_tensor_v2,
-                   (_Storage(_legacy_bytes(storage_values)), 0, tuple(size), stride, False,
-                    collections.OrderedDict()))
-    meta = {"type": "class", "version": 4, "module_src": "# blank", "class_name": "Thing",
-            "state": {"_parameters": collections.OrderedDict(weight=tensor), "_buffers": {}, "_modules": {}}}
+    stride = tuple(int(np.prod(size[i + 1 :])) for i in range(len(size)))
+    tensor = _Call(
+        torch._utils._rebuild_tensor_v2,
+        (_Storage(_legacy_bytes(storage_values)), 0, tuple(size), stride, False, collections.OrderedDict()),
+    )
+    meta = {
+        "type": "class",
+        "version": 4,
+        "module_src": "# blank",
+        "class_name": "Thing",
+        "state": {"_parameters": collections.OrderedDict(weight=tensor), "_buffers": {}, "_modules": {}},
+    }
     return pickle.dumps({"G": _Call(_reconstruct_persistent_obj, (meta,))}, protocol=4)
 
 
@@ -205,12 +216,28 @@ def test_stylegan3_generator_is_named(tmp_path, monkeypatch):
     rec = _fake_global(monkeypatch, "torch_utils.persistence", "_reconstruct_persistent_obj")
 
     def module(cls, children=None):
-        return _Call(rec, ({"type": "class", "version": 6, "module_src": "", "class_name": cls,
-                            "state": {"_parameters": {}, "_buffers": {}, "_modules": children or {}}},))
+        return _Call(
+            rec,
+            (
+                {
+                    "type": "class",
+                    "version": 6,
+                    "module_src": "",
+                    "class_name": cls,
+                    "state": {"_parameters": {}, "_buffers": {}, "_modules": children or {}},
+                },
+            ),
+        )
 
-    G = module("Generator", {"synthesis": module("SynthesisNetwork", {"input": module("SynthesisInput"),
-                                                                      "L0_36_512": module("SynthesisLayer")}),
-                             "mapping": module("MappingNetwork")})
+    G = module(
+        "Generator",
+        {
+            "synthesis": module(
+                "SynthesisNetwork", {"input": module("SynthesisInput"), "L0_36_512": module("SynthesisLayer")}
+            ),
+            "mapping": module("MappingNetwork"),
+        },
+    )
     p = tmp_path / "stylegan3-t-ffhq-1024x1024.pkl"
     p.write_bytes(pickle.dumps({"G": G, "G_ema": G, "D": None}, protocol=4))
     with pytest.raises(ImportRefused, match=r"StyleGAN3 \(alias-free\) generator"):
@@ -220,13 +247,42 @@ def test_stylegan3_generator_is_named(tmp_path, monkeypatch):
 def test_stylegan3_repository_stylegan2_options_are_read():
     from training.pickle_import import ModuleRecord, generator_kwargs
 
-    ada = ModuleRecord("Generator", {"_init_kwargs": {
-        "z_dim": 512, "c_dim": 0, "w_dim": 512, "img_resolution": 256, "img_channels": 3,
-        "mapping_kwargs": {"num_layers": 8}, "synthesis_kwargs": {"channel_base": 16384, "channel_max": 512,
-                                                                   "num_fp16_res": 4, "conv_clamp": 256}}})
-    sg3 = ModuleRecord("Generator", {"_init_kwargs": {
-        "z_dim": 512, "c_dim": 0, "w_dim": 512, "img_resolution": 256, "img_channels": 3,
-        "mapping_kwargs": {"num_layers": 8}, "channel_base": 16384, "channel_max": 512, "num_fp16_res": 4,
-        "conv_clamp": 256, "fused_modconv_default": "inference_only"}})
+    ada = ModuleRecord(
+        "Generator",
+        {
+            "_init_kwargs": {
+                "z_dim": 512,
+                "c_dim": 0,
+                "w_dim": 512,
+                "img_resolution": 256,
+                "img_channels": 3,
+                "mapping_kwargs": {"num_layers": 8},
+                "synthesis_kwargs": {
+                    "channel_base": 16384,
+                    "channel_max": 512,
+                    "num_fp16_res": 4,
+                    "conv_clamp": 256,
+                },
+            }
+        },
+    )
+    sg3 = ModuleRecord(
+        "Generator",
+        {
+            "_init_kwargs": {
+                "z_dim": 512,
+                "c_dim": 0,
+                "w_dim": 512,
+                "img_resolution": 256,
+                "img_channels": 3,
+                "mapping_kwargs": {"num_layers": 8},
+                "channel_base": 16384,
+                "channel_max": 512,
+                "num_fp16_res": 4,
+                "conv_clamp": 256,
+                "fused_modconv_default": "inference_only",
+            }
+        },
+    )
     assert generator_kwargs(ada) == generator_kwargs(sg3)
     assert generator_kwargs(sg3)["channel_base"] == 16384 and generator_kwargs(sg3)["num_reduced_res"] == 4

@@ -1,5 +1,6 @@
 """Snapshot faults (issue 16): sizes bounded before building, malformed JSON, checksums, a kill between the
 weights and the JSON, unique names per step, --resume latest / latest-good, one writer per run folder."""
+
 import json
 import multiprocessing
 import time
@@ -23,6 +24,7 @@ TINY = dict(img_resolution=16, channel_base=256, channel_max=16)
 
 def _G(seed=0):
     import torch
+
     torch.manual_seed(seed)
     return Generator(z_dim=8, w_dim=8, mapping_layers=2, **TINY)
 
@@ -39,12 +41,24 @@ def _edit_json(stem, **changes):
     js.write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize("field,value", [
-    ("G_kwargs.mapping_layers", 100_000), ("G_kwargs.img_resolution", 1 << 20), ("G_kwargs.img_resolution", 48),
-    ("G_kwargs.img_channels", 10**6), ("G_kwargs.z_dim", 10**7), ("G_kwargs.w_dim", -1), ("G_kwargs.c_dim", 10**9),
-    ("G_kwargs.channel_max", 10**6), ("G_kwargs.channel_base", "big"), ("G_kwargs.mapping_layers", True),
-    ("G_kwargs.evil", 1), ("cur_nimg", -5), ("augment_p", 7),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("G_kwargs.mapping_layers", 100_000),
+        ("G_kwargs.img_resolution", 1 << 20),
+        ("G_kwargs.img_resolution", 48),
+        ("G_kwargs.img_channels", 10**6),
+        ("G_kwargs.z_dim", 10**7),
+        ("G_kwargs.w_dim", -1),
+        ("G_kwargs.c_dim", 10**9),
+        ("G_kwargs.channel_max", 10**6),
+        ("G_kwargs.channel_base", "big"),
+        ("G_kwargs.mapping_layers", True),
+        ("G_kwargs.evil", 1),
+        ("cur_nimg", -5),
+        ("augment_p", 7),
+    ],
+)
 def test_sizes_in_the_json_are_bounded_before_building(tmp_path, field, value):
     stem = save_snapshot(tmp_path / "s", G=_G())
     _edit_json(stem, **{field: value})
@@ -55,19 +69,30 @@ def test_sizes_in_the_json_are_bounded_before_building(tmp_path, field, value):
     assert time.perf_counter() - start < 5  # refused at once, nothing big built
 
 
-@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '"a string"', "\xff\xfe", '{"format": 3}',
-                                  '{"format": "ghosts-stylegan2-ada-snapshot", "G_kwargs": [1]}',
-                                  '{"format": "ghosts-stylegan2-ada-snapshot", "format_version": "x"}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        "[1, 2]",
+        '"a string"',
+        "\xff\xfe",
+        '{"format": 3}',
+        '{"format": "ghosts-stylegan2-ada-snapshot", "G_kwargs": [1]}',
+        '{"format": "ghosts-stylegan2-ada-snapshot", "format_version": "x"}',
+    ],
+)
 def test_malformed_json_is_a_clear_error(tmp_path, text):
     stem = save_snapshot(tmp_path / "s", G=_G())
-    stem.with_suffix(".json").write_bytes(text.encode("utf-8", "surrogateescape") if text != "\xff\xfe"
-                                          else b"\xff\xfe\x00")
+    stem.with_suffix(".json").write_bytes(
+        text.encode("utf-8", "surrogateescape") if text != "\xff\xfe" else b"\xff\xfe\x00"
+    )
     with pytest.raises(TrainingError):
         load_snapshot(stem)
 
 
 def test_the_json_records_the_weights_sha256_and_a_changed_byte_is_refused(tmp_path):
     import hashlib
+
     stem = save_snapshot(tmp_path / "s", G=_G())
     st = stem.with_suffix(".safetensors")
     meta = json.loads(stem.with_suffix(".json").read_text())
@@ -148,9 +173,16 @@ def test_one_writer_per_run_folder(tmp_path):
 def _png_claiming(width, height):
     import struct
     import zlib
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + b"\0" * 64
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + b"\0" * 64
+    )
 
 
 @pytest.mark.parametrize("size", [(30000, 30000), (32, 32), (16, 8)])
@@ -161,6 +193,7 @@ def test_training_reader_checks_the_png_header_size_before_decoding(tmp_path, si
 
     from tests.training.archives import blob_images, write_archive
     from training.dataset import ImageArchive
+
     path = write_archive(tmp_path / "a.zip", blob_images(3, 16))
     with zipfile.ZipFile(path) as z:
         members = {n: z.read(n) for n in z.namelist()}
@@ -182,24 +215,42 @@ def test_training_reader_checks_the_png_header_size_before_decoding(tmp_path, si
 def _loop_setup(tmp_path):
     from tests.training.archives import make_archive
     from training.config import build_options
+
     archive = make_archive(tmp_path / "a", n=8, res=16)
     out = tmp_path / "runs"
     run = out / "00000-blobs-auto"
     import torch
+
     kw = dict(z_dim=16, w_dim=16, mapping_layers=2, img_resolution=16, channel_base=128, channel_max=16)
     torch.manual_seed(1)
     good = save_snapshot(run / snapshot_name(32), G=Generator(**kw), cur_nimg=32)
     torch.manual_seed(2)
     bad = save_snapshot(run / snapshot_name(64), G=Generator(**kw), cur_nimg=64)
-    opts = build_options(archive, out, batch=4, kimg=0.008, tick_kimg=0.004, resume="latest", cbase=128, cmax=16,
-                         z_dim=16, w_dim=16, workers=0, metrics="none", snap=0)
+    opts = build_options(
+        archive,
+        out,
+        batch=4,
+        kimg=0.008,
+        tick_kimg=0.004,
+        resume="latest",
+        cbase=128,
+        cmax=16,
+        z_dim=16,
+        w_dim=16,
+        workers=0,
+        metrics="none",
+        snap=0,
+    )
     return run, good, bad, opts
 
 
 def test_train_resume_latest_refuses_a_damaged_newest_pair_and_a_locked_run(tmp_path):
     from training.loop import train
+
     run, good, bad, opts = _loop_setup(tmp_path)
-    bad.with_suffix(".safetensors").write_bytes(good.with_suffix(".safetensors").read_bytes())  # killed rewrite
+    bad.with_suffix(".safetensors").write_bytes(
+        good.with_suffix(".safetensors").read_bytes()
+    )  # killed rewrite
     with pytest.raises(TrainingError, match="newest snapshot is unusable.*latest-good"):
         train(opts)
     with RunLock(run):
@@ -209,4 +260,5 @@ def test_train_resume_latest_refuses_a_damaged_newest_pair_and_a_locked_run(tmp_
 
 def dataclasses_replace(obj, **kw):
     import dataclasses
+
     return dataclasses.replace(obj, **kw)

@@ -7,6 +7,7 @@ One module per tool; everything a flow or a notebook needs is importable from he
     G = load_generator("runs/.../network-snapshot-005000")
     save_grid(generate_images(G, range(16), 0.7), "grid.png")
 """
+
 from training.latent.animation import write_animation
 from training.latent.direction import (
     apply_direction,
@@ -27,9 +28,35 @@ from training.latent.seeds import parse_floats, parse_seeds, seed_ws, z_from_see
 from training.latent.target import load_target
 
 __all__ = [
-    "PixelStructuralDistance", "ProjectionResult", "VGGDistance", "apply_direction", "direction_grid", "edit_ws",
-    "fit_direction", "generate_images", "interpolate", "interpolate_ws", "lerp", "load_direction",
-    "load_latents", "load_target", "load_vgg", "make_grid", "parse_floats", "parse_seeds", "project",
-    "save_direction", "save_grid", "save_png", "save_projection", "seed_ws", "slerp", "style_mix", "synthesize",
-    "to_uint8", "write_animation", "write_images", "z_from_seed",
+    "PixelStructuralDistance",
+    "ProjectionResult",
+    "VGGDistance",
+    "apply_direction",
+    "direction_grid",
+    "edit_ws",
+    "fit_direction",
+    "generate_images",
+    "interpolate",
+    "interpolate_ws",
+    "lerp",
+    "load_direction",
+    "load_latents",
+    "load_target",
+    "load_vgg",
+    "make_grid",
+    "parse_floats",
+    "parse_seeds",
+    "project",
+    "save_direction",
+    "save_grid",
+    "save_png",
+    "save_projection",
+    "seed_ws",
+    "slerp",
+    "style_mix",
+    "synthesize",
+    "to_uint8",
+    "write_animation",
+    "write_images",
+    "z_from_seed",
 ]

@@ -3,6 +3,7 @@
 Both are written to a temp file beside the target and renamed into place, so an interrupted encode never
 leaves a broken video under the final name.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,8 +32,16 @@ def _write_gif(frames: list[np.ndarray], path: str, fps: float, loop: bool) -> N
     pics = [Image.fromarray(f) for f in frames]
     extra = {"loop": 0} if loop else {}
     # GIF stores delays in 1/100 s; Pillow takes milliseconds and rounds.
-    pics[0].save(path, format="GIF", save_all=True, append_images=pics[1:], duration=max(20, round(1000 / fps)),
-                 disposal=1, optimize=False, **extra)
+    pics[0].save(
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=pics[1:],
+        duration=max(20, round(1000 / fps)),
+        disposal=1,
+        optimize=False,
+        **extra,
+    )
 
 
 def _write_mp4(frames: list[np.ndarray], path: str, fps: float, quality: int) -> None:
@@ -46,8 +55,16 @@ def _write_mp4(frames: list[np.ndarray], path: str, fps: float, quality: int) ->
         raise TrainingError(f"no ffmpeg encoder available ({e}); write a .gif instead") from None
     first = _even(frames[0])
     h, w = first.shape[:2]
-    writer = imageio_ffmpeg.write_frames(path, (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-                                         quality=quality, macro_block_size=2, ffmpeg_log_level="error")
+    writer = imageio_ffmpeg.write_frames(
+        path,
+        (w, h),
+        fps=fps,
+        codec="libx264",
+        pix_fmt_out="yuv420p",
+        quality=quality,
+        macro_block_size=2,
+        ffmpeg_log_level="error",
+    )
     writer.send(None)  # start the encoder
     try:
         for f in frames:
@@ -56,9 +73,14 @@ def _write_mp4(frames: list[np.ndarray], path: str, fps: float, quality: int) ->
         writer.close()
 
 
-def write_animation(frames: list[np.ndarray], path: Path | str, *, fps: float = 30.0,
-                    loop: bool = True,  # GIF: repeat forever (an MP4 player decides for itself)
-                    quality: int = 8) -> Path:  # MP4: imageio-ffmpeg's 0-10 quality scale
+def write_animation(
+    frames: list[np.ndarray],
+    path: Path | str,
+    *,
+    fps: float = 30.0,
+    loop: bool = True,  # GIF: repeat forever (an MP4 player decides for itself)
+    quality: int = 8,
+) -> Path:  # MP4: imageio-ffmpeg's 0-10 quality scale
     """Write HxWx3 uint8 frames as .gif or .mp4 (chosen by the suffix); returns the path."""
     path = Path(path)
     suffix = path.suffix.lower()

@@ -12,6 +12,7 @@ network's own W distribution along it: strengths mean the same on every network 
 Saved as a float32 .npy of shape [num_ws, w_dim] (load with allow_pickle=False), with a .json beside it
 saying how it was made.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,7 +36,9 @@ def _latents_from_npz(path: Path, G) -> torch.Tensor:
     try:
         with np.load(path, allow_pickle=False) as data:
             if "w" not in data.files:
-                raise TrainingError(f"{path} has no array named 'w' (expected a projected_w.npz from ghosts project)")
+                raise TrainingError(
+                    f"{path} has no array named 'w' (expected a projected_w.npz from ghosts project)"
+                )
             w = np.asarray(data["w"], dtype=np.float32)
     except (OSError, ValueError) as e:
         raise TrainingError(f"cannot read latents {path}: {e}") from e
@@ -44,8 +47,10 @@ def _latents_from_npz(path: Path, G) -> torch.Tensor:
     if w.ndim == 2:
         w = w[None]
     if w.ndim != 3 or w.shape[1:] != (G.num_ws, G.w_dim):
-        raise TrainingError(f"{path}: latents of shape {list(w.shape)} do not fit this network, which expects "
-                            f"[N, {G.num_ws}, {G.w_dim}] (projected with a different network?)")
+        raise TrainingError(
+            f"{path}: latents of shape {list(w.shape)} do not fit this network, which expects "
+            f"[N, {G.num_ws}, {G.w_dim}] (projected with a different network?)"
+        )
     if not np.isfinite(w).all():
         raise TrainingError(f"{path}: latents contain NaN or infinity")
     return torch.from_numpy(np.ascontiguousarray(w))
@@ -63,8 +68,10 @@ def latent_files(path: Path | str) -> list[Path]:
         raise TrainingError(f"latents not found: {path}")
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in LATENT_SUFFIXES)
     if not files:
-        raise TrainingError(f"no latents in {path}: expected projected_w.npz files (from ghosts project) or .txt "
-                            "files listing seeds")
+        raise TrainingError(
+            f"no latents in {path}: expected projected_w.npz files (from ghosts project) or .txt "
+            "files listing seeds"
+        )
     return files
 
 
@@ -94,7 +101,10 @@ def _logistic_normal(pos: torch.Tensor, neg: torch.Tensor, l2: float, steps: int
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ weight + bias, y) + l2 * weight.square().sum()
+        loss = (
+            torch.nn.functional.binary_cross_entropy_with_logits(x @ weight + bias, y)
+            + l2 * weight.square().sum()
+        )
         loss.backward()
         return loss
 
@@ -102,11 +112,17 @@ def _logistic_normal(pos: torch.Tensor, neg: torch.Tensor, l2: float, steps: int
     return weight.detach().float()
 
 
-def fit_direction(G, positive: torch.Tensor, negative: torch.Tensor, method: str = "mean", *,
-                  l2: float = 1e-2,  # logistic: L2 penalty on the normal (InterFaceGAN's SVM uses C=1, similar role)
-                  logistic_steps: int = 200,  # logistic: L-BFGS iterations
-                  scale_samples: int = 10_000,  # mapping samples for W's spread along the direction
-                  class_idx: int | None = None) -> np.ndarray:
+def fit_direction(
+    G,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    method: str = "mean",
+    *,
+    l2: float = 1e-2,  # logistic: L2 penalty on the normal (InterFaceGAN's SVM uses C=1, similar role)
+    logistic_steps: int = 200,  # logistic: L-BFGS iterations
+    scale_samples: int = 10_000,  # mapping samples for W's spread along the direction
+    class_idx: int | None = None,
+) -> np.ndarray:
     """A direction [num_ws, w_dim] float32 pointing from `negative` to `positive`, one W standard deviation long."""
     if method not in METHODS:
         raise TrainingError(f"direction method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -127,15 +143,16 @@ def fit_direction(G, positive: torch.Tensor, negative: torch.Tensor, method: str
         if (pos.mean(0) - neg.mean(0)) @ d < 0:  # point from negative to positive
             d = -d
     if not torch.isfinite(d).all() or float(d.norm()) < 1e-12:
-        raise TrainingError("the positive and negative latents are indistinguishable: no direction to fit "
-                            "(are both folders the same?)")
+        raise TrainingError(
+            "the positive and negative latents are indistinguishable: no direction to fit "
+            "(are both folders the same?)"
+        )
     d = (d.expand(G.num_ws, -1) if shared else d.view(G.num_ws, G.w_dim)).contiguous()
     unit = d / d.norm()
     # A latent's coordinate along the unit direction is the sum over layers of <w, unit_l>.
     samples = sample_ws(G, scale_samples, seed=321, class_idx=class_idx).cpu()
     spread = float((samples @ unit.sum(0)).std())
     return (unit * spread).numpy().astype(np.float32)
-
 
 
 def save_direction(direction: np.ndarray, path: Path | str, *, info: dict | None = None) -> Path:
@@ -146,8 +163,10 @@ def save_direction(direction: np.ndarray, path: Path | str, *, info: dict | None
     buf = io.BytesIO()
     np.save(buf, np.asarray(direction, dtype=np.float32), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
-    atomic_write_text(path.with_suffix(".json"), json.dumps({"shape": list(direction.shape), **(info or {})},
-                                                            indent=1) + "\n")
+    atomic_write_text(
+        path.with_suffix(".json"),
+        json.dumps({"shape": list(direction.shape), **(info or {})}, indent=1) + "\n",
+    )
     return path
 
 
@@ -159,20 +178,26 @@ def load_direction(path: Path | str, G) -> torch.Tensor:
     except FileNotFoundError:
         raise TrainingError(f"direction not found: {path}") from None
     except (OSError, ValueError) as e:
-        raise TrainingError(f"cannot read direction {path} (expected a .npy from ghosts direction fit): {e}") from e
+        raise TrainingError(
+            f"cannot read direction {path} (expected a .npy from ghosts direction fit): {e}"
+        ) from e
     if not isinstance(d, np.ndarray) or d.dtype.kind != "f":
         raise TrainingError(f"{path} does not hold a float array")
     if d.ndim == 1 and d.shape[0] == G.w_dim:
         d = np.broadcast_to(d, (G.num_ws, G.w_dim))
     if d.shape != (G.num_ws, G.w_dim):
-        raise TrainingError(f"{path}: a direction of shape {list(d.shape)} does not fit this network, which "
-                            f"needs [{G.num_ws}, {G.w_dim}] or [{G.w_dim}] (fitted on a different network?)")
+        raise TrainingError(
+            f"{path}: a direction of shape {list(d.shape)} does not fit this network, which "
+            f"needs [{G.num_ws}, {G.w_dim}] or [{G.w_dim}] (fitted on a different network?)"
+        )
     if not np.isfinite(d).all():
         raise TrainingError(f"{path}: the direction contains NaN or infinity")
     return torch.from_numpy(np.array(d, dtype=np.float32)).to(next(G.parameters()).device)
 
 
-def edit_ws(ws: torch.Tensor, direction: torch.Tensor, strength: float, layers: list[int] | None = None) -> torch.Tensor:
+def edit_ws(
+    ws: torch.Tensor, direction: torch.Tensor, strength: float, layers: list[int] | None = None
+) -> torch.Tensor:
     """ws + strength * direction, on the chosen layers only (all by default). Strength 0 returns ws as is."""
     if strength == 0:
         return ws.clone()
@@ -184,21 +209,34 @@ def edit_ws(ws: torch.Tensor, direction: torch.Tensor, strength: float, layers: 
     return ws + strength * d.unsqueeze(0)
 
 
-def apply_direction(G, seeds: list[int], direction: torch.Tensor, strengths: list[float], *,
-                    layers: list[int] | None = None, truncation_psi: float = 1.0,
-                    truncation_cutoff: int | None = None, noise_mode: str = "const", class_idx: int | None = None,
-                    progress: bool = False) -> list[list[np.ndarray]]:
+def apply_direction(
+    G,
+    seeds: list[int],
+    direction: torch.Tensor,
+    strengths: list[float],
+    *,
+    layers: list[int] | None = None,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    class_idx: int | None = None,
+    progress: bool = False,
+) -> list[list[np.ndarray]]:
     """Pictures of each seed (rows) edited at each strength (columns), HxWx3 uint8."""
     check_noise_mode(noise_mode)
     if layers is not None:
         bad = [i for i in layers if not 0 <= i < G.num_ws]
         if bad:
             raise TrainingError(f"layer {bad[0]} does not exist: this network has layers 0-{G.num_ws - 1}")
-    ws = seed_ws(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx)
-    edited = torch.stack([edit_ws(ws, direction, s, layers) for s in strengths], dim=1)  # [seeds, strengths, ...]
+    ws = seed_ws(
+        G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx
+    )
+    edited = torch.stack(
+        [edit_ws(ws, direction, s, layers) for s in strengths], dim=1
+    )  # [seeds, strengths, ...]
     pics = synthesize(G, edited.flatten(0, 1), noise_mode=noise_mode, progress=progress, desc="editing")
     n = len(strengths)
-    return [pics[i * n: (i + 1) * n] for i in range(len(seeds))]
+    return [pics[i * n : (i + 1) * n] for i in range(len(seeds))]
 
 
 def direction_grid(rows: list[list[np.ndarray]]) -> np.ndarray:

@@ -14,6 +14,7 @@ Two choices:
 Both take NCHW images in about [-1, 1]; `features(target)` is computed once, `distance(images, feats)` per step
 and returns one value per image.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,15 @@ def _gaussian_window(size: int, sigma: float, channels: int, device) -> torch.Te
     return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
 
 
-def ssim_map(x: torch.Tensor, y: torch.Tensor, *, window: int = 11,  # Wang et al. 2004
-             sigma: float = 1.5, c1: float = 0.01**2, c2: float = 0.03**2) -> torch.Tensor:
+def ssim_map(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    window: int = 11,  # Wang et al. 2004
+    sigma: float = 1.5,
+    c1: float = 0.01**2,
+    c2: float = 0.03**2,
+) -> torch.Tensor:
     """Per-pixel SSIM of two NCHW images in [0, 1]; the window shrinks (odd, >= 3) to fit small images and
     edges are replicated so every pixel counts."""
     size = max(3, min(window, (min(x.shape[-2:]) // 2) * 2 - 1))
@@ -53,9 +61,13 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, *, window: int = 11,  # Wang et a
 class PixelStructuralDistance:
     """alpha * (1 - mean SSIM) + (1 - alpha) * mean L1, each averaged over a 2x pyramid."""
 
-    def __init__(self, *, alpha: float = 0.84,  # Zhao et al. 2017's SSIM : L1 mix
-                 num_scales: int = 4,  # pyramid levels (fewer when the image gets below min_size)
-                 min_size: int = 8):  # SSIM windows need a few pixels to mean anything
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.84,  # Zhao et al. 2017's SSIM : L1 mix
+        num_scales: int = 4,  # pyramid levels (fewer when the image gets below min_size)
+        min_size: int = 8,
+    ):  # SSIM windows need a few pixels to mean anything
         if not 0 <= alpha <= 1:
             raise ValueError("alpha must be in [0, 1]")
         self.alpha, self.num_scales, self.min_size = alpha, num_scales, min_size
@@ -72,7 +84,9 @@ class PixelStructuralDistance:
 
     def distance(self, images: torch.Tensor, target_features: list[torch.Tensor]) -> torch.Tensor:
         levels = self._pyramid(images)
-        ssim = torch.stack([ssim_map(a, b).mean(dim=(1, 2, 3)) for a, b in zip(levels, target_features)]).mean(0)
+        ssim = torch.stack(
+            [ssim_map(a, b).mean(dim=(1, 2, 3)) for a, b in zip(levels, target_features)]
+        ).mean(0)
         l1 = torch.stack([(a - b).abs().mean(dim=(1, 2, 3)) for a, b in zip(levels, target_features)]).mean(0)
         return self.alpha * (1 - ssim) + (1 - self.alpha) * l1
 
@@ -86,8 +100,9 @@ class VGGDistance:
     `resize_images=False, return_lpips=True`; any other is called with the images alone.
     """
 
-    def __init__(self, module: torch.nn.Module, *,
-                 min_size: int = 64):  # VGG16 pools 5 times; smaller pictures are upsampled to this first
+    def __init__(
+        self, module: torch.nn.Module, *, min_size: int = 64
+    ):  # VGG16 pools 5 times; smaller pictures are upsampled to this first
         self.module, self.min_size = module, min_size
         try:
             names = {a.name for a in module.forward.schema.arguments}
@@ -95,7 +110,11 @@ class VGGDistance:
             import inspect
 
             names = set(inspect.signature(module.forward).parameters)
-        self.lpips_kwargs = {"resize_images": False, "return_lpips": True} if {"resize_images", "return_lpips"} <= names else {}
+        self.lpips_kwargs = (
+            {"resize_images": False, "return_lpips": True}
+            if {"resize_images", "return_lpips"} <= names
+            else {}
+        )
 
     def features(self, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -117,22 +136,30 @@ def load_vgg(path: Path | str, device="cpu") -> VGGDistance:
     """The perceptual distance of a TorchScript VGG16 file (`--vgg PATH`); never downloads anything."""
     path = Path(path)
     if not path.is_file():
-        raise TrainingError(f"VGG16 weights not found: {path} (give a TorchScript file with --vgg, or leave --vgg "
-                            "out to use the built-in pixel + structural loss)")
+        raise TrainingError(
+            f"VGG16 weights not found: {path} (give a TorchScript file with --vgg, or leave --vgg "
+            "out to use the built-in pixel + structural loss)"
+        )
     try:
         module = torch.jit.load(str(path), map_location=device)
     except Exception as e:
-        raise TrainingError(f"{path} is not a TorchScript module that torch.jit.load can read: "
-                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-    for p in module.parameters():  # ScriptModules have no requires_grad_(); the loss needs no weight gradients
+        raise TrainingError(
+            f"{path} is not a TorchScript module that torch.jit.load can read: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from e
+    for (
+        p
+    ) in module.parameters():  # ScriptModules have no requires_grad_(); the loss needs no weight gradients
         p.requires_grad_(False)
     dist = VGGDistance(module.eval())
     try:  # fail now, with a clear message, rather than at step 1 of a long projection
         with torch.no_grad():
             probe = dist._features(torch.zeros(1, 3, 64, 64, device=device))
     except Exception as e:
-        raise TrainingError(f"{path} does not behave like a VGG16 feature extractor (images 0-255 in, "
-                            f"features out): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+        raise TrainingError(
+            f"{path} does not behave like a VGG16 feature extractor (images 0-255 in, "
+            f"features out): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from e
     if not torch.is_tensor(probe) or not math.isfinite(float(probe.float().sum())):
         raise TrainingError(f"{path} returned no usable features for a test image")
     return dist

@@ -1,4 +1,5 @@
 """Random pictures from a trained generator: seeds -> images, one PNG per seed and an optional grid."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,14 @@ def check_noise_mode(noise_mode: str) -> None:
 
 
 @torch.no_grad()
-def synthesize(G, ws: torch.Tensor, *, noise_mode: str = "const",  # const: reproducible; random: fresh grain
-               progress: bool = False, desc: str = "synthesising") -> list[np.ndarray]:
+def synthesize(
+    G,
+    ws: torch.Tensor,
+    *,
+    noise_mode: str = "const",  # const: reproducible; random: fresh grain
+    progress: bool = False,
+    desc: str = "synthesising",
+) -> list[np.ndarray]:
     """W+ latents [N, num_ws, w_dim] -> HxWx3 uint8 pictures. One latent at a time: the result of a latent
     then never depends on what else is in the batch, so equal latents give bit-equal pictures."""
     check_noise_mode(noise_mode)
@@ -31,12 +38,21 @@ def synthesize(G, ws: torch.Tensor, *, noise_mode: str = "const",  # const: repr
     return out
 
 
-def generate_images(G, seeds: list[int], truncation_psi: float = 1.0,  # 0.5-0.7 trades variety for quality
-                    noise_mode: str = "const", *, truncation_cutoff: int | None = None,
-                    class_idx: int | None = None, progress: bool = False) -> list[np.ndarray]:
+def generate_images(
+    G,
+    seeds: list[int],
+    truncation_psi: float = 1.0,  # 0.5-0.7 trades variety for quality
+    noise_mode: str = "const",
+    *,
+    truncation_cutoff: int | None = None,
+    class_idx: int | None = None,
+    progress: bool = False,
+) -> list[np.ndarray]:
     """One HxWx3 uint8 picture per seed; the same seed always gives the same picture with noise 'const'."""
     check_noise_mode(noise_mode)
-    ws = seed_ws(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx)
+    ws = seed_ws(
+        G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx
+    )
     return synthesize(G, ws, noise_mode=noise_mode, progress=progress, desc="generating")
 
 
@@ -44,8 +60,9 @@ def seed_filename(seed: int) -> str:
     return f"seed{seed:04d}.png"
 
 
-def write_images(images: list[np.ndarray], seeds: list[int], outdir: Path | str, *,
-                 grid: bool = False) -> list[Path]:
+def write_images(
+    images: list[np.ndarray], seeds: list[int], outdir: Path | str, *, grid: bool = False
+) -> list[Path]:
     """Write `seedNNNN.png` per seed (and `grid.png` when asked) into outdir; returns the paths written."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ W is where the generator's features are roughly linear, so a straight line there
 Gaussian whose samples sit near a sphere of radius sqrt(z_dim); a straight line would cut through the
 low-density middle, so Z paths follow the sphere (spherical interpolation, Shoemake 1985).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,9 +51,17 @@ def path_times(num_keys: int, frames: int, loop: bool) -> list[tuple[int, float]
 
 
 @torch.no_grad()
-def interpolate_ws(G, seeds: list[int], *, frames: int = 60,  # frames per transition between two seeds
-                   space: str = "w", loop: bool = False, truncation_psi: float = 1.0,
-                   truncation_cutoff: int | None = None, class_idx: int | None = None) -> torch.Tensor:
+def interpolate_ws(
+    G,
+    seeds: list[int],
+    *,
+    frames: int = 60,  # frames per transition between two seeds
+    space: str = "w",
+    loop: bool = False,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    class_idx: int | None = None,
+) -> torch.Tensor:
     """The W+ latents of every frame of the morph, [F, num_ws, w_dim]."""
     if space not in SPACES:
         raise TrainingError(f"interpolation space must be 'w' or 'z', not {space!r}")
@@ -61,27 +70,56 @@ def interpolate_ws(G, seeds: list[int], *, frames: int = 60,  # frames per trans
     times = path_times(len(seeds), frames, loop)
     n = len(seeds)
     if space == "w":
-        keys = seed_ws(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                       class_idx=class_idx)
+        keys = seed_ws(
+            G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx
+        )
         # Keys are returned untouched at t=0 (and t=1 at the end), so the first and last frames are the seeds'.
-        return torch.stack([keys[s] if t == 0 else keys[(s + 1) % n] if t == 1 else
-                            lerp(keys[s], keys[(s + 1) % n], t) for s, t in times])
+        return torch.stack(
+            [
+                keys[s] if t == 0 else keys[(s + 1) % n] if t == 1 else lerp(keys[s], keys[(s + 1) % n], t)
+                for s, t in times
+            ]
+        )
     device = device_of(G)
     zs = torch.from_numpy(np.concatenate([z_from_seed(s, G.z_dim) for s in seeds])).to(device, torch.float64)
     c = class_label(G, class_idx)
     ws = []
     for s, t in times:
         z = zs[s] if t == 0 else zs[(s + 1) % n] if t == 1 else slerp(zs[s], zs[(s + 1) % n], t)
-        ws.append(G.mapping(z.to(torch.float32).unsqueeze(0), c, truncation_psi=truncation_psi,
-                            truncation_cutoff=truncation_cutoff))
+        ws.append(
+            G.mapping(
+                z.to(torch.float32).unsqueeze(0),
+                c,
+                truncation_psi=truncation_psi,
+                truncation_cutoff=truncation_cutoff,
+            )
+        )
     return torch.cat(ws)
 
 
-def interpolate(G, seeds: list[int], frames: int = 60, space: str = "w", loop: bool = False, *,
-                truncation_psi: float = 1.0, truncation_cutoff: int | None = None, noise_mode: str = "const",
-                class_idx: int | None = None, progress: bool = False) -> list:
+def interpolate(
+    G,
+    seeds: list[int],
+    frames: int = 60,
+    space: str = "w",
+    loop: bool = False,
+    *,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    class_idx: int | None = None,
+    progress: bool = False,
+) -> list:
     """The frames (HxWx3 uint8) of a morph through the seeds; see `path_times` for the frame count."""
     check_noise_mode(noise_mode)
-    ws = interpolate_ws(G, seeds, frames=frames, space=space, loop=loop, truncation_psi=truncation_psi,
-                        truncation_cutoff=truncation_cutoff, class_idx=class_idx)
+    ws = interpolate_ws(
+        G,
+        seeds,
+        frames=frames,
+        space=space,
+        loop=loop,
+        truncation_psi=truncation_psi,
+        truncation_cutoff=truncation_cutoff,
+        class_idx=class_idx,
+    )
     return synthesize(G, ws, noise_mode=noise_mode, progress=progress, desc="morphing")

@@ -4,6 +4,7 @@ Each synthesis layer reads its own w, so a picture can take its coarse layers (p
 seed and the rest (colour, texture) from another. The grid has the column seeds along the top, the row seeds
 down the left, and at (row, col) the row seed with the chosen layers taken from the column seed.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,20 +41,30 @@ def mix_ws(row_ws: torch.Tensor, col_ws: torch.Tensor, styles: list[int]) -> tor
     return mixed
 
 
-def style_mix(G, row_seeds: list[int], col_seeds: list[int], styles: list[int] | None = None, *,
-              truncation_psi: float = 1.0, truncation_cutoff: int | None = None, noise_mode: str = "const",
-              class_idx: int | None = None, progress: bool = False) -> np.ndarray:
+def style_mix(
+    G,
+    row_seeds: list[int],
+    col_seeds: list[int],
+    styles: list[int] | None = None,
+    *,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    class_idx: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """The style-mixing grid as one HxWx3 uint8 picture ((R+1) x (C+1) cells, blank top-left corner)."""
     check_noise_mode(noise_mode)
     styles = coarse_styles(G) if styles is None else check_styles(G, styles)
     kw = {"truncation_psi": truncation_psi, "truncation_cutoff": truncation_cutoff, "class_idx": class_idx}
     row_ws, col_ws = seed_ws(G, row_seeds, **kw), seed_ws(G, col_seeds, **kw)
     mixed = mix_ws(row_ws, col_ws, styles).flatten(0, 1)
-    pics = synthesize(G, torch.cat([row_ws, col_ws, mixed]), noise_mode=noise_mode, progress=progress,
-                      desc="mixing")
-    rows, cols = pics[: len(row_seeds)], pics[len(row_seeds): len(row_seeds) + len(col_seeds)]
-    cells = pics[len(row_seeds) + len(col_seeds):]
+    pics = synthesize(
+        G, torch.cat([row_ws, col_ws, mixed]), noise_mode=noise_mode, progress=progress, desc="mixing"
+    )
+    rows, cols = pics[: len(row_seeds)], pics[len(row_seeds) : len(row_seeds) + len(col_seeds)]
+    cells = pics[len(row_seeds) + len(col_seeds) :]
     grid: list = [None, *cols]
     for r, row_pic in enumerate(rows):
-        grid += [row_pic, *cells[r * len(col_seeds): (r + 1) * len(col_seeds)]]
+        grid += [row_pic, *cells[r * len(col_seeds) : (r + 1) * len(col_seeds)]]
     return make_grid(grid, cols=len(col_seeds) + 1)

@@ -1,4 +1,5 @@
 """Generator output -> 8-bit pictures: conversion, grids, atomic PNG writes."""
+
 from __future__ import annotations
 
 import io
@@ -21,9 +22,13 @@ def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
     return list(x.permute(0, 2, 3, 1).cpu().numpy())
 
 
-def make_grid(images: list[np.ndarray], cols: int | None = None, *,
-              pad: int = 0,  # pixels of background between cells
-              background: int = 0) -> np.ndarray:
+def make_grid(
+    images: list[np.ndarray],
+    cols: int | None = None,
+    *,
+    pad: int = 0,  # pixels of background between cells
+    background: int = 0,
+) -> np.ndarray:
     """Tile same-sized HxWx3 pictures row by row; `None` entries leave a blank cell (the corner of a
     style-mixing grid). `cols` defaults to a near-square layout."""
     real = [im for im in images if im is not None]
@@ -40,7 +45,7 @@ def make_grid(images: list[np.ndarray], cols: int | None = None, *,
         if im is None:
             continue
         r, c = divmod(i, cols)
-        grid[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = im
+        grid[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = im
     return grid
 
 

@@ -7,6 +7,7 @@ w, scaled by the spread of W and ramped down to zero over the first 75%, so earl
 committing to the nearest local fit; keep the noise images from soaking up the picture by penalising their
 autocorrelation at every scale and renormalising them to zero mean, unit variance after each step.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,7 +35,9 @@ class ProjectionResult:
     noise: list[torch.Tensor]  # the noise image of each noise layer, in synthesis order ([] when left fixed)
     image: np.ndarray  # the final projection, HxWx3 uint8
     losses: list[float] = field(default_factory=list)  # total loss per step
-    distances: list[float] = field(default_factory=list)  # image distance per step (without the noise penalty)
+    distances: list[float] = field(
+        default_factory=list
+    )  # image distance per step (without the noise penalty)
     frames: list[np.ndarray] = field(default_factory=list)  # target | projection, every few steps
 
 
@@ -42,8 +45,10 @@ def target_tensor(G, target: np.ndarray) -> torch.Tensor:
     """An HxWx3 uint8 picture at the generator's resolution -> [1, C, H, W] in [-1, 1] on G's device."""
     res = G.img_resolution
     if target.ndim != 3 or target.shape != (res, res, 3) or target.dtype != np.uint8:
-        raise TrainingError(f"the target must be a {res}x{res} RGB picture (uint8), got {target.shape} "
-                            f"{target.dtype}; load it with load_target()")
+        raise TrainingError(
+            f"the target must be a {res}x{res} RGB picture (uint8), got {target.shape} "
+            f"{target.dtype}; load it with load_target()"
+        )
     x = torch.from_numpy(np.ascontiguousarray(target)).to(device_of(G)).permute(2, 0, 1).unsqueeze(0).float()
     if G.img_channels == 1:
         x = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
@@ -84,20 +89,27 @@ def _downsample(images: torch.Tensor, size: int) -> torch.Tensor:
     return images if images.shape[-1] <= size else F.adaptive_avg_pool2d(images, size)
 
 
-def project(G, target: np.ndarray, *, steps: int = 1000,
-            w_avg_samples: int = 10_000,  # mapping samples for the starting w and W's spread
-            initial_learning_rate: float = 0.1,
-            initial_noise_factor: float = 0.05,  # w noise at step 0, as a fraction of W's spread
-            lr_rampdown_length: float = 0.25,  # fraction of the run for the cosine ramp down
-            lr_rampup_length: float = 0.05,  # fraction of the run for the linear ramp up
-            noise_ramp_length: float = 0.75,  # fraction of the run over which w noise falls to zero
-            regularize_noise_weight: float = 1e5,  # weight of the noise autocorrelation penalty
-            optimize_noise: bool = True,  # False keeps the network's constant noise (only w moves)
-            distance=None,  # a distance object (see distance.py); None = PixelStructuralDistance()
-            loss_resolution: int = 256,  # pictures larger than this are area-downsampled before the loss
-            video_frames: int = 120,  # at most this many frames of the optimisation are kept
-            video_size: int = 512,  # frames are downsampled to at most this many pixels a side
-            class_idx: int | None = None, seed: int = 0, progress: bool = False) -> ProjectionResult:
+def project(
+    G,
+    target: np.ndarray,
+    *,
+    steps: int = 1000,
+    w_avg_samples: int = 10_000,  # mapping samples for the starting w and W's spread
+    initial_learning_rate: float = 0.1,
+    initial_noise_factor: float = 0.05,  # w noise at step 0, as a fraction of W's spread
+    lr_rampdown_length: float = 0.25,  # fraction of the run for the cosine ramp down
+    lr_rampup_length: float = 0.05,  # fraction of the run for the linear ramp up
+    noise_ramp_length: float = 0.75,  # fraction of the run over which w noise falls to zero
+    regularize_noise_weight: float = 1e5,  # weight of the noise autocorrelation penalty
+    optimize_noise: bool = True,  # False keeps the network's constant noise (only w moves)
+    distance=None,  # a distance object (see distance.py); None = PixelStructuralDistance()
+    loss_resolution: int = 256,  # pictures larger than this are area-downsampled before the loss
+    video_frames: int = 120,  # at most this many frames of the optimisation are kept
+    video_size: int = 512,  # frames are downsampled to at most this many pixels a side
+    class_idx: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> ProjectionResult:
     """Optimise a W latent (and the noise images) so G's picture matches `target` (HxWx3 uint8 at G's
     resolution, e.g. from load_target). Deterministic for a given seed and device."""
     if steps < 1:
@@ -114,8 +126,12 @@ def project(G, target: np.ndarray, *, steps: int = 1000,
     noise_inputs = None
     if optimize_noise:
         layers = G.synthesis.noise_layers()
-        noise_inputs = [torch.randn(1, 1, lay.resolution, lay.resolution, generator=rng).to(device)
-                        .requires_grad_(lay.use_noise) for lay in layers]
+        noise_inputs = [
+            torch.randn(1, 1, lay.resolution, lay.resolution, generator=rng)
+            .to(device)
+            .requires_grad_(lay.use_noise)
+            for lay in layers
+        ]
         noise = [n for n, lay in zip(noise_inputs, layers) if lay.use_noise]
     opt = torch.optim.Adam([w_opt, *noise], lr=initial_learning_rate, betas=(0.9, 0.999))
 
@@ -147,12 +163,19 @@ def project(G, target: np.ndarray, *, steps: int = 1000,
         bar.set_postfix(dist=f"{distances[-1]:.4f}", refresh=False)
 
     with torch.no_grad():
-        final = G.synthesis(w_opt.detach().repeat(1, G.num_ws, 1), noise_mode="const", noise_inputs=noise_inputs)
+        final = G.synthesis(
+            w_opt.detach().repeat(1, G.num_ws, 1), noise_mode="const", noise_inputs=noise_inputs
+        )
     image = to_uint8(final)[0]
     frames.append(side_by_side(target_frame, to_uint8(_downsample(final, video_size))[0]))
-    return ProjectionResult(w=w_opt.detach().repeat(1, G.num_ws, 1).cpu(),
-                            noise=[n.detach().cpu() for n in noise_inputs or []],
-                            image=image, losses=losses, distances=distances, frames=frames)
+    return ProjectionResult(
+        w=w_opt.detach().repeat(1, G.num_ws, 1).cpu(),
+        noise=[n.detach().cpu() for n in noise_inputs or []],
+        image=image,
+        losses=losses,
+        distances=distances,
+        frames=frames,
+    )
 
 
 def _loss_curve_png(result: ProjectionResult) -> bytes:
@@ -176,15 +199,25 @@ def _loss_curve_png(result: ProjectionResult) -> bytes:
     return buf.getvalue()
 
 
-def save_projection(result: ProjectionResult, target: np.ndarray, outdir, *, video: str = "mp4",  # or "gif"
-                    fps: float = 30.0, options: dict | None = None) -> dict[str, Path]:
+def save_projection(
+    result: ProjectionResult,
+    target: np.ndarray,
+    outdir,
+    *,
+    video: str = "mp4",  # or "gif"
+    fps: float = 30.0,
+    options: dict | None = None,
+) -> dict[str, Path]:
     """Write target.png, proj.png, projected_w.npz (key `w`, [1, num_ws, w_dim] float32; the noise images as
     `noise_00`, ... so proj.png can be redrawn exactly), proj.mp4 or proj.gif, loss.png and projection.json."""
     if video not in ("mp4", "gif"):
         raise TrainingError(f"the projection video is mp4 or gif, not {video!r}")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    paths = {"target": save_png(target, outdir / "target.png"), "proj": save_png(result.image, outdir / "proj.png")}
+    paths = {
+        "target": save_png(target, outdir / "target.png"),
+        "proj": save_png(result.image, outdir / "proj.png"),
+    }
     arrays = {"w": result.w.numpy().astype(np.float32)}
     arrays.update({f"noise_{i:02d}": n.numpy().astype(np.float32) for i, n in enumerate(result.noise)})
     buf = io.BytesIO()
@@ -194,10 +227,14 @@ def save_projection(result: ProjectionResult, target: np.ndarray, outdir, *, vid
     paths["video"] = write_animation(result.frames, outdir / f"proj.{video}", fps=fps)
     atomic_write_bytes(outdir / "loss.png", _loss_curve_png(result))
     paths["loss"] = outdir / "loss.png"
-    summary = {"steps": len(result.losses), "final_distance": result.distances[-1] if result.distances else None,
-               "first_distance": result.distances[0] if result.distances else None,
-               "optimized_noise": bool(result.noise), "options": options or {},
-               "distances": [round(d, 6) for d in result.distances]}
+    summary = {
+        "steps": len(result.losses),
+        "final_distance": result.distances[-1] if result.distances else None,
+        "first_distance": result.distances[0] if result.distances else None,
+        "optimized_noise": bool(result.noise),
+        "options": options or {},
+        "distances": [round(d, 6) for d in result.distances],
+    }
     atomic_write_text(outdir / "projection.json", json.dumps(summary, indent=1) + "\n")
     paths["summary"] = outdir / "projection.json"
     return paths

@@ -3,6 +3,7 @@
 A seed means the same thing here as in the wider StyleGAN tool family: z is
 `np.random.RandomState(seed).randn(1, z_dim)`, so seed 42 of a network is the same face in every tool.
 """
+
 from __future__ import annotations
 
 import re
@@ -52,9 +53,13 @@ def parse_floats(text: str, what: str = "value") -> list[float]:
     try:
         values = [float(p) for p in re.split(r"[,\s]+", text.strip()) if p]
     except ValueError:
-        raise TrainingError(f"cannot read {what}s {text!r}: give numbers separated by commas, e.g. -3,0,3") from None
+        raise TrainingError(
+            f"cannot read {what}s {text!r}: give numbers separated by commas, e.g. -3,0,3"
+        ) from None
     if not values or not all(np.isfinite(values)):
-        raise TrainingError(f"cannot read {what}s {text!r}: give finite numbers separated by commas, e.g. -3,0,3")
+        raise TrainingError(
+            f"cannot read {what}s {text!r}: give finite numbers separated by commas, e.g. -3,0,3"
+        )
     return values
 
 
@@ -89,7 +94,9 @@ def class_label(G, class_idx: int | None) -> torch.Tensor | None:
             raise TrainingError("this network is unconditional: leave out --class")
         return None
     if class_idx is None:
-        raise TrainingError(f"this network is conditional ({G.c_dim} classes): choose one with --class 0..{G.c_dim - 1}")
+        raise TrainingError(
+            f"this network is conditional ({G.c_dim} classes): choose one with --class 0..{G.c_dim - 1}"
+        )
     if not 0 <= class_idx < G.c_dim:
         raise TrainingError(f"--class {class_idx} is out of range: this network has classes 0..{G.c_dim - 1}")
     c = torch.zeros(1, G.c_dim, device=device_of(G))
@@ -98,23 +105,38 @@ def class_label(G, class_idx: int | None) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def seed_ws(G, seeds: list[int], *, truncation_psi: float = 1.0,  # 1 = no truncation; 0.5-0.7 trades variety for quality
-            truncation_cutoff: int | None = None,  # truncate only the first N layers; None = all
-            class_idx: int | None = None) -> torch.Tensor:
+def seed_ws(
+    G,
+    seeds: list[int],
+    *,
+    truncation_psi: float = 1.0,  # 1 = no truncation; 0.5-0.7 trades variety for quality
+    truncation_cutoff: int | None = None,  # truncate only the first N layers; None = all
+    class_idx: int | None = None,
+) -> torch.Tensor:
     """W+ latents of seeds, [N, num_ws, w_dim], one mapping call per seed so each result is independent
     of which other seeds were asked for."""
     c = class_label(G, class_idx)
     device = device_of(G)
-    ws = [G.mapping(torch.from_numpy(z_from_seed(s, G.z_dim)).to(device, torch.float32), c,
-                    truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff) for s in seeds]
+    ws = [
+        G.mapping(
+            torch.from_numpy(z_from_seed(s, G.z_dim)).to(device, torch.float32),
+            c,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+        )
+        for s in seeds
+    ]
     return torch.cat(ws)
 
 
 @torch.no_grad()
-def sample_ws(G, num: int, *, seed: int = 123, class_idx: int | None = None,
-              batch: int = 2000) -> torch.Tensor:
+def sample_ws(
+    G, num: int, *, seed: int = 123, class_idx: int | None = None, batch: int = 2000
+) -> torch.Tensor:
     """`num` w vectors of the mapping's own distribution, [num, w_dim], untruncated (every layer's w is the
     same before truncation, so one per sample is enough)."""
     z = torch.from_numpy(np.random.RandomState(seed).randn(num, G.z_dim)).to(device_of(G), torch.float32)
     c = class_label(G, class_idx)
-    return torch.cat([G.mapping(zb, None if c is None else c.expand(len(zb), -1))[:, 0] for zb in z.split(batch)])
+    return torch.cat(
+        [G.mapping(zb, None if c is None else c.expand(len(zb), -1))[:, 0] for zb in z.split(batch)]
+    )

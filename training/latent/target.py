@@ -4,6 +4,7 @@ With alignment (the default) the largest face is found and cropped with the same
 set went through, so the projector looks for a face framed the way the network knows faces. Without it the
 photo is centre-cropped to a square and resized, for pictures that are already aligned.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,7 @@ def center_crop_resize(rgb: np.ndarray, size: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    pic = Image.fromarray(rgb[top: top + s, left: left + s])
+    pic = Image.fromarray(rgb[top : top + s, left : left + s])
     if s != size:
         pic = pic.resize((size, size), Image.LANCZOS)
     return np.asarray(pic, dtype=np.uint8).copy()

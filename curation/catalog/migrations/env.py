@@ -1,4 +1,5 @@
 """Alembic environment: runs on the connection `upgrade_catalog` passes in (or the configured URL)."""
+
 from alembic import context
 from sqlalchemy import create_engine
 

@@ -1,4 +1,5 @@
 """Faces and decisions as JSON: what the page's script (and any other script) calls."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -26,8 +27,13 @@ def _change(c) -> ChangeOut:
 
 
 def _batch_out(ctx: ReviewContext, batch) -> BatchOut:
-    return BatchOut(changes=[_change(c) for c in batch.changes], kept=batch.kept, undone=batch.undone,
-                    round_id=batch.round_id, counts=counts(ctx))
+    return BatchOut(
+        changes=[_change(c) for c in batch.changes],
+        kept=batch.kept,
+        undone=batch.undone,
+        round_id=batch.round_id,
+        counts=counts(ctx),
+    )
 
 
 def _decide(ctx: ReviewContext, item: DecideIn):
@@ -43,7 +49,9 @@ def get_csrf(ctx: Ctx, request: Request) -> dict:
 
 
 @router.get("/sign")
-def get_signed(ctx: Ctx, url: Annotated[str, Query(max_length=2000, pattern=r"^/([^/\\\s][^\s]*)?$")]) -> dict:
+def get_signed(
+    ctx: Ctx, url: Annotated[str, Query(max_length=2000, pattern=r"^/([^/\\\s][^\s]*)?$")]
+) -> dict:
     """A signed link to one of our own pages (the script re-signs links before following them); only local
     paths: `//host` and `/\\host` are refused, so nothing can be turned into an off-site link."""
     return {"url": ctx.guard.sign(url)}
@@ -60,11 +68,28 @@ def get_faces(ctx: Ctx, q: Annotated[GridQuery, Query()]) -> dict:
     with ctx.ws.session() as s:
         page = list_faces(s, q, ctx.config.per_page, snapshots=ctx.snapshots)
     return {
-        "page": q.page, "pages": page.pages, "snap": page.query.snap, "total": page.total, "per_page": page.per_page,
+        "page": q.page,
+        "pages": page.pages,
+        "snap": page.query.snap,
+        "total": page.total,
+        "per_page": page.per_page,
         "faces": [
-            {"id": t.id, "image_id": t.image_id, "decision": t.decision, "score": t.score, "flagged": t.flagged,
-             "manual": t.manual, "hints": t.hints, "tag": t.tag, "owner": t.owner, "likes": t.likes,
-             "source": t.source, "reviewer": t.reviewer, "rating": t.rating, "preview": f"/faces/{t.id}/preview"}
+            {
+                "id": t.id,
+                "image_id": t.image_id,
+                "decision": t.decision,
+                "score": t.score,
+                "flagged": t.flagged,
+                "manual": t.manual,
+                "hints": t.hints,
+                "tag": t.tag,
+                "owner": t.owner,
+                "likes": t.likes,
+                "source": t.source,
+                "reviewer": t.reviewer,
+                "rating": t.rating,
+                "preview": f"/faces/{t.id}/preview",
+            }
             for t in page.tiles
         ],
     }
@@ -79,18 +104,24 @@ def snapshot_ids(ctx: Ctx, snap: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,
     live = set()
     with ctx.ws.session() as s:
         for k in range(0, len(ids), 5000):
-            live.update(s.scalars(select(Face.id).where(Face.id.in_(ids[k:k + 5000]), Face.deleted.is_(False))))
+            live.update(
+                s.scalars(select(Face.id).where(Face.id.in_(ids[k : k + 5000]), Face.deleted.is_(False)))
+            )
     return {"snap": snap, "ids": [i for i in ids if i in live]}
 
 
 @router.get("/faces/state", response_model=list[FaceState])
-def face_states(ctx: Ctx, ids: Annotated[str, Query(max_length=8000, pattern=r"^\d+(,\d+)*$")]) -> list[FaceState]:
+def face_states(
+    ctx: Ctx, ids: Annotated[str, Query(max_length=8000, pattern=r"^\d+(,\d+)*$")]
+) -> list[FaceState]:
     """Current decisions of the faces on screen, so a page follows another reviewer's changes."""
     wanted = [int(i) for i in ids.split(",")][:1000]
     if any(i > MAX_ID for i in wanted):
         raise HTTPException(422, "bad request: ids: not a catalog id")
     with ctx.ws.session() as s:
-        rows = s.execute(select(Face.id, Face.decision, Face.reviewer, Face.deleted).where(Face.id.in_(wanted))).all()
+        rows = s.execute(
+            select(Face.id, Face.decision, Face.reviewer, Face.deleted).where(Face.id.in_(wanted))
+        ).all()
     return [FaceState(id=i, decision=d or "undecided", reviewer=r, deleted=bool(x)) for i, d, r, x in rows]
 
 

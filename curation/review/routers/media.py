@@ -1,4 +1,5 @@
 """Pictures by catalog id (previews, photos) and the manual crop made from four clicks on a photo."""
+
 from __future__ import annotations
 
 import json
@@ -29,16 +30,25 @@ def face_preview(ctx: Ctx, face_id: IdPath) -> FileResponse:
 
 
 @router.get("/faces/{face_id:int}/loupe")
-def face_loupe(ctx: Ctx, face_id: IdPath, part: Annotated[Literal["aligned", "region"], Query()] = "aligned",
-               size: Annotated[int, Query(ge=64, le=1024)] = 512) -> Response:
+def face_loupe(
+    ctx: Ctx,
+    face_id: IdPath,
+    part: Annotated[Literal["aligned", "region"], Query()] = "aligned",
+    size: Annotated[int, Query(ge=64, le=1024)] = 512,
+) -> Response:
     """The 100% loupe: the aligned crop at the dataset side, or the photo region at its own pixels."""
     aligned, region = loupe_jpegs(ctx.ws, face_id, size)
-    return Response(aligned if part == "aligned" else region, media_type="image/jpeg",
-                    headers={"cache-control": IMAGE_CACHE})
+    return Response(
+        aligned if part == "aligned" else region,
+        media_type="image/jpeg",
+        headers={"cache-control": IMAGE_CACHE},
+    )
 
 
 @router.get("/images/{image_id:int}/photo")
-def photo(ctx: Ctx, image_id: IdPath, size: Annotated[Literal["full", "thumb"], Query()] = "full") -> Response:
+def photo(
+    ctx: Ctx, image_id: IdPath, size: Annotated[Literal["full", "thumb"], Query()] = "full"
+) -> Response:
     data = ctx.photos.get(ctx.ws, image_id, PHOTO_MAX_SIDE if size == "full" else THUMB_MAX_SIDE)
     return Response(data, media_type="image/jpeg", headers={"cache-control": IMAGE_CACHE})
 
@@ -47,12 +57,20 @@ def photo(ctx: Ctx, image_id: IdPath, size: Annotated[Literal["full", "thumb"], 
 def manual_preview(ctx: Ctx, image_id: IdPath, body: ManualPointsIn) -> Response:
     """The aligned crop the four points would give, before anything is saved."""
     data, quad, reordered = manual_preview_jpeg(ctx.ws, image_id, body.model_dump())
-    return Response(data, media_type="image/jpeg",
-                    headers={"cache-control": "no-store", "x-ghosts-quad": json.dumps(quad),
-                             "x-ghosts-reordered": "1" if reordered else "0"})
+    return Response(
+        data,
+        media_type="image/jpeg",
+        headers={
+            "cache-control": "no-store",
+            "x-ghosts-quad": json.dumps(quad),
+            "x-ghosts-reordered": "1" if reordered else "0",
+        },
+    )
 
 
 @router.post("/api/images/{image_id:int}/manual", response_model=ManualFaceOut)
 def manual_save(ctx: Ctx, image_id: IdPath, body: ManualPointsIn) -> ManualFaceOut:
     face = add_manual_face(ctx.ws, image_id, body.model_dump(), ctx.config.reviewer)
-    return ManualFaceOut(face_id=face.id, image_id=face.image_id, quad=face.quad, score=face.score, counts=counts(ctx))
+    return ManualFaceOut(
+        face_id=face.id, image_id=face.image_id, quad=face.quad, score=face.score, counts=counts(ctx)
+    )

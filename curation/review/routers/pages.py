@@ -1,4 +1,5 @@
 """The HTML pages: the face grid, photos (to crop the faces the detector missed) and the detail view."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -21,8 +22,11 @@ router = APIRouter(tags=["pages"])
 
 def _page(ctx: ReviewContext, request: Request, name: str, **data) -> HTMLResponse:
     data.update(
-        request=request, csrf=csrf_token(ctx.guard, request), counts=review_counts(ctx.ws),
-        reviewer=ctx.config.reviewer, reject_reasons=REJECT_REASONS,
+        request=request,
+        csrf=csrf_token(ctx.guard, request),
+        counts=review_counts(ctx.ws),
+        reviewer=ctx.config.reviewer,
+        reject_reasons=REJECT_REASONS,
     )
     return ctx.templates.TemplateResponse(request, name, data)
 
@@ -33,9 +37,18 @@ def grid(ctx: Ctx, request: Request, q: Annotated[GridQuery, Query()]) -> HTMLRe
         th = thresholds_for(s)
         page = list_faces(s, q, ctx.config.per_page, th, snapshots=ctx.snapshots)
         facets = facet_values(s)
-    return _page(ctx, request, "grid.html", page=page, q=page.query, facets=facets, sort_labels=SORT_LABELS,
-                 target_size=th.target_size,
-                 flag_labels=FLAG_LABELS, view="faces")
+    return _page(
+        ctx,
+        request,
+        "grid.html",
+        page=page,
+        q=page.query,
+        facets=facets,
+        sort_labels=SORT_LABELS,
+        target_size=th.target_size,
+        flag_labels=FLAG_LABELS,
+        view="faces",
+    )
 
 
 class PhotoQuery(BaseModel):
@@ -55,8 +68,12 @@ def photos(ctx: Ctx, request: Request, q: Annotated[PhotoQuery, Query()]) -> HTM
         faces = func.count(Face.id).filter(Face.deleted.is_(False))
         rows = s.execute(
             select(Image.id, Image.query, Image.owner, Image.status, faces)
-            .outerjoin(Face, Face.image_id == Image.id).where(*conds).group_by(Image.id)
-            .order_by(Image.id).limit(per_page).offset((q.page - 1) * per_page)
+            .outerjoin(Face, Face.image_id == Image.id)
+            .where(*conds)
+            .group_by(Image.id)
+            .order_by(Image.id)
+            .limit(per_page)
+            .offset((q.page - 1) * per_page)
         ).all()
     pages = max(1, -(-total // per_page))
     return _page(ctx, request, "photos.html", rows=rows, q=q, total=total, pages=pages, view="photos")

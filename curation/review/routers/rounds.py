@@ -1,4 +1,5 @@
 """The review round: its state, and "Selection done"."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -12,8 +13,15 @@ router = APIRouter(prefix="/api", tags=["rounds"])
 
 
 def _out(rnd: ReviewRound, message: str) -> RoundOut:
-    return RoundOut(id=rnd.id, target=rnd.target, accepted=rnd.accepted, reviewer=rnd.reviewer,
-                    done=rnd.done_at is not None, flow_run_id=rnd.flow_run_id, message=message)
+    return RoundOut(
+        id=rnd.id,
+        target=rnd.target,
+        accepted=rnd.accepted,
+        reviewer=rnd.reviewer,
+        done=rnd.done_at is not None,
+        flow_run_id=rnd.flow_run_id,
+        message=message,
+    )
 
 
 @router.get("/round", response_model=RoundOut | None)

@@ -8,6 +8,7 @@ A refused first page can mean four different things, each with its own next step
 The probe is `api/v1/accounts/current_user/` on i.instagram.com for a logged-in session (one small answer
 naming the account), and the tag's `web_info` for an anonymous one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,16 @@ def is_network_failure(err: BaseException) -> bool:
             return True
         e = e.__cause__ or e.__context__
     text = str(err)
-    return any(s in text for s in ("Max retries exceeded", "Failed to establish a new connection",
-                                   "Name or service not known", "Connection refused", "Read timed out"))
+    return any(
+        s in text
+        for s in (
+            "Max retries exceeded",
+            "Failed to establish a new connection",
+            "Name or service not known",
+            "Connection refused",
+            "Read timed out",
+        )
+    )
 
 
 def current_user(ctx) -> str | None:
@@ -53,9 +62,12 @@ def probe(ctx, username: str | None, tag: str) -> tuple[str | None, Refusal | No
         if username:
             who = current_user(ctx)
             if not who:
-                return None, Refusal("logged_out", "current_user names no account",
-                                     f"Instagram no longer accepts the session of {username} (logged out): run "
-                                     f"`ghosts login {username}` (or `--cookies firefox`) again")
+                return None, Refusal(
+                    "logged_out",
+                    "current_user names no account",
+                    f"Instagram no longer accepts the session of {username} (logged out): run "
+                    f"`ghosts login {username}` (or `--cookies firefox`) again",
+                )
             return "accounts/current_user", None
         Hashtag(ctx, {"name": tag})._obtain_metadata()
         return "tags/web_info", None
@@ -66,8 +78,12 @@ def probe(ctx, username: str | None, tag: str) -> tuple[str | None, Refusal | No
 
 
 def network_refusal(detail: str) -> Refusal:
-    return Refusal("network", detail, "could not reach Instagram at all (network down, DNS or a proxy): check the "
-                   "connection and run again; the position of every tag is kept")
+    return Refusal(
+        "network",
+        detail,
+        "could not reach Instagram at all (network down, DNS or a proxy): check the "
+        "connection and run again; the position of every tag is kept",
+    )
 
 
 def diagnose(ctx, err: BaseException, username: str | None, tag: str, feed: str) -> Refusal:
@@ -81,19 +97,30 @@ def diagnose(ctx, err: BaseException, username: str | None, tag: str, feed: str)
         return first  # the tag's page is not there: no such hashtag
     if is_network_failure(err):
         answered, refusal = probe(ctx, username, tag)
-        return refusal if refusal is not None else Refusal(
-            "error", first.detail, f"the {FEED_LABELS[feed]} did not answer while {answered} did")
+        return (
+            refusal
+            if refusal is not None
+            else Refusal(
+                "error", first.detail, f"the {FEED_LABELS[feed]} did not answer while {answered} did"
+            )
+        )
     answered, refusal = probe(ctx, username, tag)
     if refusal is not None:
         if refusal.kind in ("wait", "rate"):
-            return Refusal(refusal.kind, f"{first.detail}; probe: {refusal.detail}",
-                           f"this account (or this address) is rate limited: the {FEED_LABELS[feed]} and a second "
-                           f"endpoint ({PROBE_NAMES[bool(username)]}) both refused; stop now, and go slower next time "
-                           f"with --max-requests-per-hour 100 or lower")
+            return Refusal(
+                refusal.kind,
+                f"{first.detail}; probe: {refusal.detail}",
+                f"this account (or this address) is rate limited: the {FEED_LABELS[feed]} and a second "
+                f"endpoint ({PROBE_NAMES[bool(username)]}) both refused; stop now, and go slower next time "
+                f"with --max-requests-per-hour 100 or lower",
+            )
         return refusal
-    return Refusal("endpoint", first.detail,
-                   f"the {FEED_LABELS[feed]} refused ({first.detail.splitlines()[0][:160]}) while the same "
-                   f"session still answers on {answered}: that endpoint is gone or changed, not a rate limit")
+    return Refusal(
+        "endpoint",
+        first.detail,
+        f"the {FEED_LABELS[feed]} refused ({first.detail.splitlines()[0][:160]}) while the same "
+        f"session still answers on {answered}: that endpoint is gone or changed, not a rate limit",
+    )
 
 
 @dataclass
@@ -151,7 +178,9 @@ def _first(iterator) -> str:
     return f"first post {post.shortcode}" if post is not None else "answers (no posts)"
 
 
-def check_saved_session(ws, username: str, loader=None, tag: str = "instagram") -> tuple[list[EndpointCheck], bool]:
+def check_saved_session(
+    ws, username: str, loader=None, tag: str = "instagram"
+) -> tuple[list[EndpointCheck], bool]:
     """`ghosts login --check USER`: each endpoint with the saved session, and whether the session is logged in
     (accounts/current_user names the account)."""
     from curation.sources.instagram.loader import make_loader
@@ -170,6 +199,8 @@ def check_report(username: str, checks: list[EndpointCheck], logged_in: bool) ->
     if logged_in:
         feeds = [c for c in checks if c.name in FEED_LABELS.values()]
         if feeds and not any(c.ok for c in feeds):
-            lines.append(f"the session of {username} works, but no hashtag feed answers: Instagram has changed "
-                         f"its API; see 'When scraping breaks' in docs/instagram.md (ghosts import-scraped)")
+            lines.append(
+                f"the session of {username} works, but no hashtag feed answers: Instagram has changed "
+                f"its API; see 'When scraping breaks' in docs/instagram.md (ghosts import-scraped)"
+            )
     return lines

@@ -14,6 +14,7 @@
 Each feed can be resumed: `freeze()` gives a position (JSON-able) from which `open_feed` gives the post last
 returned again, so a run killed while fetching a post starts with that post.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,14 @@ class SectionsFeed(Iterator[Post]):
     (the `top` section of web_info). `position` is what `freeze()` returned.
     """
 
-    def __init__(self, ctx: instaloader.InstaloaderContext, tag: str, tab: str,
-                 first_page: dict[str, Any] | None = None, position: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        ctx: instaloader.InstaloaderContext,
+        tag: str,
+        tab: str,
+        first_page: dict[str, Any] | None = None,
+        position: dict[str, Any] | None = None,
+    ):
         assert tab in ("recent", "top")
         self.ctx, self.tag, self.tab = ctx, tag, tab
         position = position or {}
@@ -83,10 +90,17 @@ class SectionsFeed(Iterator[Post]):
     def __next__(self) -> Post:
         while self._index >= len(self._medias):
             next_max_id = self._page.get("next_max_id")
-            if not self._page.get("more_available") or not next_max_id or next_max_id == self.cursor.get("max_id"):
+            if (
+                not self._page.get("more_available")
+                or not next_max_id
+                or next_max_id == self.cursor.get("max_id")
+            ):
                 raise StopIteration
-            self.cursor = {"max_id": next_max_id, "page": self._page.get("next_page"),
-                           "next_media_ids": self._page.get("next_media_ids")}
+            self.cursor = {
+                "max_id": next_max_id,
+                "page": self._page.get("next_page"),
+                "next_media_ids": self._page.get("next_media_ids"),
+            }
             self._page = self._query()
             self._medias, self._index = section_medias(self._page), 0
         media = self._medias[self._index]

@@ -1,5 +1,6 @@
 """The instaloader this source runs on: configured for scraping (reported rate-limit waits, fatal 401/403,
 quiet, no side files)."""
+
 from __future__ import annotations
 
 import logging
@@ -14,6 +15,7 @@ log = logging.getLogger("ghosts.instagram")
 # 401 "Please wait" and 403 "login_required" are not worth instaloader's three retries: each retry makes a
 # temporary block longer. As fatal codes they abort at once (instaloader's `--abort-on`).
 FATAL_STATUS_CODES = (401, 403)
+
 
 def make_loader(
     *,
@@ -60,4 +62,3 @@ def _route_messages_to_log(ctx: instaloader.InstaloaderContext) -> None:
 
 def rate_controller(loader: instaloader.Instaloader) -> ReportingRateController:
     return loader.context._rate_controller  # instaloader exposes no accessor for the controller it built
-

@@ -5,6 +5,7 @@ the mobile API over 30) and backs off after a 429. This subclass adds what a per
 needs: each wait is logged and handed to a callback (the scraper shows "waiting N s for Instagram" on its
 bar), and an optional hard cap on requests per hour for users who want to stay well under the radar.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,7 +57,9 @@ class ReportingRateController(instaloader.RateController):
         if self.max_requests_per_hour is None:
             return wait
         # instaloader records one timestamp per request, per query type; the cap counts them all together.
-        recent = sorted(t for times in self._query_timestamps.values() for t in times if t > current_time - HOUR_S)
+        recent = sorted(
+            t for times in self._query_timestamps.values() for t in times if t > current_time - HOUR_S
+        )
         if len(recent) >= self.max_requests_per_hour:
             # Wait until the oldest request that keeps us at the cap drops out of the one-hour window.
             wait = max(wait, recent[-self.max_requests_per_hour] + HOUR_S - current_time)

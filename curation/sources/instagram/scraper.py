@@ -20,6 +20,7 @@ Resuming and never duplicating:
 Account-wide refusals stop the tag with a message saying what was kept and when to retry; the remaining tags
 are not tried either (pushing on makes a block longer).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -64,6 +65,7 @@ POST_URL = "https://www.instagram.com/p/{}/"
 
 
 # ---------------------------------------------------------------------------------------------- summaries
+
 
 @dataclass
 class TagOutcome:
@@ -188,6 +190,7 @@ def _expired(frozen: dict[str, Any]) -> bool:
 
 # ---------------------------------------------------------------------------------------------- scraping
 
+
 class TagScraper:
     """Scrapes one tag into the catalog; one instance per tag and run."""
 
@@ -262,7 +265,9 @@ class TagScraper:
         images = f"{self.out.added} new image{'s' if self.out.added != 1 else ''}"
         parts = [f"Kept: {images} from #{self.tag} in this run ({self.out.posts_seen} posts read)"]
         if self.state.frozen:
-            parts.append(f"the position in the {self.state.feed} feed is saved and the next run resumes there")
+            parts.append(
+                f"the position in the {self.state.feed} feed is saved and the next run resumes there"
+            )
         if self.state.incomplete:
             parts.append(f"{len(self.state.incomplete)} unfinished posts are finished first next time")
         return "; ".join(parts) + ". " + retry_hint(kind) + "."
@@ -297,7 +302,7 @@ class TagScraper:
         feeds = ["top"] if self.top_only else list(FEEDS)
         saved = self.state.feed if self.state.frozen and not self.restart else None
         if saved in feeds:
-            feeds = feeds[feeds.index(saved):]  # resume where the last run was, on its feed
+            feeds = feeds[feeds.index(saved) :]  # resume where the last run was, on its feed
         tried: list[str] = []
         last: Refusal | None = None
         for feed in feeds:
@@ -323,12 +328,16 @@ class TagScraper:
         if last is not None and last.kind == "login":
             raise _Stop(last)
         labels = ", ".join(FEED_LABELS[f] for f in tried)
-        raise _Stop(Refusal(
-            "gone", last.detail if last else "",
-            f"every way to list this tag was refused ({labels}) although the session still answers elsewhere: "
-            f"Instagram has changed its API. Update instaloader (`pip install -U instaloader`), or download the tag "
-            f"with another scraper and bring it in with `ghosts import-scraped DIR` (docs/instagram.md, "
-            f"'When scraping breaks')"))
+        raise _Stop(
+            Refusal(
+                "gone",
+                last.detail if last else "",
+                f"every way to list this tag was refused ({labels}) although the session still answers elsewhere: "
+                f"Instagram has changed its API. Update instaloader (`pip install -U instaloader`), or download the tag "
+                f"with another scraper and bring it in with `ghosts import-scraped DIR` (docs/instagram.md, "
+                f"'When scraping breaks')",
+            )
+        )
 
     def _open(self, hashtag: Hashtag, feed: str, position: dict[str, Any] | None):
         """The feed's iterator, positioned where the last run left it when `position` is given."""
@@ -347,8 +356,11 @@ class TagScraper:
                 if classify(e, self.username).account_wide:
                     raise
                 # An expired or foreign cursor: the feed itself may still answer from its newest posts.
-                log.warning("#%s: not resuming from the saved position (%s); starting from the newest posts",
-                            self.tag, str(e).splitlines()[0][:200])
+                log.warning(
+                    "#%s: not resuming from the saved position (%s); starting from the newest posts",
+                    self.tag,
+                    str(e).splitlines()[0][:200],
+                )
                 self.state.frozen = None
         return open_feed(hashtag, feed)
 
@@ -361,8 +373,9 @@ class TagScraper:
             log.info("#%s: resuming after %d posts", self.tag, fni.total_index)
         except (TypeError, InvalidArgumentException) as e:
             # e.g. saved by another account: cursors belong to the session that made them.
-            log.warning("#%s: not resuming from the saved position (%s); starting from the newest posts",
-                        self.tag, e)
+            log.warning(
+                "#%s: not resuming from the saved position (%s); starting from the newest posts", self.tag, e
+            )
             self.state.frozen = None
 
     def _walk(self, iterator, feed: str) -> None:
@@ -400,10 +413,14 @@ class TagScraper:
         refusal = diagnose(self.ctx, err, self.username, self.tag, feed)
         if refusal.account_wide:
             return _Stop(refusal)
-        return _LaterPageRefused(Refusal(
-            "page", refusal.detail,
-            f"the {FEED_LABELS[feed]} refused a later page after {self.out.posts_seen} posts "
-            f"({refusal.detail.splitlines()[0][:160]}); the posts read so far are kept"))
+        return _LaterPageRefused(
+            Refusal(
+                "page",
+                refusal.detail,
+                f"the {FEED_LABELS[feed]} refused a later page after {self.out.posts_seen} posts "
+                f"({refusal.detail.splitlines()[0][:160]}); the posts read so far are kept",
+            )
+        )
 
     def _finish_incomplete(self) -> None:
         for shortcode in list(self.state.incomplete):
@@ -411,8 +428,13 @@ class TagScraper:
                 return
             entry = self.state.incomplete[shortcode]
             if entry.get("tries", 0) >= self.max_post_tries:
-                log.warning("#%s: giving up on post %s after %d tries (%s)", self.tag, shortcode,
-                            entry["tries"], entry.get("reason"))
+                log.warning(
+                    "#%s: giving up on post %s after %d tries (%s)",
+                    self.tag,
+                    shortcode,
+                    entry["tries"],
+                    entry.get("reason"),
+                )
                 del self.state.incomplete[shortcode]
                 continue
             try:
@@ -477,7 +499,9 @@ class TagScraper:
                 if not problem:
                     problem, counts_as_try = "--limit reached inside the post", False
                 break
-            label = f"{POST_URL.format(shortcode)} #{index}" if index is not None else POST_URL.format(shortcode)
+            label = (
+                f"{POST_URL.format(shortcode)} #{index}" if index is not None else POST_URL.format(shortcode)
+            )
             try:
                 data = self._download(url)
             except _DownloadFailed as e:
@@ -503,7 +527,10 @@ class TagScraper:
                 self.bar.update(1)
         if problem:
             tries = self.state.incomplete.get(shortcode, {}).get("tries", 0)
-            self.state.incomplete[shortcode] = {"reason": problem, "tries": tries + int(retry and counts_as_try)}
+            self.state.incomplete[shortcode] = {
+                "reason": problem,
+                "tries": tries + int(retry and counts_as_try),
+            }
         else:
             self.state.incomplete.pop(shortcode, None)
         self.state.in_flight = None
@@ -531,7 +558,9 @@ class TagScraper:
             except (ConnectionException, requests.RequestException, urllib3.exceptions.HTTPError) as e:
                 # urllib3's errors come through when the body is read from the raw stream (read_limited).
                 last = e
-                log.warning("download of %s failed (%s), attempt %d of %d", url, e, attempt, self.download_attempts)
+                log.warning(
+                    "download of %s failed (%s), attempt %d of %d", url, e, attempt, self.download_attempts
+                )
                 if attempt < self.download_attempts:
                     self.sleep(2.0 * attempt)
         raise _DownloadFailed(f"download failed after {self.download_attempts} attempts: {last}")
@@ -549,7 +578,9 @@ class TakenDownOwners:
         if not isinstance(owner, str) or not owner:
             return False
         name = owner.strip().lstrip("@").lower()
-        return name in self.values or "sha256:" + hashlib.sha256(name.encode("utf-8")).hexdigest() in self.values
+        return (
+            name in self.values or "sha256:" + hashlib.sha256(name.encode("utf-8")).hexdigest() in self.values
+        )
 
 
 def taken_down_owners(ws) -> TakenDownOwners:
@@ -592,13 +623,15 @@ def _parse_iso(value: str | None) -> dt.datetime | None:
 
 # ------------------------------------------------------------------------------------------------ the API
 
+
 def unique_tags(tags: Iterable[str]) -> list[str]:
     """The tags checked (`check_tag`) and without repeats, in the order given."""
     return list(dict.fromkeys(check_tag(t) for t in tags))
 
 
-def scrape_each_tag(tags: list[str], scrape_one: Callable[[str], T],
-                    account_wide: Callable[[T], bool]) -> tuple[list[T], list[str]]:
+def scrape_each_tag(
+    tags: list[str], scrape_one: Callable[[str], T], account_wide: Callable[[T], bool]
+) -> tuple[list[T], list[str]]:
     """The multi-tag run: scrape each tag in turn and stop after the first account-wide refusal, since pushing
     on with other tags makes a block longer. Returns the outcomes and the tags not tried. `scrape_one` is
     `TagScraper.run` for `scrape_tags` and the `scrape-tag` task for the `scrape-and-align` flow."""
@@ -607,7 +640,7 @@ def scrape_each_tag(tags: list[str], scrape_one: Callable[[str], T],
         outcome = scrape_one(tag)
         outcomes.append(outcome)
         if account_wide(outcome):
-            skipped = tags[i + 1:]
+            skipped = tags[i + 1 :]
             if skipped:
                 log.warning("not trying %s after that refusal", ", ".join("#" + t for t in skipped))
             return outcomes, skipped
@@ -656,14 +689,25 @@ def scrape_tags(
         if user:
             load_session(ws, loader, user)
         else:
-            log.warning("no Instagram session saved: trying anonymously (Instagram usually refuses hashtags "
-                        "without one; see `ghosts login`)")
+            log.warning(
+                "no Instagram session saved: trying anonymously (Instagram usually refuses hashtags "
+                "without one; see `ghosts login`)"
+            )
     summary = ScrapeSummary(session=loader.context.username)
     ingestor = Ingestor(ws)
 
     def scrape_one(tag: str) -> TagOutcome:
-        scraper = TagScraper(ws, loader, tag, limit=limit, top_only=top_only, restart=restart,
-                             progress=progress, ingestor=ingestor, sleep=sleep)
+        scraper = TagScraper(
+            ws,
+            loader,
+            tag,
+            limit=limit,
+            top_only=top_only,
+            restart=restart,
+            progress=progress,
+            ingestor=ingestor,
+            sleep=sleep,
+        )
         display.scraper = scraper
         return scraper.run()
 
@@ -681,6 +725,17 @@ def scrape_error_message(summary: ScrapeSummary) -> str:
 
 
 __all__ = [
-    "Refusal", "ScrapeSummary", "TagOutcome", "TagScraper", "TagState", "check_tag", "classify", "make_loader",
-    "post_provenance", "scrape_each_tag", "scrape_error_message", "scrape_tags", "unique_tags",
+    "Refusal",
+    "ScrapeSummary",
+    "TagOutcome",
+    "TagScraper",
+    "TagState",
+    "check_tag",
+    "classify",
+    "make_loader",
+    "post_provenance",
+    "scrape_each_tag",
+    "scrape_error_message",
+    "scrape_tags",
+    "unique_tags",
 ]

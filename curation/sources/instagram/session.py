@@ -4,6 +4,7 @@ A session is the cookie jar of a logged-in Instagram account. It is stored as JS
 instaloader's own session files) under the workspace's `sessions/` folder, which is mode 0700, in a file of
 mode 0600. Nothing here ever logs a cookie value or a password.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,7 +35,17 @@ log = logging.getLogger("ghosts.instagram")
 # Instagram usernames: letters, digits, '.' and '_' (this also keeps them safe as file names).
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._]{1,30}$")
 # Browsers whose cookie stores need the optional browser_cookie3 package (Firefox is read directly).
-OTHER_BROWSERS = ("brave", "chrome", "chromium", "edge", "librewolf", "opera", "opera_gx", "safari", "vivaldi")
+OTHER_BROWSERS = (
+    "brave",
+    "chrome",
+    "chromium",
+    "edge",
+    "librewolf",
+    "opera",
+    "opera_gx",
+    "safari",
+    "vivaldi",
+)
 BROWSERS = ("firefox", *OTHER_BROWSERS)
 
 
@@ -97,7 +108,9 @@ def load_session(ws, loader: instaloader.Instaloader, username: str) -> None:
         if not isinstance(cookies, dict) or "csrftoken" not in cookies:
             raise ValueError("no csrftoken cookie")
     except (ValueError, KeyError, TypeError) as e:
-        raise GhostsError(f"the session file {path} is damaged ({e}): run `ghosts login {username}` again") from e
+        raise GhostsError(
+            f"the session file {path} is damaged ({e}): run `ghosts login {username}` again"
+        ) from e
     loader.load_session(doc.get("username", check_username(username)), cookies)
 
 
@@ -109,11 +122,14 @@ def choose_session(ws, username: str | None) -> str | None:
     if len(saved) == 1:
         return saved[0]
     if len(saved) > 1:
-        raise GhostsError(f"several Instagram sessions are saved ({', '.join(saved)}): choose one with --session USER")
+        raise GhostsError(
+            f"several Instagram sessions are saved ({', '.join(saved)}): choose one with --session USER"
+        )
     return None
 
 
 # ---------------------------------------------------------------------------------------------- logging in
+
 
 def login_with_password(
     ws,
@@ -158,10 +174,14 @@ def _two_factor(loader, username: str, ask_code: Callable[[], str], attempts: in
 
 def _login_advice(username: str, message: str) -> str:
     if "checkpoint" in message.lower() or "challenge" in message.lower():
-        return (f"Instagram wants a security check for {username} ({message}). Log in with Firefox, complete the "
-                f"check there, then run `ghosts login {username} --cookies firefox`.")
-    return (f"Instagram refused the login of {username}: {message}. Logging in from a browser and importing its "
-            f"cookies often works better: `ghosts login {username} --cookies firefox`.")
+        return (
+            f"Instagram wants a security check for {username} ({message}). Log in with Firefox, complete the "
+            f"check there, then run `ghosts login {username} --cookies firefox`."
+        )
+    return (
+        f"Instagram refused the login of {username}: {message}. Logging in from a browser and importing its "
+        f"cookies often works better: `ghosts login {username} --cookies firefox`."
+    )
 
 
 def login_with_cookies(
@@ -180,8 +200,10 @@ def login_with_cookies(
     loader.context.update_cookies(cookies)
     who = check_cookie_session(loader, username, browser)
     if who.lower() != username:
-        raise LoginFailed(f"{browser} is logged in to Instagram as {who}, not {username}: "
-                          f"run `ghosts login {who.lower()} --cookies {browser}` or log in as {username} there")
+        raise LoginFailed(
+            f"{browser} is logged in to Instagram as {who}, not {username}: "
+            f"run `ghosts login {who.lower()} --cookies {browser}` or log in as {username} there"
+        )
     loader.context.username = who.lower()
     return save_session(ws, loader, f"cookies:{browser}")
 
@@ -197,21 +219,29 @@ def check_cookie_session(loader: instaloader.Instaloader, username: str, browser
         who = current_user(loader.context)
     except REFUSALS as e:
         if is_network_failure(e):
-            raise LoginFailed(f"could not reach Instagram to check the {browser} cookies: check the network "
-                              f"connection and run this again") from None
+            raise LoginFailed(
+                f"could not reach Instagram to check the {browser} cookies: check the network "
+                f"connection and run this again"
+            ) from None
         refusal = classify(e, username)
         if refusal.kind in ("login", "logged_out"):
             who = None
         elif refusal.kind == "checkpoint":
-            raise LoginFailed(f"the {browser} cookies are logged in, but Instagram holds the account at a security "
-                              f"check: open instagram.com in {browser}, follow its steps, then run this again") from None
+            raise LoginFailed(
+                f"the {browser} cookies are logged in, but Instagram holds the account at a security "
+                f"check: open instagram.com in {browser}, follow its steps, then run this again"
+            ) from None
         elif refusal.kind in ("wait", "rate", "blocked"):
-            raise LoginFailed(f"Instagram is rate limiting this account or address, so the {browser} cookies could "
-                              f"not be checked ({refusal.detail.splitlines()[0][:160]}): try again in an hour") from None
+            raise LoginFailed(
+                f"Instagram is rate limiting this account or address, so the {browser} cookies could "
+                f"not be checked ({refusal.detail.splitlines()[0][:160]}): try again in an hour"
+            ) from None
         else:
-            raise LoginFailed(f"Instagram gave an unexpected answer when checking the {browser} cookies "
-                              f"({refusal.detail.splitlines()[0][:160]}); `ghosts login --check {username}` after "
-                              f"saving shows which endpoints answer") from None
+            raise LoginFailed(
+                f"Instagram gave an unexpected answer when checking the {browser} cookies "
+                f"({refusal.detail.splitlines()[0][:160]}); `ghosts login --check {username}` after "
+                f"saving shows which endpoints answer"
+            ) from None
     if not who:
         raise LoginFailed(
             f"{browser} has Instagram cookies, but Instagram says they are logged out (the session expired or "
@@ -221,6 +251,7 @@ def check_cookie_session(loader: instaloader.Instaloader, username: str, browser
 
 
 # ------------------------------------------------------------------------------------------ browser cookies
+
 
 def browser_cookies(browser: str, cookie_file: str | os.PathLike | None = None) -> dict[str, str]:
     browser = browser.lower()
@@ -232,12 +263,16 @@ def browser_cookies(browser: str, cookie_file: str | os.PathLike | None = None) 
     else:
         cookies = _cookies_with_browser_cookie3(browser, cookie_file)
     if not cookies:
-        raise LoginFailed(f"{browser}'s cookies (this profile) have no instagram.com cookies at all: open "
-                          f"instagram.com in {browser} with this profile, log in, then run this again (or pass "
-                          f"another profile's cookie database with --cookie-file)")
+        raise LoginFailed(
+            f"{browser}'s cookies (this profile) have no instagram.com cookies at all: open "
+            f"instagram.com in {browser} with this profile, log in, then run this again (or pass "
+            f"another profile's cookie database with --cookie-file)"
+        )
     if not cookies.get("sessionid"):
-        raise LoginFailed(f"no Instagram login found in {browser}'s cookies: it has instagram.com cookies but no "
-                          f"session (logged out there); open instagram.com in {browser}, log in, then run this again")
+        raise LoginFailed(
+            f"no Instagram login found in {browser}'s cookies: it has instagram.com cookies but no "
+            f"session (logged out there); open instagram.com in {browser}, log in, then run this again"
+        )
     return cookies
 
 
@@ -301,8 +336,10 @@ def read_firefox_cookies(path: Path, domain: str = "instagram.com") -> dict[str,
 
 
 def _locked(path: Path, err: BaseException) -> str:
-    return (f"the browser profile at {path.parent} is locked by a running browser ({err}): close the browser "
-            f"(all its windows) and run this again")
+    return (
+        f"the browser profile at {path.parent} is locked by a running browser ({err}): close the browser "
+        f"(all its windows) and run this again"
+    )
 
 
 def _cookies_with_browser_cookie3(browser: str, cookie_file) -> dict[str, str]:
@@ -314,8 +351,9 @@ def _cookies_with_browser_cookie3(browser: str, cookie_file) -> dict[str, str]:
             f"Firefox works without it (`--cookies firefox`)"
         ) from None
     try:
-        jar = getattr(browser_cookie3, browser)(cookie_file=str(cookie_file) if cookie_file else None,
-                                                domain_name="instagram.com")
+        jar = getattr(browser_cookie3, browser)(
+            cookie_file=str(cookie_file) if cookie_file else None, domain_name="instagram.com"
+        )
     except (PermissionError, sqlite3.OperationalError) as e:
         if isinstance(e, PermissionError) or "locked" in str(e).lower():
             raise LoginFailed(_locked(Path(cookie_file or browser), e)) from None

@@ -1,4 +1,5 @@
 """Per-tag state: `scrape/<tag>.json`, the position of the walk, what is in flight and what is unfinished."""
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,12 @@ class TagState:
             # Only ever written atomically, so this is a hand edit or a foreign file: keep it, start afresh.
             damaged = path.with_suffix(".damaged.json")
             path.replace(damaged)
-            log.warning("#%s: unreadable scrape state (%s) moved to %s; starting from the newest posts",
-                        tag, e, damaged)
+            log.warning(
+                "#%s: unreadable scrape state (%s) moved to %s; starting from the newest posts",
+                tag,
+                e,
+                damaged,
+            )
         if state.in_flight:
             # The last run died while fetching this post: finish it first.
             state.incomplete.setdefault(state.in_flight, {"reason": "interrupted", "tries": 0})
@@ -80,4 +85,3 @@ def check_tag(tag: str) -> str:
     if not TAG_RE.match(name):
         raise GhostsError(f"not a hashtag: {tag!r} (letters, digits and '_' only, without spaces)")
     return name
-

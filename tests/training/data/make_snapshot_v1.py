@@ -18,6 +18,14 @@ with torch.no_grad():
 stem = save_snapshot("tests/training/data/snapshot-v1", G=G, D=D, augment_p=0.125)
 z = torch.randn(4, 16, generator=torch.Generator().manual_seed(3))
 with torch.no_grad():
-    img1 = G(z, truncation_psi=1.0); img7 = G(z, truncation_psi=0.7); lg = D(img1)
-np.savez("tests/training/data/snapshot-v1-expected.npz", z=z.numpy(), img_psi1=img1.numpy(), img_psi07=img7.numpy(), logits=lg.numpy())
+    img1 = G(z, truncation_psi=1.0)
+    img7 = G(z, truncation_psi=0.7)
+    lg = D(img1)
+np.savez(
+    "tests/training/data/snapshot-v1-expected.npz",
+    z=z.numpy(),
+    img_psi1=img1.numpy(),
+    img_psi07=img7.numpy(),
+    logits=lg.numpy(),
+)
 print(img1.abs().max(), lg.ravel())
