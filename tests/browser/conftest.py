@@ -21,7 +21,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Package scope: while Playwright's sync API is open it registers a running event loop in the main thread, and
+# Prefect's sync/async dispatch then hands later tests (outside tests/browser) coroutines instead of results.
+@pytest.fixture(scope="package")
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(
