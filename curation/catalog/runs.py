@@ -21,6 +21,17 @@ from sqlalchemy.exc import IntegrityError
 
 from curation.catalog.schema import DatasetVersion, TrainingRun, utcnow
 
+
+def _version_of(session, sha256: str) -> DatasetVersion | None:
+    """The newest dataset version whose archive has this sha256 (None for an archive from elsewhere)."""
+    return session.scalars(
+        select(DatasetVersion)
+        .where(DatasetVersion.sha256 == sha256)
+        .order_by(DatasetVersion.id.desc())
+        .limit(1)
+    ).first()
+
+
 # A run whose owner has not reported a tick for this long is presumed dead (a killed process leaves its
 # Prefect flow run "Running" until something notices). Ticks at 1024 px on one GPU take tens of minutes.
 STALE_AFTER_S = 6 * 3600
@@ -61,12 +72,7 @@ def claim_training_run(
     body = {**options, "outdir": str(outdir), "flow_run_id": owner, "heartbeat": now.isoformat()}
     try:
         with ws.session() as s:
-            dataset = s.scalars(
-                select(DatasetVersion)
-                .where(DatasetVersion.sha256 == sha256)
-                .order_by(DatasetVersion.id.desc())
-                .limit(1)
-            ).first()
+            dataset = _version_of(s, sha256)
             row = TrainingRun(
                 run_dir=str(outdir),
                 dataset_id=dataset.id if dataset else None,
@@ -191,12 +197,7 @@ def recorded_run(
             digest.update(block)
     sha = digest.hexdigest()
     with ws.session() as s:
-        dataset = s.scalars(
-            select(DatasetVersion)
-            .where(DatasetVersion.sha256 == sha)
-            .order_by(DatasetVersion.id.desc())
-            .limit(1)
-        ).first()
+        dataset = _version_of(s, sha)
         row = TrainingRun(
             run_dir=str(outdir),
             dataset_id=dataset.id if dataset else None,
