@@ -8,17 +8,41 @@ Create Date: 2026-11-23 14:05:54.077818
 import sqlalchemy as sa
 from alembic import op
 
+from curation.catalog.migration_ops import create_indexes, create_keyed_table, drop_indexes, references
+
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
+# The tables in the order they are created (each refers only to those before it) and dropped (reversed).
+TABLES = (
+    "dataset_versions",
+    "images",
+    "review_rounds",
+    "takedowns",
+    "faces",
+    "near_duplicates",
+    "training_runs",
+    "dataset_items",
+    "decisions",
+)
+# Each table's single-column indexes (ix_<table>_<column>); images.sha256 is the one unique index.
+INDEXES = {
+    "dataset_versions": ("name", "sha256"),
+    "images": ("owner", "phash", "query", "sha256", "shortcode", "source_kind", "status"),
+    "faces": ("decision", "deleted", "flagged", "image_id", "score"),
+    "near_duplicates": ("image_id", "other_id"),
+    "training_runs": ("dataset_sha256",),
+    "dataset_items": ("dataset_id", "face_id", "image_id"),
+    "decisions": ("face_id",),
+}
+UNIQUE = {"images": ("sha256",)}
+
 
 def upgrade() -> None:
-
-    op.create_table(
+    create_keyed_table(
         "dataset_versions",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("resolution", sa.Integer(), nullable=False),
@@ -32,20 +56,12 @@ def upgrade() -> None:
         sa.Column("manifest", sa.JSON(), nullable=True),
         sa.Column("code_version", sa.String(length=64), nullable=True),
         sa.Column("superseded_reason", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["parent_id"],
-            ["dataset_versions.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
+        references("parent_id", "dataset_versions"),
         sa.UniqueConstraint("name", "version"),
     )
-    with op.batch_alter_table("dataset_versions", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_dataset_versions_name"), ["name"], unique=False)
-        batch_op.create_index(batch_op.f("ix_dataset_versions_sha256"), ["sha256"], unique=False)
 
-    op.create_table(
+    create_keyed_table(
         "images",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("phash", sa.String(length=16), nullable=True),
         sa.Column("path", sa.String(length=255), nullable=True),
@@ -68,41 +84,27 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("reject_reason", sa.Text(), nullable=True),
         sa.Column("analyzed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("images", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_images_owner"), ["owner"], unique=False)
-        batch_op.create_index(batch_op.f("ix_images_phash"), ["phash"], unique=False)
-        batch_op.create_index(batch_op.f("ix_images_query"), ["query"], unique=False)
-        batch_op.create_index(batch_op.f("ix_images_sha256"), ["sha256"], unique=True)
-        batch_op.create_index(batch_op.f("ix_images_shortcode"), ["shortcode"], unique=False)
-        batch_op.create_index(batch_op.f("ix_images_source_kind"), ["source_kind"], unique=False)
-        batch_op.create_index(batch_op.f("ix_images_status"), ["status"], unique=False)
 
-    op.create_table(
+    create_keyed_table(
         "review_rounds",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("target", sa.Integer(), nullable=True),
         sa.Column("accepted", sa.Integer(), nullable=True),
         sa.Column("reviewer", sa.String(length=64), nullable=True),
         sa.Column("flow_run_id", sa.String(length=64), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
     )
-    op.create_table(
+    create_keyed_table(
         "takedowns",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("image_ids", sa.JSON(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
     )
-    op.create_table(
+    create_keyed_table(
         "faces",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("image_id", sa.Integer(), nullable=False),
         sa.Column("index", sa.Integer(), nullable=False),
         sa.Column("detector", sa.String(length=16), nullable=False),
@@ -129,43 +131,21 @@ def upgrade() -> None:
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("reviewer", sa.String(length=64), nullable=True),
         sa.Column("reason", sa.String(length=255), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["image_id"],
-            ["images.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
+        references("image_id", "images"),
     )
-    with op.batch_alter_table("faces", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_faces_decision"), ["decision"], unique=False)
-        batch_op.create_index(batch_op.f("ix_faces_deleted"), ["deleted"], unique=False)
-        batch_op.create_index(batch_op.f("ix_faces_flagged"), ["flagged"], unique=False)
-        batch_op.create_index(batch_op.f("ix_faces_image_id"), ["image_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_faces_score"), ["score"], unique=False)
 
-    op.create_table(
+    create_keyed_table(
         "near_duplicates",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("image_id", sa.Integer(), nullable=False),
         sa.Column("other_id", sa.Integer(), nullable=False),
         sa.Column("distance", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["image_id"],
-            ["images.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["other_id"],
-            ["images.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
+        references("image_id", "images"),
+        references("other_id", "images"),
         sa.UniqueConstraint("image_id", "other_id"),
     )
-    with op.batch_alter_table("near_duplicates", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_near_duplicates_image_id"), ["image_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_near_duplicates_other_id"), ["other_id"], unique=False)
 
-    op.create_table(
+    create_keyed_table(
         "training_runs",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("run_dir", sa.Text(), nullable=False),
         sa.Column("dataset_id", sa.Integer(), nullable=True),
         sa.Column("dataset_sha256", sa.String(length=64), nullable=True),
@@ -177,104 +157,36 @@ def upgrade() -> None:
         sa.Column("options", sa.JSON(), nullable=True),
         sa.Column("last_snapshot", sa.Text(), nullable=True),
         sa.Column("idempotency_key", sa.String(length=128), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["dataset_id"],
-            ["dataset_versions.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
+        references("dataset_id", "dataset_versions"),
         sa.UniqueConstraint("idempotency_key"),
     )
-    with op.batch_alter_table("training_runs", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_training_runs_dataset_sha256"), ["dataset_sha256"], unique=False)
 
-    op.create_table(
+    create_keyed_table(
         "dataset_items",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("dataset_id", sa.Integer(), nullable=False),
         sa.Column("face_id", sa.Integer(), nullable=True),
         sa.Column("image_id", sa.Integer(), nullable=True),
         sa.Column("archive_name", sa.String(length=64), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["dataset_id"],
-            ["dataset_versions.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["face_id"],
-            ["faces.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["image_id"],
-            ["images.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
+        references("dataset_id", "dataset_versions"),
+        references("face_id", "faces"),
+        references("image_id", "images"),
     )
-    with op.batch_alter_table("dataset_items", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_dataset_items_dataset_id"), ["dataset_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_dataset_items_face_id"), ["face_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_dataset_items_image_id"), ["image_id"], unique=False)
 
-    op.create_table(
+    create_keyed_table(
         "decisions",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("face_id", sa.Integer(), nullable=False),
         sa.Column("decision", sa.String(length=16), nullable=False),
         sa.Column("previous", sa.String(length=16), nullable=True),
         sa.Column("reason", sa.String(length=255), nullable=True),
         sa.Column("reviewer", sa.String(length=64), nullable=True),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["face_id"],
-            ["faces.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
+        references("face_id", "faces"),
     )
-    with op.batch_alter_table("decisions", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_decisions_face_id"), ["face_id"], unique=False)
+    for table in TABLES:
+        create_indexes(table, INDEXES.get(table, ()), unique=UNIQUE.get(table, ()))
 
 
 def downgrade() -> None:
-
-    with op.batch_alter_table("decisions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_decisions_face_id"))
-
-    op.drop_table("decisions")
-    with op.batch_alter_table("dataset_items", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_dataset_items_image_id"))
-        batch_op.drop_index(batch_op.f("ix_dataset_items_face_id"))
-        batch_op.drop_index(batch_op.f("ix_dataset_items_dataset_id"))
-
-    op.drop_table("dataset_items")
-    with op.batch_alter_table("training_runs", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_training_runs_dataset_sha256"))
-
-    op.drop_table("training_runs")
-    with op.batch_alter_table("near_duplicates", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_near_duplicates_other_id"))
-        batch_op.drop_index(batch_op.f("ix_near_duplicates_image_id"))
-
-    op.drop_table("near_duplicates")
-    with op.batch_alter_table("faces", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_faces_score"))
-        batch_op.drop_index(batch_op.f("ix_faces_image_id"))
-        batch_op.drop_index(batch_op.f("ix_faces_flagged"))
-        batch_op.drop_index(batch_op.f("ix_faces_deleted"))
-        batch_op.drop_index(batch_op.f("ix_faces_decision"))
-
-    op.drop_table("faces")
-    op.drop_table("takedowns")
-    op.drop_table("review_rounds")
-    with op.batch_alter_table("images", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_images_status"))
-        batch_op.drop_index(batch_op.f("ix_images_source_kind"))
-        batch_op.drop_index(batch_op.f("ix_images_shortcode"))
-        batch_op.drop_index(batch_op.f("ix_images_sha256"))
-        batch_op.drop_index(batch_op.f("ix_images_query"))
-        batch_op.drop_index(batch_op.f("ix_images_phash"))
-        batch_op.drop_index(batch_op.f("ix_images_owner"))
-
-    op.drop_table("images")
-    with op.batch_alter_table("dataset_versions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_dataset_versions_sha256"))
-        batch_op.drop_index(batch_op.f("ix_dataset_versions_name"))
-
-    op.drop_table("dataset_versions")
+    for table in reversed(TABLES):
+        drop_indexes(table, INDEXES.get(table, ()))
+        op.drop_table(table)

@@ -8,6 +8,8 @@ Create Date: 2026-12-02 00:10:00
 import sqlalchemy as sa
 from alembic import op
 
+from curation.catalog.migration_ops import add_reference, drop_reference
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -20,9 +22,7 @@ def upgrade() -> None:
     with op.batch_alter_table("decisions") as b:
         b.add_column(sa.Column("rating", sa.Integer(), nullable=True))
         b.add_column(sa.Column("previous_rating", sa.Integer(), nullable=True))
-        b.add_column(sa.Column("round_id", sa.Integer(), nullable=True))
-        b.create_index(b.f("ix_decisions_round_id"), ["round_id"], unique=False)
-        b.create_foreign_key("fk_decisions_round_id_review_rounds", "review_rounds", ["round_id"], ["id"])
+        add_reference(b, "decisions", "round_id", "review_rounds")
     with op.batch_alter_table("review_rounds") as b:
         b.add_column(sa.Column("closed_by", sa.String(length=64), nullable=True))
     op.create_table(
@@ -39,9 +39,7 @@ def downgrade() -> None:
     with op.batch_alter_table("review_rounds") as b:
         b.drop_column("closed_by")
     with op.batch_alter_table("decisions") as b:
-        b.drop_constraint("fk_decisions_round_id_review_rounds", type_="foreignkey")
-        b.drop_index(b.f("ix_decisions_round_id"))
-        b.drop_column("round_id")
+        drop_reference(b, "decisions", "round_id", "review_rounds")
         b.drop_column("previous_rating")
         b.drop_column("rating")
     with op.batch_alter_table("faces") as b:

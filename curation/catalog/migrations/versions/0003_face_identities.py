@@ -8,6 +8,8 @@ Create Date: 2026-12-02 00:35:00
 import sqlalchemy as sa
 from alembic import op
 
+from curation.catalog.migration_ops import add_reference, create_keyed_table, drop_reference
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -15,23 +17,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_keyed_table(
         "people",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("faces") as b:
         b.add_column(sa.Column("descriptor", sa.LargeBinary(), nullable=True))
-        b.add_column(sa.Column("person_id", sa.Integer(), nullable=True))
-        b.create_index(b.f("ix_faces_person_id"), ["person_id"], unique=False)
-        b.create_foreign_key("fk_faces_person_id_people", "people", ["person_id"], ["id"])
+        add_reference(b, "faces", "person_id", "people")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("faces") as b:
-        b.drop_constraint("fk_faces_person_id_people", type_="foreignkey")
-        b.drop_index(b.f("ix_faces_person_id"))
-        b.drop_column("person_id")
+        drop_reference(b, "faces", "person_id", "people")
         b.drop_column("descriptor")
     op.drop_table("people")
