@@ -20,6 +20,7 @@ import safetensors.torch
 import torch
 
 from curation.catalog.store import atomic_write_bytes, atomic_write_text
+from training.bounds import NETWORK_BOUNDS
 from training.errors import TrainingError
 from training.networks import Discriminator, Generator
 from training.pickle_import import convert_network_pickle
@@ -32,23 +33,8 @@ FORMAT_VERSION = 3  # 3: the JSON names the sha256 of its .safetensors ("weights
 SNAPSHOT_RE = re.compile(r"network-snapshot-(\d+)(?:-(\d{3}))?\.json$")
 LOCK_NAME = ".ghosts-train.lock"
 
-# Bounds on every size a snapshot's JSON (or a converted pickle) gives the network constructors, checked before
-# anything is built: a file must not decide to allocate 100 GB. Generous for any real StyleGAN2 network.
-_INT_BOUNDS = {
-    "z_dim": (1, 4096),
-    "w_dim": (1, 4096),
-    "c_dim": (0, 65536),
-    "img_resolution": (4, 4096),
-    "img_channels": (1, 4),
-    "mapping_layers": (1, 32),
-    "channel_base": (1, 1 << 17),
-    "channel_max": (1, 1024),
-    "num_reduced_res": (0, 16),
-    "mbstd_group_size": (1, 256),
-    "mbstd_num_channels": (1, 64),
-    "cmap_dim": (1, 4096),
-    "arch_version": (1, 2),
-}
+# Every size a snapshot gives the network constructors is checked against these before anything is built.
+_INT_BOUNDS = NETWORK_BOUNDS
 _FLOAT_KEYS = {"conv_clamp", "mapping_lr_multiplier", "w_avg_beta"}
 _NULLABLE = {"conv_clamp", "cmap_dim"}
 
