@@ -95,22 +95,34 @@ def init(data: Path | None) -> None:
 def import_(paths: tuple[Path, ...], recursive: bool, as_json: bool, data: Path | None) -> None:
     """Import local image files and folders into the catalog.
 
-    Bad files are refused with a reason and never stop the batch; exact duplicates are skipped and near
-    duplicates linked. Exit status is 0 whenever the batch ran.
+    One bad item never stops the batch: files that are not acceptable images are refused with a reason,
+    paths that cannot be read (missing, unreadable, a symlink loop, a named pipe) are listed as failed;
+    exact duplicates are skipped and near duplicates linked. Exit status 1 when any path failed, else 0.
     """
     from curation.sources.ingest import ingest_paths
 
     ws = open_ws(data)
     summary = ingest_paths(ws, paths, recursive=recursive, progress=not as_json)
-    if as_json:
-        echo_json(summary.as_dict())
-        return
-    click.echo(
-        f"added {summary.added}, duplicates {summary.duplicates}, near duplicates {summary.near_duplicates}, "
-        f"converted {summary.converted}, refused {len(summary.rejected)}, skipped non-images {summary.skipped}"
+    failed = (
+        f"{len(summary.failed)} of the paths could not be read (listed above); the other items were imported"
+        if summary.failed
+        else None
     )
-    for r in summary.rejected:
-        click.echo(f"  refused {r['path']}: {r['reason']}")
+    if as_json:
+        echo_json({**summary.as_dict(), **({"error": failed} if failed else {})})
+    else:
+        click.echo(
+            f"added {summary.added}, duplicates {summary.duplicates}, near duplicates "
+            f"{summary.near_duplicates}, converted {summary.converted}, refused {len(summary.rejected)}, "
+            f"failed {len(summary.failed)}, skipped non-images {summary.skipped}"
+        )
+        for r in summary.rejected:
+            click.echo(f"  refused {r['path']}: {r['reason']}")
+        for r in summary.failed:
+            click.echo(f"  failed {r['path']}: {r['reason']}")
+    if failed:
+        click.echo(f"ghosts: error: {failed}", err=True)
+        sys.exit(1)
 
 
 @main.command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def folder_images(
                 continue
             if not f.is_file():
                 why = _link_problem(f) if f.is_symlink() else None
+                if why is None and f.suffix.lower() in IMAGE_SUFFIXES:
+                    why = _special_problem(f)  # a named pipe called x.jpg: never opened (it would block)
                 if why:
                     problems.append({"path": str(f), "reason": why})
                 continue
@@ -78,24 +81,63 @@ def _link_problem(path: Path) -> str | None:
     return None
 
 
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def special_kind(mode: int) -> str:
+    """What a file that is neither a regular file nor a folder is, in words."""
+    return next((word for test, word in _SPECIAL_KINDS if test(mode)), "not a regular file")
+
+
+def _special_problem(path: Path) -> str | None:
+    """Why `path` is not read: it cannot be looked at, or it is neither a regular file nor a folder (None: it
+    is one of those)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return f"cannot read: {e.strerror or e}"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return f"not a file or folder: {special_kind(mode)}"
+
+
+def _named_problem(path: Path) -> str | None:
+    """Why a path named on the command line cannot be imported (None: it is a file or a folder)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if os.path.islink(path):
+            return _link_problem(path) or f"cannot follow the symlink: {e.strerror or e}"
+        if e.errno == errno.ENOENT:
+            return "no such file or folder"
+        return f"cannot read: {e.strerror or e}"
+    return _special_problem(path)
+
+
 def collect_files(
     paths: Iterable[str | os.PathLike], recursive: bool = False, problems: list[dict[str, str]] | None = None
 ) -> tuple[list[Path], int]:
     """Files to import, sorted: named files as given, and image files found in named folders.
 
-    Returns (files, skipped) where skipped counts folder entries without an image extension. A named path that
-    does not exist stops the batch (a typo); a named symlink loop or broken link, and whatever cannot be walked
-    inside the folders, goes to `problems` (when given) and the batch goes on.
+    Returns (files, skipped) where skipped counts folder entries without an image extension. With `problems`
+    (a list), every named path that cannot be read (missing, a symlink loop or broken link, a named pipe or
+    other special file) and whatever cannot be walked inside the folders is appended to it as
+    {"path", "reason"} and the batch goes on; without it, the first such named path raises a GhostsError.
     """
     files: list[Path] = []
     skipped = 0
     for p in map(Path, paths):
-        if not p.exists():
-            why = _link_problem(p) if p.is_symlink() else None
-            if why and problems is not None:
-                problems.append({"path": str(p), "reason": why})
-                continue
-            raise GhostsError(f"{why}: {p}" if why else f"no such file or folder: {p}")
+        why = _named_problem(p)
+        if why:
+            if problems is None:
+                raise GhostsError(f"{why}: {p}")
+            problems.append({"path": str(p), "reason": why})
+            continue
         if p.is_file():
             files.append(p)
             continue

@@ -7,10 +7,13 @@ reuses (same sha256, same path), never a row without its file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import imagehash
@@ -20,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
-from curation.catalog.files import collect_files  # noqa: F401 - re-exported
+from curation.catalog.files import collect_files, special_kind
 from curation.catalog.imaging import ImageRejected, decode_image
 from curation.catalog.schema import Image, NearDuplicate, utcnow
 from curation.catalog.store import put_bytes, sha256_bytes
@@ -46,6 +49,9 @@ class ImportSummary:
     rejected: list[dict[str, str]] = field(default_factory=list)
     image_ids: list[int] = field(default_factory=list)
     failed_before: list[dict[str, str]] = field(default_factory=list)  # duplicates whose analysis failed
+    # Paths that could not be read at all (missing, unreadable, a symlink loop, a named pipe, an unreadable
+    # sub-folder): not a verdict on an image, a fault of the item; the command exits non-zero when any is here.
+    failed: list[dict[str, str]] = field(default_factory=list)
 
     def count(self, result: IngestResult, label: str) -> None:
         if result.status == "added":
@@ -69,6 +75,7 @@ class ImportSummary:
             "skipped": self.skipped,
             "rejected": self.rejected,
             "failed_before": self.failed_before,
+            "failed": self.failed,
         }
 
 
@@ -121,18 +128,18 @@ class Ingestor:
         likes: int | None = None,
     ) -> IngestResult:
         digest = sha256_bytes(data)
-        meta = dict(
-            source_kind=source_kind,
-            source_ref=source_ref,
-            query=query,
-            owner=owner,
-            shortcode=shortcode,
-            post_url=post_url,
-            taken_at=taken_at,
-            likes=likes,
-            provenance={"name": name, **(provenance or {})},
-            size_bytes=len(data),
-        )
+        meta = {
+            "source_kind": source_kind,
+            "source_ref": source_ref,
+            "query": query,
+            "owner": owner,
+            "shortcode": shortcode,
+            "post_url": post_url,
+            "taken_at": taken_at,
+            "likes": likes,
+            "provenance": {"name": name, **(provenance or {})},
+            "size_bytes": len(data),
+        }
         with self.ws.session() as s:
             known = s.execute(select(Image).where(Image.sha256 == digest)).scalar_one_or_none()
             if known is not None:
@@ -202,16 +209,26 @@ def ingest_bytes(ws, data: bytes, **kwargs) -> IngestResult:
 SNIFF_ABOVE = 16 << 20  # files larger than this are identified from their header before being read whole
 
 
-def precheck_file(path, max_bytes: int) -> str | None:
+class Unreadable(Exception):
+    """A local file that cannot be read at all (the item failed; not a verdict on its contents)."""
+
+
+def precheck_file(path, max_bytes: int, size: int | None = None, fh=None) -> str | None:
     """Why a local file is refused before it is read (None: read it): too large, or a large file whose header
-    is no image format's (only the header is read, so a 1 GB non-image costs a few bytes, not a gigabyte)."""
-    size = path.stat().st_size
+    is no image format's (only the header is read, so a 1 GB non-image costs a few bytes, not a gigabyte).
+    `size` and `fh` (an open binary file) spare a second look at the path when the caller has them."""
+    size = path.stat().st_size if size is None else size
     if size > max_bytes:
         return f"too large: {size} bytes > the {max_bytes} byte limit (GHOSTS_MAX_FILE_BYTES)"
     if size > SNIFF_ABOVE:
         try:
-            with PILImage.open(path) as im:
-                im.format  # noqa: B018 - identified from the header alone
+            with contextlib.nullcontext(fh) if fh is not None else open(path, "rb") as f:
+                start = f.tell()
+                try:
+                    with PILImage.open(f) as im:
+                        im.format  # noqa: B018 - identified from the header alone
+                finally:
+                    f.seek(start)
         except PILImage.DecompressionBombError:
             return None  # an image: decode_image refuses it with the pixel limit's reason
         except (PILImage.UnidentifiedImageError, ValueError, SyntaxError):
@@ -219,25 +236,47 @@ def precheck_file(path, max_bytes: int) -> str | None:
     return None
 
 
+def read_local_file(path: Path, max_bytes: int) -> tuple[bytes | None, str | None, os.stat_result]:
+    """(bytes, None, stat) of a regular file, or (None, refusal, stat) when precheck_file refuses it.
+
+    Opened without blocking and checked on the open file, so a named pipe (or a file swapped for one after the
+    folder was listed) is refused instead of hanging the batch. Raises Unreadable with the reason otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise Unreadable(f"cannot read file: {e.strerror or e}") from e
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise Unreadable(f"not a file or folder: {special_kind(st.st_mode)}")
+            refusal = precheck_file(path, max_bytes, st.st_size, fh)
+            if refusal:
+                return None, refusal, st
+            return fh.read(), None, st
+        except OSError as e:
+            raise Unreadable(f"cannot read file: {e.strerror or e}") from e
+
+
 def ingest_paths(
     ws, paths: Iterable[str | os.PathLike], recursive: bool = False, progress: bool = True
 ) -> ImportSummary:
-    """Import local files and folders. One bad file never stops the batch: it gets a reason and the rest go on."""
-    problems: list[dict[str, str]] = []  # unreadable sub-folders, symlink loops: reported, the batch goes on
+    """Import local files and folders. One bad item never stops the batch: a file that is not an acceptable
+    image is refused with a reason (`rejected`), a path that cannot be read at all (missing, unreadable, a
+    symlink loop, a named pipe, an unreadable sub-folder) is listed in `failed`, and the rest go on."""
+    problems: list[dict[str, str]] = []  # named paths and folder entries that cannot be read
     files, skipped = collect_files(paths, recursive, problems)
-    summary = ImportSummary(skipped=skipped, rejected=problems)
+    summary = ImportSummary(skipped=skipped, failed=problems)
     ingestor = Ingestor(ws)
     for f in tqdm(files, desc="import", unit="img", disable=not progress):
         label = str(f)
         try:
-            refusal = precheck_file(f, ws.settings.max_file_bytes)
-            if refusal:
-                summary.rejected.append({"path": label, "reason": refusal})
-                continue
-            data = f.read_bytes()
-            stat = f.stat()
-        except OSError as e:
-            summary.rejected.append({"path": label, "reason": f"cannot read file: {e.strerror or e}"})
+            data, refusal, st = read_local_file(f, ws.settings.max_file_bytes)
+        except Unreadable as e:
+            summary.failed.append({"path": label, "reason": str(e)})
+            continue
+        if refusal:
+            summary.rejected.append({"path": label, "reason": refusal})
             continue
         result = ingestor.add(
             data,
@@ -247,7 +286,7 @@ def ingest_paths(
             provenance={
                 "source": "local",
                 "original_path": str(f.resolve()),
-                "mtime": dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(),
+                "mtime": dt.datetime.fromtimestamp(st.st_mtime, dt.UTC).isoformat(),
                 "imported_at": utcnow().isoformat(),
             },
         )

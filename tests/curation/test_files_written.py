@@ -148,17 +148,17 @@ def test_recursive_import_reports_symlink_loops_and_unreadable_folders(
         summary = ingest_paths(workspace, [named_loop, top], recursive=True, progress=False)
     finally:
         locked.chmod(0o755)
-    reasons = {Path(r["path"]).name: r["reason"] for r in summary.rejected}
-    assert summary.added == 1  # a.jpg; the batch went on past every problem
+    reasons = {Path(r["path"]).name: r["reason"] for r in summary.failed}
+    assert summary.added == 1 and summary.rejected == []  # a.jpg; the batch went on past every problem
     assert reasons["named-loop.jpg"].startswith("symlink loop")
     assert reasons["loop"].startswith("symlink loop")
     assert reasons["gone.jpg"].startswith("broken symlink")
     assert reasons["locked"] == "cannot read folder: Permission denied"
     out = CliRunner().invoke(main, ["import", "-r", str(named_loop), str(top), "--data", str(workspace.root)])
-    assert out.exit_code == 0 and "symlink loop" in out.stdout
-    # A path that does not exist at all is still a typo that stops the command with one clear line.
+    assert out.exit_code == 1 and "symlink loop" in out.stdout  # reported per item; non-zero: items failed
+    # A path that does not exist at all is one failed item too, with one clear error line at the end.
     out = CliRunner().invoke(main, ["import", str(tmp_path / "typo.jpg"), "--data", str(workspace.root)])
-    assert out.exit_code == 1 and "no such file or folder" in out.stderr
+    assert out.exit_code == 1 and "no such file or folder" in out.stdout and "ghosts: error:" in out.stderr
 
 
 def test_an_archive_writers_leftover_is_swept_by_the_next_writer_but_a_live_ones_is_not(tmp_path, umask):

@@ -31,6 +31,7 @@ def test_init_import_status_json(tmp_path, faces_dir):
         "skipped": 4,
         "rejected": [],
         "failed_before": [],
+        "failed": [],
     }
     r = run("import", faces_dir, "--json", env={"GHOSTS_DATA": str(data)})
     assert json.loads(r.output)["duplicates"] == 12
