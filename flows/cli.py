@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 import click
 
 from curation.catalog.errors import GhostsError, environment_message
-from flows import (
-    cli_align,
-    cli_archive,
-    cli_demo,
-    cli_flows,
-    cli_identity,
-    cli_latent,
-    cli_review,
-    cli_sources,
-    cli_train,
-)
 from flows.cli_options import data_option, echo_json, json_output, open_ws
 
 
@@ -160,19 +150,69 @@ def status(as_json: bool, data: Path | None) -> None:
         click.echo(line)
 
 
-# Each room contributes its commands from its own module (COMMANDS = [...]), in this order.
-ROOM_MODULES = (
-    cli_align,
-    cli_archive,
-    cli_review,
-    cli_sources,
-    cli_train,
-    cli_latent,
-    cli_identity,
-    cli_flows,
-    cli_demo,
-)
+# Each room contributes its commands from its own module, flows/cli_<room>.py (COMMANDS = [...]). The modules
+# are imported when one of their commands is looked up, not at start-up, for start-up cost: `ghosts pack` loads
+# the archive room alone, not Instaloader (cli_sources), Prefect (cli_flows) or torch (cli_train); listing the
+# commands (`ghosts --help`) imports them all. tests/flows/test_cli_lazy.py checks this table against COMMANDS.
+ROOM_COMMANDS = {
+    "cli_align": ("align", "analyze"),
+    "cli_archive": ("freeze", "pack", "verify", "takedown"),
+    "cli_review": ("review",),
+    "cli_sources": ("login", "scrape", "import-urls", "import-scraped"),
+    "cli_train": ("train", "import-network"),
+    "cli_latent": ("generate", "interpolate", "project", "style-mix", "direction"),
+    "cli_identity": ("people", "memorization"),
+    "cli_flows": ("run", "serve", "server"),
+    "cli_demo": ("demo",),
+}
+_ROOM_OF = {name: room for room, names in ROOM_COMMANDS.items() for name in names}
 
-for _module in ROOM_MODULES:
-    for _cmd in _module.COMMANDS:
-        main.add_command(_cmd)
+
+class _LazyCommands(dict):
+    """The group's name -> command table; a room's module is imported the first time one of its names is read,
+    and every room's when the table is listed."""
+
+    def _load(self, name) -> None:
+        room = _ROOM_OF.get(name)
+        if room is not None and not dict.__contains__(self, name):
+            for cmd in importlib.import_module(f"flows.{room}").COMMANDS:
+                dict.setdefault(self, cmd.name, cmd)
+
+    def _load_all(self) -> None:
+        for name in _ROOM_OF:
+            self._load(name)
+
+    def get(self, name, default=None):
+        self._load(name)
+        return dict.get(self, name, default)
+
+    def __getitem__(self, name):
+        self._load(name)
+        return dict.__getitem__(self, name)
+
+    def __contains__(self, name) -> bool:
+        self._load(name)
+        return dict.__contains__(self, name)
+
+    def __iter__(self):
+        self._load_all()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._load_all()
+        return dict.__len__(self)
+
+    def keys(self):
+        self._load_all()
+        return dict.keys(self)
+
+    def values(self):
+        self._load_all()
+        return dict.values(self)
+
+    def items(self):
+        self._load_all()
+        return dict.items(self)
+
+
+main.commands = _LazyCommands(main.commands)

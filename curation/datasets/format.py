@@ -21,12 +21,14 @@ import re
 import struct
 import zipfile
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
 from curation.catalog.errors import GhostsError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FORMAT = "ghosts-dataset/1"
 DATASET_JSON = "dataset.json"
@@ -66,6 +68,9 @@ def is_power_of_two(n: int) -> bool:
 
 def encode_png(pixels: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> bytes:
     """PNG bytes of an HxWx3 (RGB) or HxW (L) uint8 array: fixed zlib level, no metadata or time chunks."""
+    # numpy imported here, for start-up cost: `ghosts pack` of PNGs stored as they are never needs it.
+    import numpy as np
+
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):
         raise ValueError(f"expected HxWx3 or HxW uint8 pixels, got {pixels.shape} {pixels.dtype}")
     buf = io.BytesIO()

@@ -20,20 +20,21 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from curation.catalog.errors import GhostsError
 from curation.catalog.files import collect_files
-from curation.catalog.imaging import ImageRejected, decode_image
 from curation.catalog.workers import default_workers
 from curation.datasets.card import CardFacts, render_card
 from curation.datasets.format import MAX_RESOLUTION, MIN_RESOLUTION, encode_png, is_power_of_two
 from curation.datasets.png import has_chunk, storable_png
 from curation.datasets.writer import ArchiveInfo, ArchiveWriter
+
+if TYPE_CHECKING:
+    import numpy as np
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -193,7 +194,7 @@ def prepare_image(rgb: np.ndarray, plan: PackPlan) -> tuple[np.ndarray, bool, bo
         im = Image.fromarray(rgb).resize(
             (plan.resolution, plan.resolution), Image.Resampling.LANCZOS, reducing_gap=3.0
         )
-        rgb = np.asarray(im)
+        rgb = _numpy().asarray(im)
         resized = True
     # Grey inputs decode to three equal channels; one of them is the L image.
     return (rgb[..., 0] if plan.mode == "L" else rgb), cropped, resized
@@ -203,7 +204,17 @@ def prepare_image(rgb: np.ndarray, plan: PackPlan) -> tuple[np.ndarray, bool, bo
 _STORED_CONVERSION = {"RGB": None, "L": "L->RGB"}
 
 
-def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, dict[str, Any], bool, bool]:
+def _numpy():
+    # numpy and the decoder (curation.catalog.imaging) are imported on first use, for start-up cost: a pack of
+    # PNGs that are stored as they are (what `ghosts align` writes) never loads them.
+    import numpy
+
+    return numpy
+
+
+def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, str, dict[str, Any], bool, bool]:
+    """(PNG to store, its sha256, provenance record, cropped, resized) for one file; runs on a worker thread,
+    so the hashing is done here too (hashlib and zlib release the GIL)."""
     probe, plan = args
     data = probe.path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
@@ -222,7 +233,11 @@ def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, dict[str, Any], bool
                 "cropped": False,
                 "resized": False,
             }
-            return stored, record, False, False
+            stored_digest = digest if stored is data else hashlib.sha256(stored).hexdigest()
+            return stored, stored_digest, record, False, False
+    # Imported here, for start-up cost (see _numpy).
+    from curation.catalog.imaging import ImageRejected, decode_image
+
     try:
         dec = decode_image(data)
     except ImageRejected as e:
@@ -238,7 +253,8 @@ def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, dict[str, Any], bool
         "cropped": cropped,
         "resized": resized,
     }
-    return encode_png(pixels), record, cropped, resized
+    png = encode_png(pixels)
+    return png, hashlib.sha256(png).hexdigest(), record, cropped, resized
 
 
 def read_folder_labels(src: Path, probes: Sequence[Probe]) -> list[int] | None:
@@ -290,10 +306,10 @@ def pack_folder(
     n_crop = n_resize = 0
     with ArchiveWriter(out) as writer:
         results = ordered_map(_pack_one, ((p, plan) for p in probes), workers=workers)
-        for i, (png, record, cropped, resized) in enumerate(
+        for i, (png, digest, record, cropped, resized) in enumerate(
             tqdm(results, total=len(probes), desc="pack", unit="img", disable=not progress)
         ):
-            writer.add(png, record, labels[i] if labels else None)
+            writer.add(png, record, labels[i] if labels else None, sha256=digest)
             n_crop += cropped
             n_resize += resized
         facts = CardFacts(

@@ -75,7 +75,14 @@ class ArchiveWriter:
     def records(self) -> list[dict[str, Any]]:
         return self._records
 
-    def add(self, png: bytes, record: dict[str, Any] | None = None, label: int | None = None) -> str:
+    def add(
+        self,
+        png: bytes,
+        record: dict[str, Any] | None = None,
+        label: int | None = None,
+        *,
+        sha256: str | None = None,  # the PNG's sha256 when the caller has it (computed on a worker thread)
+    ) -> str:
         """Append one PNG with its provenance record; return its member name."""
         width, height, mode = png_header(png)
         name = archive_name(self.count)
@@ -94,7 +101,7 @@ class ArchiveWriter:
         self._zip.writestr(zipinfo(name), png)
         rec = dict(record or {})
         rec["archive_name"] = name
-        rec["png_sha256"] = hashlib.sha256(png).hexdigest()
+        rec["png_sha256"] = sha256 or hashlib.sha256(png).hexdigest()
         if label is not None:
             rec["label"] = int(label)
         self._records.append(rec)
