@@ -31,9 +31,9 @@ SIZES = ("64", "128", "256", "512", "1024")
 @click.option(
     "--target-size",
     type=click.Choice(SIZES),
-    default="1024",
-    show_default=True,
-    help="Dataset output size the measures refer to: faces whose crop is smaller are flagged upscaled.",
+    default=None,
+    help="Dataset side the flags refer to: faces whose crop is smaller are flagged upscaled. Kept as the "
+    "workspace setting (the review page follows it); default: that setting, or 512.",
 )
 @click.option(
     "--retry-errors",
@@ -53,7 +53,7 @@ SIZES = ("64", "128", "256", "512", "1024")
 def analyze(
     workers: int | None,
     detector: str,
-    target_size: str,
+    target_size: str | None,
     retry_errors: bool,
     identities: bool,
     as_json: bool,
@@ -72,7 +72,7 @@ def analyze(
         ws,
         workers=workers,
         detector=detector,
-        target_size=int(target_size),
+        target_size=None if target_size is None else int(target_size),
         progress=not as_json,
         retry_errors=retry_errors,
         identities=identities,

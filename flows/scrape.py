@@ -110,7 +110,7 @@ def pending_images(data: str) -> list[int]:
 
 @task(name="analyze-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def analyze_batch(
-    data: str, image_ids: list[int], detector: str = "hog", target_size: int = 1024
+    data: str, image_ids: list[int], detector: str = "hog", target_size: int | None = None
 ) -> dict[str, Any]:
     """Detect, landmark, align and score the faces of a few images (the alignment room's batch entry point)."""
     return analyze_images(
@@ -120,7 +120,11 @@ def analyze_batch(
 
 @flow(name="analyze-images", log_prints=True)
 def analyze_images_flow(
-    data: str, image_ids: list[int], batch_size: int = 8, detector: str = "hog", target_size: int = 1024
+    data: str,
+    image_ids: list[int],
+    batch_size: int = 8,
+    detector: str = "hog",
+    target_size: int | None = None,  # None: the workspace setting
 ) -> list[dict]:
     """Analyse `image_ids` in batches, one mapped task per batch, on whatever task runner the caller chose."""
     batches = [image_ids[i : i + batch_size] for i in range(0, len(image_ids), batch_size)]
@@ -175,7 +179,7 @@ def scrape_and_align(
     paths: list[str] | None = None,  # local files and folders to import instead of, or besides, tags
     data: str | None = None,  # workspace folder; None: GHOSTS_DATA or ./data
     detector: str = "hog",  # hog (fast) or cnn (slower, finds more)
-    target_size: int = 1024,  # the dataset side you will freeze at: smaller crops are flagged as upscaled
+    target_size: int | None = None,  # dataset side (smaller crops flagged upscaled); None: workspace setting
     batch_size: int = 8,  # images per analysis task
     runner: str = "processes",  # processes (analysis is CPU-bound) | threads | dask
     workers: int | None = None,  # threads/processes/local Dask workers; None: the runner's default

@@ -25,10 +25,11 @@ from alignment.identity import face_descriptors
 from alignment.models import DETECTORS, face_detector, landmark_predictor
 from alignment.pool import default_workers, run_jobs
 from alignment.preview import save_preview
+from alignment.quality import DEFAULT_TARGET_SIZE, TARGET_SIZE_SETTING
 from curation.analysis.identities import to_bytes, update_identities
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
-from curation.catalog.schema import Face, Image, utcnow
+from curation.catalog.schema import Face, Image, get_setting, set_setting, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +220,27 @@ def _jobs(
     ]
 
 
+def workspace_target_size(ws, target_size: int | None = None) -> int:
+    """The dataset side the flags refer to: `target_size` when given (and then kept as the workspace setting,
+    so the review page and later runs follow it), else the workspace setting, else DEFAULT_TARGET_SIZE."""
+    with ws.session() as s:
+        if target_size is not None:
+            _check_size(target_size)
+            set_setting(s, TARGET_SIZE_SETTING, int(target_size))
+            return int(target_size)
+        size = get_setting(s, TARGET_SIZE_SETTING, DEFAULT_TARGET_SIZE)
+    return int(size) if isinstance(size, int) and 8 <= size <= 8192 else DEFAULT_TARGET_SIZE
+
+
+def _check_size(target_size: int) -> None:
+    if not 8 <= int(target_size) <= 8192:
+        raise GhostsError(f"target size {target_size} is out of range (8..8192)")
+
+
 def _check(detector: str, target_size: int) -> None:
     if detector not in DETECTORS:
         raise GhostsError(f"unknown face detector {detector!r}: choose one of {', '.join(DETECTORS)}")
-    if not 8 <= int(target_size) <= 8192:
-        raise GhostsError(f"target size {target_size} is out of range (8..8192)")
+    _check_size(target_size)
     face_detector(detector)  # a missing model is one clear error up front, not one per image
     landmark_predictor()
 
@@ -242,13 +259,17 @@ def analyze_workspace(
     *,
     workers: int | None = None,  # worker processes; None: one per available core; 1: in this process
     detector: str = "hog",
-    target_size: int = 1024,  # dataset output size: faces with smaller crops are flagged as upscaled
+    target_size: int
+    | None = None,  # dataset side (smaller crops are flagged upscaled); None: workspace setting
     progress: bool = True,
     image_ids: Iterable[int] | None = None,  # only these (those still `new`); None: every `new` image
     retry_errors: bool = False,  # retry every image in `error` (by default only those whose cause may pass)
     identities: bool = True,  # then describe the new faces and group them into people (curation.analysis.identities)
 ) -> AnalyzeSummary:
-    """Detect, landmark, align, measure and preview the faces of every image not analysed yet."""
+    """Detect, landmark, align, measure and preview the faces of every image not analysed yet.
+
+    A given `target_size` becomes the workspace setting (see `workspace_target_size`)."""
+    target_size = workspace_target_size(ws, target_size)
     _check(detector, target_size)
     started = time.monotonic()
     image_ids = None if image_ids is None else list(image_ids)
@@ -270,7 +291,12 @@ def analyze_workspace(
 
 
 def analyze_images(
-    ws, image_ids: Iterable[int], detector: str = "hog", *, target_size: int = 1024, progress: bool = False
+    ws,
+    image_ids: Iterable[int],
+    detector: str = "hog",
+    *,
+    target_size: int | None = None,  # None: the workspace setting
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Analyse a batch of images in this process (the flows' task unit; they fan batches out themselves)."""
     return analyze_workspace(

@@ -11,8 +11,8 @@ A rule is a comma-separated list of clauses, e.g. ``"score>=0.6,max=200"``:
 - ``max_per_person=N`` / ``max_per_owner=N``: at most N accepted faces of one person (as grouped by
   curation.analysis.identities; faces not grouped yet count as people of their own) or of one account,
   counting faces accepted before, so no one person or account fills the dataset.
-- ``flagged=no`` leaves out faces the analysis flagged for a closer look; ``flagged=any`` (the default)
-  does not look at the flag.
+- ``flagged=no`` leaves out faces flagged for a closer look (under the workspace's target size); ``flagged=any``
+  (the default) does not look at the flags.
 
 Only live, undecided faces of images still in the catalog's store are candidates: a person's decision is
 never overwritten, and faces that fail the rule stay undecided for a later review. The decisions go through
@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import Face, Image
 from curation.review.decisions import MAX_BATCH, decide
+from curation.review.grid import flagged_condition, thresholds_for
 
 REVIEWER = "auto-accept"
 REASON = "auto-accept"
@@ -184,7 +185,7 @@ def apply_rule(ws, rule: AcceptRule | str) -> AutoAcceptResult:
             .where(*live, Face.decision == "undecided", *(c.column_test() for c in rule.conditions))
         )
         if rule.flagged == "no":
-            query = query.where(Face.flagged.is_(False))
+            query = query.where(~flagged_condition(thresholds_for(s)))  # flags at the workspace's target size
         # Best first: score descending with unknown scores last, then the oldest face (a stable order).
         ids = list(s.scalars(query.order_by(Face.score.is_(None), Face.score.desc(), Face.id)))
         if rule.max_per_person is not None or rule.max_per_owner is not None:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select
 
+from alignment.quality import FLAGS
 from curation.catalog.schema import Face, Image, NearDuplicate
 from curation.review.grid import DEFAULT_THRESHOLDS, Thresholds, face_hints, thresholds_for
 
@@ -78,7 +79,12 @@ def _fmt(v: Any) -> str:
 
 def face_info(face: Face, number: int = 1, th: Thresholds = DEFAULT_THRESHOLDS) -> FaceInfo:
     measures = [(m, _fmt(getattr(face, m))) for m in MEASURES if getattr(face, m) is not None]
-    measures += [("upscaled", _fmt(face.upscaled)), ("flagged", _fmt(face.flagged))]
+    hints = face_hints(face, th)  # under this workspace's target size, not the one the analysis ran with
+    measures += [
+        ("workspace target_size", str(th.target_size)),
+        ("upscaled", _fmt("upscaled" in hints)),
+        ("flagged", _fmt(any(h in FLAGS for h in hints) or (face.quad_size is None and bool(face.flagged)))),
+    ]
     shown = {m for m, _ in measures}
     for k, v in sorted((face.quality or {}).items()):
         if k not in shown:
@@ -99,7 +105,7 @@ def face_info(face: Face, number: int = 1, th: Thresholds = DEFAULT_THRESHOLDS) 
         points=face.points,
         quad=face.quad,
         has_preview=bool(face.preview_path),
-        hints=face_hints(face, th),
+        hints=hints,
         measures=measures,
     )
 

@@ -33,7 +33,18 @@ from alignment.quality import (
 from curation.catalog.schema import Face, Image, get_setting
 
 Sort = Literal[
-    "score", "group", "sharpness", "pose", "size", "rating", "date", "owner", "likes", "source", "id"
+    "score",
+    "group",
+    "sharpness",
+    "pose",
+    "size",
+    "rating",
+    "date",
+    "owner",
+    "person",
+    "likes",
+    "source",
+    "id",
 ]
 DecisionFilter = Literal["all", "undecided", "accepted", "rejected", "skipped"]
 FlagFilter = Literal["any", "flagged", "clean", "upscaled", "padded", "blurry", "profile", "manual"]
@@ -47,6 +58,7 @@ SORT_LABELS = {
     "rating": "rating",
     "date": "date",
     "owner": "owner",
+    "person": "person",
     "likes": "likes",
     "source": "source",
     "id": "catalog order",
@@ -76,11 +88,12 @@ class GridQuery(BaseModel):
     max_padding: float | None = Field(None, ge=0.0)
     max_pose: float | None = Field(None, ge=0.0, le=180.0)  # degrees of |yaw| (roll is undone by alignment)
     min_rating: int | None = Field(None, ge=1, le=5)
+    person: int | None = Field(None, ge=1, le=2**53)  # one person's faces (curation.analysis.identities)
     page: int = Field(1, ge=1, le=100_000)
     snap: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{8,32}$")  # the id list this paging walks through
 
     @field_validator(
-        "tag", "source", "min_score", "max_padding", "max_pose", "min_rating", "snap", mode="before"
+        "tag", "source", "min_score", "max_padding", "max_pose", "min_rating", "person", "snap", mode="before"
     )
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
@@ -237,11 +250,13 @@ def _filters(q: GridQuery, th: Thresholds) -> list:
         conds.append(func.abs(func.coalesce(Face.yaw, 0.0)) <= q.max_pose)
     if q.min_rating is not None:
         conds.append(Face.rating >= q.min_rating)
+    if q.person is not None:
+        conds.append(Face.person_id == q.person)
     match q.flag:
         case "flagged":
-            conds.append(_flagged(th))
+            conds.append(flagged_condition(th))
         case "clean":
-            conds.append(~_flagged(th))
+            conds.append(~flagged_condition(th))
         case "upscaled":
             conds.append(_upscaled(th))
         case "padded":
@@ -256,13 +271,19 @@ def _filters(q: GridQuery, th: Thresholds) -> list:
 
 
 def _upscaled(th: Thresholds):
-    return or_(Face.quad_size < th.target_size, and_(Face.quad_size.is_(None), Face.upscaled.is_(True)))
+    # Never NULL (a NULL would make `~flagged_condition` drop faces without a measured side).
+    return or_(
+        and_(Face.quad_size.is_not(None), Face.quad_size < th.target_size),
+        and_(Face.quad_size.is_(None), Face.upscaled.is_(True)),
+    )
 
 
-def _flagged(th: Thresholds):
-    """Any flag under these thresholds (the stored `flagged` column was computed for the analysis's target)."""
+def flagged_condition(th: Thresholds):
+    """Any flag under these thresholds (the stored `flagged` column was computed for the analysis's target,
+    so it only counts for a face without a measured crop side)."""
     return or_(
         _upscaled(th),
+        and_(Face.quad_size.is_(None), Face.flagged.is_(True)),
         func.coalesce(Face.padding, 0.0) > th.padding,
         func.coalesce(Face.blur, 1e9) < th.blur,
         func.abs(func.coalesce(Face.yaw, 0.0)) > th.pose,
@@ -283,6 +304,8 @@ def _order(sort: Sort) -> list:
             return [Face.rating.desc().nulls_last(), Face.score.desc().nulls_last(), Face.id]
         case "owner":
             return [Image.owner.nulls_last(), Face.score.desc().nulls_last(), Face.id]
+        case "person":  # one person's faces together, people by id, faces not grouped yet last
+            return [Face.person_id.nulls_last(), Face.score.desc().nulls_last(), Face.id]
         case "date":
             return [
                 Image.taken_at.desc().nulls_last(),
@@ -307,14 +330,16 @@ def _order(sort: Sort) -> list:
 
 
 def _tile(f: Face, tag, owner, likes, taken, kind, th: Thresholds) -> Tile:
+    hints = face_hints(f, th)
     return Tile(
         id=f.id,
         image_id=f.image_id,
         decision=f.decision or "undecided",
         score=f.score,
-        flagged=bool(f.flagged),
+        flagged=any(h in FLAGS for h in hints)
+        or (f.quad_size is None and bool(f.flagged)),  # as flagged_condition
         manual=bool(f.manual),
-        hints=face_hints(f, th),
+        hints=hints,
         tag=tag,
         owner=owner,
         likes=likes,

@@ -21,6 +21,7 @@ from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.schema import Face, utcnow
 from curation.review.decisions import WRITE_LOCK
+from curation.review.grid import thresholds_for
 from curation.review.media import photo_file
 
 PREVIEW_SIZE = 256  # the grid's preview size
@@ -141,7 +142,9 @@ def add_manual_face(ws, image_id: int, points: dict[str, Any], reviewer: str) ->
     quad = manual_quad(points, rgb.shape[1], rgb.shape[0])
     aligned = _aligned(rgb, quad, PREVIEW_SIZE)
     pts = {k: [float(v) for v in p] for k, p in order_points(points)[0].items()}
-    q = measure_face(rgb, quad, points=pts, preview=aligned)
+    with ws.session() as s:
+        target_size = thresholds_for(s).target_size  # the workspace's dataset side, as for detected faces
+    q = measure_face(rgb, quad, points=pts, preview=aligned, target_size=target_size)
     xs, ys = quad[:, 0], quad[:, 1]
     with WRITE_LOCK, ws.session() as s:  # two saves at once never get the same index
         index = (s.scalar(select(func.max(Face.index)).where(Face.image_id == image_id)) or 0) + 1

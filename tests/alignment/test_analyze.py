@@ -41,7 +41,7 @@ def _link(faces_dir, tmp_path, names) -> list:
 
 def test_every_test_photo(workspace, faces_dir, photo):
     ingest_paths(workspace, [faces_dir], progress=False)
-    summary = analyze_workspace(workspace, workers=1, progress=False)
+    summary = analyze_workspace(workspace, workers=1, target_size=1024, progress=False)
     assert (summary.images, summary.analyzed, summary.no_face, summary.error) == (12, 11, 1, 0)
     assert summary.faces >= 43 + 1 + 20 and summary.flagged == summary.faces  # all smaller than 1024 px
     images = _by_name(workspace)
