@@ -41,6 +41,7 @@ from alignment.identity import (
 )
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
+from curation.catalog.people import merged_into, resolve_person
 from curation.catalog.schema import Face, Image, Person, utcnow
 
 log = logging.getLogger(__name__)
@@ -144,18 +145,28 @@ def load_people(session) -> tuple[People, dict[int, np.ndarray]]:
 
 
 def save_people(session, people: People) -> int:
-    """Store a grouping: new person rows first, then every face whose person changed. Returns faces changed."""
+    """Store a grouping: new person rows first, then the person of every face that has none yet. Returns
+    faces changed.
+
+    Only faces without a person are written: a face that has one keeps it, whatever this grouping says, so
+    a reviewer's merge or split made while the grouping was computed (the review page runs beside analysis)
+    is never written over. A face put with a person merged away meanwhile goes to the person it was merged
+    into (`merged_into`)."""
+    merged = merged_into(session)
+    wanted = {fid: resolve_person(merged, pid) for fid, pid in people.faces.items()}
     known = set(session.scalars(select(Person.id)))
     now = utcnow()
-    for pid in sorted(set(people.faces.values()) - known):
+    for pid in sorted(set(wanted.values()) - known):
         session.add(Person(id=pid, created_at=now))
     session.flush()
     current = dict(session.execute(select(Face.id, Face.person_id)).all())
     changed = 0
-    for fid, pid in people.faces.items():
-        if current.get(fid) != pid:
-            session.execute(update(Face).where(Face.id == fid).values(person_id=pid))
-            changed += 1
+    for fid, pid in wanted.items():
+        if fid in current and current[fid] is None:
+            done = session.execute(
+                update(Face).where(Face.id == fid, Face.person_id.is_(None)).values(person_id=pid)
+            )
+            changed += done.rowcount
     return changed
 
 

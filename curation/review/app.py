@@ -20,7 +20,7 @@ from curation.review.config import ReviewConfig
 from curation.review.deps import ReviewContext
 from curation.review.manual import ManualCropError
 from curation.review.media import NotFound, PhotoCache
-from curation.review.routers import api, media, pages, rounds
+from curation.review.routers import api, media, pages, people, rounds
 from curation.review.security import Guard, GuardMiddleware
 from curation.review.selection import Resume, open_round
 
@@ -61,7 +61,7 @@ def create_app(ws, config: ReviewConfig | None = None, resume: Resume | None = N
     app.state.ctx = ctx
     app.add_middleware(GuardMiddleware, guard=ctx.guard)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    for r in (pages.router, api.router, media.router, rounds.router):
+    for r in (pages.router, api.router, media.router, rounds.router, people.router):
         app.include_router(r)
 
     @app.exception_handler(ManualCropError)

@@ -84,6 +84,7 @@ document.addEventListener("keydown", async (e) => {
     return;
   }
   if (key === "?") { help.hidden = false; e.preventDefault(); return; }
+  if (body.dataset.view === "people") return;  // people.js has the people view's keys
   if (overlayOpen() || body.dataset.view === "detail") {
     if (await detailKey(e)) e.preventDefault();
     return;

@@ -5,6 +5,7 @@ import { enqueue, getJSON, post, stats } from "./api.js";
 import { tiles } from "./grid.js";
 import "./detail.js";
 import "./keys.js";
+import "./people.js";
 import "./views.js";
 import { $, $$, markFace, setCounts, toast } from "./ui.js";
 

@@ -25,6 +25,7 @@ export function setCounts(c) {
     spread.textContent = [...c.top_owners.map(([o, n]) => `@${o} ${n}`), ...c.top_tags.map(([t, n]) => `#${t} ${n}`)].join(" · ");
   }
   setRound(c);
+  document.dispatchEvent(new CustomEvent("ghosts:counts", { detail: c }));  // people.js: the caps follow
 }
 
 // The round's state, always on screen: open (its number), or closed (by whom, with how many), and that the
