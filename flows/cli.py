@@ -119,10 +119,16 @@ def import_(paths: tuple[Path, ...], recursive: bool, as_json: bool, data: Path 
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable counts.")
 @data_option
 def status(as_json: bool, data: Path | None) -> None:
-    """Counts of images, faces, decisions, datasets and training runs."""
+    """Counts of images, faces, decisions, datasets and training runs (reads a read-only workspace too)."""
+    from curation.catalog.settings import Settings
     from curation.catalog.status import people_line, round_lines, workspace_status
+    from curation.catalog.workspace import open_workspace
 
-    st = workspace_status(open_ws(data))
+    ws = open_workspace(data, Settings(), read_only=True)  # writes nothing, not even SQLite's lock files
+    try:
+        st = workspace_status(ws)
+    finally:
+        ws.close()
     if as_json:
         echo_json(st)
         return

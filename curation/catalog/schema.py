@@ -255,21 +255,24 @@ class Takedown(Base):
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
-def make_engine(url: str, lock_timeout: float = 30.0) -> Engine:
-    """`lock_timeout`: seconds to wait for another process's write before failing with "database is locked"."""
+def make_engine(url: str, lock_timeout: float = 30.0, read_only: bool = False) -> Engine:
+    """`lock_timeout`: seconds to wait for another process's write before failing with "database is locked".
+    `read_only`: the connections change nothing (no journal-mode switch; the URL itself opens SQLite read-only,
+    see Workspace.db_url)."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Worker threads (the review app, Prefect thread runners) share the engine; SQLite serialises writes.
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": lock_timeout}
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, lock_timeout))
+        event.listen(engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, lock_timeout, read_only))
     return engine
 
 
-def _sqlite_pragmas(dbapi_conn, lock_timeout: float = 30.0) -> None:
+def _sqlite_pragmas(dbapi_conn, lock_timeout: float = 30.0, read_only: bool = False) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; a crash never corrupts the file
+    if not read_only:  # (switching the journal mode is a write)
+        cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; a crash never corrupts it
     cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints, safe with WAL
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")

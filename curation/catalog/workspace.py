@@ -33,6 +33,7 @@ SUBDIRS = ("images", "previews", "datasets", "runs", "sessions", "scrape", "tmp"
 class Workspace:
     root: Path
     settings: Settings = field(default_factory=Settings)
+    read_only: bool = False  # opened by open_workspace(read_only=True): the catalog is opened read-only
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -47,21 +48,28 @@ class Workspace:
 
     @property
     def db_url(self) -> str:
-        return self.settings.resolved_db_url(self.root)
+        url = self.settings.resolved_db_url(self.root)
+        if self.read_only and url.startswith("sqlite:///file:") and url.endswith("?uri=true"):
+            url = url[: -len("?uri=true")] + "?" + _read_only_query(self.catalog_file_of(url)) + "&uri=true"
+        return url
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.db_url, self.settings.lock_timeout)
+        return make_engine(self.db_url, self.settings.lock_timeout, read_only=self.read_only)
+
+    @staticmethod
+    def catalog_file_of(url: str) -> Path | None:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return None
+        if parsed.query.get("uri") == "true" and parsed.database.startswith("file:"):
+            return Path(unquote(parsed.database[len("file:") :]))
+        return Path(parsed.database)
 
     @property
     def catalog_file(self) -> Path | None:
         """The SQLite file of the catalog, or None when the catalog is not an SQLite file."""
-        url = make_url(self.db_url)
-        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-            return None
-        if url.query.get("uri") == "true" and url.database.startswith("file:"):
-            return Path(unquote(url.database[len("file:") :]))
-        return Path(url.database)
+        return self.catalog_file_of(self.settings.resolved_db_url(self.root))
 
     @cached_property
     def _sessions(self) -> sessionmaker[Session]:
@@ -97,6 +105,8 @@ def init_workspace(root: str | os.PathLike | None = None, settings: Settings | N
     settings = settings or Settings()
     ws = Workspace(Path(root) if root is not None else settings.data, settings)
     _check_makeable(ws.root)
+    if ws.root.is_dir() and not _writable(ws):
+        raise GhostsError(_read_only_message(ws))
     made: list[Path] = []
     try:
         for folder in reversed([ws.root, *ws.root.parents]):
@@ -137,21 +147,65 @@ def init_workspace(root: str | os.PathLike | None = None, settings: Settings | N
     return ws
 
 
-def open_workspace(root: str | os.PathLike | None = None, settings: Settings | None = None) -> Workspace:
+def _writable(ws: Workspace) -> bool:
+    catalog = ws.catalog_file
+    return os.access(ws.root, os.W_OK) and not (
+        catalog and catalog.exists() and not os.access(catalog, os.W_OK)
+    )
+
+
+def _read_only_message(ws: Workspace) -> str:
+    return (
+        f"the workspace {ws.root} is read-only and this command writes to it: make it writable, or copy "
+        "the workspace somewhere writable (`ghosts status` reads a read-only workspace as it is)"
+    )
+
+
+def _read_only_query(catalog: Path | None) -> str:
+    """SQLite URI parameters that open the catalog without writing a byte: `mode=ro`, and `immutable=1` when
+    the folder is not writable and no write-ahead log is there (SQLite could neither make its -shm file nor
+    need one: everything is in the main file). A log left beside it (a writer killed before its checkpoint)
+    is read with mode=ro, so its last transactions are seen."""
+    if catalog is None:
+        return "mode=ro"
+    wal = Path(f"{catalog}-wal")
+    if not os.access(catalog.parent, os.W_OK) and not wal.exists():
+        return "mode=ro&immutable=1"
+    return "mode=ro"
+
+
+def open_workspace(
+    root: str | os.PathLike | None = None, settings: Settings | None = None, *, read_only: bool = False
+) -> Workspace:
     """Open an initialised workspace, upgrading an older catalog schema in place.
 
     Every way the catalog can be unusable is one clear GhostsError: missing beside existing data (never
-    recreated empty), damaged, from a newer ghosts, read-only, or locked by another process."""
+    recreated empty), damaged, from a newer ghosts, read-only, or locked by another process.
+
+    `read_only` (for commands that only read, such as `ghosts status`): nothing is written, not even SQLite's
+    lock files, so a read-only workspace (permissions, a read-only mount, a backup) can be looked at. A
+    catalog whose schema is older is upgraded first when the workspace is writable; when it is not, that is a
+    clear error. Writing to a read-only Workspace fails with the catalog's "read-only" message."""
     settings = settings or Settings()
     ws = Workspace(Path(root) if root is not None else settings.data, settings)
     if not (ws.root / MARKER).exists():
         raise GhostsError(f"no ghosts workspace at {ws.root}: run `ghosts init --data {ws.root}` first")
     _refuse_missing_catalog(ws)
-    if not os.access(ws.root, os.W_OK) or (ws.catalog_file and not os.access(ws.catalog_file, os.W_OK)):
-        raise GhostsError(
-            f"the workspace {ws.root} is read-only: ghosts writes to its catalog (and SQLite its lock files "
-            "beside it) even to read it; make it writable, or copy the workspace somewhere writable"
-        )
+    writable = _writable(ws)
+    if read_only:
+        ro = Workspace(ws.root, settings, read_only=True)
+        rev = _opened(ro, lambda: _check_revision(ro))
+        if rev == head_revision():
+            return ro
+        ro.close()
+        if not writable:
+            raise GhostsError(
+                f"the catalog of the read-only workspace {ws.root} has an older schema (revision {rev}; this "
+                f"ghosts needs {head_revision()}) and cannot be upgraded in place: make the workspace writable "
+                "once, or copy it somewhere writable"
+            )
+    if not writable:
+        raise GhostsError(_read_only_message(ws))
     try:
         if _check_revision(ws) != head_revision():
             upgrade_catalog(ws.engine)
@@ -167,6 +221,21 @@ def open_workspace(root: str | os.PathLike | None = None, settings: Settings | N
     # A killed writer can leave temp files behind (the store, previews, datasets, runs); nothing refers to them.
     sweep_temp_files(ws.root)
     return ws
+
+
+def _opened(ws: Workspace, fn):
+    """fn() on a workspace being opened: an environment fault is a GhostsError, and the engine is closed."""
+    try:
+        return fn()
+    except GhostsError:
+        ws.close()
+        raise
+    except Exception as e:
+        ws.close()
+        why = environment_message(e)
+        if why is None:
+            raise
+        raise GhostsError(f"cannot open the catalog of {ws.root}: {why}") from e
 
 
 def _check_makeable(root: Path) -> None:
