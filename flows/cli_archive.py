@@ -8,7 +8,16 @@ from pathlib import Path
 
 import click
 
-from flows.cli_options import data_option, echo_json, open_ws
+from flows.cli_options import (
+    choice_option,
+    data_option,
+    echo_json,
+    file_option,
+    json_option,
+    open_ws,
+    same_person_option,
+    workers_option,
+)
 
 
 def _power_of_two(ctx, param, value):
@@ -27,12 +36,8 @@ def _power_of_two(ctx, param, value):
     callback=_power_of_two,
     help="Side of the aligned faces in px (a power of two).",
 )
-@click.option(
-    "--labels",
-    type=click.Choice(["none", "source-tag"]),
-    default="none",
-    show_default=True,
-    help="Class labels: none, or the tag that found each image.",
+@choice_option(
+    "--labels", choices=("none", "source-tag"), help="Class labels: none, or the tag that found each image."
 )
 @click.option(
     "--mirror-check",
@@ -40,9 +45,7 @@ def _power_of_two(ctx, param, value):
     help="Refuse when two faces are mirror images or duplicates of each other (x-flip training would "
     "count them twice).",
 )
-@click.option(
-    "--workers", type=click.IntRange(min=1), default=None, help="Alignment threads (default: one per core)."
-)
+@workers_option("Alignment threads (default: one per core).")
 @click.option(
     "--max-person-share",
     type=click.FloatRange(0, 1, min_open=True),
@@ -55,7 +58,7 @@ def _power_of_two(ctx, param, value):
     default=None,
     help="Warn when one account holds more than this share of the faces.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
+@json_option("Print the new version as JSON.")
 @data_option
 def freeze(name, resolution, labels, mirror_check, workers, max_person_share, max_owner_share, as_json, data):
     """Freeze the accepted faces into a new immutable dataset version (zip + manifest.json)."""
@@ -110,12 +113,7 @@ def _announce_frozen(result, ws, quiet: bool) -> None:
 
 @click.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The archive to write (.zip).",
-)
+@file_option("--out", help="The archive to write (.zip).")
 @click.option(
     "--resolution",
     type=int,
@@ -124,11 +122,9 @@ def _announce_frozen(result, ws, quiet: bool) -> None:
     help="Resize every image to this side (default: they must already be the same power-of-two square).",
 )
 @click.option("--center-crop", is_flag=True, help="Crop non-square images to their central square.")
-@click.option(
-    "--workers", type=click.IntRange(min=1), default=None, help="Encoding threads (default: one per core)."
-)
+@workers_option("Encoding threads (default: one per core).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 def pack(folder, out, resolution, center_crop, workers, overwrite, as_json):
     """Pack a folder of prepared images into a StyleGAN2-ADA dataset archive (like its dataset_tool.py)."""
     from curation.datasets.pack import pack_folder
@@ -154,10 +150,9 @@ def pack(folder, out, resolution, center_crop, workers, overwrite, as_json):
 
 @click.command()
 @click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
+@file_option(
     "--manifest",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    required=False,
     help="Check against this manifest (default: manifest.json beside the zip, when it names it).",
 )
 @click.option(
@@ -166,7 +161,7 @@ def pack(folder, out, resolution, center_crop, workers, overwrite, as_json):
     default=None,
     help="Refuse archives whose members add up to more bytes than this (default 1 TiB).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 @click.pass_context
 def verify(ctx, archive, manifest, max_size, as_json):
     """Check a dataset archive: names, sizes, modes, dataset.json, provenance, sha256. Exit 1 on any fault."""
@@ -199,17 +194,14 @@ def verify(ctx, archive, manifest, max_size, as_json):
 @click.option("--owner", help="Every image posted by this account.")
 @click.option("--image", help="One image, by sha256 (or its first 8+ hex digits).")
 @click.option("--post", help="Every image of this post (URL).")
-@click.option(
+@file_option(
     "--face",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=False,
+    exists=True,
     help="Every image with a face of the person in this photo (matches are listed first).",
 )
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0, 2, min_open=True),
-    default=0.6,
-    show_default=True,
-    help="With --face: descriptor distance below which a face counts as that person (lower: stricter).",
+@same_person_option(
+    "With --face: descriptor distance below which a face counts as that person (lower: stricter)."
 )
 @click.option("--yes", is_flag=True, help="With --face: remove the matches without asking.")
 @click.option("--reason", required=True, help="Who asked and why; kept with the takedown record.")
@@ -219,7 +211,7 @@ def verify(ctx, archive, manifest, max_size, as_json):
     help="Also delete the archive files of the old versions that held the images, and the reals grids of the "
     "training runs that used them (the originals, previews and personal catalog fields go in any case).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 @data_option
 def takedown(owner, image, post, face, threshold, yes, reason, purge, as_json, data):
     """Remove a person's or a post's images for good: new versions of every dataset without them, the originals,

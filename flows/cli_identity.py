@@ -12,21 +12,21 @@ from pathlib import Path
 
 import click
 
-from flows.cli_latent import CTX, _check_trunc, _load, device_option, network_option, trunc_option
-from flows.cli_options import data_option, echo_json, open_ws
-
-SAME_PERSON = 0.6  # alignment.identity.SAME_PERSON (not imported here: it would load dlib for --help)
+from flows.cli_latent import CTX, _load, device_option, trunc_option
+from flows.cli_options import (
+    data_option,
+    echo_json,
+    file_option,
+    json_option,
+    network_option,
+    open_ws,
+    same_person_option,
+)
 
 
 @click.command(context_settings=CTX)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0, 2, min_open=True),
-    default=SAME_PERSON,
-    show_default=True,
-    help="Descriptor distance below which new faces are linked to each other or to a person.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@same_person_option("Descriptor distance below which new faces are linked to each other or to a person.")
+@json_option()
 @data_option
 def people(threshold: float, as_json: bool, data: Path | None) -> None:
     """Describe the faces that have no descriptor yet and group the new ones into people (`ghosts analyze`
@@ -50,12 +50,7 @@ def people(threshold: float, as_json: bool, data: Path | None) -> None:
 
 @click.command(context_settings=CTX)
 @network_option
-@click.option(
-    "--archive",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The dataset archive (zip) the network was trained on.",
-)
+@file_option("--archive", help="The dataset archive (zip) the network was trained on.")
 @click.option(
     "--samples", type=click.IntRange(min=1), default=64, show_default=True, help="Faces to generate."
 )
@@ -67,21 +62,16 @@ def people(threshold: float, as_json: bool, data: Path | None) -> None:
     help="Seeds first-seed .. first-seed + samples - 1.",
 )
 @trunc_option
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0, 2, min_open=True),
-    default=SAME_PERSON,
-    show_default=True,
-    help="Same-person descriptor distance: generated faces closer than this to a training face count.",
+@same_person_option(
+    "Same-person descriptor distance: generated faces closer than this to a training face count."
 )
-@click.option(
+@file_option(
     "--out",
     "sheet",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    required=False,
     help="Write a PNG sheet of the closest pairs here (generated | nearest by descriptor | by pixels).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@json_option("Print the whole report as JSON.")
 @device_option
 def memorization(
     network, archive, samples, first_seed, truncation_psi, threshold, sheet, as_json, device
@@ -90,8 +80,7 @@ def memorization(
     closer than the same-person threshold says how much the model copies its training people."""
     from training.latent.memorization import measure_memorization
 
-    _check_trunc(truncation_psi)
-    G = _load(network, device)
+    G = _load(network, device, truncation_psi)
     report = measure_memorization(
         G,
         archive,

@@ -11,17 +11,11 @@ from pathlib import Path
 
 import click
 
+from flows.cli_options import choice_option, file_option, folder_option, network_option, path_option
 from training.errors import TrainingError
 
 CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
-network_option = click.option(
-    "--network",
-    "network",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Snapshot: network-snapshot-NNNNNN (.json, .safetensors or the common stem).",
-)
 device_option = click.option(
     "--device", default=None, help="cpu, cuda, cuda:1 ... [cuda when present, else cpu]."
 )
@@ -33,19 +27,25 @@ trunc_option = click.option(
     show_default=True,
     help="Truncation psi: 1 = none; 0.5-0.7 trades variety for cleaner faces.",
 )
-noise_option = click.option(
+noise_option = choice_option(
     "--noise-mode",
-    type=click.Choice(["const", "random", "none"]),
-    default="const",
-    show_default=True,
+    choices=("const", "random", "none"),
     help="const: reproducible; random: fresh fine detail each time.",
 )
+outdir_option = folder_option("--outdir", help="Output folder.")
 class_option = click.option(
     "--class", "class_idx", type=int, default=None, help="Class index, for a conditional network."
 )
 
 
-def _load(network: Path, device: str | None):
+def _load(network: Path, device: str | None, truncation_psi: float | None = None):
+    """The snapshot's generator on `device` (cuda when present, else cpu), once --trunc (when the command
+    has it) is known to be in range: a bad option fails before the slow load."""
+    if truncation_psi is not None and not 0 <= truncation_psi <= 2:
+        raise TrainingError(
+            f"--trunc {truncation_psi} is out of range: use 0 (the average face) to 1 (no "
+            "truncation); values up to 2 exaggerate"
+        )
     import torch
 
     from training.checkpoint import load_generator
@@ -61,23 +61,13 @@ def _load(network: Path, device: str | None):
     return load_generator(network, device=device)
 
 
-def _check_trunc(truncation_psi: float) -> None:
-    if not 0 <= truncation_psi <= 2:
-        raise TrainingError(
-            f"--trunc {truncation_psi} is out of range: use 0 (the average face) to 1 (no "
-            "truncation); values up to 2 exaggerate"
-        )
-
-
 @click.command(context_settings=CTX)
 @network_option
 @click.option("--seeds", required=True, help="Seeds: numbers and ranges, e.g. 0-31 or 3,17,42.")
 @trunc_option
 @noise_option
 @click.option("--grid", is_flag=True, help="Also write grid.png of all the pictures.")
-@click.option(
-    "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
-)
+@outdir_option
 @class_option
 @device_option
 def generate(network, seeds, truncation_psi, noise_mode, grid, outdir, class_idx, device) -> None:
@@ -85,8 +75,7 @@ def generate(network, seeds, truncation_psi, noise_mode, grid, outdir, class_idx
     from training.latent import generate_images, parse_seeds, write_images
 
     seed_list = parse_seeds(seeds)
-    _check_trunc(truncation_psi)
-    G = _load(network, device)
+    G = _load(network, device, truncation_psi)
     images = generate_images(G, seed_list, truncation_psi, noise_mode, class_idx=class_idx, progress=True)
     paths = write_images(images, seed_list, outdir, grid=grid)
     click.echo(f"wrote {len(seed_list)} pictures to {outdir}" + (f" and {paths[-1].name}" if grid else ""))
@@ -98,23 +87,14 @@ def generate(network, seeds, truncation_psi, noise_mode, grid, outdir, class_idx
 @click.option(
     "--frames", type=int, default=60, show_default=True, help="Frames per transition between two seeds."
 )
-@click.option(
-    "--space",
-    type=click.Choice(["w", "z"]),
-    default="w",
-    show_default=True,
-    help="w: straight lines in W (even morphs); z: great circles in Z.",
+@choice_option(
+    "--space", choices=("w", "z"), help="w: straight lines in W (even morphs); z: great circles in Z."
 )
 @click.option("--loop", is_flag=True, help="Return to the first seed, for a seamless loop.")
 @click.option("--fps", type=float, default=30, show_default=True, help="Frames per second.")
 @trunc_option
 @noise_option
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="morph.gif (Pillow) or morph.mp4 (H.264, via imageio-ffmpeg).",
-)
+@file_option("--out", help="morph.gif (Pillow) or morph.mp4 (H.264, via imageio-ffmpeg).")
 @class_option
 @device_option
 def interpolate(
@@ -128,8 +108,7 @@ def interpolate(
     seed_list = parse_seeds(seeds)
     if out.suffix.lower() not in FORMATS:
         raise TrainingError(f"--out {out.name}: write a .gif or an .mp4")
-    _check_trunc(truncation_psi)
-    G = _load(network, device)
+    G = _load(network, device, truncation_psi)
     pics = run_interpolation(
         G,
         seed_list,
@@ -147,13 +126,7 @@ def interpolate(
 
 @click.command(context_settings=CTX)
 @network_option
-@click.option(
-    "--target",
-    "target",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The photo to find in the model.",
-)
+@file_option("--target", "target", help="The photo to find in the model.")
 @click.option("--steps", type=int, default=1000, show_default=True, help="Optimisation steps.")
 @click.option(
     "--align/--no-align",
@@ -161,10 +134,9 @@ def interpolate(
     show_default=True,
     help="Find and FFHQ-align the largest face first; --no-align for an already aligned picture.",
 )
-@click.option(
+@file_option(
     "--vgg",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    required=False,
     help="VGG16 TorchScript file for the LPIPS loss; without it a pixel + structural loss is used.",
 )
 @click.option(
@@ -175,16 +147,8 @@ def interpolate(
     help="Optimise the noise images too (--no-noise keeps the network's constant noise).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the optimisation.")
-@click.option(
-    "--video",
-    type=click.Choice(["mp4", "gif"]),
-    default="mp4",
-    show_default=True,
-    help="Format of the optimisation video.",
-)
-@click.option(
-    "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
-)
+@choice_option("--video", choices=("mp4", "gif"), help="Format of the optimisation video.")
+@outdir_option
 @class_option
 @device_option
 def project(
@@ -241,9 +205,7 @@ def project(
 )
 @trunc_option
 @noise_option
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The grid, a .png."
-)
+@file_option("--out", help="The grid, a .png.")
 @class_option
 @device_option
 def style_mix(network, rows, cols, styles, truncation_psi, noise_mode, out, class_idx, device) -> None:
@@ -256,8 +218,7 @@ def style_mix(network, rows, cols, styles, truncation_psi, noise_mode, out, clas
     style_list = parse_ints(styles, "style layer", "0-6") if styles else None
     if out.suffix.lower() != ".png":
         raise TrainingError(f"--out {out.name}: the grid is written as a .png")
-    _check_trunc(truncation_psi)
-    G = _load(network, device)
+    G = _load(network, device, truncation_psi)
     grid = run_mix(
         G,
         row_seeds,
@@ -279,25 +240,17 @@ def direction() -> None:
 
 @direction.command(name="fit", context_settings=CTX)
 @network_option
-@click.option(
+@path_option(
     "--positive",
-    required=True,
-    type=click.Path(path_type=Path),
     help="Latents with the attribute: a folder of projected_w.npz files and/or .txt seed lists, or one file.",
 )
-@click.option(
-    "--negative", required=True, type=click.Path(path_type=Path), help="Latents without it (same forms)."
-)
-@click.option(
+@path_option("--negative", help="Latents without it (same forms).")
+@choice_option(
     "--method",
-    type=click.Choice(["mean", "logistic"]),
-    default="mean",
-    show_default=True,
+    choices=("mean", "logistic"),
     help="mean: difference of the means; logistic: normal of a logistic-regression boundary.",
 )
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The direction, a .npy."
-)
+@file_option("--out", help="The direction, a .npy.")
 @class_option
 @device_option
 def direction_fit(network, positive, negative, method, out, class_idx, device) -> None:
@@ -329,13 +282,7 @@ def direction_fit(network, positive, negative, method, out, class_idx, device) -
 @direction.command(name="apply", context_settings=CTX)
 @network_option
 @click.option("--seeds", required=True, help="Seeds to edit, e.g. 0-7.")
-@click.option(
-    "--direction",
-    "direction_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A .npy from `ghosts direction fit`.",
-)
+@file_option("--direction", "direction_path", help="A .npy from `ghosts direction fit`.")
 @click.option(
     "--strengths",
     default="-3,0,3",
@@ -345,12 +292,7 @@ def direction_fit(network, positive, negative, method, out, class_idx, device) -
 @click.option("--layers", default=None, help="Edit only these layers, e.g. 0-6 [all].")
 @trunc_option
 @noise_option
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The grid (.png): seeds down, strengths across.",
-)
+@file_option("--out", help="The grid (.png): seeds down, strengths across.")
 @class_option
 @device_option
 def direction_apply(
@@ -371,8 +313,7 @@ def direction_apply(
     layer_list = parse_ints(layers, "layer", "0-6") if layers else None
     if out.suffix.lower() != ".png":
         raise TrainingError(f"--out {out.name}: the grid is written as a .png")
-    _check_trunc(truncation_psi)
-    G = _load(network, device)
+    G = _load(network, device, truncation_psi)
     vec = load_direction(direction_path, G)
     rows = apply_direction(
         G,

@@ -1,4 +1,5 @@
-"""What the `ghosts` command modules share: the --data option, opening the workspace it names, JSON output.
+"""What the `ghosts` command modules share: the --data option, opening the workspace it names, JSON output,
+and the option shapes several commands declare (a path, a choice, --json, --workers, --threshold, --network).
 
 flows/cli.py assembles the commands of flows/cli_<room>.py; those modules import this one, never cli.py.
 """
@@ -13,14 +14,63 @@ from pathlib import Path
 
 import click
 
-data_option = click.option(
+
+def path_option(*decls: str, help: str, required: bool = True, file_okay=True, dir_okay=True, **kw):
+    """An option naming a file or folder, as a Path (required unless said otherwise)."""
+    kind = click.Path(file_okay=file_okay, dir_okay=dir_okay, exists=kw.pop("exists", False), path_type=Path)
+    return click.option(*decls, required=required, type=kind, help=help, **kw)
+
+
+def file_option(*decls: str, help: str, **kw):
+    """An option naming one file (--out, --archive, --target ...)."""
+    return path_option(*decls, help=help, dir_okay=False, **kw)
+
+
+def folder_option(*decls: str, help: str, **kw):
+    """An option naming a folder (--outdir, --data)."""
+    return path_option(*decls, help=help, file_okay=False, **kw)
+
+
+def choice_option(*decls: str, choices: tuple[str, ...], help: str):
+    """One of `choices`; the first is the default, shown in --help."""
+    return click.option(*decls, type=click.Choice(list(choices)), default=choices[0], show_default=True, help=help)
+
+
+def json_option(help: str = "Print a machine-readable summary."):
+    """--json: the command prints one JSON document instead of its text."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def workers_option(help: str):
+    """--workers N (at least 1); None lets the command pick (one per core)."""
+    return click.option("--workers", type=click.IntRange(min=1), default=None, help=help)
+
+
+SAME_PERSON = 0.6  # alignment.identity.SAME_PERSON (not imported here: it would load dlib for --help)
+
+
+def same_person_option(help: str):
+    """--threshold: the face-descriptor distance below which two faces count as one person."""
+    return click.option(
+        "--threshold",
+        type=click.FloatRange(0, 2, min_open=True),
+        default=SAME_PERSON,
+        show_default=True,
+        help=help,
+    )
+
+
+data_option = folder_option(
     "--data",
     "data",
-    type=click.Path(file_okay=False, path_type=Path),
+    required=False,
     envvar="GHOSTS_DATA",
     default=None,
     show_default="./data",
     help="Workspace folder (env GHOSTS_DATA).",
+)
+network_option = path_option(
+    "--network", "network", help="Snapshot: network-snapshot-NNNNNN (.json, .safetensors or the common stem)."
 )
 
 
