@@ -18,7 +18,10 @@ from the shapes.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -132,6 +135,228 @@ def measure_layer(batch: int, cin: int, cout: int, res: int, reps: int) -> list[
     ]
 
 
+# ------------------------------------------------------------------------ ghosts step vs the reference step
+
+PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
+
+
+def _anchor_like(G, D, opts):
+    """The reference-step anchor with ghosts' weights loaded under the reference's names."""
+    from benchmarks.baselines import stylegan2_ada_fp32 as ref
+
+    aG = ref.Generator(
+        z_dim=opts.z_dim,
+        w_dim=opts.w_dim,
+        img_resolution=opts.resolution,
+        img_channels=opts.channels,
+        mapping_layers=opts.map_layers,
+        channel_base=opts.cbase,
+        channel_max=opts.cmax,
+        conv_clamp=opts.conv_clamp,
+    )
+    aD = ref.Discriminator(
+        img_resolution=opts.resolution,
+        img_channels=opts.channels,
+        channel_base=opts.cbase,
+        channel_max=opts.cmax,
+        conv_clamp=opts.conv_clamp,
+        mbstd_group_size=opts.mbstd_group,
+    )
+    ref.load_reference_state(aG, ref.reference_names(G.state_dict(), opts.resolution, "G"))
+    ref.load_reference_state(aD, ref.reference_names(D.state_dict(), opts.resolution, "D"))
+    step = ref.ReferenceStep(
+        aG,
+        aD,
+        lr=opts.glr,
+        betas=opts.betas,
+        r1_gamma=opts.gamma,
+        pl_weight=opts.pl_weight,
+        style_mixing_prob=opts.style_mixing_prob,
+        g_reg_interval=opts.g_reg_interval,
+        d_reg_interval=opts.d_reg_interval,
+        batch=opts.batch,
+        ema_kimg=opts.ema_kimg,
+    )
+    return step
+
+
+def _check_same_networks(G, D, step, z) -> dict:
+    """ghosts and the anchor compute the same images and logits for the same weights (train and eval forms of
+    the anchor's modulated convolution both); raises if not."""
+    with torch.no_grad():
+        img = G(z, None, noise_mode="const")
+        logits = D(img, None)
+        step.G.eval()
+        a_eval = step.G(z, 1.0, "const")
+        step.G.train()
+        step.G.mapping.eval()  # no w_avg update in this check
+        a_train = step.G(z, 1.0, "const")
+        step.G.mapping.train()
+        a_logits = step.D(img)
+    err = {
+        "G_maxabs_vs_anchor_fused": float((img - a_eval).abs().max()),
+        "G_maxabs_vs_anchor_unfused": float((img - a_train).abs().max()),
+        "D_maxabs_vs_anchor": float((logits - a_logits).abs().max()),
+        "image_maxabs": float(img.abs().max()),
+    }
+    if (
+        max(err["G_maxabs_vs_anchor_fused"], err["G_maxabs_vs_anchor_unfused"])
+        > 1e-4 * max(1.0, err["image_maxabs"])
+        or err["D_maxabs_vs_anchor"] > 1e-4
+    ):
+        raise SystemExit(f"ghosts and the reference anchor differ: {err}")
+    return err
+
+
+def _ghosts_step(G, D, G_ema, loss, opt_G, opt_D, opts, real, n, times: dict) -> None:
+    """One minibatch with all four phases, as training.loop runs them (batch_idx 0), each phase timed."""
+    from training.loop import _set_trainable
+
+    def g_main():
+        _set_trainable(G, True)
+        _set_trainable(D, False)
+        opt_G.zero_grad(set_to_none=True)
+        loss.accumulate_G_main(loss.random.randn(n, G.z_dim), None)
+        opt_G.step()
+
+    def g_reg():
+        opt_G.zero_grad(set_to_none=True)
+        loss.accumulate_G_reg(loss.random.randn(n, G.z_dim), None, gain=opts.g_reg_interval)
+        opt_G.step()
+
+    def d_main():
+        _set_trainable(G, False)
+        _set_trainable(D, True)
+        opt_D.zero_grad(set_to_none=True)
+        loss.accumulate_D_main(real, None, loss.random.randn(n, G.z_dim), None)
+        opt_D.step()
+
+    def d_reg():
+        opt_D.zero_grad(set_to_none=True)
+        loss.accumulate_D_reg(real, None, gain=opts.d_reg_interval)
+        opt_D.step()
+        _set_trainable(D, False)
+
+    def ema():
+        with torch.no_grad():
+            beta = 0.5 ** (opts.batch / (opts.ema_kimg * 1000))
+            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                b_ema.copy_(b)
+
+    for name, fn in zip((*PHASES, "ema"), (g_main, g_reg, d_main, d_reg, ema)):
+        _timed(times, name, fn)
+
+
+def _timed(times: dict, name: str, fn) -> None:
+    """Wall time and this process's CPU time (all threads) of fn(); CPU time moves less with other load."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    times.setdefault(name, []).append(time.perf_counter() - t0)
+    times.setdefault(name + "_cpu", []).append(time.process_time() - c0)
+
+
+def _anchor_step(step, real, n, z_dim, times: dict) -> None:
+    for i, name in enumerate(PHASES):
+        _timed(times, name, lambda i=i: step.run_phase(i, real, torch.randn(n, z_dim)))
+    _timed(times, "ema", lambda: step.update_ema(cur_nimg=10**9))
+
+
+def _summary(times: dict, opts) -> dict:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    out = {}
+    for suffix in ("", "_cpu"):
+        m = {k: med[k + suffix] for k in (*PHASES, "ema")}
+        # Lazy regularisation in proportion: G reg every g_reg_interval minibatches, D reg every
+        # d_reg_interval; a "full" step is one that runs all four phases.
+        amortised = m["Gmain"] + m["Dmain"] + m["ema"]
+        amortised += m["Greg"] / opts.g_reg_interval + m["Dreg"] / opts.d_reg_interval
+        out[f"step{suffix}_s"] = round(amortised, 3)
+        out[f"full_step{suffix}_s"] = round(sum(m.values()), 3)
+        out.update({f"{k}{suffix}_s": round(v, 3) for k, v in m.items()})
+    return out
+
+
+def compare_with_reference(
+    res: int, cbase: int, cmax: int, *, batch: int, reps: int, compile: bool, tmp: Path
+) -> dict:
+    """Median step times of ghosts and of the reference anchor, run by run alternating, same weights."""
+    from training.loop import _lazy_adam
+    from training.loss import SharedRandom, StyleGAN2Loss
+    from training.networks import Discriminator, Generator
+
+    archive = make_archive(tmp, n=max(64, batch), res=res, name=f"cmp{res}")
+    opts = build_options(
+        archive, tmp / "runs", batch=batch, cbase=cbase, cmax=cmax, aug="noaug", metrics="none", device="cpu"
+    )
+    torch.manual_seed(0)
+    common = {
+        "img_resolution": res,
+        "img_channels": opts.channels,
+        "channel_base": opts.cbase,
+        "channel_max": opts.cmax,
+        "num_reduced_res": opts.num_reduced_res,
+        "conv_clamp": opts.conv_clamp,
+    }
+    G = Generator(z_dim=opts.z_dim, w_dim=opts.w_dim, mapping_layers=opts.map_layers, **common)
+    D = Discriminator(mbstd_group_size=opts.mbstd_group, mapping_layers=8, **common)
+    with torch.no_grad():  # "trained-like": biases and noise strengths off zero so the check sees them
+        for p in [*G.parameters(), *D.parameters()]:
+            if not p.any():
+                p.normal_(0, 0.1)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    step = _anchor_like(G, D, opts)
+    z = torch.randn(batch, opts.z_dim)
+    check = _check_same_networks(G, D, step, z)
+
+    loss = StyleGAN2Loss(
+        G,
+        D,
+        None,
+        SharedRandom(opts.seed),
+        r1_gamma=opts.gamma,
+        style_mixing_prob=opts.style_mixing_prob,
+        pl_weight=opts.pl_weight,
+        compile=compile,
+    )
+    opt_G = _lazy_adam(G.parameters(), opts.glr, opts.betas, opts.eps, opts.g_reg_interval)
+    opt_D = _lazy_adam(D.parameters(), opts.dlr, opts.betas, opts.eps, opts.d_reg_interval)
+    real = torch.rand(batch, opts.channels, res, res) * 2 - 1
+    n = batch
+    runs = {
+        "ghosts": lambda t: _ghosts_step(G, D, G_ema, loss, opt_G, opt_D, opts, real, n, t),
+        "reference": lambda t: _anchor_step(step, real, n, opts.z_dim, t),
+    }
+    t0 = time.perf_counter()
+    runs["ghosts"]({})  # warm-up (and, with --compile, the compilation)
+    warm_ghosts = time.perf_counter() - t0
+    runs["reference"]({})
+    times = {"ghosts": {}, "reference": {}}
+    for r in range(reps):
+        order = ("ghosts", "reference") if r % 2 == 0 else ("reference", "ghosts")
+        for name in order:
+            runs[name](times[name])
+    out = {name: _summary(t, opts) for name, t in times.items()}
+    return {
+        "res": res,
+        "cbase": cbase,
+        "cmax": cmax,
+        "batch": batch,
+        "map_layers": opts.map_layers,
+        "reps": reps,
+        "compile": compile,
+        "ghosts": out["ghosts"],
+        "reference": out["reference"],
+        "ratio_ghosts_over_reference": round(out["ghosts"]["step_s"] / out["reference"]["step_s"], 3),
+        "ratio_cpu_time": round(out["ghosts"]["step_cpu_s"] / out["reference"]["step_cpu_s"], 3),
+        "ghosts_first_step_s": round(warm_ghosts, 1),
+        "same_networks": check,
+        "torch_threads": torch.get_num_threads(),
+        "load_avg": os.getloadavg(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--res", default="32,64,128", help="comma list of resolutions")
@@ -144,7 +369,28 @@ def main() -> None:
     ap.add_argument(
         "--layer-shape", default="2,512,256,32", help="batch,cin,cout,input resolution for --layer"
     )
+    ap.add_argument(
+        "--vs-reference",
+        action="store_true",
+        help="time ghosts' step against the reference anchor (benchmarks/baselines/stylegan2_ada_fp32.py)",
+    )
+    ap.add_argument(
+        "--configs",
+        default="32:1024:64,64:16384:512",
+        help="for --vs-reference: comma list of res:cbase:cmax",
+    )
+    ap.add_argument("--reps", type=int, default=5, help="for --vs-reference: timed steps per implementation")
+    ap.add_argument("--compile", action="store_true", help="for --vs-reference: ghosts with torch.compile")
     args = ap.parse_args()
+    if args.vs_reference:
+        with tempfile.TemporaryDirectory() as tmp:
+            for cfg in args.configs.split(","):
+                res, cbase, cmax = (int(v) for v in cfg.split(":"))
+                row = compare_with_reference(
+                    res, cbase, cmax, batch=args.batch, reps=args.reps, compile=args.compile, tmp=Path(tmp)
+                )
+                print(json.dumps(row), flush=True)
+        return
     if args.layer:
         b, cin, cout, res = (int(v) for v in args.layer_shape.split(","))
         for row in measure_layer(b, cin, cout, res, reps=max(args.steps // 2, 2)):

@@ -86,17 +86,36 @@ class StyleGAN2Loss:
         pl_batch_shrink: int = 2,  # path-length runs on every 2nd sample (half batch)
         pl_decay: float = 0.01,  # decay of the running mean path length
         world_size: int = 1,
+        compile: bool = False,  # torch.compile G's mapping and synthesis and D for the main phases
     ):
         self.G, self.D, self.augment_pipe, self.random = G, D, augment_pipe, random
         self.r1_gamma, self.style_mixing_prob = r1_gamma, style_mixing_prob
         self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
         self.world_size = world_size
         self.pl_mean = torch.zeros([], device=random.device)
+        # torch.compile's autograd cannot differentiate twice, and both regularisers need that (R1: the
+        # gradient of |dD/dx|^2; path length: of |J_w^T y|^2), so only the main phases run compiled forwards.
+        # The compiled wrappers share the modules' parameters and buffers: nothing is copied.
+        self.compiled = None
+        if compile:
+            self.compiled = {
+                "mapping": torch.compile(G.mapping),
+                "synthesis": torch.compile(G.synthesis),
+                "D": torch.compile(D),
+            }
 
     # ------------------------------------------------------------------------------ forward helpers
-    def run_G(self, z: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _net(self, name: str, compiled: bool):
+        if compiled and self.compiled is not None:
+            return self.compiled[name]
+        return {"mapping": self.G.mapping, "synthesis": self.G.synthesis, "D": self.D}[name]
+
+    def run_G(
+        self, z: torch.Tensor, c: torch.Tensor | None, compiled: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         G, n = self.G, z.shape[0]
-        ws = G.mapping(z, c, update_emas=True)
+        mapping = self._net("mapping", compiled)
+        ws = mapping(z, c, update_emas=True)
         if self.style_mixing_prob > 0:
             # As the reference: one cut-off per forward pass; layers from it on take their w from a second
             # latent (with probability style_mixing_prob, else no mixing).
@@ -104,24 +123,24 @@ class StyleGAN2Loss:
             cutoff = torch.floor(self.random.rand(1) * (G.num_ws - 1)).long() + 1  # uniform in 1..num_ws-1
             cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, G.num_ws)).expand(n)
             z2 = self.random.randn(n, G.z_dim)
-            ws2 = G.mapping(z2, c, update_emas=False)
+            ws2 = mapping(z2, c, update_emas=False)
             layer = torch.arange(G.num_ws, device=ws.device).reshape(1, -1, 1)
             ws = torch.where(layer >= cutoff.reshape(n, 1, 1), ws2, ws)
         noise = [
             self.random.randn(n, 1, layer.resolution, layer.resolution)
             for layer in G.synthesis.noise_layers()
         ]
-        return G.synthesis(ws, noise_inputs=noise), ws
+        return self._net("synthesis", compiled)(ws, noise_inputs=noise), ws
 
-    def run_D(self, img: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    def run_D(self, img: torch.Tensor, c: torch.Tensor | None, compiled: bool = False) -> torch.Tensor:
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
-        return self.D(img, c)
+        return self._net("D", compiled)(img, c)
 
     # ---------------------------------------------------------------------------------- the phases
     def accumulate_G_main(self, z, c, gain: float = 1.0) -> dict[str, torch.Tensor]:
-        img, _ = self.run_G(z, c)
-        logits = self.run_D(img, c)
+        img, _ = self.run_G(z, c, compiled=True)
+        logits = self.run_D(img, c, compiled=True)
         loss = F.softplus(-logits)  # non-saturating: -log sigmoid(D(G(z)))
         (loss.mean() * gain).backward()
         return {
@@ -149,9 +168,9 @@ class StyleGAN2Loss:
 
     def accumulate_D_main(self, real_img, real_c, z, c, gain: float = 1.0) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            fake_img, _ = self.run_G(z, c)
-        fake_logits = self.run_D(fake_img, c)
-        real_logits = self.run_D(real_img, real_c)
+            fake_img, _ = self.run_G(z, c, compiled=True)
+        fake_logits = self.run_D(fake_img, c, compiled=True)
+        real_logits = self.run_D(real_img, real_c, compiled=True)
         loss_fake = F.softplus(fake_logits)  # -log(1 - sigmoid(D(fake)))
         loss_real = F.softplus(-real_logits)  # -log sigmoid(D(real))
         ((loss_fake.mean() + loss_real.mean()) * gain).backward()
