@@ -89,6 +89,25 @@ class Batch:
             "round_id": self.round_id,
         }
 
+    def record(self, session, face: Face, decision: str, rating: int | None, reason: str | None) -> str:
+        """Add the history row of this batch that moves `face` to `decision` and `rating`; what it replaces
+        is read from the face, so call this before changing the face. Returns the replaced decision."""
+        previous = face.decision or "undecided"
+        session.add(
+            Decision(
+                face_id=face.id,
+                decision=decision,
+                previous=previous,
+                reason=reason,
+                reviewer=self.reviewer,
+                decided_at=self.decided_at,
+                rating=rating,
+                previous_rating=face.rating,
+                round_id=self.round_id,
+            )
+        )
+        return previous
+
 
 class DecisionError(GhostsError):
     pass
@@ -189,22 +208,9 @@ def decide(
             if face is None or face.deleted:
                 batch.kept.append(fid)
                 continue
-            previous = face.decision or "undecided"
-            new = previous if decision is None else decision
+            new = (face.decision or "undecided") if decision is None else decision
             new_rating = face.rating if rating is KEEP else rating
-            s.add(
-                Decision(
-                    face_id=fid,
-                    decision=new,
-                    previous=previous,
-                    reason=reason if decision else face.reason,
-                    reviewer=reviewer,
-                    decided_at=when,
-                    rating=new_rating,
-                    previous_rating=face.rating,
-                    round_id=rnd.id,
-                )
-            )
+            previous = batch.record(s, face, new, new_rating, reason if decision else face.reason)
             if decision is not None:
                 face.decision = decision
                 face.decided_at = when if decision != "undecided" else None
@@ -285,19 +291,7 @@ def undo_last(ws, reviewer: str) -> Batch | None:
             current = face.decision or "undecided"
             if face.deleted or current != row.decision or face.rating != row.rating:
                 # Somebody decided (or deleted, or rated) this face after us: their write stands.
-                s.add(
-                    Decision(
-                        face_id=face.id,
-                        decision=current,
-                        previous=current,
-                        reason=marker,
-                        reviewer=reviewer,
-                        decided_at=when,
-                        rating=face.rating,
-                        previous_rating=face.rating,
-                        round_id=current_round.id,
-                    )
-                )
+                batch.record(s, face, current, face.rating, marker)
                 batch.kept.append(face.id)
                 continue
             restored = row.previous or "undecided"
@@ -307,19 +301,7 @@ def undo_last(ws, reviewer: str) -> Batch | None:
                 .order_by(Decision.id.desc())
                 .limit(1)
             ).first()
-            s.add(
-                Decision(
-                    face_id=face.id,
-                    decision=restored,
-                    previous=current,
-                    reason=marker,
-                    reviewer=reviewer,
-                    decided_at=when,
-                    rating=row.previous_rating,
-                    previous_rating=face.rating,
-                    round_id=current_round.id,
-                )
-            )
+            batch.record(s, face, restored, row.previous_rating, marker)
             face.rating = row.previous_rating
             face.decision = restored
             if restored == "undecided" or before is None:
@@ -373,20 +355,7 @@ def keep_best(ws, face_id: int, reviewer: str) -> Batch:
         batch = Batch(reviewer, when, round_id=rnd.id)
         for k, f in enumerate(faces):
             decision, reason = ("accepted", None) if k == 0 else ("rejected", "duplicate")
-            previous = f.decision or "undecided"
-            s.add(
-                Decision(
-                    face_id=f.id,
-                    decision=decision,
-                    previous=previous,
-                    reason=reason,
-                    reviewer=reviewer,
-                    decided_at=when,
-                    rating=f.rating,
-                    previous_rating=f.rating,
-                    round_id=rnd.id,
-                )
-            )
+            previous = batch.record(s, f, decision, f.rating, reason)
             f.decision, f.decided_at, f.reviewer, f.reason = decision, when, reviewer, reason
             batch.changes.append(Change(f.id, decision, previous, f.rating))
         return batch
