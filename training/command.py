@@ -1,24 +1,165 @@
-"""The `train` command, shared by `ghosts train`, `python -m training` and `torchrun -m training`."""
+"""The `train` command, shared by `ghosts train`, `python -m training` and `torchrun -m training`, and the
+click options of every command that trains (`training_options`), generated from training.config.TrainSettings.
+
+`--data` is the workspace folder, as on every ghosts command; `--archive ZIP` names the dataset archive (what
+NVlabs' train.py calls --data). Without --archive, the newest frozen dataset version of the workspace trains.
+"""
 
 from __future__ import annotations
 
 import os
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import annotated_types
 import click
 
-from training.config import AUG_MODES, PRESETS
+from curation.catalog.errors import GhostsError
+from training.config import Flag, TrainSettings, make_settings
+
+# --------------------------------------------------------------------------- options from TrainSettings
+
+
+def _click_type(name: str) -> tuple[Any, bool]:
+    """click's type for TrainSettings field `name` (ranges from its bounds) and whether it is a flag."""
+    info = TrainSettings.model_fields[name]
+    ann = info.annotation
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):  # X | None
+        ann = next(a for a in typing.get_args(ann) if a is not type(None))
+    if ann is bool:
+        return None, True
+    if typing.get_origin(ann) is typing.Literal:
+        return click.Choice(typing.get_args(ann)), False
+    if ann in (int, float):
+        lo = hi = None
+        lo_open = hi_open = False
+        for m in info.metadata:
+            if isinstance(m, annotated_types.Ge):
+                lo = m.ge
+            elif isinstance(m, annotated_types.Gt):
+                lo, lo_open = m.gt, True
+            elif isinstance(m, annotated_types.Le):
+                hi = m.le
+            elif isinstance(m, annotated_types.Lt):
+                hi, hi_open = m.lt, True
+        if ann is int:
+            return click.IntRange(lo, hi, min_open=lo_open, max_open=hi_open), False
+        return click.FloatRange(lo, hi, min_open=lo_open, max_open=hi_open), False
+    return str, False  # str, and lists typed as a comma list (metrics)
+
+
+def _dest(name: str, rename: dict[str, str]) -> str:
+    return rename[name].lstrip("-").replace("-", "_") if name in rename else name
+
+
+def training_options(fn: Callable | None = None, *, rename: dict[str, str] | None = None):
+    """Decorator: one click option per TrainSettings field, with its default, help and bounds. `rename` maps a
+    field to another flag where a command already uses the name for something else (`ghosts run pipeline`'s
+    --workers are analysis workers, so the data loader's are --train-workers there)."""
+    rename = rename or {}
+
+    def decorate(f: Callable) -> Callable:
+        for name in reversed(list(TrainSettings.model_fields)):
+            info = TrainSettings.model_fields[name]
+            flag = rename.get(name) or TrainSettings.flag(name)
+            kind, is_flag = _click_type(name)
+            metavar = next((m.metavar for m in info.metadata if isinstance(m, Flag) and m.metavar), None)
+            default = info.default
+            if isinstance(default, list):
+                default = ",".join(default) or "none"
+            extra: dict[str, Any] = {"show_default": default is not None}
+            if is_flag:
+                decl = f"{flag}/--no-{flag[2:]}"
+            else:
+                decl = flag
+                extra.update(type=kind, metavar=metavar)
+            f = click.option(decl, _dest(name, rename), default=default, help=info.description, **extra)(f)
+        return f
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def settings_from(kw: dict[str, Any], rename: dict[str, str] | None = None) -> TrainSettings:
+    """Pop the options `training_options` added out of a command's keyword arguments, as TrainSettings."""
+    rename = rename or {}
+    return make_settings(**{name: kw.pop(_dest(name, rename)) for name in TrainSettings.model_fields})
+
+
+# ------------------------------------------------------------------------------------ which archive
+
+
+def newest_frozen_archive(data: Path | str | None) -> Path:
+    """The archive of the newest dataset version frozen in workspace `data` (GHOSTS_DATA / ./data when None)
+    that no takedown superseded; a GhostsError when there is none or its file is gone."""
+    # Imported here for start-up cost: SQLAlchemy and the workspace are not needed by `ghosts --help`.
+    from sqlalchemy import select
+
+    from curation.catalog.schema import DatasetVersion
+    from curation.catalog.settings import Settings
+    from curation.catalog.workspace import open_workspace
+
+    ws = open_workspace(data, Settings())
+    with ws.session() as s:
+        v = s.scalars(
+            select(DatasetVersion)
+            .where(DatasetVersion.superseded_reason.is_(None))
+            .order_by(DatasetVersion.created_at.desc(), DatasetVersion.id.desc())
+            .limit(1)
+        ).first()
+        if v is None:
+            raise GhostsError(
+                f"workspace {ws.root} has no frozen dataset yet: run `ghosts freeze` first, or name an "
+                "archive with --archive ZIP"
+            )
+        path, label = ws.abspath(v.path), f"{v.name} v{v.version}"
+    if not path.is_file():
+        raise GhostsError(
+            f"the newest frozen dataset of {ws.root}, {label}, is missing at {path}: freeze again, or name "
+            "an archive with --archive ZIP"
+        )
+    return path
+
+
+def archive_to_train(archive: Path | None, data: Path | None) -> Path:
+    """--archive when given; else the newest frozen version of the --data workspace. A --data that names an
+    archive (NVlabs' spelling) is refused with what to type instead."""
+    if data is not None and (data.suffix.lower() == ".zip" or data.is_file()):
+        raise click.UsageError(
+            f"--data is the workspace folder in ghosts (as on every ghosts command), and {data} is not one. "
+            f"To train this archive type `--archive {data}` (NVlabs' train.py calls it --data), or "
+            "`--data WORKSPACE` to train the newest dataset version frozen in that workspace."
+        )
+    if archive is not None:
+        return archive
+    path = newest_frozen_archive(data)
+    click.echo(f"training on {path} (the newest frozen dataset version)", err=True)
+    return path
+
+
+# --------------------------------------------------------------------------------------- commands
 
 
 @click.command(
     name="train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
 )
 @click.option(
+    "--archive",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="ZIP",
+    help="Dataset archive (.zip) written by `ghosts freeze` (NVlabs' --data) [the newest one in --data].",
+)
+@click.option(
     "--data",
     "data",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Dataset archive (.zip) written by `ghosts freeze`.",
+    type=click.Path(path_type=Path),
+    envvar="GHOSTS_DATA",
+    default=None,
+    show_default="./data",
+    help="Workspace folder (env GHOSTS_DATA); without --archive, its newest frozen dataset version trains.",
 )
 @click.option(
     "--outdir",
@@ -27,117 +168,27 @@ from training.config import AUG_MODES, PRESETS
     type=click.Path(file_okay=False, path_type=Path),
     help="Parent folder of the run folders NNNNN-<dataset>-<cfg>.",
 )
-@click.option(
-    "--kimg",
-    type=float,
-    default=None,
-    help="Training length in thousands of real images [25000]; fractions are fine for smoke runs (0.2).",
-)
-@click.option("--snap", type=int, default=50, show_default=True, help="Ticks between snapshots.")
-@click.option("--tick", "tick_kimg", type=float, default=4, show_default=True, help="kimg per progress tick.")
-@click.option("--mirror", is_flag=True, help="Add x-flipped copies of the images.")
-@click.option("--cond", is_flag=True, help="Condition on the labels in dataset.json.")
-@click.option(
-    "--cfg", type=click.Choice(list(PRESETS)), default="auto", show_default=True, help="Base configuration."
-)
-@click.option("--batch", type=int, default=None, help="Override the total batch size.")
-@click.option(
-    "--batch-gpu",
-    type=int,
-    default=None,
-    help="Images per forward pass on each GPU; smaller than "
-    "batch / gpus accumulates gradients over several passes (less memory, same batch).",
-)
-@click.option("--gamma", type=float, default=None, help="Override the R1 weight.")
-@click.option("--glr", type=float, default=None, help="Override the G learning rate.")
-@click.option("--dlr", type=float, default=None, help="Override the D learning rate.")
-@click.option("--cbase", type=int, default=None, help="Override channel_base (feature maps = cbase / res).")
-@click.option("--cmax", type=int, default=None, help="Override the channel maximum.")
-@click.option("--map", "map_layers", type=int, default=None, help="Override the mapping network depth.")
-@click.option("--mbstd-group", type=int, default=None, help="Override the minibatch-std group size.")
-@click.option(
-    "--aug",
-    type=click.Choice(AUG_MODES),
-    default="ada",
-    show_default=True,
-    help="ada: adaptive p; fixed: constant --p; noaug: no augmentation.",
-)
-@click.option(
-    "--p", type=float, default=None, help="Augmentation probability for --aug fixed (initial p for ada)."
-)
-@click.option("--target", type=float, default=0.6, show_default=True, help="ADA target for r_t.")
-@click.option(
-    "--augpipe",
-    type=click.Choice(["blit", "geom", "color", "bg", "bgc"]),
-    default="bgc",
-    show_default=True,
-    help="Augmentation pipeline.",
-)
-@click.option(
-    "--ada-kimg", type=float, default=None, help="kimg for p to move 0->1 [500; 100 when fine-tuning]."
-)
-@click.option(
-    "--resume",
-    default=None,
-    help="'latest' continues the newest run in --outdir exactly; a snapshot "
-    "or NVlabs .pkl, or ffhq256|ffhq512|ffhq1024|celebahq256|lsundog256 (files in GHOSTS_MODELS), "
-    "starts a new run from its weights (transfer learning: tensors whose name and shape match).",
-)
-@click.option(
-    "--freezed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Freeze-D: keep the first N D layers fixed (4 in the top block, 3 in each next one).",
-)
-@click.option("--gpus", type=int, default=1, show_default=True, help="Processes (GPUs) to train on.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--metrics", default="swd", show_default=True, help="Comma list of swd,fid,kid, or none.")
-@click.option(
-    "--metric-images", type=int, default=None, help="Images per metric evaluation [swd 8192, fid 50000]."
-)
-@click.option(
-    "--inception",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Inception TorchScript file for FID/KID (env GHOSTS_INCEPTION).",
-)
-@click.option("--workers", type=int, default=3, show_default=True, help="Data-loader worker processes.")
-@click.option("--device", default=None, help="Force a device (cpu, cuda); default: cuda when present.")
-@click.option(
-    "--no-bf16",
-    "bf16",
-    is_flag=True,
-    flag_value=False,
-    default=True,
-    help="Keep the top resolutions in float32 on CUDA.",
-)
-@click.option(
-    "--allow-tf32",
-    "tf32",
-    is_flag=True,
-    help="Allow TF32 on CUDA (faster, less exact; off as in the reference).",
-)
-@click.option("--channels-last", is_flag=True, help="Use channels-last memory format.")
+@training_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
-def train(**kw) -> None:
+def train(archive: Path | None, data: Path | None, outdir: Path, dry_run: bool, **kw) -> None:
     """Train StyleGAN2-ADA on a frozen dataset archive."""
+    # Imported here for start-up cost: the loop and the archive reader import torch.
+    from curation.catalog.runs import recorded_run
     from training.config import build_options
     from training.loop import train as run_training
 
-    data, outdir = kw.pop("data"), kw.pop("outdir")
-    opts = build_options(data, outdir, **kw)
+    settings = settings_from(kw)
+    archive = archive_to_train(archive, data)
+    opts = build_options(archive, outdir, settings, dry_run=dry_run)
     if opts.dry_run or int(os.environ.get("RANK", "0")) != 0:  # one record per run: rank 0's
         result = run_training(opts)
     else:  # in the catalog of the archive's workspace, so `ghosts status` and takedown list it
-        from curation.catalog.runs import recorded_run
-
         with recorded_run(
-            Path(data),
+            Path(archive),
             Path(outdir),
-            kw.get("cfg") or "auto",
-            float(kw.get("kimg") or 0),
-            {"command": "ghosts train"},
+            settings.cfg,
+            settings.kimg,
+            {"command": "ghosts train", "settings": settings.model_dump()},
             started_by="ghosts train / torchrun -m training",
         ) as done:
             result = run_training(opts)
@@ -159,6 +210,7 @@ def train(**kw) -> None:
 def import_network(pkl: Path, out: Path) -> None:
     """Convert an NVlabs StyleGAN2(-ADA) network pickle into a ghosts snapshot, reading it safely (nothing in
     the file is run). Every --network and `ghosts train --resume` also take the .pkl directly."""
+    # Imported here for start-up cost: checkpoint imports torch.
     from training.checkpoint import load_snapshot, write_snapshot
 
     snap = load_snapshot(pkl)

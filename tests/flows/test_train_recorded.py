@@ -40,7 +40,7 @@ def test_ghosts_train_is_recorded_in_the_archives_workspace(workspace, monkeypat
     (workspace.root / "datasets").mkdir(exist_ok=True)
     archive = make_archive(workspace.root / "datasets", n=8, res=32)
     res = CliRunner().invoke(
-        main, ["train", "--data", str(archive), "--outdir", str(workspace.runs_dir)] + TINY
+        main, ["train", "--archive", str(archive), "--outdir", str(workspace.runs_dir)] + TINY
     )
     assert res.exit_code == 0, res.output
     with workspace.session() as s:
@@ -56,16 +56,20 @@ def test_a_failed_manual_run_is_recorded_failed(workspace, monkeypatch):
     monkeypatch.setenv("GHOSTS_DATA", str(workspace.root))
     (workspace.root / "datasets").mkdir(exist_ok=True)
     archive = make_archive(workspace.root / "datasets", n=8, res=32)
+    broken = (
+        workspace.root / "broken.json"
+    )  # a snapshot that exists but does not load: the run starts, then fails
+    broken.write_text("{")
     res = CliRunner().invoke(
         main,
         [
             "train",
-            "--data",
+            "--archive",
             str(archive),
             "--outdir",
             str(workspace.runs_dir),
             "--resume",
-            str(workspace.root / "no-such-snapshot"),
+            str(broken),
         ]
         + TINY,
     )

@@ -25,6 +25,8 @@ def test_auto_config_formulas(archive32, tmp_path):
 
 
 def test_named_presets_and_overrides(archive32, tmp_path):
+    snapshot = tmp_path / "x.pkl"  # --resume is checked to exist when options are built; read by the loop
+    snapshot.write_bytes(b"")
     o = build_options(archive32, tmp_path, cfg="paper256")
     assert (o.batch, o.mbstd_group, o.cbase, o.glr, o.gamma, o.ema_kimg, o.ema_rampup, o.map_layers) == (
         64,
@@ -48,7 +50,7 @@ def test_named_presets_and_overrides(archive32, tmp_path):
         cmax=32,
         map_layers=3,
         kimg=0.2,
-        resume="x.json",
+        resume=str(snapshot),
     )
     assert (o.batch, o.gamma, o.glr, o.dlr, o.cbase, o.cmax, o.map_layers, o.kimg) == (
         8,
@@ -71,7 +73,7 @@ def test_batch_must_divide_into_mbstd_groups(archive32, tmp_path):
 
 
 def test_bad_options(archive32, tmp_path):
-    with pytest.raises(TrainingError, match="unknown --cfg"):
+    with pytest.raises(TrainingError, match="--cfg 'huge'"):
         build_options(archive32, tmp_path, cfg="huge")
     with pytest.raises(TrainingError, match="unknown metric"):
         build_options(archive32, tmp_path, metrics="swd,is")
@@ -85,3 +87,74 @@ def test_options_round_trip_through_json(archive32, tmp_path):
     o = build_options(archive32, tmp_path, metrics="swd,fid", inception=tmp_path / "inc.pt")
     back = TrainingOptions.from_json(o.to_json())
     assert back == o and back.metrics == ["swd", "fid"]
+
+
+# --- one declaration: bounds, stored options, --resume forms ------------------------------------------------
+
+
+def test_network_sizes_are_bounded_as_the_snapshot_loader_bounds_them(archive32, tmp_path):
+    from training.bounds import NETWORK_BOUNDS
+    from training.config import NETWORK_FIELDS, TrainSettings, make_settings
+
+    checked = [name for name in NETWORK_FIELDS if name in TrainSettings.model_fields]
+    assert {"cbase", "cmax", "map_layers", "z_dim", "w_dim", "mbstd_group"} <= set(checked)
+    for name in checked:
+        lo, hi = NETWORK_BOUNDS[NETWORK_FIELDS[name]]
+        assert getattr(make_settings(**{name: hi}), name) == hi
+        for bad in (lo - 1, hi + 1):
+            with pytest.raises(TrainingError, match=f"{TrainSettings.flag(name)} {bad}"):
+                make_settings(**{name: bad})
+    with pytest.raises(TrainingError, match="--cmax 4096: .*less than or equal to 1024"):
+        build_options(archive32, tmp_path, cmax=4096)
+    with pytest.raises(TrainingError, match="--cbase 16 gives no feature maps at 32 px"):
+        build_options(archive32, tmp_path, cbase=16)
+    # Stored options (a run's training_options.json, read back by --resume latest) meet the same bounds.
+    stored = build_options(archive32, tmp_path).to_json()
+    with pytest.raises(TrainingError, match="--map 100000: it must be a whole number from 1 to 32"):
+        TrainingOptions.from_json({**stored, "map_layers": 100000}).validate()
+
+
+def test_stored_options_from_before_an_option_existed_take_its_one_default(archive32, tmp_path):
+    from training.config import TrainSettings
+
+    stored = build_options(archive32, tmp_path, batch=8).to_json()
+    for name in ("channels_last", "freezed", "batch_gpu", "tf32"):
+        del stored[name]
+    back = TrainingOptions.from_json(stored)
+    assert back.channels_last is TrainSettings.model_fields["channels_last"].default
+    assert back.freezed == 0 and back.batch_gpu == 8 and back.tf32 is False
+    del stored["batch"]
+    with pytest.raises(TrainingError, match="lack batch"):
+        TrainingOptions.from_json(stored)
+
+
+def test_resume_takes_a_file_a_run_folder_latest_or_a_named_source(tmp_path, monkeypatch):
+    from training.config import resolve_resume
+
+    assert resolve_resume("latest") == "latest" and resolve_resume("latest-good") == "latest-good"
+    run = tmp_path / "00000-x-auto"
+    run.mkdir()
+    with pytest.raises(TrainingError, match="holds no complete snapshot"):
+        resolve_resume(str(run))
+    for kimg in (0, 4):  # complete pairs; the newest is the one resumed
+        for ext in (".json", ".safetensors"):
+            (run / f"network-snapshot-{kimg:06d}{ext}").write_text("{}")
+    (run / "network-snapshot-000008.json").write_text("{}")  # weights missing: not complete
+    newest = str(run / "network-snapshot-000004")
+    assert resolve_resume(str(run)) == newest
+    assert resolve_resume(newest) == newest and resolve_resume(newest + ".json") == newest + ".json"
+    with pytest.raises(TrainingError, match="no such snapshot, .pkl or run folder.*ffhq256"):
+        resolve_resume(str(tmp_path / "typo.pkl"))
+    monkeypatch.setenv("GHOSTS_MODELS", str(tmp_path / "models"))
+    with pytest.raises(TrainingError, match="ffhq-res256-mirror-paper256-noaug.pkl"):
+        resolve_resume("ffhq256")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "ffhq-res256-mirror-paper256-noaug.pkl").write_bytes(b"")
+    assert resolve_resume("ffhq256") == str(tmp_path / "models" / "ffhq-res256-mirror-paper256-noaug.pkl")
+
+
+def test_the_augpipe_choices_are_the_augment_pipelines():
+    from training.augment import AUGPIPES
+    from training.config import AUGPIPE_NAMES
+
+    assert set(AUGPIPE_NAMES) == set(AUGPIPES)

@@ -39,7 +39,7 @@ def run_cli(*args):
 def test_short_run_then_resume_latest_continues_kimg_and_p(archive32, tmp_path):
     out = tmp_path / "runs"
     r = run_cli(
-        "--data",
+        "--archive",
         archive32,
         "--outdir",
         out,
@@ -64,7 +64,7 @@ def test_short_run_then_resume_latest_continues_kimg_and_p(archive32, tmp_path):
         "log.txt",
         "reals.png",
         "fakes_init.png",
-        "fakes000000.png",
+        "fakes000000-032.png",  # named like the snapshot: unique per image count
         "stats.jsonl",
         "curves.png",
         "metric-swd.jsonl",
@@ -98,7 +98,7 @@ def test_short_run_then_resume_latest_continues_kimg_and_p(archive32, tmp_path):
     p_saved = first.augment_p
 
     r = run_cli(
-        "--data",
+        "--archive",
         archive32,
         "--outdir",
         out,
@@ -174,7 +174,7 @@ def test_transfer_learning_starts_a_new_run_from_the_weights(archive16, tmp_path
         build_options(archive16, tmp_path, batch=4, kimg=0.008, tick_kimg=0.004, **TINY),
         progress=lambda stats, fakes: ticks.append((stats, fakes)),
     )
-    assert len(ticks) == 2 and ticks[0][1] is None and ticks[1][1].name == "fakes000000.png"
+    assert len(ticks) == 2 and ticks[0][1] is None and ticks[1][1].name == "fakes000000-008.png"
     assert ticks[1][0]["Progress/kimg"] == pytest.approx(0.008)
     o = build_options(
         archive16, tmp_path, batch=4, kimg=0.004, tick_kimg=0.004, resume=str(base.snapshot), **TINY
@@ -183,19 +183,25 @@ def test_transfer_learning_starts_a_new_run_from_the_weights(archive16, tmp_path
     tuned = train(o)
     assert tuned.run_dir.name == "00001-blobs-auto" and tuned.cur_nimg == 4
     # Same EMA generator and the same fixed latents: the new run's first grid is the old run's last one.
-    assert (tuned.run_dir / "fakes_init.png").read_bytes() == (base.run_dir / "fakes000000.png").read_bytes()
+    assert (tuned.run_dir / "fakes_init.png").read_bytes() == (
+        base.run_dir / "fakes000000-008.png"
+    ).read_bytes()
 
 
 def test_cli_errors_are_clear(archive32, archive16, tmp_path):
-    r = CliRunner().invoke(ghosts, ["train", "--data", str(tmp_path / "nope.zip"), "--outdir", str(tmp_path)])
+    r = CliRunner().invoke(
+        ghosts, ["train", "--archive", str(tmp_path / "nope.zip"), "--outdir", str(tmp_path)]
+    )
     assert r.exit_code == 1 and "dataset archive not found" in r.output
-    r = CliRunner().invoke(ghosts, ["train", "--data", str(archive32), "--batch", "6", "--mbstd-group", "4"])
+    r = CliRunner().invoke(
+        ghosts, ["train", "--archive", str(archive32), "--batch", "6", "--mbstd-group", "4"]
+    )
     assert r.exit_code == 1 and "must divide the per-GPU batch 6" in r.output
     r = CliRunner().invoke(
         ghosts,
         [
             "train",
-            "--data",
+            "--archive",
             str(archive32),
             "--outdir",
             str(tmp_path / "empty"),
@@ -216,7 +222,7 @@ def test_cli_errors_are_clear(archive32, archive16, tmp_path):
         ghosts,
         [
             "train",
-            "--data",
+            "--archive",
             str(archive32),
             "--outdir",
             str(tmp_path / "r32"),
@@ -231,7 +237,7 @@ def test_cli_errors_are_clear(archive32, archive16, tmp_path):
 
 
 def test_dry_run_writes_nothing(archive32, tmp_path):
-    r = run_cli("--data", archive32, "--outdir", tmp_path / "runs", "--dry-run", "--cfg", "paper256")
+    r = run_cli("--archive", archive32, "--outdir", tmp_path / "runs", "--dry-run", "--cfg", "paper256")
     assert r.exit_code == 0 and '"batch": 64' in r.output and "00000-blobs-paper256" in r.output
     assert not (tmp_path / "runs").exists()
 
@@ -274,7 +280,7 @@ def test_transfer_from_an_nvlabs_pickle_copies_what_matches_and_freezes_d_layers
 
 def test_named_source_missing_tells_where_to_get_it(archive32, tmp_path, monkeypatch):
     monkeypatch.setenv("GHOSTS_MODELS", str(tmp_path / "models"))
-    r = run_cli("--data", archive32, "--outdir", tmp_path / "runs", "--resume", "ffhq256", "--kimg", 0.01)
+    r = run_cli("--archive", archive32, "--outdir", tmp_path / "runs", "--resume", "ffhq256", "--kimg", 0.01)
     assert r.exit_code == 1
     assert (
         "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/"
