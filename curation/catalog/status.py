@@ -104,20 +104,24 @@ def people_line(p: dict[str, Any]) -> str:
     )
 
 
+def newest_rounds(session, limit: int) -> list[tuple[ReviewRound, int]]:
+    """The newest `limit` review rounds, newest first, each with the number of decisions recorded in it
+    (for `ghosts status` here and the review page's round history)."""
+    rounds = session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(limit)).all()
+    if not rounds:
+        return []
+    made = dict(
+        session.execute(
+            select(Decision.round_id, func.count())
+            .where(Decision.round_id.in_([r.id for r in rounds]))
+            .group_by(Decision.round_id)
+        ).all()
+    )
+    return [(r, int(made.get(r.id, 0))) for r in rounds]
+
+
 def review_rounds(session, limit: int = 10) -> list[dict[str, Any]]:
     """The newest review rounds, newest first: opened, closed, by whom, accepted at closing, decisions in it."""
-    rounds = session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(limit)).all()
-    made = (
-        dict(
-            session.execute(
-                select(Decision.round_id, func.count())
-                .where(Decision.round_id.in_([r.id for r in rounds]))
-                .group_by(Decision.round_id)
-            ).all()
-        )
-        if rounds
-        else {}
-    )
 
     def iso(t):
         return t.isoformat(sep=" ", timespec="minutes") if t else None
@@ -132,9 +136,9 @@ def review_rounds(session, limit: int = 10) -> list[dict[str, Any]]:
             "closed_by": r.closed_by,
             "accepted": r.accepted,
             "target": r.target,
-            "decisions": int(made.get(r.id, 0)),
+            "decisions": decisions,
         }
-        for r in rounds
+        for r, decisions in newest_rounds(session, limit)
     ]
 
 
