@@ -32,6 +32,24 @@ def _version_of(session, sha256: str) -> DatasetVersion | None:
     ).first()
 
 
+def _add_running(session, *, sha256: str, outdir: Path, cfg: str, kimg: float, **fields) -> TrainingRun:
+    """Add (and flush, so it has its id) the `running` row of a training run on the archive `sha256`, tied to
+    the dataset version that archive is, when the workspace froze it."""
+    dataset = _version_of(session, sha256)
+    row = TrainingRun(
+        run_dir=str(outdir),
+        dataset_id=dataset.id if dataset else None,
+        dataset_sha256=sha256,
+        cfg=cfg,
+        kimg_target=kimg,
+        status="running",
+        **fields,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
 # A run whose owner has not reported a tick for this long is presumed dead (a killed process leaves its
 # Prefect flow run "Running" until something notices). Ticks at 1024 px on one GPU take tens of minutes.
 STALE_AFTER_S = 6 * 3600
@@ -72,20 +90,16 @@ def claim_training_run(
     body = {**options, "outdir": str(outdir), "flow_run_id": owner, "heartbeat": now.isoformat()}
     try:
         with ws.session() as s:
-            dataset = _version_of(s, sha256)
-            row = TrainingRun(
-                run_dir=str(outdir),
-                dataset_id=dataset.id if dataset else None,
-                dataset_sha256=sha256,
+            row = _add_running(
+                s,
+                sha256=sha256,
+                outdir=outdir,
                 cfg=cfg,
-                kimg_target=kimg,
-                status="running",
+                kimg=kimg,
                 started_at=now,
                 options=body,
                 idempotency_key=key,
             )
-            s.add(row)
-            s.flush()
             return Claim(row.id, "start", None, str(outdir), "running")
     except IntegrityError:
         pass
@@ -197,20 +211,15 @@ def recorded_run(
             digest.update(block)
     sha = digest.hexdigest()
     with ws.session() as s:
-        dataset = _version_of(s, sha)
-        row = TrainingRun(
-            run_dir=str(outdir),
-            dataset_id=dataset.id if dataset else None,
-            dataset_sha256=sha,
+        run_id = _add_running(
+            s,
+            sha256=sha,
+            outdir=outdir,
             cfg=cfg,
-            kimg_target=kimg,
-            status="running",
+            kimg=kimg,
             started_at=utcnow(),
             options={**options, "archive": str(Path(archive).resolve()), "started_by": started_by},
-        )
-        s.add(row)
-        s.flush()
-        run_id = row.id
+        ).id
     ended: dict[str, Any] = {}
     try:
         yield lambda run_dir, snapshot: ended.update(run_dir=run_dir, last_snapshot=snapshot)
