@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from curation.analysis.identities import cluster_workspace
-from curation.catalog.people import people_counts, set_caps
+from curation.catalog.people import caps_status, people_counts, set_caps
 from curation.catalog.schema import Face
 from curation.review import ReviewConfig
 from curation.review.app import create_app
@@ -89,7 +89,8 @@ def test_filter_merge_split_and_the_counts(page, people_ws):
     page.keyboard.press("a")
     wait_saved(page, ids[1], "accepted")
     wait_until(page, "document.querySelector('#caps').dataset.over === '1'")
-    assert f"#{first} 2 / max 1" in page.inner_text("#caps")
+    assert f"per person: most 2 (person {first}) / max 1 ⚠ 1 over" in page.inner_text("#caps")
+    assert page.get_attribute("#caps .cap:last-child", "data-over") == ""  # no account cap set
     wait_until(page, "document.querySelector('#person-bar .bar-accepted').textContent === '2 accepted'")
 
     # Split: shift+l selects the next two faces, x moves them out into a new person.
@@ -119,6 +120,18 @@ def test_filter_merge_split_and_the_counts(page, people_ws):
     assert card_text(page, new, "n-faces") == "2 faces"
     assert page.get_attribute(f'.person[data-person-id="{first}"]', "data-over") == "1"
     wait_until(page, "document.querySelector('#caps').dataset.over === '1'")
+
+    # The caps from the page: a per-account cap, and none per person (the warning goes, the card's mark too).
+    page.fill('#caps-form input[name="max_per_person"]', "")
+    page.fill('#caps-form input[name="max_per_owner"]', "5")
+    page.press('#caps-form input[name="max_per_owner"]', "Enter")
+    wait_until(page, "document.querySelector('#caps').textContent.includes('/ max 5')")
+    page.wait_for_selector(f'.person[data-person-id="{first}"]:not([data-over="1"])')
+    with ws.session() as s:
+        assert caps_status(s)["max_per_person"] is None and caps_status(s)["max_per_owner"] == 5
+    assert page.get_attribute("#caps", "data-over") == ""
+    with ws.session() as s:
+        set_caps(s, max_per_person=1, max_per_owner=None)
 
 
 def test_touch_marks_and_the_merge_button(browser, people_ws):

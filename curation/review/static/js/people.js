@@ -15,20 +15,23 @@ const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const capsEl = $("#caps");
 
 function capPart(label, top, cap, over, name) {
+  const el = document.createElement("span");
   const [who, n] = top[0] || [null, 0];
-  let text = `${label} ${who === null ? "–" : `${name(who)} ${n}`}`;
-  if (cap) text += ` / max ${cap}`;
-  if (over.length) text += ` ⚠ ${over.length} over the cap`;
-  return text;
+  el.className = "cap";
+  el.textContent = `${label}: most ${n}${who === null ? "" : ` (${name(who)})`}${cap ? ` / max ${cap}` : " (no cap)"}`
+    + (over.length ? ` ⚠ ${over.length} over` : "");
+  el.dataset.over = over.length ? "1" : "";
+  return el;
 }
 
 export function showCaps(c) {
   if (!capsEl || !c) return;
   const over = c.over_person.length + c.over_owner.length;
-  capsEl.textContent = [
-    capPart("most accepted: person", c.top_persons, c.max_per_person, c.over_person, (p) => `#${p}`),
-    capPart("account", c.top_owners, c.max_per_owner, c.over_owner, (o) => `@${o}`),
-  ].join(" · ");
+  capsEl.replaceChildren(
+    capPart("per person", c.top_persons, c.max_per_person, c.over_person, (p) => `person ${p}`),
+    document.createTextNode(" · "),
+    capPart("per account", c.top_owners, c.max_per_owner, c.over_owner, (o) => `@${o}`),
+  );
   capsEl.dataset.over = over ? "1" : "";
   capsEl.title = over
     ? [...c.over_person.map(([p, n]) => `person ${p}: ${n} accepted, cap ${c.max_per_person}`),
@@ -146,6 +149,29 @@ if (peopleEl) {
 }
 let lastPointer = "mouse";  // click events carry no pointerType in every browser: remember the last one
 document.addEventListener("pointerdown", (e) => { lastPointer = e.pointerType; }, { passive: true });
+// The caps, set from the people view (the same workspace settings as `ghosts people --max-per-person N`).
+const capsForm = $("#caps-form");
+if (capsForm) {
+  capsForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const caps = {};
+    for (const k of ["max_per_person", "max_per_owner"]) {
+      const v = capsForm.elements[k].value.trim();
+      caps[k] = v === "" ? null : Number(v);
+    }
+    enqueue(async () => {
+      try {
+        const out = await (await post("/api/people/caps", caps)).json();
+        showCaps(out);
+        const over = new Set(out.over_person.map(([p]) => p));
+        for (const c of live()) c.dataset.over = over.has(personOf(c)) ? "1" : "";
+        toast("caps set: the counter and the people view follow them");
+      } catch (err) {
+        toast(`caps not set: ${err.message}`, "error");
+      }
+    });
+  });
+}
 const mergeBtn = $("#btn-merge");
 if (mergeBtn) mergeBtn.addEventListener("click", (e) => { e.currentTarget.blur(); merge(); });
 
