@@ -24,18 +24,39 @@ from flows.cli_options import (
 )
 
 
+def _cap_option(name: str, who: str):
+    return click.option(
+        name,
+        type=click.IntRange(min=0),
+        default=None,
+        help=f"Accepted faces at most per {who}, a workspace setting the review counter warns above "
+        "(0 clears it).",
+    )
+
+
 @click.command(context_settings=CTX)
 @same_person_option("Descriptor distance below which new faces are linked to each other or to a person.")
+@_cap_option("--max-per-person", "person")
+@_cap_option("--max-per-owner", "account")
 @json_option()
 @data_option
-def people(threshold: float, as_json: bool, data: Path | None) -> None:
+def people(
+    threshold: float, max_per_person: int | None, max_per_owner: int | None, as_json: bool, data: Path | None
+) -> None:
     """Describe the faces that have no descriptor yet and group the new ones into people (`ghosts analyze`
-    does this at its end; run it on its own for a workspace analysed before, or after an interruption)."""
+    does this at its end; run it on its own for a workspace analysed before, or after an interruption).
+    With --max-per-person / --max-per-owner, also set the caps the review page counts accepted faces
+    against."""
     from curation.analysis.identities import update_identities
+    from curation.catalog.people import set_caps
 
-    summary = update_identities(open_ws(data), threshold=threshold, progress=not as_json)
+    ws = open_ws(data)
+    given = {"max_per_person": max_per_person, "max_per_owner": max_per_owner}
+    with ws.session() as s:
+        caps = set_caps(s, **{k: v or None for k, v in given.items() if v is not None})
+    summary = update_identities(ws, threshold=threshold, progress=not as_json)
     if as_json:
-        echo_json(summary.as_dict())
+        echo_json({**summary.as_dict(), "caps": caps})
         return
     click.echo(
         f"described {summary.described} faces, grouped {summary.clustered} ({summary.new_people} new people); "
@@ -46,6 +67,8 @@ def people(threshold: float, as_json: bool, data: Path | None) -> None:
             else ""
         )
     )
+    if any(v is not None for v in given.values()):
+        click.echo("caps: " + ", ".join(f"{k.replace('_', ' ')} {v or 'none'}" for k, v in caps.items()))
 
 
 @click.command(context_settings=CTX)
