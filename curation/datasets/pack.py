@@ -16,6 +16,7 @@ import json
 import os
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -212,9 +213,9 @@ def _numpy():
     return numpy
 
 
-def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, str, dict[str, Any], bool, bool]:
-    """(PNG to store, its sha256, provenance record, cropped, resized) for one file; runs on a worker thread,
-    so the hashing is done here too (hashlib and zlib release the GIL)."""
+def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, str, int, dict[str, Any], bool, bool]:
+    """(PNG to store, its sha256 and CRC-32, provenance record, cropped, resized) for one file; runs on a
+    worker thread, so the hashing is done here too (hashlib and zlib release the GIL)."""
     probe, plan = args
     data = probe.path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
@@ -234,7 +235,7 @@ def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, str, dict[str, Any],
                 "resized": False,
             }
             stored_digest = digest if stored is data else hashlib.sha256(stored).hexdigest()
-            return stored, stored_digest, record, False, False
+            return stored, stored_digest, zlib.crc32(stored), record, False, False
     # Imported here, for start-up cost (see _numpy).
     from curation.catalog.imaging import ImageRejected, decode_image
 
@@ -254,7 +255,7 @@ def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, str, dict[str, Any],
         "resized": resized,
     }
     png = encode_png(pixels)
-    return png, hashlib.sha256(png).hexdigest(), record, cropped, resized
+    return png, hashlib.sha256(png).hexdigest(), zlib.crc32(png), record, cropped, resized
 
 
 def read_folder_labels(src: Path, probes: Sequence[Probe]) -> list[int] | None:
@@ -306,10 +307,10 @@ def pack_folder(
     n_crop = n_resize = 0
     with ArchiveWriter(out) as writer:
         results = ordered_map(_pack_one, ((p, plan) for p in probes), workers=workers)
-        for i, (png, digest, record, cropped, resized) in enumerate(
+        for i, (png, digest, crc, record, cropped, resized) in enumerate(
             tqdm(results, total=len(probes), desc="pack", unit="img", disable=not progress)
         ):
-            writer.add(png, record, labels[i] if labels else None, sha256=digest)
+            writer.add(png, record, labels[i] if labels else None, sha256=digest, crc=crc)
             n_crop += cropped
             n_resize += resized
         facts = CardFacts(
