@@ -34,17 +34,25 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def _servable(ws, rel: str | None, folder: Path, no_file: str, missing: str) -> Path:
+    """The workspace file `rel` names, when it is a regular file inside `folder`; NotFound(no_file) when there
+    is no name, NotFound(missing) when the file is gone or lies outside `folder`."""
+    if not rel:
+        raise NotFound(no_file)
+    path = ws.abspath(rel)
+    if not _inside(path, folder) or not path.is_file():
+        raise NotFound(missing)
+    return path
+
+
 def preview_file(ws, face_id: int) -> Path:
     """The preview file of a face, which must be a regular file inside the previews folder."""
     with ws.session() as s:
         face = s.get(Face, face_id)
         rel = face.preview_path if face is not None and face.image.status != "excluded" else None
-    if not rel:
-        raise NotFound(f"face {face_id} has no preview")
-    path = ws.abspath(rel)
-    if not _inside(path, ws.previews_dir) or not path.is_file():
-        raise NotFound(f"preview of face {face_id} is missing")
-    return path
+    return _servable(
+        ws, rel, ws.previews_dir, f"face {face_id} has no preview", f"preview of face {face_id} is missing"
+    )
 
 
 class PhotoCache:
@@ -75,12 +83,13 @@ def photo_file(ws, image_id: int) -> Path:
     with ws.session() as s:
         img = s.get(Image, image_id)
         rel = img.path if img is not None and img.status != "excluded" else None
-    if not rel:
-        raise NotFound(f"image {image_id} is not in the store (or was taken down)")
-    path = ws.abspath(rel)
-    if not _inside(path, ws.images_dir) or not path.is_file():
-        raise NotFound(f"file of image {image_id} is missing")
-    return path
+    return _servable(
+        ws,
+        rel,
+        ws.images_dir,
+        f"image {image_id} is not in the store (or was taken down)",
+        f"file of image {image_id} is missing",
+    )
 
 
 def render_photo(ws, image_id: int, max_side: int = PHOTO_MAX_SIDE) -> bytes:
