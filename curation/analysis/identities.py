@@ -9,6 +9,8 @@
 - `cluster_workspace` groups the described faces into people incrementally (`cluster_people`): faces that
   already have a person keep it, new faces join the people they are close to or become new people. Person
   ids live in the `people` table, whose rows are never deleted, so an id is never given to someone else.
+  Only faces without a person are ever given one, so a reviewer's merges and splits on the review page
+  (curation.catalog.people) stand through every later run.
 - `identity_counts`: how many people, and the largest person's and owner's shares of some faces (the freeze
   warning and the dataset card count the same from the provenance records, `ghosts status` in the catalog).
 - `faces_like_photo`: the faces of the person in a photo someone sent, for `ghosts takedown --face`.
