@@ -5,12 +5,14 @@ tensors are written first, the JSON last, each atomically.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import random
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,23 +355,49 @@ def latest_good_snapshot(outdir: Path, log=print) -> Path | None:
 
 class RunLock:
     """An exclusive lock on a run folder (flock on `LOCK_NAME`), held while one process writes the run: a second
-    writer gets a TrainingError at once. The kernel drops the lock when the holder dies, whatever kills it."""
+    writer gets a TrainingError at once. The kernel drops the lock when the holder dies, whatever kills it; the
+    file names the holder's pid and is removed when the lock is released, so a run that ended leaves none. A
+    file left by a process that was killed is taken over, saying so (`log`, default stderr)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, log=None):
         self.path = Path(run_dir) / LOCK_NAME
         self._fd: int | None = None
+        self._log = log
+        self.taken_over_from: int | None = None  # pid named by a lock file left by a killed process
 
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise TrainingError(
+                    f"{self.path.parent} is being written by another training process"
+                    f"{_holder(self.path)}; wait for it to finish or stop it first"
+                ) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            # The holder released (and removed) the file between our open and our lock: lock the new one.
             os.close(fd)
-            raise TrainingError(
-                f"{self.path.parent} is being written by another training process; "
-                f"wait for it to finish or stop it first"
-            ) from None
+        left = os.read(fd, 64).decode("ascii", "replace").strip()
+        if left.isdigit() and int(left) != os.getpid():
+            self.taken_over_from = int(left)
+            message = f"{self.path.parent}: taking over the lock left by process {left}, " + (
+                "which no longer holds it"
+                if _alive(int(left))
+                else "which is no longer running (killed while it trained?)"
+            )
+            if self._log is not None:
+                self._log(message)
+            else:
+                print(message, file=sys.stderr)
+        os.lseek(fd, 0, os.SEEK_SET)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -377,6 +405,11 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
+            # Removed while still held, so no other process can lock this file once it is gone from the
+            # folder (a process that opened it before is sent to the new one by the inode check above).
+            with contextlib.suppress(OSError):
+                if os.fstat(self._fd).st_ino == os.stat(self.path).st_ino:
+                    os.unlink(self.path)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -386,6 +419,25 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _holder(path: Path) -> str:
+    """' (pid N)' naming the process that holds a lock file, when it says."""
+    try:
+        pid = path.read_text("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
 
 
 def write_snapshot(snap: Snapshot, path: Path | str) -> Path:

@@ -588,9 +588,9 @@ def _training_loop(
             snap_name = snapshot_name(
                 cur_nimg
             )  # unique per image count: snapshots < 1 kimg apart never clash
-            kimg_tag = f"{cur_nimg // 1000:06d}"
             if rank == 0:
-                fakes_path = save_fakes(run_dir / f"fakes{kimg_tag}.png")
+                # Named like the snapshot (fakes000040.png, fakes000000-032.png): unique per image count too.
+                fakes_path = save_fakes(run_dir / f"fakes{snap_name.removeprefix('network-snapshot-')}.png")
                 last_snapshot = save_snapshot(
                     run_dir / snap_name,
                     G=G,

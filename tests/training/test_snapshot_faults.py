@@ -3,11 +3,16 @@ weights and the JSON, unique names per step, --resume latest / latest-good, one 
 
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from training.checkpoint import (
+    LOCK_NAME,
     RunLock,
     latest_good_snapshot,
     latest_snapshot,
@@ -262,3 +267,102 @@ def dataclasses_replace(obj, **kw):
     import dataclasses
 
     return dataclasses.replace(obj, **kw)
+
+
+# ---------------------------------------------------------------------------------------- the run folder lock
+
+
+def test_the_lock_file_goes_when_the_lock_is_released_however_the_block_ends(tmp_path):
+    lock = tmp_path / LOCK_NAME
+    with RunLock(tmp_path):
+        assert lock.read_text().strip() == str(os.getpid())
+    assert not lock.exists()
+    with pytest.raises(RuntimeError, match="boom"), RunLock(tmp_path):
+        raise RuntimeError("boom")
+    assert not lock.exists()
+
+
+HOLD_AND_SLEEP = (
+    "import sys, time; from training.checkpoint import RunLock; RunLock(sys.argv[1]).acquire(); "
+    "print('held', flush=True); time.sleep(60)"
+)
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over_with_a_message(tmp_path):
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HOLD_AND_SLEEP,
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(TrainingError, match=rf"another training process \(pid {child.pid}\)"):
+            RunLock(tmp_path).acquire()
+    finally:
+        child.kill()
+        child.wait()
+    assert (tmp_path / LOCK_NAME).read_text().strip() == str(child.pid)  # kill -9 leaves the file
+    said = []
+    with RunLock(tmp_path, log=said.append) as lock:
+        assert lock.taken_over_from == child.pid
+        assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
+    assert len(said) == 1 and f"taking over the lock left by process {child.pid}" in said[0]
+    assert "no longer running" in said[0]
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def _contend(run_dir, rounds, clashes):
+    inside = Path(run_dir) / "inside"
+    got = 0
+    while got < rounds:
+        try:
+            lock = RunLock(run_dir).acquire()
+        except TrainingError:
+            continue
+        try:
+            fd = os.open(inside, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # a second holder would find it there
+        except FileExistsError:
+            with clashes.get_lock():
+                clashes.value += 1
+        else:
+            os.close(fd)
+            os.unlink(inside)
+        lock.release()
+        got += 1
+
+
+def test_two_processes_taking_and_releasing_one_run_never_hold_it_together(tmp_path):
+    """Removing the lock file on release must not let a process that opened the old file and one that makes
+    the new one both think they hold the run."""
+    ctx = multiprocessing.get_context("spawn")
+    clashes = ctx.Value("i", 0)
+    procs = [ctx.Process(target=_contend, args=(tmp_path, 300, clashes)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert clashes.value == 0
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_run_leaves_no_lock_and_fakes_grids_are_named_per_snapshot(tmp_path):
+    from training.loop import train
+
+    run, _, _, opts = _loop_setup(tmp_path)
+    with pytest.raises(TrainingError, match="no training_options.json"):  # fails with the run locked
+        train(dataclasses_replace(opts, resume="latest-good"))
+    assert not (run / LOCK_NAME).exists()
+    # A new run with a snapshot every tick after the first, 4 images apart (< 1 kimg): each grid its own file.
+    result = train(dataclasses_replace(opts, resume=None, snap=1, kimg=0.012, outdir=tmp_path / "new"))
+    assert not (result.run_dir / LOCK_NAME).exists()
+    grids = sorted(p.name for p in result.run_dir.glob("fakes0*.png"))
+    assert grids == ["fakes000000-008.png", "fakes000000-012.png"], grids
+    snaps = sorted(p.name for p in result.run_dir.glob("network-snapshot-*.json"))
+    assert snaps == ["network-snapshot-000000-008.json", "network-snapshot-000000-012.json"], snaps
