@@ -52,7 +52,7 @@ def demo(out: Path, posts: int, kimg: float, resolution: str, review: bool, port
     from curation.catalog.workspace import init_workspace
     from curation.sources.synthetic import make_demo_posts
     from flows.pipeline import pipeline
-    from flows.train import TrainSettings
+    from training.config import TrainSettings
 
     t0 = time.time()
     out = out.resolve()

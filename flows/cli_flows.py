@@ -17,6 +17,7 @@ import click
 
 from curation.catalog.errors import GhostsError
 from flows.cli_options import data_option, echo_json, open_ws
+from training.command import archive_to_train, settings_from, training_options
 
 LOCAL_API = "http://127.0.0.1:4200/api"  # where `ghosts server` (prefect server start) listens by default
 
@@ -87,79 +88,10 @@ def _source_options(fn):
     return fn
 
 
-def _train_options(fn):
-    for opt in reversed(
-        [
-            click.option(
-                "--kimg", type=float, default=5000, show_default=True, help="Training length in kimg."
-            ),
-            click.option(
-                "--cfg",
-                type=click.Choice(["auto", "stylegan2", "paper256", "paper512", "paper1024"]),
-                default="auto",
-                show_default=True,
-                help="Training configuration preset.",
-            ),
-            click.option(
-                "--mirror/--no-mirror", default=True, show_default=True, help="Add x-flipped copies."
-            ),
-            click.option("--batch", type=int, default=None, help="Override the total batch size."),
-            click.option("--cbase", type=int, default=None, help="Override channel_base."),
-            click.option("--cmax", type=int, default=None, help="Override the channel maximum."),
-            click.option(
-                "--resume-from",
-                "resume",
-                default=None,
-                metavar="SNAPSHOT",
-                help="Transfer-learn from this snapshot (same resolution).",
-            ),
-            click.option(
-                "--freezed", type=int, default=0, show_default=True, help="Freeze-D: first N D blocks fixed."
-            ),
-            click.option("--snap", type=int, default=50, show_default=True, help="Ticks between snapshots."),
-            click.option(
-                "--tick", "tick_kimg", type=float, default=4, show_default=True, help="kimg per tick."
-            ),
-            click.option(
-                "--metrics", default="swd", show_default=True, help="Comma list of swd,fid,kid, or none."
-            ),
-            click.option(
-                "--train-workers", type=int, default=3, show_default=True, help="Data-loader processes."
-            ),
-            click.option("--device", default=None, help="cpu or cuda (default: cuda when present)."),
-        ]
-    ):
-        fn = opt(fn)
-    return fn
-
-
-def _settings(kw: dict):
-    """Pop the training options out of `kw` into a validated TrainSettings."""
-    from pydantic import ValidationError
-
-    from flows.train import TrainSettings
-
-    names = (
-        "kimg",
-        "cfg",
-        "mirror",
-        "batch",
-        "cbase",
-        "cmax",
-        "resume",
-        "freezed",
-        "snap",
-        "tick_kimg",
-        "metrics",
-        "device",
-    )
-    values = {k: kw.pop(k) for k in names}
-    values["workers"] = kw.pop("train_workers")
-    try:
-        return TrainSettings(**values)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise GhostsError(f"--{'-'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+# In `ghosts run pipeline` and `ghosts serve`, --workers are the analysis workers and --target the faces wanted
+# from review; the training options of those names are spelled as below there (everywhere else as in
+# `ghosts train`).
+_PIPELINE_RENAMES = {"workers": "--train-workers", "target": "--ada-target"}
 
 
 def _workspace(data: Path | None) -> str:
@@ -205,7 +137,16 @@ def _foreground(fn):
         def warm() -> None:  # the flows' imports (Prefect, dlib, torch) overlap the temporary server's start
             import flows.pipeline  # noqa: F401
 
-        with foreground_api(configured, warm) as url, api_watchdog(url, as_json=bool(kwargs.get("as_json"))):
+        def prestart():  # the analysis workers start while the server starts too (imported here: dlib, OpenCV)
+            from flows.worker_pool import prestarted
+
+            return prestarted(kwargs.get("workers"))
+
+        local_pool = kwargs.get("runner") == "processes" and not kwargs.get("dask_address")
+        with (
+            foreground_api(configured, warm, prestart if local_pool else None) as url,
+            api_watchdog(url, as_json=bool(kwargs.get("as_json"))),
+        ):
             return fn(*args, **kwargs)
 
     return wrapper
@@ -239,7 +180,7 @@ def run() -> None:
 @click.option(
     "--no-explore", "no_explore", is_flag=True, help="Skip the sample grid and morph after training."
 )
-@_train_options
+@training_options(rename=_PIPELINE_RENAMES)
 @click.option("--review-url", default="http://127.0.0.1:8765/", show_default=True, help="Where reviewers go.")
 @click.option(
     "--review-timeout", type=float, default=72, show_default=True, help="Hours to wait for the review."
@@ -256,7 +197,7 @@ def run_pipeline(**kw) -> None:
     from curation.review.autoaccept import parse_rule
     from flows.pipeline import pipeline
 
-    settings = _settings(kw)
+    settings = settings_from(kw, _PIPELINE_RENAMES)
     if not kw["tags"] and not kw["paths"]:
         raise GhostsError("nothing to bring in: give --tag TAG (or --import FOLDER)")
     if kw["auto_accept_rule"]:
@@ -438,19 +379,21 @@ def run_freeze(
 @run.command(name="train")
 @click.option(
     "--archive",
-    required=True,
+    default=None,
+    metavar="ZIP",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Dataset archive written by freeze.",
+    help="Dataset archive written by freeze [the newest frozen version in --data].",
 )
-@_train_options
+@training_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_option
 @_foreground
-def run_train(archive: Path, as_json: bool, data: Path | None, **kw) -> None:
+def run_train(archive: Path | None, as_json: bool, data: Path | None, **kw) -> None:
     """Train on an archive once (a second run for the same archive skips, or resumes a failed one)."""
     from flows.train import train
 
-    settings = _settings(kw)
+    settings = settings_from(kw)
+    archive = archive_to_train(archive, data)
     _print(train(archive=str(archive.resolve()), settings=settings, data=_workspace(data)), as_json)
 
 
@@ -541,7 +484,7 @@ def _api_url() -> str:
 @click.option("--timezone", default="UTC", show_default=True, help="Time zone of the schedule.")
 @_source_options
 @click.option("--no-train-on-freeze", "no_train", is_flag=True, help="Do not train when a dataset is frozen.")
-@_train_options
+@training_options(rename=_PIPELINE_RENAMES)
 @data_option
 def serve(cron: str | None, timezone: str, no_train: bool, data: Path | None, **kw) -> None:
     """Serve the ghosts deployments until stopped (Ctrl-C): scrape-and-align on --cron, train on every freeze.
@@ -555,7 +498,7 @@ def serve(cron: str | None, timezone: str, no_train: bool, data: Path | None, **
     from flows.deploy import ServeOptions, build_deployments
     from flows.scrape import ensure_instagram_limit
 
-    settings = _settings(kw)
+    settings = settings_from(kw, _PIPELINE_RENAMES)
     opts = ServeOptions(
         data=_workspace(data),
         cron=cron,

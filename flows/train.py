@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
+import httpx
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_image_artifact,
@@ -19,59 +21,24 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
 
 from curation.catalog.errors import GhostsError
-from flows.artifacts import artifact_key, data_uri
 from curation.catalog.runs import claim_training_run, finish_training_run, record_tick
+from flows.artifacts import artifact_key, data_uri
 from flows.workspace import open_data, resolve_data
+from training.checkpoint import latest_snapshot
+from training.config import TrainSettings, build_options, resolve_resume
+from training.dataset import file_sha256
+from training.loop import train as run_training
 
-
-class TrainSettings(BaseModel):
-    """The training options a flow run may set (the rest keep training.config's defaults); the Prefect UI
-    shows this as a form. None means "the preset decides" (see `ghosts train --help`)."""
-
-    kimg: float = Field(5000, gt=0, description="Training length in thousands of real images shown to D.")
-    cfg: str = Field(
-        "auto", description="Base configuration: auto, stylegan2, paper256, paper512, paper1024."
-    )
-    mirror: bool = Field(True, description="Add x-flipped copies (doubles a small dataset).")
-    aug: str = Field("ada", description="ada (adaptive p), fixed, or noaug.")
-    target: float = Field(0.6, description="ADA target for r_t.")
-    batch: int | None = Field(None, description="Total batch size.")
-    batch_gpu: int | None = Field(
-        None, description="Images per forward pass per GPU (gradient accumulation)."
-    )
-    gamma: float | None = Field(None, description="R1 weight.")
-    cbase: int | None = Field(None, description="Channel base (feature maps = cbase / resolution).")
-    cmax: int | None = Field(None, description="Channel maximum.")
-    map_layers: int | None = Field(None, description="Mapping network depth.")
-    z_dim: int = Field(512, description="Latent size.")
-    w_dim: int = Field(512, description="Intermediate latent size.")
-    resume: str | None = Field(
-        None,
-        description="Snapshot, NVlabs .pkl or ffhq256/ffhq512/ffhq1024/celebahq256/"
-        "lsundog256 (in GHOSTS_MODELS) to transfer-learn from (same resolution).",
-    )
-    freezed: int = Field(0, ge=0, description="Freeze-D: keep the first N discriminator layers fixed.")
-    snap: int = Field(50, ge=1, description="Ticks between snapshots.")
-    tick_kimg: float = Field(4, gt=0, description="kimg per progress tick.")
-    metrics: str = Field("swd", description="Comma list of swd, fid, kid, or none.")
-    seed: int = Field(0, description="Random seed.")
-    workers: int = Field(3, ge=0, description="Data-loader worker processes.")
-    device: str | None = Field(None, description="cpu or cuda; default cuda when present.")
-    gpus: int = Field(1, ge=1, description="Processes (GPUs) to train on.")
+__all__ = ["TrainSettings", "run_outdir", "train", "train_network"]
 
 
 def _flow_run_alive(run_id: str) -> bool:
     """Is that flow run still going? Unknown runs count as gone."""
-    from uuid import UUID
-
-    import httpx
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
     try:
         with get_client(sync_client=True) as client:
             state = client.read_flow_run(UUID(run_id)).state
@@ -89,15 +56,11 @@ def run_outdir(ws, archive: Path, sha256: str) -> Path:
 def train_network(
     data: str, archive: str, settings: TrainSettings, outdir: str, resume_latest: bool, run_id: int
 ) -> dict[str, Any]:
-    from training.checkpoint import latest_snapshot
-    from training.config import build_options
-    from training.loop import train as run_training
-
     ws = open_data(data)
-    resume = settings.resume
+    resume = settings.resume  # any --resume value: a file, a run folder, latest, a named source
     if resume_latest and latest_snapshot(Path(outdir)) is not None:
         resume = "latest"  # continue the interrupted run exactly
-    opts = build_options(archive, outdir, **{**settings.model_dump(exclude={"resume"}), "resume": resume})
+    opts = build_options(archive, outdir, settings, resume=resume)
     if resume == "latest":
         get_run_logger().info("resuming the interrupted run in %s", outdir)
     total = opts.kimg
@@ -148,14 +111,12 @@ def train_network(
 @flow(name="train", log_prints=True)
 def train(
     archive: str,  # the dataset zip written by freeze
-    settings: TrainSettings | None = None,  # None: TrainSettings() defaults
+    settings: TrainSettings | None = None,  # the training options (training.config); None: their defaults
     sha256: str | None = None,  # expected archive digest (the frozen event carries it); checked when given
     data: str | None = None,  # workspace folder; None: GHOSTS_DATA or ./data
     stale_after_hours: float = 6,  # a claimed run silent this long is presumed dead and taken over
 ) -> dict[str, Any]:
     """Train on `archive` unless this archive was (or is being) trained already."""
-    from training.dataset import file_sha256
-
     logger = get_run_logger()
     settings = settings or TrainSettings()
     data = resolve_data(data)
@@ -165,6 +126,7 @@ def train(
         raise GhostsError(
             f"no dataset archive at {path}: freeze one first (`ghosts freeze`), or copy it here"
         )
+    resolve_resume(settings.resume)  # a wrong --resume fails now, before a run is claimed
     digest = file_sha256(path)
     if sha256 and sha256 != digest:
         raise GhostsError(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from curation.catalog.schema import TrainingRun
 from curation.catalog.runs import claim_training_run, finish_training_run, training_key
+from curation.catalog.schema import TrainingRun
 from tests.flows.conftest import read_artifact, read_artifacts
 from tests.training.archives import make_archive
 
@@ -137,3 +138,31 @@ def test_claim_skips_while_the_owner_lives_and_takes_over_when_it_is_gone(worksp
 def test_claim_by_the_same_flow_run_resumes(workspace, tmp_path):
     assert _claim(workspace, tmp_path, "run-a").action == "start"
     assert _claim(workspace, tmp_path, "run-a").action == "resume"  # a retry of the same run
+
+
+def test_train_flow_takes_the_resume_values_the_cli_takes(prefect_api, workspace, tmp_path):
+    from curation.catalog.errors import GhostsError
+    from flows.train import TrainSettings, train
+
+    base = make_archive(tmp_path / "a", n=8, res=32)
+    first = train(archive=str(base), settings=TrainSettings(**TINY), data=str(workspace.root))
+    # A run folder, as on the command line: transfer learning from its newest snapshot, in a new run.
+    other = make_archive(tmp_path / "b", n=8, res=32, seed=1, name="other")
+    tuned = train(
+        archive=str(other),
+        settings=TrainSettings(**{**TINY, "resume": first["run_dir"]}),
+        data=str(workspace.root),
+    )
+    assert tuned["skipped"] is False and tuned["run_dir"] != first["run_dir"]
+    stored = json.loads((Path(tuned["run_dir"]) / "training_options.json").read_text())
+    assert stored["resume"] == first["snapshot"] and stored["ada_kimg"] == 100  # the reference's transfer
+    # A typo is refused before a run is claimed, with the forms --resume takes.
+    third = make_archive(tmp_path / "c", n=8, res=32, seed=2, name="third")
+    with pytest.raises(GhostsError, match="no such snapshot, .pkl or run folder"):
+        train(
+            archive=str(third),
+            settings=TrainSettings(**{**TINY, "resume": str(tmp_path / "typo.pkl")}),
+            data=str(workspace.root),
+        )
+    with workspace.session() as s:
+        assert s.query(TrainingRun).count() == 2
