@@ -76,15 +76,15 @@ def demo(out: Path, posts: int, kimg: float, resolution: str, review: bool, port
         workers=0,
         seed=seed,
     )
-    kwargs = dict(
-        paths=[str(made.folder)],
-        name="demo",
-        resolution=int(resolution),
-        target=made.with_face,
-        settings=settings,
-        data=str(ws.root),
-        workers=2,
-    )
+    kwargs = {
+        "paths": [str(made.folder)],
+        "name": "demo",
+        "resolution": int(resolution),
+        "target": made.with_face,
+        "settings": settings,
+        "data": str(ws.root),
+        "workers": 2,
+    }
     with contextlib.ExitStack() as stack:
         if review:
             from curation.review.app import create_app
@@ -124,8 +124,7 @@ def demo(out: Path, posts: int, kimg: float, resolution: str, review: bool, port
     for k, v in summary.items():
         click.echo(f"{k:>12}  {json.dumps(v) if isinstance(v, dict) else v}")
     click.echo(
-        "\nnext: `ghosts review --data %s` to look at the faces, `ghosts status --data %s`"
-        % (ws.root, ws.root)
+        f"\nnext: `ghosts review --data {ws.root}` to look at the faces, `ghosts status --data {ws.root}`"
     )
 
 
