@@ -6,6 +6,7 @@ Prefect is imported inside the commands: importing it takes seconds, and `ghosts
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import os
 import sys
@@ -111,7 +112,7 @@ def _print(result, as_json: bool) -> None:
 
 def _configured_api_url() -> str | None:
     """PREFECT_API_URL from the environment or the active Prefect profile (`prefect config set ...`)."""
-    from prefect.settings import get_current_settings
+    from prefect.settings import get_current_settings  # lazy: Prefect takes seconds to import
 
     return get_current_settings().api.url or None
 
@@ -122,7 +123,7 @@ def _foreground(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from flows.local_api import api_watchdog, foreground_api
+        from flows.local_api import api_watchdog, foreground_api  # lazy: imports Prefect (seconds)
 
         if "data" in kwargs:
             open_ws(kwargs["data"])  # a wrong --data fails now, before any server starts
@@ -194,6 +195,7 @@ def run_pipeline(**kw) -> None:
     Without --auto-accept the run pauses at the review gate: open the review page (`ghosts review`) and press
     "Selection done" to go on.
     """
+    # lazy, as in every command below: the flow modules import Prefect, torch and dlib (seconds)
     from curation.review.autoaccept import parse_rule
     from flows.pipeline import pipeline
 
@@ -250,7 +252,7 @@ def _brief(result: dict) -> dict:
 @_foreground
 def run_scrape_and_align(**kw) -> None:
     """Scrape the tags and import the folders, then analyse every new image."""
-    from flows.scrape import scrape_and_align
+    from flows.scrape import scrape_and_align  # lazy: Prefect, dlib
 
     if not kw["tags"] and not kw["paths"]:
         raise GhostsError("nothing to bring in: give --tag TAG (or --import FOLDER)")
@@ -280,7 +282,7 @@ def run_scrape_and_align(**kw) -> None:
 @_foreground
 def run_review_gate(target: int, review_url: str, timeout: float, as_json: bool, data: Path | None) -> None:
     """Wait (paused) until "Selection done" is pressed on the review page."""
-    from flows.review_gate import review_gate
+    from flows.review_gate import review_gate  # lazy: Prefect
 
     _print(
         review_gate(target=target, data=_workspace(data), review_url=review_url, timeout_hours=timeout),
@@ -299,8 +301,7 @@ def run_resume(run_id: str | None, reviewer: str | None, as_json: bool, data: Pa
     An open round is closed first. The run is resumed on the Prefect API it waits on (recorded when it paused;
     else PREFECT_API_URL, else a `ghosts server` on this machine).
     """
-    import getpass
-
+    # lazy: SQLAlchemy, the review room and Prefect are not needed by `ghosts --help`
     from sqlalchemy import select
 
     from curation.catalog.schema import ReviewRound
@@ -366,7 +367,7 @@ def run_freeze(
     name: str, resolution: int, labels: str, mirror_check: bool, as_json: bool, data: Path | None
 ) -> None:
     """Freeze the accepted faces and emit `ghosts.dataset.frozen` (which starts training when served)."""
-    from flows.freeze import freeze
+    from flows.freeze import freeze  # lazy: Prefect
 
     _print(
         freeze(
@@ -390,7 +391,7 @@ def run_freeze(
 @_foreground
 def run_train(archive: Path | None, as_json: bool, data: Path | None, **kw) -> None:
     """Train on an archive once (a second run for the same archive skips, or resumes a failed one)."""
-    from flows.train import train
+    from flows.train import train  # lazy: Prefect, torch
 
     settings = settings_from(kw)
     archive = archive_to_train(archive, data)
@@ -434,7 +435,7 @@ def run_explore(
     as_json: bool,
 ) -> None:
     """A sample grid and a looping morph of a trained generator, as files and Prefect artifacts."""
-    from flows.explore import explore
+    from flows.explore import explore  # lazy: Prefect, torch
 
     try:
         seeds = [int(s) for s in morph_seeds.split(",") if s.strip()]
@@ -492,6 +493,7 @@ def serve(cron: str | None, timezone: str, no_train: bool, data: Path | None, **
     Needs a Prefect server (`ghosts server`); the schedule and the runs show in its UI. Freezing a dataset
     (`ghosts run freeze`, the pipeline) emits `ghosts.dataset.frozen`, which starts the `train` deployment.
     """
+    # lazy: Prefect and the deployments' flows (seconds)
     from prefect import serve as prefect_serve
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
