@@ -432,7 +432,9 @@ def _kind_of(G: ModuleRecord) -> str:
     raise ImportRefused(f"an unknown generator layout (synthesis children {sorted(names)})")
 
 
-def _rename_generator(sd: dict[str, torch.Tensor], res: int) -> dict[str, torch.Tensor]:
+def _renamed(sd: dict[str, torch.Tensor], rename_block) -> dict[str, torch.Tensor]:
+    """`sd` under ghosts' names: the resampling filters checked and dropped, the mapping network's fcN as
+    layers.N, and every other name's parts passed to `rename_block`, which renames resolution blocks in place."""
     out = {}
     for name, t in sd.items():
         parts = name.split(".")
@@ -441,26 +443,30 @@ def _rename_generator(sd: dict[str, torch.Tensor], res: int) -> dict[str, torch.
             continue
         if parts[0] == "mapping" and re.fullmatch(r"fc\d+", parts[1]):
             parts[1:2] = ["layers", parts[1][2:]]
-        elif parts[0] == "synthesis" and re.fullmatch(r"b\d+", parts[1]):
-            parts[1:2] = ["blocks", str(int(np.log2(int(parts[1][1:]))) - 2)]
+        else:
+            rename_block(parts)
         out[".".join(parts)] = t
     return out
+
+
+def _rename_generator(sd: dict[str, torch.Tensor], res: int) -> dict[str, torch.Tensor]:
+    def rename_block(parts: list[str]) -> None:  # synthesis.b<R> -> synthesis.blocks.<log2 R - 2>
+        if parts[0] == "synthesis" and re.fullmatch(r"b\d+", parts[1]):
+            parts[1:2] = ["blocks", str(int(np.log2(int(parts[1][1:]))) - 2)]
+
+    return _renamed(sd, rename_block)
 
 
 def _rename_discriminator(sd: dict[str, torch.Tensor], res: int) -> dict[str, torch.Tensor]:
-    out = {}
     top = int(np.log2(res))
-    for name, t in sd.items():
-        parts = name.split(".")
-        if parts[-1] == "resample_filter":
-            _check_filter(name, t)
-            continue
-        if parts[0] == "mapping" and re.fullmatch(r"fc\d+", parts[1]):
-            parts[1:2] = ["layers", parts[1][2:]]
-        elif re.fullmatch(r"b\d+", parts[0]) and parts[0] != "b4":
+
+    def rename_block(
+        parts: list[str],
+    ) -> None:  # b<R> -> blocks.<log2 res - log2 R>; b4 (the epilogue) keeps its name
+        if re.fullmatch(r"b\d+", parts[0]) and parts[0] != "b4":
             parts[0:1] = ["blocks", str(top - int(np.log2(int(parts[0][1:]))))]
-        out[".".join(parts)] = t
-    return out
+
+    return _renamed(sd, rename_block)
 
 
 def _check_filter(name: str, t: torch.Tensor) -> None:
@@ -471,6 +477,16 @@ def _check_filter(name: str, t: torch.Tensor) -> None:
 def _expect(kwargs: dict, key: str, allowed, what: str) -> None:
     if kwargs.get(key, allowed[0]) not in allowed:
         raise ImportRefused(f"{what} {key}={kwargs[key]!r} is not supported (ghosts builds {allowed[0]!r})")
+
+
+def _feature_maps(kw: dict) -> dict:
+    """The feature-map options G's synthesis network and D spell alike (NVlabs' defaults where absent)."""
+    return {
+        "channel_base": int(kw.get("channel_base", 32768)),
+        "channel_max": int(kw.get("channel_max", 512)),
+        "num_reduced_res": int(kw.get("num_fp16_res", 0)),
+        "conv_clamp": kw.get("conv_clamp"),
+    }
 
 
 def generator_kwargs(G: ModuleRecord) -> dict:
@@ -494,10 +510,7 @@ def generator_kwargs(G: ModuleRecord) -> dict:
         "img_resolution": int(kw["img_resolution"]),
         "img_channels": int(kw["img_channels"]),
         "mapping_layers": int(m.get("num_layers", 8)),
-        "channel_base": int(s.get("channel_base", 32768)),
-        "channel_max": int(s.get("channel_max", 512)),
-        "num_reduced_res": int(s.get("num_fp16_res", 0)),
-        "conv_clamp": s.get("conv_clamp"),
+        **_feature_maps(s),
         "mapping_lr_multiplier": float(m.get("lr_multiplier", 0.01)),
         "w_avg_beta": float(m.get("w_avg_beta", 0.995)),
         "arch_version": 2,
@@ -512,10 +525,7 @@ def discriminator_kwargs(D: ModuleRecord) -> dict:
         "c_dim": int(kw["c_dim"]),
         "img_resolution": int(kw["img_resolution"]),
         "img_channels": int(kw["img_channels"]),
-        "channel_base": int(kw.get("channel_base", 32768)),
-        "channel_max": int(kw.get("channel_max", 512)),
-        "num_reduced_res": int(kw.get("num_fp16_res", 0)),
-        "conv_clamp": kw.get("conv_clamp"),
+        **_feature_maps(kw),
         "mbstd_group_size": int(e.get("mbstd_group_size", 4)),
         "mbstd_num_channels": int(e.get("mbstd_num_channels", 1)),
         "mapping_layers": int(m.get("num_layers", 8)),
