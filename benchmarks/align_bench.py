@@ -40,25 +40,11 @@ from alignment.align import align_face, ffhq_quad, quad_side, recipe_geometry
 from alignment.detect import detect_faces
 from alignment.models import face_detector
 from alignment.quality import padding_fraction
+from benchmarks.timing import best_time, pin_to_one_core
 from curation.catalog.imaging import load_rgb
 from tests.alignment.recipe import psnr, recipe_align
 
 FACES = REPO.parent / "shared" / "testdata" / "faces"
-
-
-def pin_to_one_core() -> None:
-    cv2.setNumThreads(1)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-
-def best_time(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 # --- alignment ---------------------------------------------------------------------------------------------------

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -43,25 +41,11 @@ from alignment.identity import (
     face_descriptors,
 )
 from alignment.models import face_recognizer
+from benchmarks.timing import best_time, pin_to_one_core
 from curation.catalog.imaging import load_rgb
 
 FACES = REPO.parent / "shared" / "testdata" / "faces"
 PHOTOS = sorted(p.name for p in FACES.glob("*.jpg") if p.name != "dogs.jpg")
-
-
-def pin_to_one_core() -> None:
-    cv2.setNumThreads(1)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-
-def best_time(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def crop_frame(landmarks: np.ndarray, size: int) -> np.ndarray:
