@@ -33,6 +33,7 @@ from curation.datasets.format import (
     sha256_file,
     unsafe_member_reason,
 )
+from curation.datasets.labels import is_label_pair
 from curation.datasets.reader import find_manifest, read_manifest
 
 
@@ -198,14 +199,7 @@ def _check_dataset_json(
     labels: dict[str, int] = {}
     entries = doc["labels"] if isinstance(doc["labels"], list) else [None]
     for entry in entries:
-        if not (
-            isinstance(entry, list)
-            and len(entry) == 2
-            and isinstance(entry[0], str)
-            and isinstance(entry[1], int)
-            and not isinstance(entry[1], bool)
-            and 0 <= entry[1] < MAX_CLASSES
-        ):
+        if not (is_label_pair(entry) and 0 <= entry[1] < MAX_CLASSES):
             rep.fault(
                 f'{DATASET_JSON}: each label must be ["NNNNN/imgNNNNNNNN.png", class in 0..{MAX_CLASSES - 1}], '
                 f"found {entry!r}"
