@@ -247,42 +247,20 @@ def test_stylegan3_generator_is_named(tmp_path, monkeypatch):
 def test_stylegan3_repository_stylegan2_options_are_read():
     from training.pickle_import import ModuleRecord, generator_kwargs
 
-    ada = ModuleRecord(
-        "Generator",
-        {
-            "_init_kwargs": {
-                "z_dim": 512,
-                "c_dim": 0,
-                "w_dim": 512,
-                "img_resolution": 256,
-                "img_channels": 3,
-                "mapping_kwargs": {"num_layers": 8},
-                "synthesis_kwargs": {
-                    "channel_base": 16384,
-                    "channel_max": 512,
-                    "num_fp16_res": 4,
-                    "conv_clamp": 256,
-                },
-            }
-        },
-    )
+    common = {
+        "z_dim": 512,
+        "c_dim": 0,
+        "w_dim": 512,
+        "img_resolution": 256,
+        "img_channels": 3,
+        "mapping_kwargs": {"num_layers": 8},
+    }
+    synthesis = {"channel_base": 16384, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256}
+    # stylegan2-ada-pytorch nests the synthesis options; the stylegan3 repository passes them flat.
+    ada = ModuleRecord("Generator", {"_init_kwargs": {**common, "synthesis_kwargs": synthesis}})
     sg3 = ModuleRecord(
         "Generator",
-        {
-            "_init_kwargs": {
-                "z_dim": 512,
-                "c_dim": 0,
-                "w_dim": 512,
-                "img_resolution": 256,
-                "img_channels": 3,
-                "mapping_kwargs": {"num_layers": 8},
-                "channel_base": 16384,
-                "channel_max": 512,
-                "num_fp16_res": 4,
-                "conv_clamp": 256,
-                "fused_modconv_default": "inference_only",
-            }
-        },
+        {"_init_kwargs": {**common, **synthesis, "fused_modconv_default": "inference_only"}},
     )
     assert generator_kwargs(ada) == generator_kwargs(sg3)
     assert generator_kwargs(sg3)["channel_base"] == 16384 and generator_kwargs(sg3)["num_reduced_res"] == 4
