@@ -181,7 +181,7 @@ const MOVES = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowD
 function peopleKey(e) {
   const list = live();
   const key = e.key;
-  const mv = MOVES[key];
+  const mv = MOVES[key] || MOVES[key.toLowerCase()];  // shift + l arrives as "L"
   if (mv) {
     const from = ps.cursor;
     moveTo(from + mv[0] + mv[1] * peopleColumns(list));
