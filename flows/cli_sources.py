@@ -112,6 +112,14 @@ def login(
     default=None,
     help="Cap on requests to Instagram per hour, on top of instaloader's own limits.",
 )
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1),
+    default=120.0,
+    show_default=True,
+    help="Most seconds one image download may take in all (retries included), however steadily it sends; "
+    "a slower one is listed as failed and retried next run.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @data_option
 def scrape(
@@ -121,6 +129,7 @@ def scrape(
     top_only: bool,
     restart: bool,
     max_requests_per_hour: int | None,
+    deadline: float,
     as_json: bool,
     data: Path | None,
 ) -> None:
@@ -142,6 +151,7 @@ def scrape(
         restart=restart,
         max_requests_per_hour=max_requests_per_hour,
         progress=not as_json,
+        download_deadline_s=deadline,
     )
     if as_json:
         echo_json(summary.as_dict())

@@ -208,6 +208,9 @@ class TagScraper:
         sleep: Callable[[float], None] = time.sleep,  # backoff between download retries
         download_attempts: int = 3,  # tries per image before it is left for the next run
         max_image_bytes: int = 50_000_000,  # Instagram serves at most ~1-2 MB per photo
+        # Most seconds one image may take in all, retries included: the loader's request timeout bounds each
+        # wait for the next bytes only, so a server dripping a byte at a time would hold the tag for ever.
+        download_deadline_s: float = 120.0,
         max_post_tries: int = 3,  # runs that may try to finish an incomplete post before it is given up
         caught_up_after: int = 36,  # known posts in a row (3 feed pages) that end a walk from the newest
     ):
@@ -222,6 +225,8 @@ class TagScraper:
         self.sleep = sleep
         self.download_attempts = download_attempts
         self.max_image_bytes = max_image_bytes
+        self.download_deadline_s = download_deadline_s
+        self._tried: set[str] = set()  # posts fetched in this run: a failed one is not tried twice
         self.max_post_tries = max_post_tries
         self.caught_up_after = caught_up_after
         self.out = TagOutcome(self.tag)
@@ -458,7 +463,8 @@ class TagScraper:
         return {(p or {}).get("sidecar_index") for p in rows}
 
     def _post(self, post: Post, feed: str) -> str:
-        """Fetch the post's new images; returns "video", "known" (nothing fetched) or "fetched"."""
+        """Fetch the post's new images; returns "video", "known" (nothing fetched), "tried" (fetched earlier in
+        this run) or "fetched"."""
         shortcode = post.shortcode
         retry = shortcode in self.state.incomplete
         if post.is_video:
@@ -468,6 +474,9 @@ class TagScraper:
         if known is not None and not retry:
             self.out.posts_known += 1
             return "known"
+        if shortcode in self._tried:
+            return "tried"  # finished first (_finish_incomplete) and failed again: once a run is enough
+        self._tried.add(shortcode)
         known = known or set()
         self.state.in_flight = shortcode
         self.state.save()
@@ -539,12 +548,18 @@ class TagScraper:
 
     def _download(self, url: str) -> bytes:
         last: BaseException | None = None
+        deadline = time.monotonic() + self.download_deadline_s
         for attempt in range(1, self.download_attempts + 1):
+            if attempt > 1 and time.monotonic() > deadline:
+                raise _DownloadFailed(
+                    f"download failed ({last}); gave up after the {self.download_deadline_s:.0f} s deadline "
+                    f"(attempt {attempt - 1} of {self.download_attempts})"
+                )
             try:
                 resp = self.ctx.get_raw(url)
                 try:
                     try:
-                        return read_limited(resp, self.max_image_bytes)
+                        return read_limited(resp, self.max_image_bytes, deadline)
                     except FetchRefused as e:
                         raise _DownloadFailed(e.reason) from None
                 finally:
@@ -562,7 +577,7 @@ class TagScraper:
                     "download of %s failed (%s), attempt %d of %d", url, e, attempt, self.download_attempts
                 )
                 if attempt < self.download_attempts:
-                    self.sleep(2.0 * attempt)
+                    self.sleep(min(2.0 * attempt, max(0.0, deadline - time.monotonic())))
         raise _DownloadFailed(f"download failed after {self.download_attempts} attempts: {last}")
 
 
@@ -669,6 +684,7 @@ def scrape_tags(
     progress: bool = True,
     loader: instaloader.Instaloader | None = None,  # tests pass one built by make_loader with instant sleeps
     sleep: Callable[[float], None] = time.sleep,
+    download_deadline_s: float = 120.0,  # per image, retries included (TagScraper)
 ) -> ScrapeSummary:
     """Scrape each tag in turn into the catalog; stops early on an account-wide refusal (see module doc)."""
     tags = unique_tags(tags)
@@ -707,6 +723,7 @@ def scrape_tags(
             progress=progress,
             ingestor=ingestor,
             sleep=sleep,
+            download_deadline_s=download_deadline_s,
         )
         display.scraper = scraper
         return scraper.run()
