@@ -39,28 +39,28 @@ def snapshot(tmp_path_factory):
     return stem
 
 
+def memorization(snapshot, archive, *options: str):
+    """`ghosts memorization --network SNAPSHOT --archive ARCHIVE OPTIONS... --device cpu`."""
+    return CliRunner().invoke(
+        main,
+        ["memorization", "--network", str(snapshot), "--archive", str(archive), *options, "--device", "cpu"],
+    )
+
+
 def test_memorization_reports_json_and_writes_the_sheet(archive, snapshot, tmp_path):
     sheet = tmp_path / "sheet.png"
-    result = CliRunner().invoke(
-        main,
-        [
-            "memorization",
-            "--network",
-            str(snapshot),
-            "--archive",
-            str(archive),
-            "--samples",
-            "3",
-            "--first-seed",
-            "4",
-            "--trunc",
-            "0.7",
-            "--json",
-            "--out",
-            str(sheet),
-            "--device",
-            "cpu",
-        ],
+    result = memorization(
+        snapshot,
+        archive,
+        "--samples",
+        "3",
+        "--first-seed",
+        "4",
+        "--trunc",
+        "0.7",
+        "--json",
+        "--out",
+        str(sheet),
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -74,35 +74,10 @@ def test_memorization_reports_json_and_writes_the_sheet(archive, snapshot, tmp_p
 
 
 def test_memorization_plain_summary_and_a_missing_archive(archive, snapshot, tmp_path):
-    runner = CliRunner()
-    ok = runner.invoke(
-        main,
-        [
-            "memorization",
-            "--network",
-            str(snapshot),
-            "--archive",
-            str(archive),
-            "--samples",
-            "2",
-            "--device",
-            "cpu",
-        ],
-    )
+    ok = memorization(snapshot, archive, "--samples", "2")
     assert ok.exit_code == 0, ok.output
     assert "2 generated faces against 24 training faces: 0.0% look like faces" in ok.output
-    missing = runner.invoke(
-        main,
-        [
-            "memorization",
-            "--network",
-            str(snapshot),
-            "--archive",
-            str(tmp_path / "nope.zip"),
-            "--device",
-            "cpu",
-        ],
-    )
+    missing = memorization(snapshot, tmp_path / "nope.zip")
     assert missing.exit_code == 1 and "not found" in missing.output
 
 
