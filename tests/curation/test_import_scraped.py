@@ -28,40 +28,56 @@ from tests.curation.test_instagram import jpeg
 CDN = "https://scontent-ams2-1.cdninstagram.com/v/t51.2885-15/"
 
 
+def graph_node(
+    typename: str, pk: str, shortcode: str, url: str, taken_at: int, caption: str, likes: int, owner, **more
+):
+    """A photo post as Instagram's GraphQL gives it and the scrapers save it (`more`: the tool's extra keys)."""
+    return {
+        "__typename": typename,
+        "id": pk,
+        "shortcode": shortcode,
+        "display_url": url,
+        "is_video": False,
+        "taken_at_timestamp": taken_at,
+        "edge_media_to_caption": {"edges": [{"node": {"text": caption}}]},
+        "edge_media_preview_like": {"count": likes},
+        "owner": owner,
+        **more,
+    }
+
+
 def instaloader_download(root):
     """What `instaloader '#ghostfaces'` leaves: `<date>_UTC.json.xz` per post, `_1`, `_2` for sidecar items."""
     folder = root / "#ghostfaces"
     folder.mkdir(parents=True)
     L = instaloader.Instaloader()
-    sidecar = {
-        "__typename": "GraphSidecar",
-        "id": "3300000000000000001",
-        "shortcode": "C1sidecar01",
-        "display_url": CDN + "a.jpg",
-        "is_video": False,
-        "taken_at_timestamp": 1_700_000_000,
-        "edge_media_to_caption": {"edges": [{"node": {"text": "two of us #GhostFaces #film"}}]},
-        "edge_media_preview_like": {"count": 41},
-        "owner": {"id": "111", "username": "anna"},
-        "edge_sidecar_to_children": {
+    sidecar = graph_node(
+        "GraphSidecar",
+        "3300000000000000001",
+        "C1sidecar01",
+        CDN + "a.jpg",
+        1_700_000_000,
+        "two of us #GhostFaces #film",
+        41,
+        {"id": "111", "username": "anna"},
+        edge_sidecar_to_children={
             "edges": [
                 {"node": {"display_url": CDN + "a.jpg", "is_video": False}},
                 {"node": {"display_url": CDN + "v.mp4", "is_video": True}},
                 {"node": {"display_url": CDN + "b.jpg", "is_video": False}},
             ]
         },
-    }
-    single = {
-        "__typename": "GraphImage",
-        "id": "3300000000000000002",
-        "shortcode": "C1single002",
-        "display_url": CDN + "c.jpg",
-        "is_video": False,
-        "taken_at_timestamp": 1_700_100_000,
-        "edge_media_to_caption": {"edges": [{"node": {"text": "alone #ghostfaces"}}]},
-        "edge_media_preview_like": {"count": 7},
-        "owner": {"id": "222", "username": "ben"},
-    }
+    )
+    single = graph_node(
+        "GraphImage",
+        "3300000000000000002",
+        "C1single002",
+        CDN + "c.jpg",
+        1_700_100_000,
+        "alone #ghostfaces",
+        7,
+        {"id": "222", "username": "ben"},
+    )
     instaloader.save_structure_to_file(
         instaloader.Post(L.context, sidecar), str(folder / "2023-11-14_22-13-20_UTC.json.xz")
     )
@@ -80,20 +96,19 @@ def instagram_scraper_download(root):
     folder = root / "carol"
     folder.mkdir(parents=True)
     urls = [CDN + "40120_1_n.jpg?stp=dst-jpg&_nc_ht=scontent&oh=00_A&oe=65", CDN + "40121_2_n.jpg?oh=00_B"]
-    node = {
-        "__typename": "GraphSidecar",
-        "id": "3300000000000000003",
-        "shortcode": "C1carol0003",
-        "display_url": urls[0],
-        "is_video": False,
-        "taken_at_timestamp": 1_690_000_000,
-        "edge_media_to_caption": {"edges": [{"node": {"text": "studio day"}}]},
-        "edge_media_preview_like": {"count": 99},
-        "owner": {"id": "333"},
-        "username": "carol",
-        "tags": ["portrait", "studio"],
-        "urls": urls,
-    }
+    node = graph_node(
+        "GraphSidecar",
+        "3300000000000000003",
+        "C1carol0003",
+        urls[0],
+        1_690_000_000,
+        "studio day",
+        99,
+        {"id": "333"},
+        username="carol",
+        tags=["portrait", "studio"],
+        urls=urls,
+    )
     doc = {"GraphImages": [node], "GraphProfileInfo": {"username": "carol", "info": {"id": "333"}}}
     (folder / "carol.json").write_text(json.dumps(doc, indent=4))
     (folder / "40120_1_n.jpg").write_bytes(jpeg(104))
