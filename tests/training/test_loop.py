@@ -189,27 +189,12 @@ def test_transfer_learning_starts_a_new_run_from_the_weights(archive16, tmp_path
 
 
 def test_cli_errors_are_clear(archive32, archive16, tmp_path):
-    r = CliRunner().invoke(
-        ghosts, ["train", "--archive", str(tmp_path / "nope.zip"), "--outdir", str(tmp_path)]
-    )
+    r = run_cli("--archive", tmp_path / "nope.zip", "--outdir", tmp_path)
     assert r.exit_code == 1 and "dataset archive not found" in r.output
-    r = CliRunner().invoke(
-        ghosts, ["train", "--archive", str(archive32), "--batch", "6", "--mbstd-group", "4"]
-    )
+    r = run_cli("--archive", archive32, "--batch", "6", "--mbstd-group", "4")
     assert r.exit_code == 1 and "must divide the per-GPU batch 6" in r.output
-    r = CliRunner().invoke(
-        ghosts,
-        [
-            "train",
-            "--archive",
-            str(archive32),
-            "--outdir",
-            str(tmp_path / "empty"),
-            "--resume",
-            "latest",
-            "--kimg",
-            "0.01",
-        ],
+    r = run_cli(
+        "--archive", archive32, "--outdir", tmp_path / "empty", "--resume", "latest", "--kimg", "0.01"
     )
     assert r.exit_code == 1 and "no complete snapshot" in r.output
     tiny16 = dict(img_resolution=16, channel_base=128, channel_max=16)
@@ -218,20 +203,16 @@ def test_cli_errors_are_clear(archive32, archive16, tmp_path):
         D=Discriminator(**tiny16),
         G=Generator(z_dim=16, w_dim=16, mapping_layers=2, **tiny16),
     )
-    r = CliRunner().invoke(
-        ghosts,
-        [
-            "train",
-            "--archive",
-            str(archive32),
-            "--outdir",
-            str(tmp_path / "r32"),
-            "--resume",
-            str(src) + ".json",
-            "--kimg",
-            "0.01",
-            *CLI_TINY,
-        ],
+    r = run_cli(
+        "--archive",
+        archive32,
+        "--outdir",
+        tmp_path / "r32",
+        "--resume",
+        f"{src}.json",
+        "--kimg",
+        "0.01",
+        *CLI_TINY,
     )
     assert r.exit_code == 1 and "resolution mismatch" in r.output and "16 px" in r.output
 
