@@ -23,32 +23,36 @@ from training.config import Flag, TrainSettings, make_settings
 # --------------------------------------------------------------------------- options from TrainSettings
 
 
-def _click_type(name: str) -> tuple[Any, bool]:
-    """click's type for TrainSettings field `name` (ranges from its bounds) and whether it is a flag."""
+def _click_type(name: str) -> tuple[Any, bool, str]:
+    """click's type for TrainSettings field `name`, whether it is an on/off flag, and its bounds as text for the
+    help. The bounds themselves are checked by TrainSettings (one message, exit 1, the same in a flow run)."""
     info = TrainSettings.model_fields[name]
     ann = info.annotation
     if typing.get_origin(ann) in (typing.Union, types.UnionType):  # X | None
         ann = next(a for a in typing.get_args(ann) if a is not type(None))
     if ann is bool:
-        return None, True
+        return None, True, ""
     if typing.get_origin(ann) is typing.Literal:
-        return click.Choice(typing.get_args(ann)), False
+        return click.Choice(typing.get_args(ann)), False, ""
     if ann in (int, float):
         lo = hi = None
-        lo_open = hi_open = False
         for m in info.metadata:
             if isinstance(m, annotated_types.Ge):
-                lo = m.ge
+                lo = ("<=", m.ge)
             elif isinstance(m, annotated_types.Gt):
-                lo, lo_open = m.gt, True
+                lo = ("<", m.gt)
             elif isinstance(m, annotated_types.Le):
-                hi = m.le
+                hi = ("<=", m.le)
             elif isinstance(m, annotated_types.Lt):
-                hi, hi_open = m.lt, True
-        if ann is int:
-            return click.IntRange(lo, hi, min_open=lo_open, max_open=hi_open), False
-        return click.FloatRange(lo, hi, min_open=lo_open, max_open=hi_open), False
-    return str, False  # str, and lists typed as a comma list (metrics)
+                hi = ("<", m.lt)
+        if lo and hi:
+            bounds = f"{lo[1]}{lo[0]}x{hi[0]}{hi[1]}"
+        elif lo:
+            bounds = f"x{lo[0].replace('<', '>')}{lo[1]}"
+        else:
+            bounds = f"x{hi[0]}{hi[1]}" if hi else ""
+        return ann, False, bounds
+    return str, False, ""  # str, and lists typed as a comma list (metrics)
 
 
 def _dest(name: str, rename: dict[str, str]) -> str:
@@ -65,7 +69,7 @@ def training_options(fn: Callable | None = None, *, rename: dict[str, str] | Non
         for name in reversed(list(TrainSettings.model_fields)):
             info = TrainSettings.model_fields[name]
             flag = rename.get(name) or TrainSettings.flag(name)
-            kind, is_flag = _click_type(name)
+            kind, is_flag, bounds = _click_type(name)
             metavar = next((m.metavar for m in info.metadata if isinstance(m, Flag) and m.metavar), None)
             default = info.default
             if isinstance(default, list):
@@ -76,7 +80,8 @@ def training_options(fn: Callable | None = None, *, rename: dict[str, str] | Non
             else:
                 decl = flag
                 extra.update(type=kind, metavar=metavar)
-            f = click.option(decl, _dest(name, rename), default=default, help=info.description, **extra)(f)
+            text = f"{info.description} [{bounds}]" if bounds else info.description
+            f = click.option(decl, _dest(name, rename), default=default, help=text, **extra)(f)
         return f
 
     return decorate(fn) if fn is not None else decorate

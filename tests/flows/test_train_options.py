@@ -97,7 +97,9 @@ def test_changing_a_default_in_the_model_changes_all_three(archive, tmp_path):
 
 
 def test_a_bad_option_is_one_line_naming_the_flag(tmp_path):
-    r = CliRunner().invoke(main, ["run", "train", "--cmax", "4096", "--data", str(tmp_path)])
-    assert r.exit_code == 2 and "--cmax" in r.output and "1<=x<=1024" in r.output
+    r = CliRunner().invoke(main, ["train", "--cmax", "4096", "--archive", str(tmp_path / "x.zip")])
+    assert r.exit_code == 1 and "--cmax 4096: Input should be less than or equal to 1024" in r.output
+    shown = CliRunner().invoke(main, ["train", "--help"], terminal_width=200).output
+    assert "Channel maximum [512]. [1<=x<=1024]" in shown  # the bounds, from the same declaration
     with pytest.raises(TrainingError, match="--map 0: Input should be greater than or equal to 1"):
         build_options(tmp_path / "x.zip", tmp_path, map_layers=0)  # refused before the archive is read
