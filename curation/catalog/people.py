@@ -241,7 +241,7 @@ def caps_status(session, top: int = 3) -> dict[str, Any]:
             per["owner"][owner] = per["owner"].get(owner, 0) + 1
     out: dict[str, Any] = {"accepted": len(rows), **caps}
     for kind, cap in (("person", caps["max_per_person"]), ("owner", caps["max_per_owner"])):
-        ranked = sorted(per[kind].items(), key=lambda kv: (-kv[1], str(kv[0])))
+        ranked = sorted(per[kind].items(), key=lambda kv: (-kv[1], kv[0]))  # ids or names: one type a kind
         out[f"top_{kind}s"] = [[k, n] for k, n in ranked[:top]]
         out[f"over_{kind}"] = [[k, n] for k, n in ranked if cap is not None and n > cap]
     return out

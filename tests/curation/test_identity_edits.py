@@ -174,3 +174,48 @@ def test_caps_beside_the_counter_warn_above_the_cap(workspace, grouped):
         assert caps_status(s)["max_per_owner"] == 1
         with pytest.raises(Exception, match="whole number"):
             set_caps(s, max_per_person=-3)
+
+
+def test_ten_thousand_faces_in_five_hundred_people_count_fast(workspace):
+    """The people view and the caps beside the counter over 10,000 faces (500 people, 2,000 accepted): a few
+    grouped queries, well under a second each (prints the times; -s shows them)."""
+    import time
+
+    from sqlalchemy import insert
+
+    from curation.catalog.schema import Person
+
+    ids = make_catalog(workspace, photos=4, faces_per_photo=1)["images"]
+    with workspace.session() as s:
+        s.execute(insert(Person), [{"id": p} for p in range(1, 501)])
+        s.execute(
+            insert(Face),
+            [
+                {
+                    "image_id": ids[i % 4],
+                    "index": i + 4,
+                    "detector": "hog",
+                    "score": (i * 7919 % 1000) / 1000,
+                    "decision": "accepted" if i % 5 == 0 else "undecided",
+                    "deleted": False,
+                    "manual": False,
+                    "upscaled": False,
+                    "person_id": 1 + i % 500,
+                }
+                for i in range(10_000)
+            ],
+        )
+        set_caps(s, max_per_person=3)
+    with client_for(workspace) as c:
+        c.get("/people")  # warm the templates
+        for path in ("/people", "/api/people", "/api/people/caps", "/?person=7"):
+            t0 = time.perf_counter()
+            r = c.get(path)
+            elapsed = time.perf_counter() - t0
+            assert r.status_code == 200, path
+            assert elapsed < 1.0, f"{path} took {elapsed:.2f} s"
+            print(f"{path}: {1000 * elapsed:.0f} ms")
+        caps = c.get("/api/people/caps").json()
+    # Every fifth face accepted: people 1, 6, 11, ... hold 20 accepted each, above the cap of 3.
+    assert caps["accepted"] == 2000 and len(caps["over_person"]) == 100
+    assert caps["top_persons"][0] == [1, 20] and caps["over_person"][-1] == [496, 20]
