@@ -381,7 +381,10 @@ def main() -> None:
     )
     ap.add_argument("--reps", type=int, default=5, help="for --vs-reference: timed steps per implementation")
     ap.add_argument("--compile", action="store_true", help="for --vs-reference: ghosts with torch.compile")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.vs_reference:
         with tempfile.TemporaryDirectory() as tmp:
             for cfg in args.configs.split(","):

@@ -109,7 +109,12 @@ class Conv2dLayer(nn.Module):
     def forward(self, x: torch.Tensor, gain: float = 1.0, clamp: bool = False) -> torch.Tensor:
         w = self.weight * self.weight_gain
         k = w.shape[-1]
-        if self.down > 1:
+        if self.down > 1 and k == 1:
+            # 1x1 (the skip): low-pass and decimate first, then the 1x1 kernel at the low resolution.
+            p = (self.resample_filter.numel() - self.down + 1) // 2
+            x = upfirdn2d(x, self.resample_filter, down=self.down, padding=p)
+            x = F.conv2d(x, w.to(x.dtype))
+        elif self.down > 1:
             # Low-pass with enough padding that a stride-2 valid convolution lands on H/2.
             p = (self.resample_filter.numel() - self.down + k - 1) // 2
             x = upfirdn2d(x, self.resample_filter, padding=p)
@@ -180,21 +185,15 @@ def _fir_after_transposed_conv(
     the result is exactly `up` times the input size; all the padding goes before the FIR."""
     p0 = padding + (f.numel() + up - 1) // 2 - (k - 1)
     p1 = padding + (f.numel() - up) // 2 - (k - up)
-    if p0 < 0 or p1 < 0:
-        return upfirdn2d(x, f, padding=(p0, p1, p0, p1), gain=up * up)
-    # One 2-D depthwise pass: on CPU about twice as fast here as the two 1-D passes of upfirdn2d (measured,
-    # benchmarks/train_bench.py --layer); the same numbers up to rounding.
-    c = x.shape[1]
-    f2 = (f[:, None] * f[None, :]).flip([0, 1]).to(x.dtype) * (up * up)  # flipped: conv2d correlates
-    return F.conv2d(F.pad(x, [p0, p1, p0, p1]), f2.expand(c, 1, *f2.shape), groups=c)
+    return upfirdn2d(x, f, padding=(p0, p1, p0, p1), gain=up * up)  # one 2-D depthwise pass (ops.upfirdn2d)
 
 
-def _legacy_modulated_conv2d(x, weight, styles, *, padding, resample_filter, up):
+def _legacy_modulated_conv2d(x, weight, styles, *, padding, resample_filter, up, fused=True):
     """Format-version-1 up-sampling convolution: FIR up-sampling (zero padding after the filter), then a 3x3
     correlation at twice the resolution."""
     if up > 1:
         x = upsample2d(x, resample_filter, up=up)
-    return modulated_conv2d(x, weight, styles, padding=padding)
+    return modulated_conv2d(x, weight, styles, padding=padding, fused=fused)
 
 
 # ---------------------------------------------------------------------------------------------- mapping
@@ -299,13 +298,29 @@ class SynthesisLayer(nn.Module):
         clamp: bool = False,
     ) -> torch.Tensor:
         styles = self.affine(w)
+        # As the reference: a network in training mode scales activations around one convolution of the whole
+        # batch (on CPU 1.2-1.7x faster to train through, measured by benchmarks/train_bench.py); in eval mode
+        # one grouped convolution of per-sample weights. The same maths; tests/training/test_networks.py.
+        fused = not self.training
         if self.arch_version == 1:
             x = _legacy_modulated_conv2d(
-                x, self.weight, styles, padding=self.padding, resample_filter=self.resample_filter, up=self.up
+                x,
+                self.weight,
+                styles,
+                padding=self.padding,
+                resample_filter=self.resample_filter,
+                up=self.up,
+                fused=fused,
             )
         else:
             x = modulated_conv2d(
-                x, self.weight, styles, padding=self.padding, up=self.up, resample_filter=self.resample_filter
+                x,
+                self.weight,
+                styles,
+                padding=self.padding,
+                up=self.up,
+                resample_filter=self.resample_filter,
+                fused=fused,
             )
         if self.use_noise:
             if noise is None and noise_mode == "random":
@@ -335,7 +350,7 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, clamp: bool = False) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=not self.training)
         x = x + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
         if clamp and self.conv_clamp is not None:
             x = x.clamp(-self.conv_clamp, self.conv_clamp)
@@ -498,21 +513,21 @@ class Generator(nn.Module):
     ):
         super().__init__()
         check_arch_version(arch_version)
-        self.init_kwargs = dict(
-            z_dim=z_dim,
-            c_dim=c_dim,
-            w_dim=w_dim,
-            img_resolution=img_resolution,
-            img_channels=img_channels,
-            mapping_layers=mapping_layers,
-            channel_base=channel_base,
-            channel_max=channel_max,
-            num_reduced_res=num_reduced_res,
-            conv_clamp=conv_clamp,
-            mapping_lr_multiplier=mapping_lr_multiplier,
-            w_avg_beta=w_avg_beta,
-            arch_version=arch_version,
-        )
+        self.init_kwargs = {
+            "z_dim": z_dim,
+            "c_dim": c_dim,
+            "w_dim": w_dim,
+            "img_resolution": img_resolution,
+            "img_channels": img_channels,
+            "mapping_layers": mapping_layers,
+            "channel_base": channel_base,
+            "channel_max": channel_max,
+            "num_reduced_res": num_reduced_res,
+            "conv_clamp": conv_clamp,
+            "mapping_lr_multiplier": mapping_lr_multiplier,
+            "w_avg_beta": w_avg_beta,
+            "arch_version": arch_version,
+        }
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = SynthesisNetwork(
@@ -674,20 +689,20 @@ class Discriminator(nn.Module):
         super().__init__()
         check_resolution(img_resolution)
         check_arch_version(arch_version)
-        self.init_kwargs = dict(
-            c_dim=c_dim,
-            img_resolution=img_resolution,
-            img_channels=img_channels,
-            channel_base=channel_base,
-            channel_max=channel_max,
-            num_reduced_res=num_reduced_res,
-            conv_clamp=conv_clamp,
-            mbstd_group_size=mbstd_group_size,
-            mbstd_num_channels=mbstd_num_channels,
-            mapping_layers=mapping_layers,
-            cmap_dim=cmap_dim,
-            arch_version=arch_version,
-        )
+        self.init_kwargs = {
+            "c_dim": c_dim,
+            "img_resolution": img_resolution,
+            "img_channels": img_channels,
+            "channel_base": channel_base,
+            "channel_max": channel_max,
+            "num_reduced_res": num_reduced_res,
+            "conv_clamp": conv_clamp,
+            "mbstd_group_size": mbstd_group_size,
+            "mbstd_num_channels": mbstd_num_channels,
+            "mapping_layers": mapping_layers,
+            "cmap_dim": cmap_dim,
+            "arch_version": arch_version,
+        }
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         self.block_resolutions = [2**i for i in range(int(np.log2(img_resolution)), 2, -1)]
         channels = {r: min(channel_base // r, channel_max) for r in self.block_resolutions + [4]}

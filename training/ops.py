@@ -56,15 +56,18 @@ def upfirdn2d(
         x = x.reshape(n, c, h * up, w * up)
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
-    f = f.to(x.dtype) * (gain**0.5)  # half of the gain per 1-D pass
     if not flip_filter:  # conv2d correlates; flipping makes it a true convolution
         f = f.flip(0)
     k = f.numel()
-    x = F.conv2d(x, f.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
-    x = F.conv2d(x, f.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+    # A stride-`down` convolution computes exactly the pixels that decimation keeps, and nothing else.
+    if k < 8:
+        # Short filters (the [1,3,3,1] of the networks) as one 2-D depthwise pass: on CPU faster than two
+        # 1-D passes (measured, benchmarks/train_bench.py --vs-reference), as the reference filters them.
+        f2 = f.to(x.dtype)[:, None] * f.to(x.dtype)[None, :] * gain
+        return F.conv2d(x, f2.expand(c, 1, k, k), stride=down, groups=c)
+    f = f.to(x.dtype) * (gain**0.5)  # half of the gain per 1-D pass
+    x = F.conv2d(x, f.view(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, down), groups=c)
+    return F.conv2d(x, f.view(1, 1, k, 1).expand(c, 1, k, 1), stride=(down, 1), groups=c)
 
 
 def upsample2d(
