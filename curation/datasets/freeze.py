@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -481,8 +482,9 @@ def share_warnings(
 
 def _align_photo(
     job: tuple[Path, list[np.ndarray], int, int | None, bool],
-) -> list[tuple[bytes, np.ndarray | None]]:
-    """Cut every selected face out of one photo: PNG bytes and, for the mirror check, its two pHashes."""
+) -> list[tuple[bytes, str, int, np.ndarray | None]]:
+    """Cut every selected face out of one photo: PNG bytes, their sha256 and CRC-32 (hashed here, on the
+    worker thread: hashlib and zlib release the GIL) and, for the mirror check, its two pHashes."""
     path, quads, size, max_pixels, hashes = job
     if not path.is_file():
         raise GhostsError(f"{path} is missing from the image store; re-import the image or reject its faces")
@@ -490,7 +492,10 @@ def _align_photo(
     out = []
     for quad in quads:
         face = np.asarray(align_face(rgb, quad, size=size), dtype=np.uint8)
-        out.append((encode_png(face), face_hashes(face) if hashes else None))
+        png = encode_png(face)
+        out.append(
+            (png, hashlib.sha256(png).hexdigest(), zlib.crc32(png), face_hashes(face) if hashes else None)
+        )
     return out
 
 
@@ -632,10 +637,10 @@ def write_version_archive(
             total=len(records), desc=f"freeze {name} v{version}", unit="face", disable=not progress
         ) as bar:
             for faces in ordered_map(_align_photo, plan.jobs, workers=workers, chunk=1):
-                for png, h in faces:
+                for png, digest, crc, h in faces:
                     rec = records[writer.count]
                     label = plan.class_names.index(rec.get("query") or UNTAGGED) if plan.class_names else None
-                    writer.add(png, rec, label)
+                    writer.add(png, rec, label, sha256=digest, crc=crc)
                     if h is not None:
                         hashes.append(h)
                 bar.update(len(faces))
