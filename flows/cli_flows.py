@@ -153,6 +153,21 @@ def _foreground(fn):
     return wrapper
 
 
+def _settings_first(renames: dict[str, str] | None = None):
+    """The training options (training_options) checked before anything starts, even a Prefect server, and
+    handed on as one `settings` argument."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            settings = settings_from(kwargs, renames)
+            return fn(*args, settings=settings, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 # ------------------------------------------------------------------------------------------------ run
 
 
@@ -188,8 +203,9 @@ def run() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_option
+@_settings_first(_PIPELINE_RENAMES)
 @_foreground
-def run_pipeline(**kw) -> None:
+def run_pipeline(settings, **kw) -> None:
     """scrape/import -> analyse -> review gate -> freeze -> train, once.
 
     Without --auto-accept the run pauses at the review gate: open the review page (`ghosts review`) and press
@@ -199,7 +215,6 @@ def run_pipeline(**kw) -> None:
     from curation.review.autoaccept import parse_rule
     from flows.pipeline import pipeline
 
-    settings = settings_from(kw, _PIPELINE_RENAMES)
     if not kw["tags"] and not kw["paths"]:
         raise GhostsError("nothing to bring in: give --tag TAG (or --import FOLDER)")
     if kw["auto_accept_rule"]:
@@ -388,12 +403,12 @@ def run_freeze(
 @training_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_option
+@_settings_first()
 @_foreground
-def run_train(archive: Path | None, as_json: bool, data: Path | None, **kw) -> None:
+def run_train(archive: Path | None, as_json: bool, data: Path | None, settings) -> None:
     """Train on an archive once (a second run for the same archive skips, or resumes a failed one)."""
     from flows.train import train  # lazy: Prefect, torch
 
-    settings = settings_from(kw)
     archive = archive_to_train(archive, data)
     _print(train(archive=str(archive.resolve()), settings=settings, data=_workspace(data)), as_json)
 
