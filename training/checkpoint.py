@@ -397,10 +397,14 @@ class RunLock:
                 self._log(message)
             else:
                 print(message, file=sys.stderr)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:  # a full disk: no lock, and no lock file left behind
+            self.release()
+            raise
         return self
 
     def release(self) -> None:

@@ -18,6 +18,7 @@ class GhostsError(Exception):
 _OS_FAULTS = {
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "a file grew past the largest size allowed here (the file system's, or `ulimit -f`)",
     errno.EROFS: "the file system is read-only",
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",

@@ -193,6 +193,11 @@ def open_workspace(
     _refuse_missing_catalog(ws)
     writable = _writable(ws)
     if read_only:
+        if ws.catalog_file is not None and not ws.catalog_file.exists():
+            raise GhostsError(
+                f"the catalog {ws.catalog_file} is missing (the workspace holds no images or datasets): "
+                f"run `ghosts init --data {ws.root}` to start an empty one"
+            )
         ro = Workspace(ws.root, settings, read_only=True)
         rev = _opened(ro, lambda: _check_revision(ro))
         if rev == head_revision():

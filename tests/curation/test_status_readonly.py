@@ -164,3 +164,16 @@ def test_a_read_only_workspace_object_refuses_writes(filled):
     with ws.session() as s:
         assert [im.owner for im in s.query(Image)] == [None]
     ws.close()
+
+
+def test_status_of_a_workspace_whose_catalog_is_gone_says_so_and_creates_nothing(tmp_path):
+    ws = init_workspace(tmp_path / "ws")
+    ws.close()
+    for extra in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{ws.root / 'catalog.sqlite'}{extra}")
+    r = ghosts("status", "--json", "--data", ws.root)
+    assert r.exit_code == 1 and "is missing" in json.loads(r.stdout)["error"] and "ghosts init" in r.stderr
+    assert not (ws.root / "catalog.sqlite").exists()
+    assert ghosts("init", "--data", ws.root).exit_code == 0  # (no data beside it: init starts an empty one)
+    assert json.loads(ghosts("status", "--json", "--data", ws.root).stdout)["images"]["total"] == 0

@@ -288,6 +288,20 @@ HOLD_AND_SLEEP = (
 )
 
 
+def test_a_full_disk_when_the_lock_is_written_leaves_no_lock_file(tmp_path, monkeypatch):
+    import errno
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError, match="No space left"):
+        RunLock(tmp_path).acquire()
+    monkeypatch.undo()
+    assert not (tmp_path / LOCK_NAME).exists()
+    RunLock(tmp_path).acquire().release()  # and nothing is held
+
+
 def test_a_lock_left_by_a_killed_process_is_taken_over_with_a_message(tmp_path):
     child = subprocess.Popen(
         [
