@@ -2,8 +2,10 @@
 
 Without PREFECT_API_URL, Prefect starts a temporary server inside each process that needs one: analysis
 worker processes (spawned by the process-pool task runner) each started their own, which cost a minute for
-four photos. `foreground_api()` starts one server for the whole command instead (`prefect server start`,
-without its services and UI: a foreground run needs neither), exports its address in the environment so
+four photos. `foreground_api()` starts one server for the whole command instead (Prefect's API app without
+its services and UI, as `prefect server start --no-services --no-ui` runs it: a foreground run needs
+neither), forked from the command's own process, which has Prefect imported already, while that process
+forks its analysis workers and imports the flows; it exports the server's address in the environment so
 every child process inherits it, and stops it when the command ends.
 
 `api_watchdog()` polls the API's health endpoint while the command runs; when the API stops answering for
@@ -14,8 +16,13 @@ Prefect's client would otherwise retry, and a crashed engine may wait forever.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import json
+import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +35,7 @@ from collections.abc import Callable, Iterator
 
 from curation.catalog.errors import GhostsError
 
+TEMPORARY_API_ENV = "GHOSTS_TEMPORARY_API"  # the temporary server's API URL, while a command runs on one
 START_TIMEOUT_S = 60  # the temporary server's start-up (migrating a fresh database included)
 HEALTH_EVERY_S = 2.0
 
@@ -47,43 +55,40 @@ def api_healthy(url: str, timeout: float = 3.0) -> bool:
 
 
 @contextlib.contextmanager
-def foreground_api(configured: str | None, warm: Callable[[], object] | None = None) -> Iterator[str]:
+def foreground_api(
+    configured: str | None,
+    warm: Callable[[], object] | None = None,
+    prestart: Callable[[], contextlib.AbstractContextManager] | None = None,
+) -> Iterator[str]:
     """Yield the API URL every process of this command uses: `configured`, else a temporary server's.
 
-    `warm` runs while the server starts (importing the flow modules overlaps the server's start-up)."""
-    if configured:
-        yield configured
-        return
+    `prestart` (the analysis worker processes, flows.worker_pool.prestarted) is entered for the whole block,
+    and `warm` runs, while the server starts: forking the workers, loading their models and importing the
+    flow modules overlap the server's start-up. With an API configured, only `prestart` runs."""
+    with contextlib.ExitStack() as stack:
+        if configured:
+            if prestart is not None:
+                stack.enter_context(prestart())
+            yield configured
+            return
+        yield stack.enter_context(_temporary_api(warm, prestart, stack))
+
+
+@contextlib.contextmanager
+def _temporary_api(
+    warm: Callable[[], object] | None,
+    prestart: Callable[[], contextlib.AbstractContextManager] | None,
+    stack: contextlib.ExitStack,
+) -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below, after the server stops
-    argv = [
-        sys.executable,
-        "-m",
-        "prefect",
-        "server",
-        "start",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-services",
-        "--no-ui",
-    ]
-    proc = subprocess.Popen(
-        argv,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_parent_death_signal(),
-    )  # noqa: PLW1509 - one prctl call, no imports
+    proc = _start_server(port, log)
     restore = _exit_on_sigterm()
     try:
         end = time.monotonic() + START_TIMEOUT_S
+        if prestart is not None:
+            stack.enter_context(prestart())  # closed after the server stops
         if warm is not None:
             warm()
         while not api_healthy(url, timeout=1):
@@ -101,6 +106,9 @@ def foreground_api(configured: str | None, warm: Callable[[], object] | None = N
 
         old = os.environ.get("PREFECT_API_URL")
         os.environ["PREFECT_API_URL"] = url  # inherited by every worker process
+        os.environ[TEMPORARY_API_ENV] = (
+            url  # the review gate records that its run's API goes with the command
+        )
         # ... and seen by this process's threads outside any settings context (the process pool's event and
         # log forwarding thread started a server of its own otherwise).
         refresh_global_settings_context()
@@ -108,44 +116,125 @@ def foreground_api(configured: str | None, warm: Callable[[], object] | None = N
             with temporary_settings(updates={PREFECT_API_URL: url}):
                 yield url
         finally:
+            os.environ.pop(TEMPORARY_API_ENV, None)
             if old is None:
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = old
             refresh_global_settings_context()
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        proc.stop()
         log.close()
         restore()
 
 
-def _parent_death_signal():
-    """What the server's process runs before exec: SIGTERM when this command's process ends, however it ends
-    (Linux; prctl PR_SET_PDEATHSIG). libc is loaded here, so the child only makes one call, imports nothing."""
+class _Server:
+    """The temporary server's process, started by `_start_server` one way or the other."""
+
+    def __init__(self, popen: subprocess.Popen | None = None, forked: multiprocessing.Process | None = None):
+        self._popen, self._forked = popen, forked
+
+    def poll(self) -> int | None:
+        return self._popen.poll() if self._popen is not None else self._forked.exitcode
+
+    def stop(self) -> None:
+        if self.poll() is not None:
+            return
+        if self._popen is not None:
+            self._popen.terminate()
+            try:
+                self._popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._popen.kill()
+                self._popen.wait()
+            return
+        self._forked.terminate()
+        self._forked.join(timeout=10)
+        if self._forked.exitcode is None:
+            self._forked.kill()
+            self._forked.join()
+
+
+def _start_server(port: int, log) -> _Server:
+    """`prefect server start --no-services --no-ui` on 127.0.0.1:`port`, its output to `log`.
+
+    Forked from this process when it runs no other thread (Linux): the child has Prefect imported already,
+    which saves the seconds a new interpreter spends importing it again; else a new `prefect` process."""
+    prctl = _prctl()
+    if prctl is not None and _can_fork() and "prefect" in sys.modules:
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered here may be written twice
+            with contextlib.suppress(Exception):
+                stream.flush()
+        child = multiprocessing.get_context("fork").Process(
+            target=_serve_forked, args=(port, log.fileno(), prctl), name="ghosts-prefect-server", daemon=True
+        )
+        child.start()
+        return _Server(forked=child)
+    env = {**os.environ, **_SERVER_ENV}
+    env.pop("PREFECT_API_URL", None)
+    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    return _Server(
+        popen=subprocess.Popen(
+            [*argv, "--no-services", "--no-ui"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=None if prctl is None else functools.partial(prctl, *_PDEATHSIG_ARGS),  # noqa: PLW1509 - one prctl call, no imports
+        )
+    )
+
+
+_SERVER_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "false",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+}
+
+
+def _can_fork() -> bool:
+    """Forking copies only the calling thread: a lock another thread holds would stay locked in the child."""
+    return threading.active_count() == 1 and "torch" not in sys.modules
+
+
+def _serve_forked(port: int, log_fd: int, prctl) -> None:
+    """The forked server child: its own session, SIGTERM when the command's process ends, output to the log,
+    settings from the environment as a new `prefect server start` would read them."""
+    os.setsid()
+    prctl(*_PDEATHSIG_ARGS)
+    if os.getppid() == 1:
+        os._exit(1)  # the command ended before the signal was armed
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.environ.update(_SERVER_ENV)
+    os.environ.pop("PREFECT_API_URL", None)
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
+    import uvicorn
+    from prefect.server.api.server import create_app
+
+    uvicorn.run(create_app(final=True, webserver_only=True), host="127.0.0.1", port=port, log_level="warning")
+
+
+_PDEATHSIG_ARGS = (1, int(signal.SIGTERM), 0, 0, 0)  # prctl(PR_SET_PDEATHSIG, SIGTERM)
+
+
+def _prctl():
+    """libc's prctl (Linux), loaded here so the server's child only makes one call and imports nothing; the
+    child asks it for SIGTERM when this command's process ends, however it ends. None elsewhere."""
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes
-    import ctypes.util
-    import signal
-
     try:
-        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl
     except (OSError, AttributeError):
         return None
-    return lambda: prctl(1, int(signal.SIGTERM), 0, 0, 0)
 
 
 def _exit_on_sigterm():
     """SIGTERM (a `kill`, a supervisor stopping the command) becomes SystemExit, so the temporary server is
     stopped on the way out; returns what puts the previous handler back."""
-    import signal
-
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = signal.getsignal(signal.SIGTERM)

@@ -15,13 +15,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.tasks import exponential_backoff
 
-from curation.analysis.analyze import analyze_images
+from curation.analysis.analyze import workspace_target_size
 from curation.catalog.errors import GhostsError
 from curation.catalog.status import batch_outcome, pending_image_ids
+from curation.catalog.workers import default_workers
 from curation.sources.ingest import ingest_paths
 from curation.sources.instagram.scraper import ACCOUNT_WIDE, scrape_each_tag, scrape_tags, unique_tags
 from flows.artifacts import artifact_key, contact_sheet, data_uri
-from flows.runners import make_task_runner
+from flows.runners import in_worker, make_task_runner
+from flows.worker_pool import analyze_batch_here
 from flows.workspace import open_data, resolve_data
 
 INSTAGRAM_LIMIT = "instagram"  # the global concurrency limit every Instagram request holds a slot of
@@ -112,10 +114,9 @@ def pending_images(data: str) -> list[int]:
 def analyze_batch(
     data: str, image_ids: list[int], detector: str = "hog", target_size: int | None = None
 ) -> dict[str, Any]:
-    """Detect, landmark, align and score the faces of a few images (the alignment room's batch entry point)."""
-    return analyze_images(
-        open_data(data), image_ids, detector=detector, target_size=target_size, progress=False
-    )
+    """Detect, landmark, align and score the faces of a few images: in a worker process of the `processes`
+    runner, else in this task's thread or Dask worker."""
+    return in_worker(analyze_batch_here, data, image_ids, detector, target_size)
 
 
 @flow(name="analyze-images", log_prints=True)
@@ -168,6 +169,17 @@ def report(data: str, image_ids: list[int], sources: dict[str, Any]) -> dict[str
     return {"new_images": len(image_ids), "faces": len(faces), "by_status": by_status, "rejects": reasons}
 
 
+def spread_batches(
+    images: int, batch_size: int, runner: str, workers: int | None, dask_address: str | None
+) -> int:
+    """Images per analysis task: `batch_size`, or fewer when that leaves local workers idle (4 photos, 2
+    workers: 2 batches of 2, not 1 of 4). A Dask scheduler's size is not known here: `batch_size` as given."""
+    if dask_address or images < 1:
+        return batch_size
+    slots = workers or (default_workers() if runner != "dask" else 2)
+    return max(1, min(batch_size, -(-images // slots)))
+
+
 # ------------------------------------------------------------------------------------------------ flow
 
 
@@ -180,7 +192,7 @@ def scrape_and_align(
     data: str | None = None,  # workspace folder; None: GHOSTS_DATA or ./data
     detector: str = "hog",  # hog (fast) or cnn (slower, finds more)
     target_size: int | None = None,  # dataset side (smaller crops flagged upscaled); None: workspace setting
-    batch_size: int = 8,  # images per analysis task
+    batch_size: int = 8,  # images per analysis task at most (fewer when that gives every local worker some)
     runner: str = "processes",  # processes (analysis is CPU-bound) | threads | dask
     workers: int | None = None,  # threads/processes/local Dask workers; None: the runner's default
     dask_address: str | None = None,  # a Dask scheduler (tcp://host:8786) to fan analysis out to
@@ -217,8 +229,14 @@ def scrape_and_align(
 
     pending = pending_images(data)
     logger.info("%d image(s) to analyse", len(pending))
+    # Settled once here: batches running at once would each insert the setting the first time.
+    target_size = workspace_target_size(ws, target_size)
     analyze_images_flow.with_options(task_runner=task_runner)(
-        data, pending, batch_size, detector, target_size
+        data,
+        pending,
+        spread_batches(len(pending), batch_size, runner, workers, dask_address),
+        detector,
+        target_size,
     )
     summary = report(data, pending, sources)
     summary["sources"] = sources

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from curation.catalog.errors import GhostsError
-from flows.runners import make_task_runner
+from flows.runners import WorkerProcessesTaskRunner, make_task_runner
 
 
 def test_runner_kinds():
     threads = make_task_runner("threads", workers=3)
     assert isinstance(threads, ThreadPoolTaskRunner) and threads._max_workers == 3
-    assert isinstance(make_task_runner("processes", workers=2), ProcessPoolTaskRunner)
+    processes = make_task_runner("processes", workers=2)
+    assert isinstance(processes, WorkerProcessesTaskRunner) and processes._max_workers == 2
+    assert processes.pool is None  # no process starts before a flow run enters the runner
 
 
 def test_dask_runner_from_an_address_or_a_local_cluster():
