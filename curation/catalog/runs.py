@@ -32,7 +32,17 @@ def _version_of(session, sha256: str) -> DatasetVersion | None:
     ).first()
 
 
-def _add_running(session, *, sha256: str, outdir: Path, cfg: str, kimg: float, **fields) -> TrainingRun:
+def _add_running(
+    session,
+    sha256: str,
+    outdir: Path,
+    cfg: str,
+    kimg: float,
+    options: dict[str, Any],
+    *,
+    started_at: dt.datetime | None = None,
+    idempotency_key: str | None = None,
+) -> TrainingRun:
     """Add (and flush, so it has its id) the `running` row of a training run on the archive `sha256`, tied to
     the dataset version that archive is, when the workspace froze it."""
     dataset = _version_of(session, sha256)
@@ -43,7 +53,9 @@ def _add_running(session, *, sha256: str, outdir: Path, cfg: str, kimg: float, *
         cfg=cfg,
         kimg_target=kimg,
         status="running",
-        **fields,
+        started_at=started_at or utcnow(),
+        options=options,
+        idempotency_key=idempotency_key,
     )
     session.add(row)
     session.flush()
@@ -90,16 +102,7 @@ def claim_training_run(
     body = {**options, "outdir": str(outdir), "flow_run_id": owner, "heartbeat": now.isoformat()}
     try:
         with ws.session() as s:
-            row = _add_running(
-                s,
-                sha256=sha256,
-                outdir=outdir,
-                cfg=cfg,
-                kimg=kimg,
-                started_at=now,
-                options=body,
-                idempotency_key=key,
-            )
+            row = _add_running(s, sha256, outdir, cfg, kimg, body, started_at=now, idempotency_key=key)
             return Claim(row.id, "start", None, str(outdir), "running")
     except IntegrityError:
         pass
@@ -210,16 +213,9 @@ def recorded_run(
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     sha = digest.hexdigest()
+    options = {**options, "archive": str(Path(archive).resolve()), "started_by": started_by}
     with ws.session() as s:
-        run_id = _add_running(
-            s,
-            sha256=sha,
-            outdir=outdir,
-            cfg=cfg,
-            kimg=kimg,
-            started_at=utcnow(),
-            options={**options, "archive": str(Path(archive).resolve()), "started_by": started_by},
-        ).id
+        run_id = _add_running(s, sha, outdir, cfg, kimg, options).id
     ended: dict[str, Any] = {}
     try:
         yield lambda run_dir, snapshot: ended.update(run_dir=run_dir, last_snapshot=snapshot)
