@@ -10,6 +10,7 @@ import click
 
 from flows.cli_options import (
     choice_option,
+    count_option,
     data_option,
     echo_json,
     file_option,
@@ -155,11 +156,8 @@ def pack(folder, out, resolution, center_crop, workers, overwrite, as_json):
     required=False,
     help="Check against this manifest (default: manifest.json beside the zip, when it names it).",
 )
-@click.option(
-    "--max-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Refuse archives whose members add up to more bytes than this (default 1 TiB).",
+@count_option(
+    "--max-size", help="Refuse archives whose members add up to more bytes than this (default 1 TiB)."
 )
 @json_option("Print the report as JSON.")
 @click.pass_context

@@ -14,6 +14,7 @@ import click
 
 from flows.cli_latent import CTX, _load, device_option, trunc_option
 from flows.cli_options import (
+    count_option,
     data_option,
     echo_json,
     file_option,
@@ -25,10 +26,9 @@ from flows.cli_options import (
 
 
 def _cap_option(name: str, who: str):
-    return click.option(
+    return count_option(
         name,
-        type=click.IntRange(min=0),
-        default=None,
+        minimum=0,
         help=f"Accepted faces at most per {who}, a workspace setting the review counter warns above "
         "(0 clears it).",
     )
@@ -74,16 +74,8 @@ def people(
 @click.command(context_settings=CTX)
 @network_option
 @file_option("--archive", help="The dataset archive (zip) the network was trained on.")
-@click.option(
-    "--samples", type=click.IntRange(min=1), default=64, show_default=True, help="Faces to generate."
-)
-@click.option(
-    "--first-seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seeds first-seed .. first-seed + samples - 1.",
-)
+@count_option("--samples", default=64, help="Faces to generate.")
+@count_option("--first-seed", minimum=0, default=0, help="Seeds first-seed .. first-seed + samples - 1.")
 @trunc_option
 @same_person_option(
     "Same-person descriptor distance: generated faces closer than this to a training face count."

@@ -1,5 +1,5 @@
 """What the `ghosts` command modules share: the --data option, opening the workspace it names, JSON output,
-and the option shapes several commands declare (a path, a choice, --json, --workers, --threshold, --network).
+and the option shapes several commands declare (a path, a choice, a count, --json, --workers, --threshold, --network).
 
 flows/cli.py assembles the commands of flows/cli_<room>.py; those modules import this one, never cli.py.
 """
@@ -33,7 +33,9 @@ def folder_option(*decls: str, help: str, **kw):
 
 def choice_option(*decls: str, choices: tuple[str, ...], help: str):
     """One of `choices`; the first is the default, shown in --help."""
-    return click.option(*decls, type=click.Choice(list(choices)), default=choices[0], show_default=True, help=help)
+    return click.option(
+        *decls, type=click.Choice(list(choices)), default=choices[0], show_default=True, help=help
+    )
 
 
 def json_option(help: str = "Print a machine-readable summary."):
@@ -41,9 +43,16 @@ def json_option(help: str = "Print a machine-readable summary."):
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
+def count_option(*decls: str, help: str, minimum: int = 1, default: int | None = None):
+    """A whole number of at least `minimum`. With a default, --help shows it; without, leaving the option out
+    gives None (no limit, or the command's own choice)."""
+    shown = {"show_default": True} if default is not None else {}
+    return click.option(*decls, type=click.IntRange(min=minimum), default=default, help=help, **shown)
+
+
 def workers_option(help: str):
     """--workers N (at least 1); None lets the command pick (one per core)."""
-    return click.option("--workers", type=click.IntRange(min=1), default=None, help=help)
+    return count_option("--workers", help=help)
 
 
 SAME_PERSON = 0.6  # alignment.identity.SAME_PERSON (not imported here: it would load dlib for --help)
