@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
+from alignment import png
 from alignment.align import align_face, ffhq_quad
 from alignment.detect import detect_faces
 from alignment.models import face_detector, landmark_predictor
@@ -28,7 +28,6 @@ from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.store import TMP_PREFIX, fsync_dir
 
 OUTPUT_SIZES = tuple(2**k for k in range(6, 11))  # 64 ... 1024
-PNG_COMPRESSION = 4  # zlib level: close to the smallest files at a fraction of level 9's time
 
 
 class AlignError(Exception):
@@ -89,12 +88,7 @@ class FileJob:
 
 
 def encode_png(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(
-        ".png", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
-    )
-    if not ok:
-        raise AlignError("PNG encoding failed")
-    return buf.tobytes()
+    return png.encode_png(np.asarray(rgb, dtype=np.uint8))
 
 
 def write_output(path: Path, data: bytes) -> None:

@@ -19,14 +19,11 @@ import os
 import re
 import struct
 import zipfile
-import zlib
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from alignment.png import PNG_SIGNATURE, encode_png  # noqa: F401 - the archive's PNG encoder, re-exported
 from curation.catalog.errors import GhostsError
-
-if TYPE_CHECKING:
-    import numpy as np
 
 FORMAT = "ghosts-dataset/1"
 DATASET_JSON = "dataset.json"
@@ -36,11 +33,6 @@ MANIFEST = "manifest.json"
 META_MEMBERS = (DATASET_JSON, PROVENANCE, CARD)  # written in this order, after the images
 # The earliest date a zip entry can hold; a fixed stamp keeps re-freezes byte-identical.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-# PNGs are written here (one IDAT, every row filtered with the Average filter, zlib level 1): a third of the
-# CPU time of Pillow's adaptive filtering at level 3 for files about 2% larger (aligned 256-px faces: 2.3 ms
-# and 99 KB against 5.9 ms and 97 KB), and bytes that depend on zlib alone, not on an image library's version.
-PNG_COMPRESS_LEVEL = 1
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMAGES_PER_FOLDER = 1000  # implied by the name scheme: the folder is the first 5 of 8 index digits
 MIN_RESOLUTION = 4  # StyleGAN2's lowest synthesis block
 MAX_RESOLUTION = 8192  # refuse bigger PNG headers before decoding them (decompression bombs)
@@ -65,36 +57,6 @@ def archive_name(index: int) -> str:
 
 def is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
-
-
-def encode_png(pixels: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> bytes:
-    """PNG bytes of an HxWx3 (RGB) or HxW (L) uint8 array: 8-bit, not interlaced, no metadata or time chunks;
-    every row Average-filtered (each byte minus the mean of its left and upper neighbours), one IDAT."""
-    # numpy imported here, for start-up cost: `ghosts pack` of PNGs stored as they are never needs it.
-    import numpy as np
-
-    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):
-        raise ValueError(f"expected HxWx3 or HxW uint8 pixels, got {pixels.shape} {pixels.dtype}")
-    h, w = pixels.shape[:2]
-    bpp = 1 if pixels.ndim == 2 else 3
-    x = np.ascontiguousarray(pixels).reshape(h, w * bpp).astype(np.int16)
-    mean = np.zeros_like(x)
-    mean[:, bpp:] = x[:, :-bpp]
-    mean[1:] += x[:-1]
-    rows = np.empty((h, w * bpp + 1), np.uint8)
-    rows[:, 0] = 3  # filter type 3, Average
-    rows[:, 1:] = x - (mean >> 1)  # modulo 256, as the format defines it
-    header = struct.pack(">IIBBBBB", w, h, 8, 0 if bpp == 1 else 2, 0, 0, 0)
-    return (
-        PNG_SIGNATURE
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level))
-        + _png_chunk(b"IEND", b"")
-    )
 
 
 # PNG colour types for 8-bit images; anything else (16-bit, alpha, palette) is outside the format.
