@@ -74,9 +74,19 @@ lint: venv
 format: venv
 	$(VENV)/bin/ruff format .
 
+# Every benchmark, one after another, each printing its own figures (docs/benchmarks.md records them, with the
+# load). The issue figures: pack_command_bench (ghosts pack against a dataset_tool-like packer), freeze_bench
+# (freeze of 1,000 faces against a pack of the same faces), align_command_bench (ghosts align against the plain
+# FFHQ recipe) and analyze_bench (10,000 Instagram-sized photos: builds its workspace first, the longest).
 bench: venv
+	$(PY) benchmarks/pack_command_bench.py
+	$(PY) benchmarks/freeze_bench.py
+	$(PY) benchmarks/align_command_bench.py
+	$(PY) benchmarks/analyze_bench.py
 	$(PY) benchmarks/align_bench.py
 	$(PY) benchmarks/pack_bench.py
+	$(PY) benchmarks/identity_bench.py
+	$(PY) benchmarks/gate_bench.py
 	$(PY) benchmarks/train_bench.py
 	$(PY) benchmarks/review_bench.py
 
