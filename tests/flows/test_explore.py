@@ -46,20 +46,27 @@ def _image(data_url: str) -> np.ndarray:
     return np.asarray(PIL.Image.open(io.BytesIO(base64.b64decode(b64))))
 
 
+def small_explore(stem: Path, outdir: Path, size: int, memorization_samples: int) -> dict:
+    """The explore flow on the CPU: `size` grid seeds, a morph of seeds 0 and 1 in `size` frames."""
+    from flows.explore import explore
+
+    return explore(
+        network=str(stem),
+        grid_seeds=size,
+        morph_seeds=[0, 1],
+        frames=size,
+        device="cpu",
+        outdir=str(outdir),
+        memorization_samples=memorization_samples,
+    )
+
+
 def test_explore_publishes_the_memorization_sheet_and_numbers(prefect_api, snapshot, tmp_path):
-    from flows.explore import explore, memorization_rows
+    from flows.explore import memorization_rows
 
     stem, archive = snapshot
     out = tmp_path / "look"
-    done = explore(
-        network=str(stem),
-        grid_seeds=2,
-        morph_seeds=[0, 1],
-        frames=2,
-        device="cpu",
-        outdir=str(out),
-        memorization_samples=6,
-    )
+    done = small_explore(stem, out, size=2, memorization_samples=6)
     report = json.loads(Path(done["memorization"]["json"]).read_text())
     assert report["archive"] == str(archive) and report["samples"] == 6
     assert report["training_images"] >= 20  # the collage's faces
@@ -91,15 +98,7 @@ def test_explore_without_the_report_and_with_a_missing_archive(prefect_api, snap
     from flows.explore import explore
 
     stem, _ = snapshot
-    done = explore(
-        network=str(stem),
-        grid_seeds=1,
-        morph_seeds=[0, 1],
-        frames=1,
-        device="cpu",
-        outdir=str(tmp_path),
-        memorization_samples=0,
-    )
+    done = small_explore(stem, tmp_path, size=1, memorization_samples=0)
     assert done["memorization"] is None and not (tmp_path / "memorization.json").exists()
     with pytest.raises(GhostsError, match="no training archive"):
         explore(network=str(stem), device="cpu", outdir=str(tmp_path), archive=str(tmp_path / "gone.zip"))
