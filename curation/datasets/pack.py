@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from PIL import Image
 from tqdm import tqdm
 
 from curation.catalog.errors import GhostsError
@@ -31,7 +30,7 @@ from curation.catalog.files import collect_files
 from curation.catalog.workers import default_workers
 from curation.datasets.card import CardFacts, render_card
 from curation.datasets.format import MAX_RESOLUTION, MIN_RESOLUTION, encode_png, is_power_of_two
-from curation.datasets.png import has_chunk, storable_png
+from curation.datasets.png import has_chunk, png_ihdr, storable_png
 from curation.datasets.writer import ArchiveInfo, ArchiveWriter
 
 if TYPE_CHECKING:
@@ -130,19 +129,31 @@ def probe_image(path: Path, root: Path) -> Probe:
     """Size and mode from the file header, without decoding pixels; names the file on any failure."""
     rel = path.relative_to(root).as_posix()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                width, height = im.size
-                # Pillow looks for a PNG's EXIF by decoding the whole image (an eXIf chunk may follow the
-                # pixels); the chunk headers say whether there is one at all.
-                if im.format == "PNG" and not has_chunk(im.fp, b"eXIf"):
-                    return Probe(path, rel, width, height, im.mode)
-                if im.getexif().get(0x0112, 1) in _TRANSPOSING:
-                    width, height = height, width
-                return Probe(path, rel, width, height, im.mode)
+        with open(path, "rb") as fh:
+            # An 8-bit RGB or grey PNG without EXIF (what `ghosts align` writes) is read from its IHDR alone:
+            # the size and mode Pillow reports for it, without opening it with Pillow.
+            if (found := png_ihdr(fh)) is not None and not has_chunk(fh, b"eXIf"):
+                return Probe(path, rel, *found)
+        return _probe_with_pillow(path, rel)
     except Exception as e:  # noqa: BLE001 - Pillow's errors for unreadable files vary by format
         raise GhostsError(f"{rel}: cannot read as an image ({e})") from None
+
+
+def _probe_with_pillow(path: Path, rel: str) -> Probe:
+    # Pillow imported here, for start-up cost: a folder of aligned PNGs is probed and packed without it.
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            width, height = im.size
+            # Pillow looks for a PNG's EXIF by decoding the whole image (an eXIf chunk may follow the
+            # pixels); the chunk headers say whether there is one at all.
+            if im.format == "PNG" and not has_chunk(im.fp, b"eXIf"):
+                return Probe(path, rel, width, height, im.mode)
+            if im.getexif().get(0x0112, 1) in _TRANSPOSING:
+                width, height = height, width
+            return Probe(path, rel, width, height, im.mode)
 
 
 def plan_pack(probes: Sequence[Probe], resolution: int | None = None, center_crop: bool = False) -> PackPlan:
@@ -192,6 +203,8 @@ def prepare_image(rgb: np.ndarray, plan: PackPlan) -> tuple[np.ndarray, bool, bo
         cropped = True
     if rgb.shape[0] != plan.resolution:
         # Lanczos keeps detail when shrinking; reducing_gap pre-shrinks big inputs by box filter (fast, exact enough).
+        from PIL import Image  # imported here, for start-up cost (see _probe_with_pillow)
+
         im = Image.fromarray(rgb).resize(
             (plan.resolution, plan.resolution), Image.Resampling.LANCZOS, reducing_gap=3.0
         )

@@ -36,6 +36,23 @@ def has_chunk(fh, kind: bytes) -> bool:
     return False
 
 
+def png_ihdr(fh) -> tuple[int, int, str] | None:
+    """(width, height, mode) of the PNG open in `fh` when it is 8-bit RGB or grey with a well-formed IHDR
+    (CRC checked), as Pillow reports them; None for anything else (which Pillow is then asked about)."""
+    fh.seek(0)
+    head = fh.read(33)
+    if len(head) != 33 or head[:8] != SIGNATURE or head[8:16] != b"\x00\x00\x00\rIHDR":
+        return None
+    if zlib.crc32(head[12:29]) != struct.unpack(">I", head[29:33])[0]:
+        return None
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", head[16:29])
+    if depth != 8 or colour not in _CHANNELS or (compression, filtering) != (0, 0) or interlace > 1:
+        return None
+    if not (width and height):
+        return None
+    return width, height, "L" if colour == 0 else "RGB"
+
+
 def storable_png(data: bytes, side: int, mode: str) -> bytes | None:
     """The bytes to store for `data` when it is a valid, non-interlaced 8-bit `mode` ("RGB" or "L") PNG of
     side x side pixels that holds only critical and inert chunks; None when it must be decoded instead.

@@ -13,8 +13,8 @@ from PIL import Image, PngImagePlugin
 
 from alignment.files import encode_png as align_png
 from curation.catalog.errors import GhostsError
-from curation.datasets.pack import pack_folder
-from curation.datasets.png import storable_png
+from curation.datasets.pack import pack_folder, probe_image
+from curation.datasets.png import png_ihdr, storable_png
 from curation.datasets.reader import open_archive
 from curation.datasets.verify import verify_archive
 from tests.curation.test_archive import photo_crops
@@ -126,3 +126,38 @@ def test_a_png_whose_data_is_broken_is_refused_by_name(crops, tmp_path):
     with pytest.raises(GhostsError, match="b.png"):
         pack_folder(d, tmp_path / "x.zip", progress=False)
     assert not (tmp_path / "x.zip").exists()
+
+
+def _saved(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_the_header_probe_agrees_with_pillow(crops, tmp_path):
+    """pack reads the size and mode of 8-bit RGB and grey PNGs from their IHDR, without Pillow: what it reads
+    is what Pillow reports, and every other PNG is left to Pillow."""
+    rgb = crops[0]
+    cases = {
+        "rgb": align_png(rgb),
+        "grey": _png(rgb[..., 0]),
+        "rgba": _png(np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])),
+        "palette": _saved(Image.fromarray(rgb).convert("P")),
+        "grey16": _png(np.asarray(rgb[..., 0], np.uint16) * 257),
+        "wide": _png(rgb[:32]),
+    }
+    for name, data in cases.items():
+        (tmp_path / f"{name}.png").write_bytes(data)
+        with Image.open(io.BytesIO(data)) as im:
+            pillow = (*im.size, im.mode)
+        with open(tmp_path / f"{name}.png", "rb") as fh:
+            found = png_ihdr(fh)
+        assert found is None or found == pillow, name
+        assert (found is not None) == (name in ("rgb", "grey", "wide")), name
+        p = probe_image(tmp_path / f"{name}.png", tmp_path)
+        assert (p.width, p.height, p.mode) == pillow, name
+    broken = bytearray(cases["rgb"])
+    broken[20] ^= 1  # the IHDR's CRC no longer matches: Pillow decides
+    with pytest.raises(GhostsError, match="broken.png"):
+        (tmp_path / "broken.png").write_bytes(bytes(broken))
+        probe_image(tmp_path / "broken.png", tmp_path)
