@@ -38,15 +38,11 @@ def run_cli(*args):
 
 def test_short_run_then_resume_latest_continues_kimg_and_p(archive32, tmp_path):
     out = tmp_path / "runs"
+    same = ("--archive", archive32, "--outdir", out, "--tick", 0.016, *CLI_TINY)  # the run and its resumption
     r = run_cli(
-        "--archive",
-        archive32,
-        "--outdir",
-        out,
+        *same,
         "--kimg",
         0.032,
-        "--tick",
-        0.016,
         "--snap",
         1,
         "--metrics",
@@ -55,7 +51,6 @@ def test_short_run_then_resume_latest_continues_kimg_and_p(archive32, tmp_path):
         16,
         "--p",
         0.05,
-        *CLI_TINY,
     )
     assert r.exit_code == 0, r.output
     run = out / "00000-blobs-auto"
@@ -97,21 +92,7 @@ def test_short_run_then_resume_latest_continues_kimg_and_p(archive32, tmp_path):
     assert first.cur_nimg == 32 and first.meta["dataset_sha256"]
     p_saved = first.augment_p
 
-    r = run_cli(
-        "--archive",
-        archive32,
-        "--outdir",
-        out,
-        "--kimg",
-        0.048,
-        "--tick",
-        0.016,
-        "--resume",
-        "latest",
-        "--metrics",
-        "none",
-        *CLI_TINY,
-    )
+    r = run_cli(*same, "--kimg", 0.048, "--resume", "latest", "--metrics", "none")
     assert r.exit_code == 0, r.output
     assert not (out / "00001-blobs-auto").exists()  # continued in place
     rows = read_stats(run / "stats.jsonl")
