@@ -23,25 +23,14 @@ if not FIXTURE.exists():
 PKL = FIXTURE / "network-snapshot-32px.pkl"
 
 
+# The options the anchor's networks take, read from ghosts' G and D kwargs (the same names).
+_SHAPE = ("img_resolution", "img_channels", "channel_base", "channel_max", "conv_clamp")
+_G_ONLY = ("z_dim", "w_dim", "mapping_layers")
+
+
 def _anchor(gk: dict, dk: dict):
-    G = ref.Generator(
-        z_dim=gk["z_dim"],
-        w_dim=gk["w_dim"],
-        img_resolution=gk["img_resolution"],
-        img_channels=gk["img_channels"],
-        mapping_layers=gk["mapping_layers"],
-        channel_base=gk["channel_base"],
-        channel_max=gk["channel_max"],
-        conv_clamp=gk["conv_clamp"],
-    )
-    D = ref.Discriminator(
-        img_resolution=dk["img_resolution"],
-        img_channels=dk["img_channels"],
-        channel_base=dk["channel_base"],
-        channel_max=dk["channel_max"],
-        conv_clamp=dk["conv_clamp"],
-        mbstd_group_size=dk["mbstd_group_size"],
-    )
+    G = ref.Generator(**{k: gk[k] for k in _G_ONLY + _SHAPE})
+    D = ref.Discriminator(**{k: dk[k] for k in _SHAPE}, mbstd_group_size=dk["mbstd_group_size"])
     return G, D
 
 
