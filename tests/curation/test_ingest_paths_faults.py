@@ -150,3 +150,9 @@ def test_pack_and_other_callers_without_a_problem_list_still_stop_at_a_bad_name(
         collect_files([tmp_path / "p"])
     with pytest.raises(GhostsError, match="no such file or folder"):
         collect_files([tmp_path / "missing"])
+
+
+def test_a_device_named_on_the_command_line_is_one_failed_item(workspace, faces_dir):
+    summary = ingest_paths(workspace, ["/dev/null", faces_dir / GOOD[0], "/dev/zero"], progress=False)
+    assert summary.added == 1
+    assert [f["reason"] for f in summary.failed] == ["not a file or folder: a character device"] * 2

@@ -17,7 +17,7 @@ import instaloader
 import pytest
 import responses
 
-from curation.sources.instagram.scraper import scrape_tags
+from curation.sources.instagram.scraper import NO_SHORTCODE, scrape_tags
 
 # ruff: noqa: F811 - the fixtures imported from test_instagram are named as test arguments
 from tests.curation.test_instagram import (  # noqa: F401 - fixtures
@@ -148,3 +148,37 @@ def test_cli_reports_the_failed_image_and_ends_with_the_summary(logged_in, mocke
     assert r.exit_code == 0 and lines[0].startswith(f"#{TAG} (recent")
     assert "failed 1," in lines[0]  # the post left from the first run is tried first, and fails the same way
     assert any(line.startswith(f"  https://www.instagram.com/p/{SLOW}/: too slow") for line in lines)
+
+
+@dataclass
+class Malformed(FakePost):
+    """A post whose feed entry holds data instaloader cannot make sense of."""
+
+    bad: dict | None = None
+
+    def feed_node(self) -> dict:
+        return {**super().feed_node(), **(self.bad or {})}
+
+    def media(self) -> dict:
+        m = super().media()
+        if "taken_at_timestamp" in (self.bad or {}):
+            m["taken_at"] = self.bad["taken_at_timestamp"]
+        return m
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"taken_at_timestamp": "yesterday"}, {"taken_at_timestamp": 10**30}, {"shortcode": None}],
+    ids=["date-text", "date-huge", "no-shortcode"],
+)
+def test_one_malformed_post_is_one_failed_item_and_the_tag_goes_on(logged_in, mocked, loader_factory, bad):
+    pages = standard_pages()
+    pages[1][0] = Malformed(SLOW, ["image"], owner="eve", bad=bad)
+    FakeInstagram(pages).install(mocked)
+    t = _scrape(logged_in, loader_factory())
+    assert t.added == 7 and t.stopped is None, t
+    [failed] = t.failed  # reported as that post, with why
+    named = NO_SHORTCODE if bad.get("shortcode", SLOW) is None else f"https://www.instagram.com/p/{SLOW}/"
+    assert failed["url"] == named and failed["reason"].startswith(("malformed post data", "TypeError")), (
+        failed
+    )

@@ -62,6 +62,7 @@ log = logging.getLogger("ghosts.instagram")
 T = TypeVar("T")
 
 POST_URL = "https://www.instagram.com/p/{}/"
+NO_SHORTCODE = "(a post without a shortcode)"  # what a failed entry names for a feed entry that has none
 
 
 # ---------------------------------------------------------------------------------------------- summaries
@@ -466,6 +467,11 @@ class TagScraper:
         """Fetch the post's new images; returns "video", "known" (nothing fetched), "tried" (fetched earlier in
         this run) or "fetched"."""
         shortcode = post.shortcode
+        if not isinstance(shortcode, str) or not shortcode:  # nothing to fetch it by, nor to resume it by
+            self.out.failed.append(
+                {"url": NO_SHORTCODE, "reason": f"malformed post data: shortcode {shortcode!r}"}
+            )
+            return "fetched"
         retry = shortcode in self.state.incomplete
         if post.is_video:
             self.out.videos_skipped += 1
@@ -491,6 +497,14 @@ class TagScraper:
             # This one post is broken (deleted, unexpected answer): note it and go on with the feed.
             problem = stop.refusal.detail
             items = []
+        except (ValueError, OverflowError, AttributeError, IndexError) as e:
+            # Data instaloader cannot make sense of (a date out of range, an id that is no number).
+            problem = f"malformed post data: {type(e).__name__}: {e}"
+            items = []
+        if problem:
+            self.out.failed.append(
+                {"url": POST_URL.format(shortcode), "reason": problem.splitlines()[0][:300]}
+            )
         if items and meta["owner_username"] in self.taken_down_owners:
             # This account asked to be taken down: none of its posts come back in.
             self.out.posts_taken_down += 1
