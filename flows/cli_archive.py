@@ -61,22 +61,13 @@ def _power_of_two(ctx, param, value):
 )
 @json_option("Print the new version as JSON.")
 @data_option
-def freeze(name, resolution, labels, mirror_check, workers, max_person_share, max_owner_share, as_json, data):
+def freeze(name, as_json, data, **options):
     """Freeze the accepted faces into a new immutable dataset version (zip + manifest.json)."""
     from curation.datasets.freeze import freeze_dataset
 
     ws = open_ws(data)
-    r = freeze_dataset(
-        ws,
-        name,
-        resolution=resolution,
-        labels=labels,
-        mirror_check=mirror_check,
-        workers=workers,
-        progress=not as_json,
-        max_person_share=max_person_share,
-        max_owner_share=max_owner_share,
-    )
+    # The other options are freeze_dataset's keywords of the same names; click passes them through.
+    r = freeze_dataset(ws, name, progress=not as_json, **options)
     for w in r.warnings if not as_json else ():
         click.echo(f"warning: {w}", err=True)
     if as_json:
@@ -126,19 +117,11 @@ def _announce_frozen(result, ws, quiet: bool) -> None:
 @workers_option("Encoding threads (default: one per core).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @json_option("Print the result as JSON.")
-def pack(folder, out, resolution, center_crop, workers, overwrite, as_json):
+def pack(folder, out, as_json, **options):
     """Pack a folder of prepared images into a StyleGAN2-ADA dataset archive (like its dataset_tool.py)."""
     from curation.datasets.pack import pack_folder
 
-    r = pack_folder(
-        folder,
-        out,
-        resolution=resolution,
-        center_crop=center_crop,
-        workers=workers,
-        overwrite=overwrite,
-        progress=not as_json,
-    )
+    r = pack_folder(folder, out, progress=not as_json, **options)  # --resolution, --center-crop, ...
     if as_json:
         echo_json(r.as_dict())
         return
@@ -211,23 +194,15 @@ def verify(ctx, archive, manifest, max_size, as_json):
 )
 @json_option("Print the result as JSON.")
 @data_option
-def takedown(owner, image, post, face, threshold, yes, reason, purge, as_json, data):
+def takedown(face, threshold, yes, as_json, data, **which):
     """Remove a person's or a post's images for good: new versions of every dataset without them, the originals,
     previews and personal catalog fields deleted, the same images refused if they come back."""
     from curation.datasets.takedown import takedown as run_takedown
 
     ws = open_ws(data)
     face_images = _face_matches(ws, face, threshold, yes, as_json) if face else None
-    r = run_takedown(
-        ws,
-        owner=owner,
-        image=image,
-        post=post,
-        face_images=face_images,
-        reason=reason,
-        purge=purge,
-        progress=not as_json,
-    )
+    # --owner, --image, --post, --reason and --purge are run_takedown's keywords of the same names.
+    r = run_takedown(ws, face_images=face_images, progress=not as_json, **which)
     if as_json:
         echo_json(r.as_dict())
         return
