@@ -65,3 +65,23 @@ def test_a_file_size_limit_during_import_is_one_line(tmp_path, faces_dir, as_jso
     assert all(path is not None and (ws.root / path).is_file() for (path,) in rows)  # no row without its file
     assert len(rows) == 1  # the photo before the big one is in
     assert [p for p in ws.root.rglob(".tmp-*")] == []  # the partial copy went
+
+
+def test_a_file_size_limit_during_freeze_leaves_no_version(tmp_path, faces_dir):
+    from tests.curation.test_freeze import PASCAL, add_faces
+
+    ws = init_workspace(tmp_path / "ws")
+    add_faces(ws, faces_dir, PASCAL)
+    ws.close()
+    assert (ws.root / "catalog.sqlite").stat().st_size < 300_000  # the catalog itself may still be written
+    r = ghosts_limited(300_000, "freeze", "--name", "g", "--resolution", 256, "--json", "--data", ws.root)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "largest size allowed" in json.loads(r.stdout)["error"]
+    con = sqlite3.connect(ws.root / "catalog.sqlite")
+    assert con.execute("SELECT count(*) FROM dataset_versions").fetchone() == (0,)
+    con.close()
+    assert list((ws.root / "datasets").rglob("*.zip")) == [] and list(ws.root.rglob(".tmp-*")) == []
+    assert not (ws.root / "datasets" / "g" / "v1").exists()  # nothing that looks like a version
+    r = ghosts_limited(resource.RLIM_INFINITY, "freeze", "--name", "g", "--resolution", 64, "--data", ws.root)
+    assert r.returncode == 0, r.stderr
+    assert (ws.root / "datasets" / "g" / "v1" / "manifest.json").is_file()
