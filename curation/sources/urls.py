@@ -49,7 +49,7 @@ def read_url_list(path: str | Path) -> list[str]:
     column holding http(s) URLs). Blank lines and repeats are dropped; order is kept."""
     path = Path(path)
     if not path.is_file():
-        raise GhostsError(f"no such file: {path}")
+        raise GhostsError(f"{'not a regular file' if path.exists() else 'no such file'}: {path}")
     text = path.read_text("utf-8-sig", errors="replace")
     urls: list[str] = []
     first = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
