@@ -173,6 +173,11 @@ class TrainSettings(BaseModel):
         False, description="Allow TF32 on CUDA (faster, less exact; off as in the reference)."
     )
     channels_last: bool = Field(False, description="Use the channels-last memory format.")
+    compile: bool = Field(
+        False,
+        description="torch.compile G and D for the main training phases (the regularisers stay eager); "
+        "needs a C++ compiler on CPU; the first minibatches compile for minutes.",
+    )
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -325,6 +330,7 @@ class TrainingOptions:
     bf16: bool
     tf32: bool
     channels_last: bool
+    compile: bool  # torch.compile the main phases' forwards (training.loss.StyleGAN2Loss)
     # Derived from the preset, not set directly.
     ema_kimg: float
     ema_rampup: float | None  # fraction of images seen; None = off

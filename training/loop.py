@@ -354,6 +354,7 @@ def _training_loop(
         style_mixing_prob=opts.style_mixing_prob,
         pl_weight=opts.pl_weight,
         world_size=world_size,
+        compile=opts.compile,  # G's mapping and synthesis and D, wrapped for the main phases
     )
     opt_G = _lazy_adam(G.parameters(), opts.glr, opts.betas, opts.eps, opts.g_reg_interval)
     opt_D = _lazy_adam(D.parameters(), opts.dlr, opts.betas, opts.eps, opts.d_reg_interval)
