@@ -106,7 +106,12 @@ def newest_frozen_archive(data: Path | str | None) -> Path:
     from curation.catalog.settings import Settings
     from curation.catalog.workspace import open_workspace
 
-    ws = open_workspace(data, Settings())
+    try:
+        ws = open_workspace(data, Settings())
+    except GhostsError as e:
+        raise GhostsError(
+            f"{e} (`ghosts train --data` names a workspace; to train a dataset archive, type --archive ZIP)"
+        ) from None
     with ws.session() as s:
         v = s.scalars(
             select(DatasetVersion)

@@ -64,7 +64,7 @@ def test_a_workspace_without_a_frozen_version_says_what_to_do(workspace, tmp_pat
     r = _dry_run("--data", workspace.root, "--outdir", tmp_path / "runs")
     assert r.exit_code == 1 and "no frozen dataset yet" in r.output and "ghosts freeze" in r.output
     r = _dry_run("--data", tmp_path / "nowhere", "--outdir", tmp_path / "runs")
-    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.exit_code == 1 and "no ghosts workspace" in r.output and "--archive ZIP" in r.output
 
 
 @pytest.mark.parametrize("exists", [True, False])
