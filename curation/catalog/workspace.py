@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,8 +49,10 @@ class Workspace:
     @property
     def db_url(self) -> str:
         url = self.settings.resolved_db_url(self.root)
-        if self.read_only and url.startswith("sqlite:///file:") and url.endswith("?uri=true"):
-            url = url[: -len("?uri=true")] + "?" + _read_only_query(self.catalog_file_of(url)) + "&uri=true"
+        catalog = self.catalog_file_of(url)
+        if self.read_only and catalog is not None:
+            # Whatever form the SQLite URL had (the default URI, or a GHOSTS_DB_URL path): a read-only URI.
+            url = f"sqlite:///file:{quote(str(catalog), safe='/')}?{_read_only_query(catalog)}&uri=true"
         return url
 
     @cached_property

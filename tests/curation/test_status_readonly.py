@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from curation.catalog.errors import GhostsError
+from curation.catalog.settings import Settings
 from curation.catalog.workspace import init_workspace, open_workspace
 from flows.cli import main
 
@@ -177,3 +179,22 @@ def test_status_of_a_workspace_whose_catalog_is_gone_says_so_and_creates_nothing
     assert not (ws.root / "catalog.sqlite").exists()
     assert ghosts("init", "--data", ws.root).exit_code == 0  # (no data beside it: init starts an empty one)
     assert json.loads(ghosts("status", "--json", "--data", ws.root).stdout)["images"]["total"] == 0
+
+
+def test_a_catalog_named_by_ghosts_db_url_is_opened_read_only_too(tmp_path, faces_dir, monkeypatch):
+    db = tmp_path / "elsewhere" / "my catalog.sqlite"
+    db.parent.mkdir()
+    env = {"GHOSTS_DB_URL": f"sqlite:///{db}"}
+    assert ghosts("init", "--data", tmp_path / "ws", env=env).exit_code == 0
+    assert ghosts("import", faces_dir / PHOTO, "--data", tmp_path / "ws", env=env).exit_code == 0
+    gc.collect()
+    monkeypatch.setenv("GHOSTS_DB_URL", env["GHOSTS_DB_URL"])
+    ws = open_workspace(tmp_path / "ws", Settings(), read_only=True)
+    try:
+        assert "mode=ro" in ws.db_url and ws.catalog_file == db
+        with pytest.raises(Exception, match="readonly"), ws.session() as s:
+            s.execute(text("UPDATE images SET owner = 'x'"))
+    finally:
+        ws.close()
+    r = ghosts("status", "--json", "--data", tmp_path / "ws", env=env)
+    assert r.exit_code == 0 and json.loads(r.stdout)["images"]["total"] == 1
