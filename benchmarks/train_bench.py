@@ -337,6 +337,8 @@ def compare_with_reference(
         order = ("ghosts", "reference") if r % 2 == 0 else ("reference", "ghosts")
         for name in order:
             runs[name](times[name])
+            done = {k: round(v[-1], 3) for k, v in times[name].items()}
+            print(f"# {res} px rep {r + 1}/{reps} {name}: {done}", file=sys.stderr, flush=True)
     out = {name: _summary(t, opts) for name, t in times.items()}
     return {
         "res": res,
