@@ -109,6 +109,19 @@ def test_filter_merge_split_and_the_counts(page, people_ws):
     (new,) = new
     assert faces_of(ws) == {first: 6, third: 4, new: 2}
 
+    # Sorted by person: each tile labelled with its person, the first face of each person marked.
+    page.goto(url + "/?sort=person")
+    page.wait_for_selector(".tile .hint-person")
+    shown = page.eval_on_selector_all(
+        ".tile", "els => els.map(e => [Number(e.dataset.faceId), e.dataset.person])"
+    )
+    with ws.session() as s:
+        assert all(str(s.get(Face, f).person_id) == p for f, p in shown)
+    starts = page.eval_on_selector_all(".tile.person-start", "els => els.map(e => e.dataset.person)")
+    assert starts == sorted({p for _, p in shown}, key=int) == [str(p) for p in sorted([first, third, new])]
+    page.goto(url + f"/?person={first}")
+    page.wait_for_selector("#person-bar")
+
     # g: back to the people view, with the new person and everyone's counts.
     page.keyboard.press("g")
     page.wait_for_selector(f'.person[data-person-id="{new}"]')

@@ -78,6 +78,10 @@ def test_people_api_counts_faces_and_accepted_and_filters_the_grid(workspace, gr
             order = [s.get(Face, t["id"]).person_id for t in listed]
         assert order == sorted(order) and len(order) == 12
         assert c.get("/api/faces?person=0").status_code == 422
+        # Whose faces: [face id, person id] for the grid's labels.
+        got = dict(map(tuple, c.get(f"/api/people/of?ids={','.join(map(str, faces))}").json()))
+        assert got == {f: person[k % GROUPS] for k, f in enumerate(faces)}
+        assert c.get("/api/people/of?ids=1,x").status_code == 422
         # The people page: one card per person, its counts.
         html = c.get("/people").text
         assert html.count('class="tile person"') == 3 and "2 accepted" in html

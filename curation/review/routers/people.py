@@ -4,7 +4,8 @@ and the per-person and per-owner caps beside the counter.
 - `/people`: one card per person (its best face, how many faces, how many accepted, over the cap or not);
   Enter shows the person's faces in the grid (`/?person=ID`), `m` merges the marked people into the one
   under the cursor. The grid, filtered to a person, splits the selected faces off into a new person (`x`).
-- `/api/people`, `/api/people/{id}`: the same counts as JSON; `/api/people/merge`, `/api/people/split`;
+- `/api/people`, `/api/people/{id}`: the same counts as JSON; `/api/people/of?ids=`: the faces' people (the
+  grid sorted by person labels its tiles with them); `/api/people/merge`, `/api/people/split`;
   `/api/people/caps`: accepted faces of the largest people and accounts against the caps (GET), and the
   caps themselves (POST).
 
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from curation.catalog.people import (
     caps_status,
@@ -28,8 +30,9 @@ from curation.catalog.people import (
     split_person,
     ungrouped_faces,
 )
+from curation.catalog.schema import Face
 from curation.review.decisions import REJECT_REASONS
-from curation.review.deps import Ctx, IdPath
+from curation.review.deps import MAX_ID, Ctx, IdPath
 from curation.review.models import FaceId
 from curation.review.security import csrf_token
 from curation.review.selection import review_counts
@@ -113,6 +116,19 @@ def post_caps(ctx: Ctx, body: CapsIn) -> dict:
         set_caps(s, **{k: getattr(body, k) for k in body.model_fields_set})
     with ctx.ws.session() as s:
         return caps_status(s)
+
+
+@router.get("/api/people/of")
+def people_of(
+    ctx: Ctx, ids: Annotated[str, Query(max_length=8000, pattern=r"^\d+(,\d+)*$")]
+) -> list[list[int | None]]:
+    """[face id, person id] of these faces (at most 1000; None: not grouped yet), for the grid's labels."""
+    wanted = [int(i) for i in ids.split(",")][:1000]
+    if any(i > MAX_ID for i in wanted):
+        raise HTTPException(422, "bad request: ids: not a catalog id")
+    with ctx.ws.session() as s:
+        rows = s.execute(select(Face.id, Face.person_id).where(Face.id.in_(wanted))).all()
+    return [[f, p] for f, p in rows]
 
 
 @router.get("/api/people/{person:int}")

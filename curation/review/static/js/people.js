@@ -1,8 +1,9 @@
 // People: the faces grouped by person. On /people, one card per person: move with the arrows, mark with x
 // (or ctrl/⌘-click, or a tap), m twice merges the marked people into the one under the cursor, Enter shows
 // the person's faces in the grid. On the grid filtered to one person (/?person=N), x splits the selected
-// faces off into a new person. Beside the counter, on every page: the accepted faces of the largest person
-// and account against the caps, with a warning when one is above its cap.
+// faces off into a new person; sorted by person, each tile is labelled with its person. Beside the counter,
+// on every page: the accepted faces of the largest person and account against the caps, with a warning when
+// one is above its cap.
 import { enqueue, getJSON, navigate, post } from "./api.js";
 import { chosenIds, clearSelection, gridEl, paint, state, tiles } from "./grid.js";
 import { overlayOpen } from "./detail.js";
@@ -242,6 +243,30 @@ if (bar) {
   if (b) b.addEventListener("click", (e) => { e.currentTarget.blur(); split(); });
   document.addEventListener("ghosts:counts", () => refreshBar());
 }
+
+// ---- the grid sorted by person: each tile says whose face it is, and each person's first face is marked ---------
+async function labelPeople() {
+  const ids = tiles.map((t) => t.dataset.faceId).filter(Boolean);
+  if (!ids.length) return;
+  try {
+    const who = new Map(await getJSON(`/api/people/of?ids=${ids.join(",")}`));
+    let last;
+    for (const t of tiles) {
+      const p = who.get(Number(t.dataset.faceId));
+      t.dataset.person = p === null || p === undefined ? "" : p;
+      const meta = $(".meta", t);
+      if (meta && !$(".hint-person", meta)) {
+        const label = document.createElement("span");
+        label.className = "hint hint-person";
+        label.textContent = t.dataset.person ? `person ${t.dataset.person}` : "no person yet";
+        meta.append(label);
+      }
+      t.classList.toggle("person-start", t.dataset.person !== last);
+      last = t.dataset.person;
+    }
+  } catch (e) { /* labels are a help, the grid works without them */ }
+}
+if (gridEl && new URLSearchParams(location.search).get("sort") === "person") labelPeople();
 
 function gridKey(e) {
   if (!gridEl || overlayOpen()) return false;
