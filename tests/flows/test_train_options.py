@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from prefect.utilities.callables import parameter_schema
 
 from flows.cli import main
+from flows.pipeline import pipeline
 from flows.train import train
 from tests.training.archives import make_archive
 from training.command import training_options
@@ -64,8 +65,9 @@ def test_every_option_is_on_each_training_command_with_its_one_default(path, ren
     assert "--resume-from" not in shown
 
 
-def test_every_option_is_a_flow_parameter_with_the_same_default():
-    defaults = _flow_defaults(train.fn)
+@pytest.mark.parametrize("flow", [train, pipeline], ids=["train flow", "pipeline flow"])
+def test_every_option_is_a_flow_parameter_with_the_same_default(flow):
+    defaults = _flow_defaults(flow.fn)
     assert list(defaults) == FIELDS
     assert defaults == TrainSettings().model_dump(mode="json")
 
