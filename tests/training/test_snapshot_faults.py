@@ -4,6 +4,7 @@ weights and the JSON, unique names per step, --resume latest / latest-good, one 
 import json
 import multiprocessing
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -374,8 +375,14 @@ def test_a_run_leaves_no_lock_and_fakes_grids_are_named_per_snapshot(tmp_path):
         train(dataclasses_replace(opts, resume="latest-good"))
     assert not (run / LOCK_NAME).exists()
     # A new run with a snapshot every tick after the first, 4 images apart (< 1 kimg): each grid its own file.
-    result = train(dataclasses_replace(opts, resume=None, snap=1, kimg=0.012, outdir=tmp_path / "new"))
+    old_mask = os.umask(0o022)
+    try:
+        result = train(dataclasses_replace(opts, resume=None, snap=1, kimg=0.012, outdir=tmp_path / "new"))
+    finally:
+        os.umask(old_mask)
     assert not (result.run_dir / LOCK_NAME).exists()
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in result.run_dir.iterdir() if p.is_file()}
+    assert set(modes.values()) == {0o644}, modes  # the user's umask, not 0600
     grids = sorted(p.name for p in result.run_dir.glob("fakes0*.png"))
     assert grids == ["fakes000000-008.png", "fakes000000-012.png"], grids
     snaps = sorted(p.name for p in result.run_dir.glob("network-snapshot-*.json"))
