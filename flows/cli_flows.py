@@ -345,10 +345,8 @@ def run_resume(run_id: str | None, reviewer: str | None, as_json: bool, data: Pa
     if is_open:
         done = finish_round(ws, reviewer, resume)
         if not done.resumed:
-            raise GhostsError(
-                f"round {round_id} closed, but flow run {run_id} on {url} was not waiting any more "
-                "(already resumed, timed out or cancelled): run the pipeline again to go on"
-            )
+            why = done.note.split("; ", 1)[-1]  # the run's state, and what to do instead
+            raise GhostsError(f"round {round_id} closed, but {why}")
         accepted = done.round.accepted
     else:
         try:

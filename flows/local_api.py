@@ -123,9 +123,22 @@ def _temporary_api(
                 os.environ["PREFECT_API_URL"] = old
             refresh_global_settings_context()
     finally:
+        if proc.poll() is None:
+            _flush_to_api()
         proc.stop()
         log.close()
         restore()
+
+
+def _flush_to_api(timeout: float = 5.0) -> None:
+    """Send the logs and events still queued (a crashed run's last lines) while the temporary server still
+    answers: at exit Prefect would retry them against the stopped server for over a minute."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=timeout)
 
 
 class _Server:

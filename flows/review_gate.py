@@ -14,19 +14,23 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_client, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import FlowPauseTimeout, ObjectNotFound
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from sqlalchemy import select
 
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import DECISIONS, ReviewRound
 from curation.review import selection
 from curation.review.selection import RunNotWaiting, open_round, parse_run_id, review_counts
 from flows.artifacts import artifact_key, markdown_table
-from flows.local_api import api_healthy
+from flows.local_api import TEMPORARY_API_ENV, api_healthy
 from flows.workspace import open_data, resolve_data
 
 REVIEW_URL = "http://127.0.0.1:8765/"  # where `ghosts review` serves the page by default
@@ -38,84 +42,139 @@ def _runs_dir(ws) -> Path:
 
 def record_run_api(ws, run_id: str, api_url: str | None) -> None:
     """Remember which Prefect API the gate's run waits on (a foreground run's temporary server has a port of
-    its own), so "Selection done" and `ghosts run resume` resume it there. Atomic write."""
+    its own, and no UI), so "Selection done" and `ghosts run resume` resume it there. Atomic write."""
     if not api_url:
         return
     d = _runs_dir(ws)
     d.mkdir(parents=True, exist_ok=True)
+    record = {
+        "flow_run_id": str(run_id),
+        "api_url": api_url,
+        "temporary": os.environ.get(TEMPORARY_API_ENV) == api_url,
+    }
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
     with os.fdopen(fd, "w") as f:
-        json.dump({"flow_run_id": str(run_id), "api_url": api_url}, f)
+        json.dump(record, f)
     os.replace(tmp, d / f"{parse_run_id(run_id)}.json")
 
 
-def recorded_run_api(ws, run_id: str) -> str | None:
+def recorded_run(ws, run_id: str) -> dict | None:
+    """What `record_run_api` wrote for `run_id` (api_url, temporary), or None."""
     try:
-        return json.loads((_runs_dir(ws) / f"{parse_run_id(run_id)}.json").read_text())["api_url"]
-    except (OSError, ValueError, KeyError, GhostsError):
+        record = json.loads((_runs_dir(ws) / f"{parse_run_id(run_id)}.json").read_text())
+        return {"api_url": str(record["api_url"]), "temporary": bool(record.get("temporary"))}
+    except (OSError, ValueError, KeyError, TypeError, GhostsError):
         return None
 
 
-def _current_api() -> str | None:
-    from prefect.settings import get_current_settings
+def recorded_run_api(ws, run_id: str) -> str | None:
+    record = recorded_run(ws, run_id)
+    return record["api_url"] if record else None
 
+
+def _current_api() -> str | None:
     return get_current_settings().api.url or None
 
 
-def _how_to_resume(run_id: str) -> str:
+def _ui_link(url: str, run_id: str) -> str:
+    """The run's page in the Prefect UI of the server at API `url` (Prefect's own default: the API URL
+    without /api)."""
+    base = url.rstrip("/")
+    base = base.removesuffix("/api")
+    return f"{base}/runs/flow-run/{run_id}"
+
+
+def _how_to_resume(run_id: str, url: str | None, temporary: bool = False) -> str:
+    command = f"`ghosts run resume {run_id}`"
+    if not url:
+        return f"resume it with `PREFECT_API_URL=<its server's API> ghosts run resume {run_id}`"
+    if temporary:
+        return f"resume it with {command} while the command that runs it is still going"
     return (
-        f"resume it from the Prefect UI (the run's Resume button), or with `ghosts run resume {run_id}` "
-        "(PREFECT_API_URL set to its server)"
+        f"resume it with `PREFECT_API_URL={url} ghosts run resume {run_id}`, or from the Prefect UI: "
+        f"{_ui_link(url, run_id)} (Resume)"
     )
 
 
-def resume_waiting_run(run_id: str, run_input: dict, api_url: str | None = None) -> None:
-    """Resume the paused (or suspended) flow run `run_id` on `api_url` (default: the configured API).
+def _not_resumable(state) -> str:
+    """Why a run in `state` cannot be resumed, and what to do instead."""
+    if state is None:
+        return "has no state: it cannot be resumed; run the pipeline again to go on (what is decided is kept)"
+    if state.type == StateType.COMPLETED:
+        return (
+            f"is {state.name}, not Paused: it went on already (resumed from the Prefect UI or "
+            "`ghosts run resume`?); nothing to resume"
+        )
+    if state.type in (StateType.RUNNING, StateType.SCHEDULED, StateType.PENDING):
+        return f"is {state.name}, not Paused: it was resumed already and is going on; nothing to resume"
+    return (
+        f"is {state.name}, not Paused: it cannot be resumed; run the pipeline again to go on (what is "
+        "decided is kept)"
+    )
 
-    RunNotWaiting when the run is there but not waiting any more; a GhostsError saying why and how to resume
-    it when the API cannot be reached or does not know the run (the review round then stays open)."""
-    from prefect import get_client
-    from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.responses import SetStateStatus
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    url = api_url or _current_api()
+def resume_waiting_run(
+    run_id: str, run_input: dict, api_url: str | None = None, temporary: bool = False
+) -> None:
+    """Resume the paused (or suspended) flow run `run_id` on `api_url` (the API it was recorded on; default:
+    the one this process is configured with). `temporary`: that API was a foreground command's own server.
+
+    RunNotWaiting when the run is there but not paused (its state, and what to do instead); a GhostsError
+    saying exactly why and how to resume it when the API cannot be reached or does not know the run (the
+    review round then stays open)."""
+    here = _current_api()
+    url = api_url or here
     if not url:
         raise GhostsError(
-            f"no Prefect API is configured to resume flow run {run_id} with: set PREFECT_API_URL "
-            f"to the server it runs on, or {_how_to_resume(run_id)}"
+            f"no Prefect API is known for flow run {run_id}: none was recorded for it in this workspace and "
+            f"this process has no PREFECT_API_URL; {_how_to_resume(run_id, None)}"
         )
+    elsewhere = f" (this page talks to {here})" if here and here != url else ""
     if not api_healthy(url):
+        gone = (
+            "the foreground command that ran it ended, and its temporary server with it: run the "
+            "pipeline again to go on (what is decided is kept)"
+            if temporary
+            else f"start that server again, then {_how_to_resume(run_id, url)}"
+        )
         raise GhostsError(
-            f"the Prefect API at {url}, where flow run {run_id} waits, does not answer (the run's "
-            f"process or server stopped?): start that server again and {_how_to_resume(run_id)}"
+            f"the Prefect API at {url}, where flow run {run_id} waits{elsewhere}, does not answer: {gone}"
         )
     rid = parse_run_id(run_id)
     with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as client:
         try:
             run = client.read_flow_run(rid)
         except ObjectNotFound:
+            where = (
+                f"it was recorded on {api_url}, whose database no longer has it"
+                if api_url
+                else "no API was recorded for it, so it ran on another server"
+            )
             raise GhostsError(
-                f"flow run {run_id} is not on the Prefect API at {url}: it ran on another server; "
-                f"{_how_to_resume(run_id)}"
+                f"flow run {run_id} is not on the Prefect API at {url}: {where}; "
+                f"{_how_to_resume(run_id, None)}"
             ) from None
         if not run.state or not run.state.is_paused():
-            raise RunNotWaiting(
-                f"flow run {run_id} is {run.state.name if run.state else 'without a state'}, "
-                "not waiting for the review"
-            )
+            raise RunNotWaiting(f"flow run {run_id} on {url} {_not_resumable(run.state)}")
         response = client.resume_flow_run(rid, run_input=run_input)
     if response.status == SetStateStatus.REJECT:
         if response.state and response.state.type == StateType.FAILED:
-            raise RunNotWaiting(f"flow run {run_id} timed out waiting and can no longer be resumed")
-        raise GhostsError(f"Prefect refused to resume flow run {run_id}: {response.details.reason}")
+            raise RunNotWaiting(
+                f"flow run {run_id} on {url} timed out waiting and can no longer be resumed; run the "
+                "pipeline again to go on (what is decided is kept)"
+            )
+        raise GhostsError(
+            f"Prefect at {url} refused to resume flow run {run_id}: {response.details.reason}; "
+            f"{_how_to_resume(run_id, url, temporary)}"
+        )
 
 
 def make_resume(ws):
     """The review room's `Resume` for this workspace: each run resumed on the API it was recorded with."""
 
     def resume(run_id: str, run_input: dict) -> None:
-        resume_waiting_run(run_id, run_input, recorded_run_api(ws, run_id))
+        record = recorded_run(ws, run_id) or {"api_url": None, "temporary": False}
+        resume_waiting_run(run_id, run_input, record["api_url"], record["temporary"])
 
     return resume
 
@@ -151,16 +210,12 @@ def gate_markdown(
 def _waits_as_deployment() -> bool:
     """Suspend (exit, freeing the worker; rescheduled on resume) only a run of a review-gate deployment: a
     foreground run, or the gate inside a pipeline run, pauses in its process."""
-    from prefect.runtime import deployment
-
     return bool(deployment.id) and not flow_run.parent_flow_run_id
 
 
 def _round_of_this_run(ws) -> ReviewRound | None:
     """A suspended gate runs again from the top once resumed: its round (closed by then) is the one it
     opened, not a new one."""
-    from sqlalchemy import select
-
     with ws.session() as s:
         return s.scalars(
             select(ReviewRound)

@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
-from curation.catalog.schema import Image, ReviewRound, utcnow
+from curation.catalog.schema import Decision, Image, ReviewRound, utcnow
 from curation.review.decisions import DEFAULT_TARGET, WRITE_LOCK, decision_counts, top_counts
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ def complete_selection(ws, reviewer: str, resume: Resume | None = None) -> Revie
     fails for a reason that may pass (Prefect API unreachable), the round is reopened and a GhostsError raised,
     so pressing the button again retries. If the run is no longer paused (already resumed, timed out, gone),
     the round stays closed and a warning is logged; so it does when no `resume` is given (nothing here can
-    reach Prefect). With no round open, one is created and closed at once.
+    reach Prefect). With no round open, one is created and closed at once. `finish_round` also says, in one
+    line for the reviewer, whether the run was resumed, and if not, exactly why and what to do.
     """
     return finish_round(ws, reviewer, resume).round
 
@@ -146,46 +147,49 @@ def finish_round(ws, reviewer: str, resume: Resume | None = None) -> Completion:
     note = f"selection done: {accepted} faces accepted"
     resumed = False
     if run_id:
-        resumed = _resume(
+        resumed, why = _resume(
             ws, resume, round_id, run_id, {"accepted": accepted, "reviewer": reviewer, "round_id": round_id}
         )
         note += (
-            f"; pipeline run {run_id} resumed"
-            if resumed
-            else f"; pipeline run {run_id} was not waiting any more"
+            f"; pipeline run {run_id} resumed" if resumed else f"; pipeline run {run_id} not resumed: {why}"
+        )
+    else:
+        note += (
+            "; no pipeline run is recorded for this round, so none was resumed (a run paused at its review "
+            "gate on this workspace resumes with `ghosts run resume RUN_ID`)"
         )
     with ws.session() as s:
         return Completion(s.get(ReviewRound, round_id), resumed, note)
 
 
-def _resume(ws, resume: Resume | None, round_id: int, run_id: str, run_input: dict) -> bool:
+def _resume(ws, resume: Resume | None, round_id: int, run_id: str, run_input: dict) -> tuple[bool, str]:
+    """(True, "") once resumed; (False, why and what to do) when the run is not waiting any more. A failure
+    that may pass reopens the round and raises a GhostsError saying why and how to resume."""
     try:
         if resume is None:
-            raise RunNotWaiting("this review app was started without a way to resume flow runs")
+            raise RunNotWaiting(
+                "this review page was started without a way to reach Prefect; resume the run with "
+                f"`ghosts run resume {run_id}`"
+            )
         resume(run_id, run_input)
-        return True
+        return True, ""
     except RunNotWaiting as e:
-        log.warning(
-            "review round %s closed, but flow run %s was not waiting any more: %s", round_id, run_id, e
-        )
-        return False
+        log.warning("review round %s closed, but flow run %s was not resumed: %s", round_id, run_id, e)
+        return False, str(e)
     except Exception as e:
         with WRITE_LOCK, ws.session() as s:
             rnd = s.get(ReviewRound, round_id)
             rnd.done_at, rnd.closed_by = None, None
+        why = str(e) if isinstance(e, GhostsError) else f"{type(e).__name__}: {e}"
         raise GhostsError(
-            f"could not resume the pipeline run {run_id} waiting on this review ({type(e).__name__}: {e}); "
-            "the round is still open: check that the Prefect server is reachable and press Selection done again"
+            f"could not resume the pipeline run {run_id} waiting on this review: {why}. The round is still "
+            "open: press Selection done again once that is fixed"
         ) from e
 
 
 def round_history(session, limit: int = 20) -> list[dict]:
     """The newest rounds, newest first: id, opened, closed, who opened and closed it, accepted, target, and
     how many decisions were recorded in it."""
-    from sqlalchemy import func
-
-    from curation.catalog.schema import Decision
-
     rounds = session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(limit)).all()
     made = (
         dict(

@@ -143,5 +143,8 @@ def test_a_round_closes_even_when_nothing_can_resume_its_run(workspace, faces):
     rnd = open_round(workspace, target=2, flow_run_id=str(uuid.uuid4()))
     decide(workspace, faces[:1], "accepted", "ann")
     done = finish_round(workspace, "ann")  # no `resume`: the review room never reaches Prefect itself
-    assert not done.resumed and "was not waiting any more" in done.note
+    assert (
+        not done.resumed and "not resumed: this review page was started without a way to reach" in done.note
+    )
+    assert f"`ghosts run resume {rnd.flow_run_id}`" in done.note  # and how to resume it
     assert (done.round.id, done.round.accepted) == (rnd.id, 1) and done.round.done_at is not None
