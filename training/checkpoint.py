@@ -21,7 +21,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from curation.catalog.store import atomic_write_bytes, atomic_write_text
+from curation.catalog.store import TMP_PREFIX, atomic_write_bytes, atomic_write_text
 from training.bounds import NETWORK_BOUNDS
 from training.errors import TrainingError
 from training.networks import Discriminator, Generator
@@ -364,6 +364,7 @@ class RunLock:
         self._fd: int | None = None
         self._log = log
         self.taken_over_from: int | None = None  # pid named by a lock file left by a killed process
+        self.swept = 0  # temp files of a killed writer removed when the lock was taken
 
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -405,6 +406,8 @@ class RunLock:
         except OSError:  # a full disk: no lock, and no lock file left behind
             self.release()
             raise
+        # Whoever writes this run holds the lock, so the temp files in it are a killed writer's: gone, any age.
+        self.swept = sum(1 for tmp in self.path.parent.glob(TMP_PREFIX + "*") if _unlinked(tmp))
         return self
 
     def release(self) -> None:
@@ -423,6 +426,14 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _unlinked(path: Path) -> bool:
+    try:
+        path.unlink()
+    except OSError:
+        return False
+    return True
 
 
 def _alive(pid: int) -> bool:

@@ -289,6 +289,22 @@ HOLD_AND_SLEEP = (
 )
 
 
+def test_taking_the_lock_sweeps_the_temp_files_a_killed_writer_left(tmp_path):
+    from curation.catalog.store import TMP_PREFIX
+
+    left = [
+        tmp_path / f"{TMP_PREFIX}network-snapshot-000004.safetensors.x1",
+        tmp_path / f"{TMP_PREFIX}fakes.png.y",
+    ]
+    for p in left:
+        p.write_bytes(b"partial")  # young: the lock, not the age, says nobody writes them
+    keep = tmp_path / "network-snapshot-000000-004.json"
+    keep.write_text("{}")
+    with RunLock(tmp_path) as lock:
+        assert lock.swept == 2
+    assert [p for p in left if p.exists()] == [] and keep.exists()
+
+
 def test_a_full_disk_when_the_lock_is_written_leaves_no_lock_file(tmp_path, monkeypatch):
     import errno
 
