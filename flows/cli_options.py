@@ -27,7 +27,7 @@ def file_option(*decls: str, help: str, **kw):
 
 
 def folder_option(*decls: str, help: str, **kw):
-    """An option naming a folder (--outdir, --data)."""
+    """An option naming a folder (--outdir ...; --data is data_option)."""
     return path_option(*decls, help=help, file_okay=False, **kw)
 
 
@@ -69,10 +69,34 @@ def same_person_option(help: str):
     )
 
 
-data_option = folder_option(
+class WorkspaceFolder(click.Path):
+    """--data: a folder (made by `ghosts init`). A file given instead, most often a dataset archive typed the
+    way NVlabs' train.py takes it, is refused with what to type: `--archive FILE` where the command has one."""
+
+    def __init__(self):
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, Path | str) or not Path(value).is_file():
+            return super().convert(value, param, ctx)
+        takes_archive = ctx is not None and any(p.name == "archive" for p in ctx.command.params)
+        self.fail(
+            f"--data is the workspace folder in ghosts (as on every ghosts command), and {value} is a file, "
+            + (
+                f"not one. To train this archive type `--archive {value}` (NVlabs' train.py calls it --data), "
+                "or `--data WORKSPACE`."
+                if takes_archive
+                else "not one: type `--data WORKSPACE`, the folder `ghosts init` made."
+            ),
+            param,
+            ctx,
+        )
+
+
+data_option = click.option(
     "--data",
     "data",
-    required=False,
+    type=WorkspaceFolder(),
     envvar="GHOSTS_DATA",
     default=None,
     show_default="./data",

@@ -44,3 +44,22 @@ def test_the_shared_options_parse_as_they_say(tmp_path):
     assert r.exit_code == 2 and "--threshold" in r.output
     shown = " ".join(CliRunner().invoke(_probe, ["--help"]).output.split())
     assert "[default: first]" in shown and "[default: 0.6; 0<x<=2]" in shown
+
+
+def test_data_naming_a_file_says_what_to_type_on_every_command(tmp_path, monkeypatch):
+    # NVlabs' train.py takes the archive as --data; in ghosts --data is the workspace on every command.
+    from flows.cli import main
+
+    monkeypatch.delenv("GHOSTS_DATA", raising=False)
+    archive = tmp_path / "x.zip"
+    archive.write_bytes(b"PK")
+    r = CliRunner().invoke(main, ["run", "train", "--data", str(archive)])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"To train this archive type `--archive {archive}`" in said, r.output
+    assert "or `--data WORKSPACE`" in said and "is a file." not in said  # not click's generic message
+    r = CliRunner().invoke(main, ["status", "--data", str(archive)])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and "is a file, not one: type `--data WORKSPACE`" in said, r.output
+    assert "--archive" not in said  # status has no --archive to suggest
+    r = CliRunner().invoke(main, ["status", "--data", str(tmp_path / "nowhere")])
+    assert r.exit_code != 0 and "is a file" not in r.output  # a folder that is not there: the usual error
