@@ -125,3 +125,4 @@ class RoundOut(BaseModel):
     done: bool
     flow_run_id: str | None
     message: str
+    resumed: bool | None = None  # after Selection done: the waiting run resumed (None: no run recorded)

@@ -12,7 +12,7 @@ from curation.review.selection import current_round, finish_round, last_round
 router = APIRouter(prefix="/api", tags=["rounds"])
 
 
-def _out(rnd: ReviewRound, message: str) -> RoundOut:
+def _out(rnd: ReviewRound, message: str, resumed: bool | None = None) -> RoundOut:
     return RoundOut(
         id=rnd.id,
         target=rnd.target,
@@ -21,6 +21,7 @@ def _out(rnd: ReviewRound, message: str) -> RoundOut:
         done=rnd.done_at is not None,
         flow_run_id=rnd.flow_run_id,
         message=message,
+        resumed=resumed,
     )
 
 
@@ -34,4 +35,4 @@ def get_round(ctx: Ctx) -> RoundOut | None:
 @router.post("/rounds/complete", response_model=RoundOut)
 def post_complete(ctx: Ctx) -> RoundOut:
     done = finish_round(ctx.ws, ctx.config.reviewer, ctx.resume)
-    return _out(done.round, done.note)
+    return _out(done.round, done.note, done.resumed if done.round.flow_run_id else None)

@@ -27,7 +27,7 @@ doneBtn.addEventListener("click", () => {
   enqueue(async () => {
     try {
       const out = await (await post("/api/rounds/complete")).json();
-      toast(out.message);
+      toast(out.message, out.resumed === false ? "error" : "info");  // not resumed: why, and how to, stays longer
       setCounts(await getJSON("/api/counts"));
     } catch (e) {
       toast(`Selection not closed: ${e.message}`, "error");
