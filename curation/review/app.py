@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from alignment.quality import TARGET_SIZE_SETTING
 from curation.catalog.errors import GhostsError
@@ -21,7 +22,7 @@ from curation.review.deps import ReviewContext
 from curation.review.manual import ManualCropError
 from curation.review.media import NotFound, PhotoCache
 from curation.review.routers import api, media, pages, people, rounds
-from curation.review.security import Guard, GuardMiddleware
+from curation.review.security import STYLESHEET, Guard, GuardMiddleware
 from curation.review.selection import Resume, open_round
 
 HERE = Path(__file__).parent
@@ -55,7 +56,12 @@ def create_app(ws, config: ReviewConfig | None = None, resume: Resume | None = N
     guard = Guard(config.token, allowed_hosts(config), log_requests=config.log_requests)
     templates.env.globals["signed"] = guard.sign  # links and images in pages: signed URLs, never the token
     templates.env.globals["sig_fields"] = guard.sig_fields
+    templates.env.globals["stylesheet"] = Markup(STYLESHEET)  # inline, allowed by its hash (CSP)
     ctx = ReviewContext(ws, config, guard, templates, PhotoCache(), resume)
+    # Ready before the first page is asked for: templates compiled, the counter counted.
+    for name in ("base.html", "grid.html"):
+        templates.get_template(name)
+    ctx.counts.counts()
 
     app = FastAPI(title="ghosts review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx

@@ -10,6 +10,7 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.templating import Jinja2Templates
 
 from curation.review.config import ReviewConfig
+from curation.review.counts import CountsCache
 from curation.review.grid import Snapshots
 from curation.review.media import PhotoCache
 from curation.review.security import Guard
@@ -27,9 +28,15 @@ class ReviewContext:
     photos: PhotoCache
     resume: Resume | None = None  # resumes the flow run waiting on the round (None: nothing to resume with)
     snapshots: Snapshots = field(default_factory=Snapshots)  # the id lists grid paging walks through
+    counts: CountsCache | None = None  # the counter's figures, moved by each decision (made from ws if None)
+
+    def __post_init__(self) -> None:
+        if self.counts is None:
+            self.counts = CountsCache(self.ws)
 
 
-def get_ctx(request: Request) -> ReviewContext:
+async def get_ctx(request: Request) -> ReviewContext:
+    # async: FastAPI runs a plain-def dependency in its thread pool, one thread hand-off more per request.
     return request.app.state.ctx
 
 

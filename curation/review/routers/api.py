@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from curation.catalog.schema import Face
@@ -13,27 +14,37 @@ from curation.review.deps import MAX_ID, Ctx, IdPath, OptionalIdQuery, ReviewCon
 from curation.review.grid import GridQuery, list_faces
 from curation.review.models import BatchOut, ChangeOut, Counts, DecideIn, DecideManyIn, FaceState
 from curation.review.security import csrf_token
-from curation.review.selection import review_counts
 
 router = APIRouter(prefix="/api", tags=["faces"])
 
 
 def counts(ctx: ReviewContext) -> Counts:
-    return Counts(**review_counts(ctx.ws))
+    return Counts(**ctx.counts.counts())
 
 
 def _change(c) -> ChangeOut:
     return ChangeOut(face_id=c.face_id, decision=c.decision, previous=c.previous, rating=c.rating)
 
 
-def _batch_out(ctx: ReviewContext, batch) -> BatchOut:
+def _batch_out(ctx: ReviewContext, batch, figures: dict) -> BatchOut:
     return BatchOut(
         changes=[_change(c) for c in batch.changes],
         kept=batch.kept,
         undone=batch.undone,
         round_id=batch.round_id,
-        counts=counts(ctx),
+        counts=Counts(**figures),
     )
+
+
+INLINE_FACES = 200  # decisions of up to this many faces run on the event loop (see _write)
+
+
+async def _write(faces: int, fn):
+    """Run a decision write. One of a few faces is a few milliseconds of SQLite: it runs right here on the
+    event loop, since handing it to the thread pool and back cost more than the write on a loaded machine
+    (the key press to saved decision figure). A bulk one (all matching a filter) goes to the thread pool, so
+    it never holds up the images being served meanwhile."""
+    return fn() if faces <= INLINE_FACES else await run_in_threadpool(fn)
 
 
 def _decide(ctx: ReviewContext, item: DecideIn):
@@ -126,37 +137,43 @@ def face_states(
 
 
 @router.post("/decisions", response_model=BatchOut)
-def post_decisions(ctx: Ctx, body: DecideIn) -> BatchOut:
-    return _batch_out(ctx, _decide(ctx, body))
+async def post_decisions(ctx: Ctx, body: DecideIn) -> BatchOut:
+    return await _write(
+        len(body.face_ids), lambda: _batch_out(ctx, *ctx.counts.write(lambda: _decide(ctx, body)))
+    )
 
 
 @router.post("/decisions/many", response_model=BatchOut)
-def post_decisions_many(ctx: Ctx, body: DecideManyIn) -> BatchOut:
+async def post_decisions_many(ctx: Ctx, body: DecideManyIn) -> BatchOut:
     """Apply the items in order, each as its own batch; answer with all their changes and the counts."""
-    changes, kept, round_id = [], [], None
-    for item in body.items:
-        batch = _decide(ctx, item)
-        changes += [_change(c) for c in batch.changes]
-        kept += batch.kept
-        round_id = batch.round_id
-    return BatchOut(changes=changes, kept=kept, round_id=round_id, counts=counts(ctx))
+
+    def run() -> BatchOut:
+        changes, kept, round_id, figures = [], [], None, None
+        for item in body.items:
+            batch, figures = ctx.counts.write(lambda item=item: _decide(ctx, item))
+            changes += [_change(c) for c in batch.changes]
+            kept += batch.kept
+            round_id = batch.round_id
+        return BatchOut(changes=changes, kept=kept, round_id=round_id, counts=Counts(**figures))
+
+    return await _write(sum(len(i.face_ids) for i in body.items), run)
 
 
 @router.post("/faces/{face_id:int}/keep-best", response_model=BatchOut)
 def post_keep_best(ctx: Ctx, face_id: IdPath) -> BatchOut:
     """Near duplicates: accept the best face of the group, reject the rest as duplicates (one undo step)."""
-    return _batch_out(ctx, keep_best(ctx.ws, face_id, ctx.config.reviewer))
+    return _batch_out(ctx, *ctx.counts.write(lambda: keep_best(ctx.ws, face_id, ctx.config.reviewer)))
 
 
 @router.post("/undo", response_model=BatchOut)
 def post_undo(ctx: Ctx) -> BatchOut:
     try:
-        batch = undo_last(ctx.ws, ctx.config.reviewer)
+        batch, figures = ctx.counts.write(lambda: undo_last(ctx.ws, ctx.config.reviewer))
     except RoundClosed as e:
         raise HTTPException(409, str(e)) from None
     if batch is None:
         raise HTTPException(409, "nothing to undo")
-    return _batch_out(ctx, batch)
+    return _batch_out(ctx, batch, figures)
 
 
 @router.post("/faces/{face_id:int}/delete", response_model=Counts)

@@ -14,17 +14,19 @@ from curation.review.decisions import REJECT_REASONS
 from curation.review.deps import Ctx, IdPath, OptionalIdQuery, ReviewContext
 from curation.review.detail import photo_detail
 from curation.review.grid import FLAG_LABELS, SORT_LABELS, GridQuery, facet_values, list_faces, thresholds_for
+from curation.review.media import preview_data_uris
 from curation.review.security import csrf_token
-from curation.review.selection import review_counts
 
 router = APIRouter(tags=["pages"])
+
+INLINE_PREVIEWS = 8  # about one row of tiles on a laptop screen
 
 
 def _page(ctx: ReviewContext, request: Request, name: str, **data) -> HTMLResponse:
     data.update(
         request=request,
         csrf=csrf_token(ctx.guard, request),
-        counts=review_counts(ctx.ws),
+        counts=ctx.counts.counts(),
         reviewer=ctx.config.reviewer,
         reject_reasons=REJECT_REASONS,
     )
@@ -37,6 +39,8 @@ def grid(ctx: Ctx, request: Request, q: Annotated[GridQuery, Query()]) -> HTMLRe
         th = thresholds_for(s)
         page = list_faces(s, q, ctx.config.per_page, th, snapshots=ctx.snapshots)
         facets = facet_values(s)
+    # The first row's previews inside the page: they paint with it, before any image request.
+    inline = preview_data_uris(ctx.ws, [t.id for t in page.tiles[:INLINE_PREVIEWS]])
     return _page(
         ctx,
         request,
@@ -47,6 +51,7 @@ def grid(ctx: Ctx, request: Request, q: Annotated[GridQuery, Query()]) -> HTMLRe
         sort_labels=SORT_LABELS,
         target_size=th.target_size,
         flag_labels=FLAG_LABELS,
+        inline=inline,
         view="faces",
     )
 
