@@ -188,6 +188,7 @@ def train(archive: Path | None, data: Path | None, outdir: Path, dry_run: bool, 
     from training.loop import train as run_training
 
     settings = settings_from(kw)
+    from_data = archive is None  # the newest archive frozen in the --data workspace, recorded there
     archive = archive_to_train(archive, data)
     opts = build_options(archive, outdir, settings, dry_run=dry_run)
     if opts.dry_run or int(os.environ.get("RANK", "0")) != 0:  # one record per run: rank 0's
@@ -200,6 +201,8 @@ def train(archive: Path | None, data: Path | None, outdir: Path, dry_run: bool, 
             settings.kimg,
             {"command": "ghosts train", "settings": settings.model_dump()},
             started_by="ghosts train / torchrun -m training",
+            data=data,
+            from_data=from_data,
         ) as done:
             result = run_training(opts)
             if done is not None:

@@ -176,17 +176,22 @@ def finish_training_run(
             row.last_snapshot = last_snapshot
 
 
-def workspace_holding(archive: Path):
+def workspace_holding(archive: Path, data: Path | None = None, *, from_data: bool = False):
     """The workspace an archive belongs to, for runs started outside the `train` flow (`ghosts train`,
-    `torchrun -m training`): GHOSTS_DATA when set, else the nearest folder above the archive that is a
-    workspace. None when neither is one (an archive copied elsewhere: nothing to record it in)."""
+    `torchrun -m training`): with `from_data` (the archive is the newest one frozen in the --data workspace) that
+    workspace; else the nearest folder above the archive that is a workspace, else the --data one (`data`, or
+    GHOSTS_DATA when None). None when none of them is one (an archive copied elsewhere: nothing to record it in)."""
     import os
 
     from curation.catalog.errors import GhostsError
     from curation.catalog.workspace import MARKER, open_workspace
 
-    candidates = [Path(os.environ["GHOSTS_DATA"])] if os.environ.get("GHOSTS_DATA") else []
-    candidates += [p for p in Path(archive).resolve().parents if (p / MARKER).exists()][:1]
+    above = [p for p in Path(archive).resolve().parents if (p / MARKER).exists()][:1]
+    if from_data:  # None: GHOSTS_DATA, else ./data, where the newest frozen archive was looked up
+        candidates = [data, *above]
+    else:
+        named = data if data is not None else os.environ.get("GHOSTS_DATA") or None
+        candidates = [*above, named] if named is not None else above
     for root in candidates:
         try:
             return open_workspace(root)
@@ -197,12 +202,22 @@ def workspace_holding(archive: Path):
 
 @contextlib.contextmanager
 def recorded_run(
-    archive: Path, outdir: Path, cfg: str, kimg: float, options: dict[str, Any], started_by: str
+    archive: Path,
+    outdir: Path,
+    cfg: str,
+    kimg: float,
+    options: dict[str, Any],
+    started_by: str,
+    *,
+    data: Path | None = None,
+    from_data: bool = False,
 ):
-    """Record a training run started by hand in its archive's workspace (status running, then completed or
-    failed), so `ghosts status` and takedown's list of runs see it. Yields a callable taking the run folder
-    and last snapshot when the run ends well; yields None (recording nothing) outside any workspace."""
-    ws = workspace_holding(archive)
+    """Record a training run started by hand in its archive's workspace (workspace_holding: `data` and
+    `from_data` say which --data was given and whether the archive is its newest frozen one), status running,
+    then completed or failed, so `ghosts status` and takedown's list of runs see it. Yields a callable taking
+    the run folder and last snapshot when the run ends well; yields None (recording nothing) outside any
+    workspace."""
+    ws = workspace_holding(archive, data, from_data=from_data)
     if ws is None:
         yield None
         return

@@ -76,3 +76,44 @@ def test_a_failed_manual_run_is_recorded_failed(workspace, monkeypatch):
     assert res.exit_code != 0
     with workspace.session() as s:
         assert [r.status for r in s.query(TrainingRun)] == ["failed"]
+
+
+def test_a_run_is_recorded_in_the_workspace_holding_its_archive_not_ghosts_data(
+    workspace, tmp_path, monkeypatch
+):
+    from curation.catalog.workspace import init_workspace
+
+    other = init_workspace(tmp_path / "other")  # GHOSTS_DATA names it; the archive lies in `workspace`
+    monkeypatch.setenv("GHOSTS_DATA", str(other.root))
+    (workspace.root / "datasets").mkdir(exist_ok=True)
+    archive = make_archive(workspace.root / "datasets", n=8, res=32)
+    res = CliRunner().invoke(
+        main, ["train", "--archive", str(archive), "--outdir", str(tmp_path / "runs")] + TINY
+    )
+    assert res.exit_code == 0, res.output
+    with workspace.session() as s:
+        assert [r.status for r in s.query(TrainingRun)] == ["completed"]
+    with other.session() as s:
+        assert s.query(TrainingRun).count() == 0
+
+
+def test_the_workspace_holding_an_archive_follows_what_was_typed(workspace, tmp_path, monkeypatch):
+    from curation.catalog.runs import workspace_holding
+    from curation.catalog.workspace import init_workspace
+
+    other = init_workspace(tmp_path / "other")
+    monkeypatch.setenv("GHOSTS_DATA", str(other.root))
+    inside = workspace.root / "datasets" / "a.zip"
+    stray = tmp_path / "elsewhere" / "a.zip"  # in no workspace
+    for path in (inside, stray):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"PK")
+    # --archive: the workspace above the file first, else the --data one (GHOSTS_DATA when not typed)
+    assert workspace_holding(inside, other.root).root == workspace.root
+    assert workspace_holding(stray, workspace.root).root == workspace.root
+    assert workspace_holding(stray).root == other.root
+    # no --archive: the --data workspace whose newest frozen archive trains, whatever GHOSTS_DATA says
+    assert workspace_holding(stray, workspace.root, from_data=True).root == workspace.root
+    assert workspace_holding(inside, None, from_data=True).root == other.root  # --data left to GHOSTS_DATA
+    monkeypatch.delenv("GHOSTS_DATA")
+    assert workspace_holding(stray) is None
