@@ -33,7 +33,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 
+from prefect.context import refresh_global_settings_context
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
 from curation.catalog.errors import GhostsError
+from flows.cli_options import json_stdout_fd
 
 TEMPORARY_API_ENV = "GHOSTS_TEMPORARY_API"  # the temporary server's API URL, while a command runs on one
 START_TIMEOUT_S = 60  # the temporary server's start-up (migrating a fresh database included)
@@ -101,9 +107,6 @@ def _temporary_api(
                     + " (or set PREFECT_API_URL, e.g. after `ghosts server`)"
                 )
             time.sleep(0.2)
-        from prefect.context import refresh_global_settings_context
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
         old = os.environ.get("PREFECT_API_URL")
         os.environ["PREFECT_API_URL"] = url  # inherited by every worker process
         os.environ[TEMPORARY_API_ENV] = (
@@ -133,9 +136,6 @@ def _temporary_api(
 def _flush_to_api(timeout: float = 5.0) -> None:
     """Send the logs and events still queued (a crashed run's last lines) while the temporary server still
     answers: at exit Prefect would retry them against the stopped server for over a minute."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
     for worker in (APILogWorker, EventsWorker):
         with contextlib.suppress(Exception):
             worker.drain_all(timeout=timeout)
@@ -174,7 +174,7 @@ def _start_server(port: int, log) -> _Server:
     Forked from this process when it runs no other thread (Linux): the child has Prefect imported already,
     which saves the seconds a new interpreter spends importing it again; else a new `prefect` process."""
     prctl = _prctl()
-    if prctl is not None and _can_fork() and "prefect" in sys.modules:
+    if prctl is not None and _can_fork():
         for stream in (sys.stdout, sys.stderr):  # nothing buffered here may be written twice
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -222,9 +222,9 @@ def _serve_forked(port: int, log_fd: int, prctl) -> None:
     os.dup2(log_fd, 2)
     os.environ.update(_SERVER_ENV)
     os.environ.pop("PREFECT_API_URL", None)
-    from prefect.context import refresh_global_settings_context
-
     refresh_global_settings_context()
+    # Imported here, in the server's child only: the API app takes seconds to import, and the command's own
+    # process never needs it.
     import uvicorn
     from prefect.server.api.server import create_app
 
@@ -285,7 +285,7 @@ def api_watchdog(url: str, as_json: bool = False) -> Iterator[None]:
                     "stored is kept, and a rerun continues from there)"
                 )
                 if as_json:
-                    os.write(_json_fd(), (json.dumps({"error": message}) + "\n").encode())
+                    os.write(json_stdout_fd(), (json.dumps({"error": message}) + "\n").encode())
                 os.write(2, f"ghosts: error: {message}\n".encode())
                 os._exit(1)
 
@@ -295,9 +295,3 @@ def api_watchdog(url: str, as_json: bool = False) -> Iterator[None]:
         yield
     finally:
         stop.set()
-
-
-def _json_fd() -> int:
-    from flows.cli_options import json_stdout_fd
-
-    return json_stdout_fd()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.tasks import exponential_backoff
 
 from curation.analysis.analyze import workspace_target_size
@@ -42,10 +44,6 @@ def _retry_on_network(task, task_run, state) -> bool:
 def ensure_instagram_limit(slots: int = 1) -> None:
     """Create the `instagram` global concurrency limit when missing (an existing one, maybe edited in the UI,
     is left alone): one account, one request stream, however many runs are going."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(INSTAGRAM_LIMIT)

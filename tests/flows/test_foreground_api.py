@@ -6,6 +6,7 @@ suspended when it runs as a deployment.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -276,3 +277,45 @@ def _state_named(client, run_id, name):
 def _final(client, run_id):
     state = client.read_flow_run(run_id).state
     return state if state is not None and state.is_final() else None
+
+
+FORKED = textwrap.dedent("""
+    import multiprocessing, os
+    from flows.local_api import TEMPORARY_API_ENV, api_healthy, foreground_api
+    with foreground_api(None) as url:
+        names = [p.name for p in multiprocessing.active_children()]
+        print(url, api_healthy(url), os.environ[TEMPORARY_API_ENV] == url, names)
+    print(api_healthy(url), TEMPORARY_API_ENV in os.environ)
+""")
+
+
+def test_the_temporary_server_is_forked_from_a_command_without_threads(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED],
+        env=_env(tmp_path / "home"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    during, after = done.stdout.strip().splitlines()
+    assert during.endswith("True True ['ghosts-prefect-server']"), during  # the forked child, answering
+    assert after == "False False"  # stopped with the block, and the environment as it was
+
+
+def test_the_temporary_server_is_a_new_process_when_threads_run(tmp_path, monkeypatch):
+    from flows.local_api import TEMPORARY_API_ENV, api_healthy, foreground_api
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    stop = threading.Event()
+    busy = threading.Thread(target=stop.wait, daemon=True)  # a thread: forking is not safe now
+    busy.start()
+    try:
+        with foreground_api(None) as url:
+            assert api_healthy(url) and os.environ[TEMPORARY_API_ENV] == url
+            assert not [p for p in multiprocessing.active_children() if "prefect" in p.name]
+    finally:
+        stop.set()
+    assert not api_healthy(url) and TEMPORARY_API_ENV not in os.environ
