@@ -435,6 +435,20 @@ def run_train(archive: Path | None, as_json: bool, data: Path | None, settings) 
     help="Where grid.png and morph.gif go [explore/ beside the snapshot].",
 )
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
+@click.option(
+    "--archive",
+    default=None,
+    metavar="ZIP",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Training archive the memorisation report compares against [the one the snapshot records].",
+)
+@click.option(
+    "--memorization-samples",
+    type=click.IntRange(min=0),
+    default=64,
+    show_default=True,
+    help="Faces generated for the memorisation report; 0 leaves the report out.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_foreground
 def run_explore(
@@ -445,9 +459,12 @@ def run_explore(
     frames: int,
     outdir: Path | None,
     device: str | None,
+    archive: Path | None,
+    memorization_samples: int,
     as_json: bool,
 ) -> None:
-    """A sample grid and a looping morph of a trained generator, as files and Prefect artifacts."""
+    """A sample grid, a looping morph of a trained generator and the memorisation report (its nearest training
+    faces), as files and Prefect artifacts."""
     from flows.explore import explore  # lazy: Prefect, torch
 
     try:
@@ -463,6 +480,8 @@ def run_explore(
             frames=frames,
             outdir=str(outdir) if outdir else None,
             device=device,
+            archive=str(archive.resolve()) if archive else None,
+            memorization_samples=memorization_samples,
         ),
         as_json,
     )

@@ -102,3 +102,24 @@ def test_explore_without_the_report_and_with_a_missing_archive(prefect_api, snap
     assert done["memorization"] is None and not (tmp_path / "memorization.json").exists()
     with pytest.raises(GhostsError, match="no training archive"):
         explore(network=str(stem), device="cpu", outdir=str(tmp_path), archive=str(tmp_path / "gone.zip"))
+
+
+def test_ghosts_run_explore_takes_the_archive_and_the_report_size(prefect_api, snapshot, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    stem, archive = snapshot
+    elsewhere = shutil.copy(archive, tmp_path / "same-faces.zip")  # not the archive the snapshot records
+    shown = " ".join(CliRunner().invoke(main, ["run", "explore", "--help"]).output.split())
+    assert "--archive ZIP" in shown and "--memorization-samples" in shown and "[default: 64; x>=0]" in shown
+    argv = ["run", "explore", "--network", str(stem), "--grid-seeds", "1", "--morph-seeds", "0,1", "--frames"]
+    argv += ["1", "--device", "cpu", "--outdir", str(tmp_path / "look"), "--json"]
+    res = CliRunner().invoke(main, argv + ["--archive", str(elsewhere), "--memorization-samples", "3"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(Path(json.loads(res.stdout)["memorization"]["json"]).read_text())
+    assert report["archive"] == str(elsewhere) and report["samples"] == 3
+    res = CliRunner().invoke(main, argv + ["--memorization-samples", "0"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["memorization"] is None, res.output
