@@ -10,7 +10,8 @@ A rule is a comma-separated list of clauses, e.g. ``"score>=0.6,max=200"``:
   score are taken first.
 - ``max_per_person=N`` / ``max_per_owner=N``: at most N accepted faces of one person (as grouped by
   curation.analysis.identities; faces not grouped yet count as people of their own) or of one account,
-  counting faces accepted before, so no one person or account fills the dataset.
+  counting faces accepted before, so no one person or account fills the dataset. A cap the rule does not
+  name is the workspace's (`ghosts people --max-per-person N`, curation.catalog.people); the rule's wins.
 - ``flagged=no`` leaves out faces flagged for a closer look (under the workspace's target size); ``flagged=any``
   (the default) does not look at the flags.
 
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
+from curation.catalog.people import get_caps
 from curation.catalog.schema import Face, Image
 from curation.review.decisions import MAX_BATCH, decide
 from curation.review.grid import flagged_condition, thresholds_for
@@ -170,6 +172,10 @@ def apply_rule(ws, rule: AcceptRule | str) -> AutoAcceptResult:
         rule = parse_rule(rule)
     live = (Face.deleted.is_(False), Image.status != "excluded", Image.path.is_not(None))
     with ws.session() as s:
+        workspace_caps = get_caps(s)  # the caps the rule leaves out
+        rule = replace(
+            rule, **{k: v for k, v in workspace_caps.items() if getattr(rule, k) is None and v is not None}
+        )
         before = (
             s.scalar(
                 select(func.count())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from curation.review.autoaccept import AcceptRule, Condition, RuleError, apply_rule, parse_rule
 from curation.catalog.schema import Decision, Face, Image
+from curation.review.autoaccept import AcceptRule, Condition, RuleError, apply_rule, parse_rule
 from curation.review.decisions import decide
 
 
@@ -95,3 +95,22 @@ def test_apply_rule_with_no_match_changes_nothing(workspace):
         "accepted_now": 0,
         "accepted_total": 0,
     }
+
+
+def test_apply_rule_takes_the_caps_it_leaves_out_from_the_workspace(workspace):
+    from curation.catalog.people import set_caps
+
+    ids = _faces(workspace, [0.9, 0.8, 0.7, 0.6, 0.5])
+    with workspace.session() as s:
+        for face_id, owner in zip(ids, ["ann", "ann", "ann", "bob", "Bob"], strict=True):
+            s.get(Image, s.get(Face, face_id).image_id).owner = owner
+        set_caps(s, max_per_owner=2)  # as `ghosts people --max-per-owner 2` does
+    # The rule's own cap wins over the workspace's: one face per account.
+    assert apply_rule(workspace, "score>=0,max_per_owner=1").accepted == [ids[0], ids[3]]
+    # A rule naming no cap gets the workspace's: a second face per account, ann's third stays undecided.
+    res = apply_rule(workspace, "score>=0")
+    assert res.accepted == [ids[1], ids[4]] and res.rule == "score>=0,max_per_owner=2"
+    with workspace.session() as s:
+        assert s.get(Face, ids[2]).decision == "undecided"
+        set_caps(s, max_per_owner=None)
+    assert apply_rule(workspace, "score>=0").accepted == [ids[2]]  # no cap anywhere: the rest
