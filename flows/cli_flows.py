@@ -17,7 +17,18 @@ from pathlib import Path
 import click
 
 from curation.catalog.errors import GhostsError
-from flows.cli_options import data_option, echo_json, open_ws
+from flows.cli_options import (
+    choice_option,
+    count_option,
+    data_option,
+    echo_json,
+    file_option,
+    folder_option,
+    json_option,
+    network_option,
+    open_ws,
+    workers_option,
+)
 from training.command import archive_to_train, settings_from, training_options
 
 LOCAL_API = "http://127.0.0.1:4200/api"  # where `ghosts server` (prefect server start) listens by default
@@ -44,39 +55,19 @@ def _source_options(fn):
                 type=click.Path(exists=True),
                 help="Local file or folder to import (recursively) instead of, or besides, tags; repeatable.",
             ),
-            click.option(
-                "--limit", type=click.IntRange(min=1), default=None, help="New images to add per tag."
-            ),
+            count_option("--limit", help="New images to add per tag."),
             click.option(
                 "--session",
                 default=None,
                 metavar="USER",
                 help="Saved Instagram session (see `ghosts login`).",
             ),
-            click.option(
-                "--detector",
-                type=click.Choice(["hog", "cnn"]),
-                default="hog",
-                show_default=True,
-                help="Face detector for analysis.",
+            choice_option("--detector", choices=("hog", "cnn"), help="Face detector for analysis."),
+            count_option("--batch-size", default=8, help="Images per analysis task."),
+            choice_option(
+                "--runner", choices=("processes", "threads", "dask"), help="Where analysis tasks run."
             ),
-            click.option(
-                "--batch-size",
-                type=click.IntRange(min=1),
-                default=8,
-                show_default=True,
-                help="Images per analysis task.",
-            ),
-            click.option(
-                "--runner",
-                type=click.Choice(["threads", "processes", "dask"]),
-                default="processes",
-                show_default=True,
-                help="Where analysis tasks run.",
-            ),
-            click.option(
-                "--workers", type=click.IntRange(min=1), default=None, help="Analysis threads/processes."
-            ),
+            workers_option("Analysis threads/processes."),
             click.option(
                 "--dask-address",
                 default=None,
@@ -87,6 +78,47 @@ def _source_options(fn):
     ):
         fn = opt(fn)
     return fn
+
+
+def _sources(kw: dict, *, required: bool = True) -> dict:
+    """What the _source_options say, as the flows take it (the paths absolute); with `required`, at least one
+    tag or folder to bring in."""
+    if required and not kw["tags"] and not kw["paths"]:
+        raise GhostsError("nothing to bring in: give --tag TAG (or --import FOLDER)")
+    return {
+        "tags": list(kw["tags"]),
+        "paths": [str(Path(p).resolve()) for p in kw["paths"]],
+        **{k: kw[k] for k in ("limit", "session", "detector", "runner", "workers", "dask_address")},
+    }
+
+
+def _dataset_options(fn):
+    """--name, --resolution and --labels of the dataset a command freezes."""
+    for opt in reversed(
+        [
+            click.option("--name", default="ghosts", show_default=True, help="Dataset name."),
+            click.option(
+                "--resolution",
+                type=int,
+                default=256,
+                show_default=True,
+                help="Dataset side in px (power of two).",
+            ),
+            choice_option(
+                "--labels",
+                choices=("none", "source-tag"),
+                help="Class labels: none, or the tag that found each image.",
+            ),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+_json = json_option("Print the result as JSON.")
+_review_url = click.option(
+    "--review-url", default="http://127.0.0.1:8765/", show_default=True, help="Where reviewers go."
+)
 
 
 # In `ghosts run pipeline` and `ghosts serve`, --workers are the analysis workers and --target the faces wanted
@@ -179,9 +211,7 @@ def run() -> None:
 
 @run.command(name="pipeline")
 @_source_options
-@click.option(
-    "--target", type=click.IntRange(min=1), default=1000, show_default=True, help="Faces wanted from review."
-)
+@count_option("--target", default=1000, help="Faces wanted from review.")
 @click.option(
     "--auto-accept",
     "auto_accept_rule",
@@ -189,19 +219,17 @@ def run() -> None:
     metavar="RULE",
     help='Skip the human review: accept faces by rule, e.g. "score>=0.6,max=200".',
 )
-@click.option("--name", default="ghosts", show_default=True, help="Dataset name.")
-@click.option("--resolution", type=int, default=256, show_default=True, help="Dataset side in px.")
-@click.option("--labels", type=click.Choice(["none", "source-tag"]), default="none", show_default=True)
+@_dataset_options
 @click.option("--no-train", "no_train", is_flag=True, help="Stop after freezing.")
 @click.option(
     "--no-explore", "no_explore", is_flag=True, help="Skip the sample grid and morph after training."
 )
 @training_options(rename=_PIPELINE_RENAMES)
-@click.option("--review-url", default="http://127.0.0.1:8765/", show_default=True, help="Where reviewers go.")
+@_review_url
 @click.option(
     "--review-timeout", type=float, default=72, show_default=True, help="Hours to wait for the review."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json
 @data_option
 @_settings_first(_PIPELINE_RENAMES)
 @_foreground
@@ -215,17 +243,13 @@ def run_pipeline(settings, **kw) -> None:
     from curation.review.autoaccept import parse_rule
     from flows.pipeline import pipeline
 
-    if not kw["tags"] and not kw["paths"]:
-        raise GhostsError("nothing to bring in: give --tag TAG (or --import FOLDER)")
+    sources = _sources(kw)
     if kw["auto_accept_rule"]:
         parse_rule(kw["auto_accept_rule"])  # a typo fails now, not after the scrape
     data = _workspace(kw.pop("data"))
     as_json = kw.pop("as_json")
     result = pipeline(
-        tags=list(kw["tags"]),
-        paths=[str(Path(p).resolve()) for p in kw["paths"]],
-        limit=kw["limit"],
-        session=kw["session"],
+        **sources,
         target=kw["target"],
         auto_accept_rule=kw["auto_accept_rule"],
         name=kw["name"],
@@ -235,11 +259,7 @@ def run_pipeline(settings, **kw) -> None:
         explore_after=not kw["no_explore"],
         settings=settings,
         data=data,
-        detector=kw["detector"],
         batch_size=kw["batch_size"],
-        runner=kw["runner"],
-        workers=kw["workers"],
-        dask_address=kw["dask_address"],
         review_url=kw["review_url"],
         review_timeout_hours=kw["review_timeout"],
     )
@@ -262,37 +282,23 @@ def _brief(result: dict) -> dict:
 
 @run.command(name="scrape-and-align")
 @_source_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json
 @data_option
 @_foreground
 def run_scrape_and_align(**kw) -> None:
     """Scrape the tags and import the folders, then analyse every new image."""
     from flows.scrape import scrape_and_align  # lazy: Prefect, dlib
 
-    if not kw["tags"] and not kw["paths"]:
-        raise GhostsError("nothing to bring in: give --tag TAG (or --import FOLDER)")
-    data = _workspace(kw.pop("data"))
-    as_json = kw.pop("as_json")
-    result = scrape_and_align(
-        tags=list(kw["tags"]),
-        paths=[str(Path(p).resolve()) for p in kw["paths"]],
-        limit=kw["limit"],
-        session=kw["session"],
-        data=data,
-        detector=kw["detector"],
-        batch_size=kw["batch_size"],
-        runner=kw["runner"],
-        workers=kw["workers"],
-        dask_address=kw["dask_address"],
-    )
-    _print(result, as_json)
+    sources = _sources(kw)
+    result = scrape_and_align(**sources, data=_workspace(kw["data"]), batch_size=kw["batch_size"])
+    _print(result, kw["as_json"])
 
 
 @run.command(name="review-gate")
-@click.option("--target", type=click.IntRange(min=1), default=1000, show_default=True, help="Faces wanted.")
-@click.option("--review-url", default="http://127.0.0.1:8765/", show_default=True, help="Where reviewers go.")
+@count_option("--target", default=1000, help="Faces wanted.")
+@_review_url
 @click.option("--timeout", type=float, default=72, show_default=True, help="Hours to wait.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json
 @data_option
 @_foreground
 def run_review_gate(target: int, review_url: str, timeout: float, as_json: bool, data: Path | None) -> None:
@@ -308,7 +314,7 @@ def run_review_gate(target: int, review_url: str, timeout: float, as_json: bool,
 @run.command(name="resume")
 @click.argument("run_id", required=False)
 @click.option("--reviewer", default=None, help="Who finished the selection (default: your login name).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json
 @data_option
 def run_resume(run_id: str | None, reviewer: str | None, as_json: bool, data: Path | None) -> None:
     """Resume the run waiting at the review gate (default: the latest round's run), as "Selection done" does.
@@ -369,11 +375,9 @@ def run_resume(run_id: str | None, reviewer: str | None, as_json: bool, data: Pa
 
 
 @run.command(name="freeze")
-@click.option("--name", default="ghosts", show_default=True, help="Dataset name.")
-@click.option("--resolution", type=int, default=256, show_default=True, help="Side in px (power of two).")
-@click.option("--labels", type=click.Choice(["none", "source-tag"]), default="none", show_default=True)
+@_dataset_options
 @click.option("--mirror-check", is_flag=True, help="Refuse mirrored or duplicate face pairs.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json
 @data_option
 @_foreground
 def run_freeze(
@@ -391,15 +395,15 @@ def run_freeze(
 
 
 @run.command(name="train")
-@click.option(
+@file_option(
     "--archive",
-    default=None,
+    required=False,
+    exists=True,
     metavar="ZIP",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Dataset archive written by freeze [the newest frozen version in --data].",
 )
 @training_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json
 @data_option
 @_settings_first()
 @_foreground
@@ -412,44 +416,31 @@ def run_train(archive: Path | None, as_json: bool, data: Path | None, settings) 
 
 
 @run.command(name="explore")
-@click.option(
-    "--network",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Snapshot: network-snapshot-NNNNNN (.json, .safetensors or the stem).",
-)
-@click.option(
-    "--grid-seeds", type=click.IntRange(min=1), default=16, show_default=True, help="Faces on the grid."
-)
+@network_option
+@count_option("--grid-seeds", default=16, help="Faces on the grid.")
 @click.option("--trunc", "truncation_psi", type=float, default=0.7, show_default=True, help="Truncation psi.")
 @click.option(
     "--morph-seeds", default="0,1,2,3", show_default=True, help="Comma list of seeds the morph visits."
 )
-@click.option(
-    "--frames", type=click.IntRange(min=1), default=30, show_default=True, help="Frames per transition."
-)
-@click.option(
-    "--outdir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where grid.png and morph.gif go [explore/ beside the snapshot].",
+@count_option("--frames", default=30, help="Frames per transition.")
+@folder_option(
+    "--outdir", required=False, help="Where grid.png and morph.gif go [explore/ beside the snapshot]."
 )
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
-@click.option(
+@file_option(
     "--archive",
-    default=None,
+    required=False,
+    exists=True,
     metavar="ZIP",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Training archive the memorisation report compares against [the one the snapshot records].",
 )
-@click.option(
+@count_option(
     "--memorization-samples",
-    type=click.IntRange(min=0),
+    minimum=0,
     default=64,
-    show_default=True,
     help="Faces generated for the memorisation report; 0 leaves the report out.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json
 @_foreground
 def run_explore(
     network: Path,
@@ -537,14 +528,7 @@ def serve(cron: str | None, timezone: str, no_train: bool, data: Path | None, **
         data=_workspace(data),
         cron=cron,
         timezone=timezone,
-        tags=list(kw["tags"]),
-        paths=[str(Path(p).resolve()) for p in kw["paths"]],
-        limit=kw["limit"],
-        session=kw["session"],
-        detector=kw["detector"],
-        runner=kw["runner"],
-        workers=kw["workers"],
-        dask_address=kw["dask_address"],
+        **_sources(kw, required=False),
         train_on_freeze=not no_train,
         settings=settings,
     ).validate()
