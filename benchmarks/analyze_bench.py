@@ -7,7 +7,8 @@ photo's width, rolled up to +-25 degrees, colour-cast, JPEG quality 80-95. It is
 `ghosts import` (the one ingest path), then analysed with `ghosts analyze --target-size 256` in a fresh
 process, timed from start to exit (start-up, model loading, catalog writes and previews included).
 
-    python benchmarks/analyze_bench.py [--photos 10000] [--keep DIR] [--reuse DIR] [--json out.json]
+    python benchmarks/analyze_bench.py [--photos 10000] [--keep DIR] [--reuse DIR] [--no-identities]
+                                       [--json out.json]
 
 --photos 500 is enough to iterate; the figure for the issue is the full 10,000. --reuse DIR times analysis of
 a workspace built earlier (its analysis is reset first, so the same photos are analysed again).
@@ -128,6 +129,9 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="build the workspace here and keep it")
     ap.add_argument("--reuse", type=Path, default=None, help="a workspace folder built with --keep")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument(
+        "--no-identities", action="store_true", help="time `ghosts analyze --no-identities` (no descriptors)"
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     tmp = None
@@ -141,6 +145,8 @@ def main() -> None:
     argv = [GHOSTS, "analyze", "--target-size", "256", "--json", "--data", str(root / "data")]
     if args.workers:
         argv += ["--workers", str(args.workers)]
+    if args.no_identities:
+        argv.append("--no-identities")
     load = os.getloadavg()
     wall, cpu, peak, out = run_once(argv)
     summary = json.loads(out[out.index("{") :])
@@ -150,6 +156,8 @@ def main() -> None:
         "cpu_s": round(cpu, 1),
         "peak_mb": round(peak),
         "photos_per_s": round(n / wall, 2),
+        "cpu_ms_per_photo": round(cpu / n * 1000),  # less sensitive to a busy machine than the rate
+        "identities": not args.no_identities,
         "projected_10000_s": round(wall / n * 10000),
         "load_average_before": load,
         "summary": {

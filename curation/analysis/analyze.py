@@ -2,8 +2,11 @@
 processes, resumable, one bad image never stopping the batch.
 
 `analyze_workspace` runs `alignment.faces.analyze_rgb` over every image still `new` (worker processes, a
-progress bar) and records, per image and in one transaction, its faces and its new status: `analyzed`,
-`no_face`, or `error` with the reason. A rerun picks up exactly what is left, and retries the images in
+progress bar with the rate and the time left) and records, per image, its faces and its new status:
+`analyzed`, `no_face`, or `error` with the reason. Workers write previews with temp + rename and no fsync; the
+parent makes each batch of them durable with one sync of the file system, then records the batch in one
+transaction, so the catalog never names a preview a crash could lose (and an image a crash caught before its
+batch was recorded is still `new`: the rerun does it again). A rerun picks up exactly what is left, and retries the images in
 `error` whose cause may have passed (a store file missing for a moment, a preview that could not be written,
 a worker that crashed); `retry_errors` retries every image in `error`, undecodable ones included.
 """
@@ -24,7 +27,7 @@ from alignment.faces import analyze_rgb
 from alignment.identity import face_descriptors
 from alignment.models import DETECTORS, face_detector, landmark_predictor
 from alignment.pool import default_workers, run_jobs
-from alignment.preview import save_preview
+from alignment.preview import save_preview, sync_previews
 from alignment.quality import DEFAULT_TARGET_SIZE, TARGET_SIZE_SETTING
 from curation.analysis.identities import to_bytes, update_identities
 from curation.catalog.errors import GhostsError
@@ -73,7 +76,7 @@ def _run_job(job: Job) -> dict[str, Any]:
         rows = []
         for k, f in enumerate(faces):
             key = f"faces/{job.sha256[:2]}/{job.sha256}_{f.index:02d}"
-            rel = save_preview(Path(job.root), Path(job.tmp_dir), key, f.preview)
+            rel = save_preview(Path(job.root), Path(job.tmp_dir), key, f.preview, durable=False)
             rows.append(
                 f.as_dict()
                 | {"preview_path": rel, "descriptor": to_bytes(vectors[k]) if len(vectors) else None}
@@ -129,44 +132,54 @@ class AnalyzeSummary:
 def record_outcome(ws, outcome: dict[str, Any]) -> bool:
     """Store one image's analysis: its faces and its status, in one transaction. False when the image was no
     longer `new` (another run got there first), in which case nothing is written."""
-    now = utcnow()
+    return record_outcomes(ws, [outcome])[0]
+
+
+def record_outcomes(ws, outcomes: list[dict[str, Any]]) -> list[bool]:
+    """Store several images' analyses in one transaction (each as `record_outcome` would); its previews must
+    already be durable (`sync_previews`)."""
     with ws.session() as s:
-        claimed = s.execute(
-            update(Image)
-            .where(Image.id == outcome["image_id"], Image.status == "new")
-            .values(status=outcome["status"], analyzed_at=now, reject_reason=outcome["reason"])
-        ).rowcount
-        if not claimed:
-            return False
-        start = s.scalar(select(func.max(Face.index)).where(Face.image_id == outcome["image_id"]))
-        start = 0 if start is None else start + 1  # after any face cropped by hand before the analysis
-        for f in outcome["faces"]:
-            q = f["quality"]
-            s.add(
-                Face(
-                    image_id=outcome["image_id"],
-                    index=start + f["index"],
-                    detector=f["detector"],
-                    det_score=f["det_score"],
-                    box=f["box"],
-                    landmarks=f["landmarks"],
-                    quad=f["quad"],
-                    manual=False,
-                    eye_dist=q["eye_dist"],
-                    quad_size=q["quad_size"],
-                    padding=q["padding"],
-                    blur=q["blur"],
-                    roll=q["roll"],
-                    yaw=q["yaw"],
-                    upscaled=q["upscaled"],
-                    flagged=q["flagged"],
-                    score=q["score"],
-                    quality=q | {"rotation": f["rotation"]},
-                    preview_path=f["preview_path"],
-                    created_at=now,
-                    descriptor=f.get("descriptor"),
-                )
+        return [_record(s, outcome) for outcome in outcomes]
+
+
+def _record(s, outcome: dict[str, Any]) -> bool:
+    now = utcnow()
+    claimed = s.execute(
+        update(Image)
+        .where(Image.id == outcome["image_id"], Image.status == "new")
+        .values(status=outcome["status"], analyzed_at=now, reject_reason=outcome["reason"])
+    ).rowcount
+    if not claimed:
+        return False
+    start = s.scalar(select(func.max(Face.index)).where(Face.image_id == outcome["image_id"]))
+    start = 0 if start is None else start + 1  # after any face cropped by hand before the analysis
+    for f in outcome["faces"]:
+        q = f["quality"]
+        s.add(
+            Face(
+                image_id=outcome["image_id"],
+                index=start + f["index"],
+                detector=f["detector"],
+                det_score=f["det_score"],
+                box=f["box"],
+                landmarks=f["landmarks"],
+                quad=f["quad"],
+                manual=False,
+                eye_dist=q["eye_dist"],
+                quad_size=q["quad_size"],
+                padding=q["padding"],
+                blur=q["blur"],
+                roll=q["roll"],
+                yaw=q["yaw"],
+                upscaled=q["upscaled"],
+                flagged=q["flagged"],
+                score=q["score"],
+                quality=q | {"rotation": f["rotation"]},
+                preview_path=f["preview_path"],
+                created_at=now,
+                descriptor=f.get("descriptor"),
             )
+        )
     return True
 
 
@@ -265,6 +278,8 @@ def analyze_workspace(
     image_ids: Iterable[int] | None = None,  # only these (those still `new`); None: every `new` image
     retry_errors: bool = False,  # retry every image in `error` (by default only those whose cause may pass)
     identities: bool = True,  # then describe the new faces and group them into people (curation.analysis.identities)
+    batch_size: int = 64,  # outcomes recorded per transaction (after one sync of their previews) ...
+    batch_seconds: float = 2.0,  # ... or fewer, when this long has passed since the last batch
 ) -> AnalyzeSummary:
     """Detect, landmark, align, measure and preview the faces of every image not analysed yet.
 
@@ -279,11 +294,28 @@ def analyze_workspace(
     workers = min(workers, max(len(jobs), 1))
     summary = AnalyzeSummary(retried=retried)
     outcomes = run_jobs(_run_job, jobs, workers, _crashed)
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        # Previews first (one sync for the batch), then the catalog rows naming them.
+        sync_previews(ws.root, [f["preview_path"] for o in batch for f in o["faces"]])
+        for outcome, recorded in zip(batch, record_outcomes(ws, batch)):
+            summary.add(outcome, recorded)
+        batch.clear()
+
+    # tqdm's bar shows the count, the rate (img/s) and the time left.
     with tqdm(total=len(jobs), unit="img", desc="analyze", disable=not progress or not jobs) as bar:
+        flushed = time.monotonic()
         for outcome in outcomes:
-            summary.add(outcome, record_outcome(ws, outcome))
+            batch.append(outcome)
             bar.update(1)
-            bar.set_postfix(faces=summary.faces, errors=summary.error, refresh=False)
+            if len(batch) >= batch_size or time.monotonic() - flushed >= batch_seconds:
+                flush()
+                flushed = time.monotonic()
+                bar.set_postfix(faces=summary.faces, errors=summary.error, refresh=False)
+        if batch:
+            flush()
+        bar.set_postfix(faces=summary.faces, errors=summary.error, refresh=False)
     if identities:
         summary.identities = update_identities(ws, progress=progress).as_dict()
     summary.seconds = round(time.monotonic() - started, 2)
