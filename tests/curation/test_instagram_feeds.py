@@ -139,19 +139,19 @@ def test_a_404_on_page_two_is_not_no_such_hashtag(logged_in, fake, loader_factor
     assert len(fake.keys("cdn")) == 8
 
 
+def _scrape_two_tags(ws, make):
+    """TAG, then "othertag": what a stop on the first does to the second."""
+    return scrape_tags(
+        ws, [TAG, "othertag"], session=USER, loader=make(), progress=False, sleep=lambda s: None
+    )
+
+
 def test_a_rate_limited_account_stops_with_what_was_kept_and_when_to_retry(logged_in, fake, loader_factory):
     fake.fault("feed", lambda: fake_page(fake, 0), PLEASE_WAIT)
     fake.fault(
         "current_user", PLEASE_WAIT
     )  # the probe is refused the same way: the account, not the endpoint
-    summary = scrape_tags(
-        logged_in,
-        [TAG, "othertag"],
-        session=USER,
-        loader=loader_factory(),
-        progress=False,
-        sleep=lambda s: None,
-    )
+    summary = _scrape_two_tags(logged_in, loader_factory)
     t = summary.tags[0]
     assert t.stop_kind == "wait" and t.added == 4 and summary.skipped_tags == ["othertag"]
     assert "rate limited" in t.stopped and "Kept: 4 new images" in t.stopped and "Retry after" in t.stopped
@@ -192,14 +192,7 @@ def test_every_feed_gone_points_to_another_scraper(logged_in, fake, loader_facto
     # web_info without its top section (twice: instaloader asks again for a key it lacks).
     bare = (200, {"data": {"id": "17843853986012965", "name": TAG, "media_count": 7}, "status": "ok"})
     fake.fault("web_info", bare, bare)
-    summary = scrape_tags(
-        logged_in,
-        [TAG, "othertag"],
-        session=USER,
-        loader=loader_factory(),
-        progress=False,
-        sleep=lambda s: None,
-    )
+    summary = _scrape_two_tags(logged_in, loader_factory)
     t = summary.tags[0]
     assert t.stop_kind == "gone" and "import-scraped" in t.stopped and summary.skipped_tags == ["othertag"]
     assert len(t.notes) == 3 and summary.nothing_fetched_because_refused
