@@ -16,22 +16,7 @@ from curation.review.decisions import decide
 from flows.events import DATASET_FROZEN
 from flows.review_gate import complete_selection
 from tests.flows.conftest import flow_run_state, read_artifact, wait_for
-
-TINY = {
-    "kimg": 0.016,
-    "cbase": 256,
-    "cmax": 32,
-    "z_dim": 32,
-    "w_dim": 32,
-    "map_layers": 1,
-    "batch": 8,
-    "metrics": "none",
-    "workers": 0,
-    "snap": 1,
-    "tick_kimg": 0.008,
-    "mirror": False,
-    "device": "cpu",
-}
+from tests.flows.tiny import TINY
 
 
 def _events(resource_prefix: str) -> list[dict]:

@@ -10,24 +10,8 @@ import pytest
 from curation.catalog.runs import claim_training_run, finish_training_run, training_key
 from curation.catalog.schema import TrainingRun
 from tests.flows.conftest import read_artifact, read_artifacts
+from tests.flows.tiny import TINY
 from tests.training.archives import make_archive
-
-# Tiny networks and a few dozen images: the flow's plumbing is under test, not the GAN.
-TINY = {
-    "kimg": 0.016,
-    "cbase": 256,
-    "cmax": 32,
-    "z_dim": 32,
-    "w_dim": 32,
-    "map_layers": 1,
-    "batch": 8,
-    "metrics": "none",
-    "workers": 0,
-    "snap": 1,
-    "tick_kimg": 0.008,
-    "mirror": False,
-    "device": "cpu",
-}
 
 
 def test_train_flow_reports_progress_trains_once_and_resumes_a_failed_run(prefect_api, workspace, tmp_path):
