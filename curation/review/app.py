@@ -19,6 +19,7 @@ from curation.catalog.errors import GhostsError
 from curation.catalog.schema import set_setting
 from curation.review.config import ReviewConfig
 from curation.review.deps import ReviewContext
+from curation.review.grid import GridQuery, Snapshots, list_faces
 from curation.review.manual import ManualCropError
 from curation.review.media import NotFound, PhotoCache
 from curation.review.routers import api, media, pages, people, rounds
@@ -58,10 +59,13 @@ def create_app(ws, config: ReviewConfig | None = None, resume: Resume | None = N
     templates.env.globals["sig_fields"] = guard.sig_fields
     templates.env.globals["stylesheet"] = Markup(STYLESHEET)  # inline, allowed by its hash (CSP)
     ctx = ReviewContext(ws, config, guard, templates, PhotoCache(), resume)
-    # Ready before the first page is asked for: templates compiled, the counter counted.
+    # Ready before the first page is asked for: templates compiled, the counter counted, the grid's queries
+    # compiled and the catalog's pages read once (the first page took twice as long as the next ones).
     for name in ("base.html", "grid.html"):
         templates.get_template(name)
     ctx.counts.counts()
+    with ws.session() as s:
+        list_faces(s, GridQuery(), config.per_page, snapshots=Snapshots())
 
     app = FastAPI(title="ghosts review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx

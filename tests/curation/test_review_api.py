@@ -18,6 +18,7 @@ from curation.catalog.schema import Decision, Face, Image, ReviewRound
 from curation.review import make_config
 from curation.review.app import create_app
 from curation.review.config import ReviewConfig
+from curation.review.routers import pages
 from tests.curation.test_review_support import link_duplicates, make_catalog
 
 
@@ -50,7 +51,8 @@ def client(workspace, cat):
 # --- the grid --------------------------------------------------------------------------------------------------
 
 
-def test_grid_lists_faces_best_first_with_counter(client, cat, workspace):
+def test_grid_lists_faces_best_first_with_counter(client, cat, workspace, monkeypatch):
+    monkeypatch.setattr(pages, "INLINE_PREVIEWS", 8)  # (12 by default: all of these 12 faces)
     r = client.get("/")
     ids = tile_ids(r.text)
     assert sorted(ids) == sorted(cat["faces"])
@@ -63,12 +65,12 @@ def test_grid_lists_faces_best_first_with_counter(client, cat, workspace):
     srcs = re.findall(r'<img src="([^"]+)" (loading="\w+")', r.text)
     assert len(srcs) == len(ids) == 12
     for fid, (src, _) in zip(ids[:8], srcs[:8]):
-        assert src.startswith("data:image/jpeg;base64,") or src.startswith("data:image/png;base64,")
+        assert src.startswith(("data:image/jpeg;base64,", "data:image/png;base64,"))
         assert base64.b64decode(src.split(",", 1)[1]) == client.get(f"/faces/{fid}/preview").content
     assert [s for s, _ in srcs[8:]] == [f"/faces/{fid}/preview" for fid in ids[8:]]
     assert {how for _, how in srcs} == {'loading="eager"'}  # 12 faces: all within the first 14
     # The stylesheet is inline too, allowed by its hash alone.
-    style = re.search(r"<style>(.*?)</style>", r.text, re.S).group(1)
+    style = re.search(r"<style>(.*?)</style>", r.text, re.DOTALL).group(1)
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
     assert f"style-src 'self' 'sha256-{digest}'" in r.headers["content-security-policy"]
 
@@ -560,7 +562,8 @@ def test_non_loopback_host_needs_a_token():
     assert make_config(host="::1").token is None  # loopback: no token needed
 
 
-def test_token_checked_on_every_request(workspace, cat, caplog):
+def test_token_checked_on_every_request(workspace, cat, caplog, monkeypatch):
+    monkeypatch.setattr(pages, "INLINE_PREVIEWS", 4)  # some tiles load their preview by (signed) URL
     token = "s3cret-token-for-tests"
     face = cat["faces"][0]
     with client_for(workspace, host="0.0.0.0", token=token) as c:

@@ -157,14 +157,19 @@ export function decideHere(decision, e, reason, rating) {
   if (!ids.length) return;
   const bulk = state.matching !== null || state.selected.size > 0;
   const p = decide(ids, decision, e.timeStamp || performance.now(), reason, rating);
-  if (bulk) {
-    setCursor(state.cursor, false);  // a bulk decision clears the selection
-  } else if (decision && state.cursor < tiles.length - 1) {
-    setCursor(state.cursor + 1, false);
-  } else if (decision) {
-    const next = pageLink("next");
-    if (next) navigate(next);
-  }
+  // The cursor moves in a microtask queued after the one that sends the decision: the request leaves
+  // before the layout that moving the cursor forces (scrollIntoView), not after it.
+  const at = state.cursor;
+  queueMicrotask(() => {
+    if (bulk) {
+      setCursor(state.cursor, false);  // a bulk decision clears the selection
+    } else if (decision && at < tiles.length - 1) {
+      setCursor(at + 1, false);
+    } else if (decision) {
+      const next = pageLink("next");
+      if (next) navigate(next);
+    }
+  });
   return p;
 }
 
