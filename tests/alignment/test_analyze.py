@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+import alignment.preview as preview_mod
+import curation.analysis.analyze as analyze_mod
 from alignment.align import ffhq_quad
 from alignment.faces import analyze_rgb
-from alignment.preview import preview_relpath, write_preview
+from alignment.preview import preview_relpath, save_preview, write_preview
 from curation.analysis.analyze import analyze_images, analyze_workspace
 from curation.catalog.schema import Face, Image
 from curation.sources.ingest import ingest_paths
@@ -160,3 +163,85 @@ def test_write_preview(workspace, photo, detections):
         assert im.size == (256, 256)
     with pytest.raises(ValueError, match="bad preview key"):
         write_preview(workspace, "../escape", photo(CRUISE), quad)
+
+
+PASCAL3 = ["2008_001009.jpg", "2008_001322.jpg", "2009_004587.jpg"]  # 2 + 3 + 2 faces
+
+
+def test_previews_are_durable_before_the_catalog_names_them(workspace, faces_dir, tmp_path, monkeypatch):
+    """Workers write previews without fsync; each batch is synced once, then recorded in one transaction."""
+    ingest_paths(workspace, _link(faces_dir, tmp_path, PASCAL3), progress=False)
+    events = []
+    real_sync, real_record = analyze_mod.sync_previews, analyze_mod.record_outcomes
+
+    def sync(root, rels):
+        events.append(("sync", sorted(rels)))
+        real_sync(root, rels)
+
+    def record(ws, outcomes):
+        rels = sorted(f["preview_path"] for o in outcomes for f in o["faces"])
+        assert all(workspace.abspath(r).is_file() for r in rels)
+        events.append(("record", rels, len(outcomes)))
+        return real_record(ws, outcomes)
+
+    monkeypatch.setattr(analyze_mod, "sync_previews", sync)
+    monkeypatch.setattr(analyze_mod, "record_outcomes", record)
+    summary = analyze_workspace(workspace, workers=1, progress=False, identities=False, batch_size=2)
+    assert (summary.images, summary.analyzed, summary.faces) == (3, 3, 7)
+    # Two batches (2 images, then 1), each synced just before it is recorded, with exactly its previews.
+    assert [e[0] for e in events] == ["sync", "record", "sync", "record"]
+    assert [e[2] for e in events[1::2]] == [2, 1]
+    for (_, synced), (_, recorded, _) in zip(events[::2], events[1::2]):
+        assert synced == recorded and recorded
+    assert not list(workspace.tmp_dir.iterdir())  # no temp file left behind
+
+
+def test_a_failed_sync_records_nothing_of_its_batch_and_a_rerun_finishes(
+    workspace, faces_dir, tmp_path, monkeypatch
+):
+    ingest_paths(workspace, _link(faces_dir, tmp_path, PASCAL3), progress=False)
+    calls = []
+    real_sync = analyze_mod.sync_previews
+
+    def failing(root, rels):
+        calls.append(rels)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real_sync(root, rels)
+
+    monkeypatch.setattr(analyze_mod, "sync_previews", failing)
+    with pytest.raises(OSError):
+        analyze_workspace(workspace, workers=1, progress=False, identities=False, batch_size=2)
+    statuses = sorted(i.status for i in _by_name(workspace).values())
+    assert statuses == ["analyzed", "analyzed", "new"]  # the unsynced batch is not in the catalog
+    monkeypatch.undo()
+    summary = analyze_workspace(workspace, workers=1, progress=False, identities=False)
+    assert (summary.images, summary.analyzed) == (1, 1)
+    assert len(_faces(workspace)) == 7
+
+
+def test_sync_previews_without_syncfs_fsyncs_each_file_and_folder(workspace, monkeypatch):
+    img = np.zeros((256, 256, 3), np.uint8)
+    rels = [
+        save_preview(workspace.root, workspace.tmp_dir, f"faces/a{k}/x", img, durable=False) for k in range(3)
+    ]
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(preview_mod, "_SYNCFS", None)
+    monkeypatch.setattr(os, "fsync", fsync)
+    preview_mod.sync_previews(workspace.root, rels)
+    files = {str(workspace.abspath(r)) for r in rels}
+    assert files <= set(synced) and {str(workspace.abspath(r).parent) for r in rels} <= set(synced)
+
+
+def test_the_progress_bar_shows_the_rate_and_the_time_left(workspace, faces_dir, tmp_path, capsys):
+    ingest_paths(workspace, _link(faces_dir, tmp_path, PASCAL3), progress=False)
+    analyze_workspace(workspace, workers=1, progress=True, identities=False)
+    err = capsys.readouterr().err
+    # e.g. "analyze: 100%|#####| 3/3 [00:02<00:00,  1.21img/s, errors=0, faces=7]"
+    assert re.search(r"analyze: 100%.*3/3 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+img/s.*faces=7", err), err
