@@ -38,6 +38,17 @@ class_option = click.option(
 )
 
 
+def _drawing(truncation_psi: float, noise_mode: str, class_idx: int | None) -> dict:
+    """How the commands that draw faces draw them (--trunc, --noise-mode, --class), with a progress bar: the
+    keyword arguments training.latent's generate_images, interpolate, style_mix and apply_direction share."""
+    return {
+        "truncation_psi": truncation_psi,
+        "noise_mode": noise_mode,
+        "class_idx": class_idx,
+        "progress": True,
+    }
+
+
 def _load(network: Path, device: str | None, truncation_psi: float | None = None):
     """The snapshot's generator on `device` (cuda when present, else cpu), once --trunc (when the command
     has it) is known to be in range: a bad option fails before the slow load."""
@@ -76,7 +87,7 @@ def generate(network, seeds, truncation_psi, noise_mode, grid, outdir, class_idx
 
     seed_list = parse_seeds(seeds)
     G = _load(network, device, truncation_psi)
-    images = generate_images(G, seed_list, truncation_psi, noise_mode, class_idx=class_idx, progress=True)
+    images = generate_images(G, seed_list, **_drawing(truncation_psi, noise_mode, class_idx))
     paths = write_images(images, seed_list, outdir, grid=grid)
     click.echo(f"wrote {len(seed_list)} pictures to {outdir}" + (f" and {paths[-1].name}" if grid else ""))
 
@@ -115,10 +126,7 @@ def interpolate(
         frames,
         space,
         loop,
-        truncation_psi=truncation_psi,
-        noise_mode=noise_mode,
-        class_idx=class_idx,
-        progress=True,
+        **_drawing(truncation_psi, noise_mode, class_idx),
     )
     write_animation(pics, out, fps=fps)
     click.echo(f"wrote {out} ({len(pics)} frames, {len(pics) / fps:.1f} s)")
@@ -224,10 +232,7 @@ def style_mix(network, rows, cols, styles, truncation_psi, noise_mode, out, clas
         row_seeds,
         col_seeds,
         style_list,
-        truncation_psi=truncation_psi,
-        noise_mode=noise_mode,
-        class_idx=class_idx,
-        progress=True,
+        **_drawing(truncation_psi, noise_mode, class_idx),
     )
     save_png(grid, out)
     click.echo(f"wrote {out} ({len(row_seeds) + 1} x {len(col_seeds) + 1} cells)")
@@ -321,10 +326,7 @@ def direction_apply(
         vec,
         strength_list,
         layers=layer_list,
-        truncation_psi=truncation_psi,
-        noise_mode=noise_mode,
-        class_idx=class_idx,
-        progress=True,
+        **_drawing(truncation_psi, noise_mode, class_idx),
     )
     save_png(direction_grid(rows), out)
     click.echo(f"wrote {out} ({len(seed_list)} seeds x {len(strength_list)} strengths)")
