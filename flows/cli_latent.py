@@ -38,6 +38,12 @@ class_option = click.option(
 )
 
 
+def _check_out(out: Path, suffixes, why: str) -> None:
+    """--out must end in one of `suffixes` (any case), before anything slow starts; else `why` says so."""
+    if out.suffix.lower() not in suffixes:
+        raise TrainingError(f"--out {out.name}: {why}")
+
+
 def _drawing(truncation_psi: float, noise_mode: str, class_idx: int | None) -> dict:
     """How the commands that draw faces draw them (--trunc, --noise-mode, --class), with a progress bar: the
     keyword arguments training.latent's generate_images, interpolate, style_mix and apply_direction share."""
@@ -117,8 +123,7 @@ def interpolate(
     from training.latent.animation import FORMATS
 
     seed_list = parse_seeds(seeds)
-    if out.suffix.lower() not in FORMATS:
-        raise TrainingError(f"--out {out.name}: write a .gif or an .mp4")
+    _check_out(out, FORMATS, "write a .gif or an .mp4")
     G = _load(network, device, truncation_psi)
     pics = run_interpolation(
         G,
@@ -224,8 +229,7 @@ def style_mix(network, rows, cols, styles, truncation_psi, noise_mode, out, clas
 
     row_seeds, col_seeds = parse_seeds(rows), parse_seeds(cols)
     style_list = parse_ints(styles, "style layer", "0-6") if styles else None
-    if out.suffix.lower() != ".png":
-        raise TrainingError(f"--out {out.name}: the grid is written as a .png")
+    _check_out(out, (".png",), "the grid is written as a .png")
     G = _load(network, device, truncation_psi)
     grid = run_mix(
         G,
@@ -262,8 +266,7 @@ def direction_fit(network, positive, negative, method, out, class_idx, device) -
     """Fit a direction from latents with (--positive) and without (--negative) an attribute."""
     from training.latent import fit_direction, load_latents, save_direction
 
-    if out.suffix.lower() != ".npy":
-        raise TrainingError(f"--out {out.name}: directions are saved as .npy files")
+    _check_out(out, (".npy",), "directions are saved as .npy files")
     G = _load(network, device)
     pos = load_latents(positive, G, class_idx=class_idx)
     neg = load_latents(negative, G, class_idx=class_idx)
@@ -316,8 +319,7 @@ def direction_apply(
 
     seed_list, strength_list = parse_seeds(seeds), parse_floats(strengths, "strength")
     layer_list = parse_ints(layers, "layer", "0-6") if layers else None
-    if out.suffix.lower() != ".png":
-        raise TrainingError(f"--out {out.name}: the grid is written as a .png")
+    _check_out(out, (".png",), "the grid is written as a .png")
     G = _load(network, device, truncation_psi)
     vec = load_direction(direction_path, G)
     rows = apply_direction(
