@@ -97,10 +97,12 @@ class Conv2dLayer(nn.Module):
         activation: str = "linear",
         down: int = 1,
         resample_filter=(1, 3, 3, 1),
-        conv_clamp: float | None = 256,
-    ):  # +-clamp on the output (x gain), when the caller asks
+        conv_clamp: float | None = 256,  # +-clamp on the output (x gain), when the caller asks
+        arch_version: int = 2,
+    ):
         super().__init__()
         self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
+        self.legacy_fir = arch_version == 1  # format version 1's filter arithmetic, bit for bit
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -109,7 +111,7 @@ class Conv2dLayer(nn.Module):
     def forward(self, x: torch.Tensor, gain: float = 1.0, clamp: bool = False) -> torch.Tensor:
         w = self.weight * self.weight_gain
         k = w.shape[-1]
-        if self.down > 1 and k == 1:
+        if self.down > 1 and k == 1 and not self.legacy_fir:
             # 1x1 (the skip): low-pass and decimate first, then the 1x1 kernel at the low resolution.
             p = (self.resample_filter.numel() - self.down + 1) // 2
             x = upfirdn2d(x, self.resample_filter, down=self.down, padding=p)
@@ -117,7 +119,7 @@ class Conv2dLayer(nn.Module):
         elif self.down > 1:
             # Low-pass with enough padding that a stride-2 valid convolution lands on H/2.
             p = (self.resample_filter.numel() - self.down + k - 1) // 2
-            x = upfirdn2d(x, self.resample_filter, padding=p)
+            x = upfirdn2d(x, self.resample_filter, padding=p, separable=self.legacy_fir or None)
             x = F.conv2d(x, w.to(x.dtype), stride=self.down)
         else:
             x = F.conv2d(x, w.to(x.dtype), padding=k // 2)
@@ -188,11 +190,24 @@ def _fir_after_transposed_conv(
     return upfirdn2d(x, f, padding=(p0, p1, p0, p1), gain=up * up)  # one 2-D depthwise pass (ops.upfirdn2d)
 
 
+def _fused_modconv(layer: nn.Module, x: torch.Tensor) -> bool:
+    """Which form of modulated convolution a layer runs: one grouped convolution of per-sample weights
+    (fused), or the activations scaled around one convolution of the whole batch. The same maths
+    (tests/training/test_networks.py), different rounding.
+    - format version 1: always fused, bit for bit what those snapshots rendered;
+    - on CPU: never fused; mkldnn's grouped convolution is slow: at 64 px (cbase 16384) a G forward of 8
+      images took 2.8 s fused and 1.4 s not, and backward gains too (benchmarks/train_bench.py --vs-reference);
+    - elsewhere, as the reference: fused in eval mode, not in training mode."""
+    if layer.arch_version == 1:
+        return True
+    return not layer.training and x.device.type != "cpu"
+
+
 def _legacy_modulated_conv2d(x, weight, styles, *, padding, resample_filter, up, fused=True):
     """Format-version-1 up-sampling convolution: FIR up-sampling (zero padding after the filter), then a 3x3
     correlation at twice the resolution."""
     if up > 1:
-        x = upsample2d(x, resample_filter, up=up)
+        x = upsample2d(x, resample_filter, up=up, separable=True)
     return modulated_conv2d(x, weight, styles, padding=padding, fused=fused)
 
 
@@ -298,10 +313,7 @@ class SynthesisLayer(nn.Module):
         clamp: bool = False,
     ) -> torch.Tensor:
         styles = self.affine(w)
-        # As the reference: a network in training mode scales activations around one convolution of the whole
-        # batch (on CPU 1.2-1.7x faster to train through, measured by benchmarks/train_bench.py); in eval mode
-        # one grouped convolution of per-sample weights. The same maths; tests/training/test_networks.py.
-        fused = not self.training
+        fused = _fused_modconv(self, x)
         if self.arch_version == 1:
             x = _legacy_modulated_conv2d(
                 x,
@@ -340,9 +352,16 @@ class SynthesisLayer(nn.Module):
 class ToRGBLayer(nn.Module):
     """1x1 modulated conv to image channels, without demodulation."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: float | None = 256):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        conv_clamp: float | None = 256,
+        arch_version: int = 2,
+    ):
         super().__init__()
-        self.conv_clamp = conv_clamp
+        self.conv_clamp, self.arch_version = conv_clamp, arch_version
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -350,7 +369,7 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, clamp: bool = False) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=not self.training)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=_fused_modconv(self, x))
         x = x + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
         if clamp and self.conv_clamp is not None:
             x = x.clamp(-self.conv_clamp, self.conv_clamp)
@@ -394,7 +413,9 @@ class SynthesisBlock(nn.Module):
         self.conv1 = SynthesisLayer(
             out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp, arch_version=arch_version
         )
-        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
+        self.torgb = ToRGBLayer(
+            out_channels, img_channels, w_dim, conv_clamp=conv_clamp, arch_version=arch_version
+        )
         self.num_conv = 1 if in_channels == 0 else 2
         self.num_torgb = 1
 
@@ -415,7 +436,7 @@ class SynthesisBlock(nn.Module):
                 x = self.conv1(x, ws[:, 1], noise_mode, noise_inputs[1], clamp=clamp)
             y = self.torgb(x, ws[:, self.num_conv], clamp=clamp).float()
         if img is not None:
-            img = upsample2d(img, self.resample_filter)
+            img = upsample2d(img, self.resample_filter, separable=self.arch_version == 1 or None)
         img = y if img is None else img + y
         return x, img
 
@@ -592,9 +613,23 @@ class DiscriminatorBlock(nn.Module):
             )
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
         self.conv1 = Conv2dLayer(
-            tmp_channels, out_channels, 3, activation="lrelu", down=2, conv_clamp=conv_clamp
+            tmp_channels,
+            out_channels,
+            3,
+            activation="lrelu",
+            down=2,
+            conv_clamp=conv_clamp,
+            arch_version=arch_version,
         )
-        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, conv_clamp=conv_clamp)
+        self.skip = Conv2dLayer(
+            tmp_channels,
+            out_channels,
+            1,
+            bias=False,
+            down=2,
+            conv_clamp=conv_clamp,
+            arch_version=arch_version,
+        )
 
     def forward(self, x, img, reduced_precision=False):
         use_reduced = reduced_precision and self.reduced

@@ -42,11 +42,14 @@ def upfirdn2d(
     padding=0,
     flip_filter: bool = False,
     gain: float = 1.0,
+    separable: bool | None = None,
 ) -> torch.Tensor:
     """Upsample by zero insertion, pad, convolve with a separable FIR filter, then keep every `down`-th pixel.
 
-    `padding` is (x0, x1, y0, y1) in the upsampled space; negative values crop. The gain is spread evenly
-    over the two passes of the separable filter.
+    `padding` is (x0, x1, y0, y1) in the upsampled space; negative values crop. `separable`: None filters
+    short filters (under 8 taps) in one 2-D pass, longer ones in two 1-D passes; True is format version 1's
+    arithmetic (two 1-D passes, the gain spread over them, decimation after), kept bit for bit so its
+    snapshots render exactly as they did.
     """
     n, c, h, w = x.shape
     px0, px1, py0, py1 = _parse_padding(padding)
@@ -59,6 +62,11 @@ def upfirdn2d(
     if not flip_filter:  # conv2d correlates; flipping makes it a true convolution
         f = f.flip(0)
     k = f.numel()
+    if separable:
+        f = f.to(x.dtype) * (gain**0.5)
+        x = F.conv2d(x, f.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+        x = F.conv2d(x, f.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+        return x[:, :, ::down, ::down] if down > 1 else x
     # A stride-`down` convolution computes exactly the pixels that decimation keeps, and nothing else.
     if k < 8:
         # Short filters (the [1,3,3,1] of the networks) as one 2-D depthwise pass: on CPU faster than two
@@ -71,7 +79,14 @@ def upfirdn2d(
 
 
 def upsample2d(
-    x: torch.Tensor, f: torch.Tensor, *, up: int = 2, padding=0, flip_filter: bool = False, gain: float = 1.0
+    x: torch.Tensor,
+    f: torch.Tensor,
+    *,
+    up: int = 2,
+    padding=0,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+    separable: bool | None = None,
 ) -> torch.Tensor:
     """Upsample by `up` (output H*up x W*up plus `padding`), keeping the mean brightness."""
     k = f.numel()
@@ -84,6 +99,7 @@ def upsample2d(
         padding=(px0 + p0, px1 + p1, py0 + p0, py1 + p1),
         flip_filter=flip_filter,
         gain=gain * up * up,
+        separable=separable,
     )
 
 
