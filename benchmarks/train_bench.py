@@ -4,6 +4,13 @@ loop (all four phases, lazy regularisation included in proportion) on a syntheti
     python benchmarks/train_bench.py                      # CPU (and CUDA when present)
     python benchmarks/train_bench.py --res 32 --cbase 2048 --cmax 64 --batch 8
     python benchmarks/train_bench.py --layer                  # the up-sampling convolution, three forms
+    python benchmarks/train_bench.py --vs-reference [--threads 1] [--compile]   # a step vs the reference
+
+`--vs-reference` times ghosts' training minibatch (the four phases as training.loop runs them, EMA) against
+benchmarks/baselines/stylegan2_ada_fp32.py, the reference's fp32 CPU step re-implemented from its documented
+algorithm, at 32 px (cbase 1024, cmax 64) and 64 px (16384, 512), batch 8, no augmentation: the same weights
+in both (checked: same images and logits before timing), one warm-up each, then `--reps` minibatches each,
+alternating; medians per phase, wall and CPU time, the step with the regularisers in proportion, the ratio.
 
 The first minibatch (warm-up) is its own tick and is left out; the figure is the second tick.
 
