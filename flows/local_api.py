@@ -5,7 +5,7 @@ worker processes (spawned by the process-pool task runner) each started their ow
 four photos. `foreground_api()` starts one server for the whole command instead (Prefect's API app without
 its services and UI, as `prefect server start --no-services --no-ui` runs it: a foreground run needs
 neither), forked from the command's own process, which has Prefect imported already, while that process
-forks its analysis workers and imports the flows; it exports the server's address in the environment so
+starts its analysis workers and imports the flows; it exports the server's address in the environment so
 every child process inherits it, and stops it when the command ends.
 
 `api_watchdog()` polls the API's health endpoint while the command runs; when the API stops answering for
@@ -69,7 +69,7 @@ def foreground_api(
     """Yield the API URL every process of this command uses: `configured`, else a temporary server's.
 
     `prestart` (the analysis worker processes, flows.worker_pool.prestarted) is entered for the whole block,
-    and `warm` runs, while the server starts: forking the workers, loading their models and importing the
+    and `warm` runs, while the server starts: spawning the workers (they load their models) and importing the
     flow modules overlap the server's start-up. With an API configured, only `prestart` runs."""
     with contextlib.ExitStack() as stack:
         if configured:

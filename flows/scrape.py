@@ -25,7 +25,7 @@ from curation.sources.ingest import ingest_paths
 from curation.sources.instagram.scraper import ACCOUNT_WIDE, scrape_each_tag, scrape_tags, unique_tags
 from flows.artifacts import artifact_key, contact_sheet, data_uri
 from flows.runners import in_worker, make_task_runner
-from flows.worker_pool import analyze_batch_here
+from flows.worker_pool import analyze_batch_here, identities_here
 from flows.workspace import open_data, resolve_data
 
 INSTAGRAM_LIMIT = "instagram"  # the global concurrency limit every Instagram request holds a slot of
@@ -117,6 +117,12 @@ def analyze_batch(
     return in_worker(analyze_batch_here, data, image_ids, detector, target_size)
 
 
+@task(name="group-identities", cache_policy=NO_CACHE)
+def group_identities(data: str) -> dict[str, Any]:
+    """Group the new faces into people: once, after every batch is in."""
+    return in_worker(identities_here, data)
+
+
 @flow(name="analyze-images", log_prints=True)
 def analyze_images_flow(
     data: str,
@@ -125,12 +131,15 @@ def analyze_images_flow(
     detector: str = "hog",
     target_size: int | None = None,  # None: the workspace setting
 ) -> list[dict]:
-    """Analyse `image_ids` in batches, one mapped task per batch, on whatever task runner the caller chose."""
+    """Analyse `image_ids` in batches, one mapped task per batch, on whatever task runner the caller chose;
+    then group the new faces into people, once."""
     batches = [image_ids[i : i + batch_size] for i in range(0, len(image_ids), batch_size)]
     if not batches:
         return []
     futures = analyze_batch.map(data, batches, detector, target_size)
-    return [f.result() for f in futures]
+    results = [f.result() for f in futures]
+    group_identities(data)
+    return results
 
 
 @task(name="report-scrape", cache_policy=NO_CACHE)

@@ -4,8 +4,9 @@ Prefect's analysis tasks run in threads of the flow's process and hand their CPU
 (`WorkerPool.call`). The workers import no Prefect, hold no flow run context and ship no logs (a task's
 logs come from its thread), so they start in a fraction of the time Prefect's process-pool workers take and
 nothing waits on a log-forwarding thread when they stop. A foreground command starts them while its
-temporary Prefect server starts (`prestarted`), forked from the command's process before it holds any other
-thread, so they inherit the models it loaded; a served run's task runner starts its own (spawned).
+temporary Prefect server starts (`prestarted`); a served run's task runner starts its own. They are spawned,
+never forked: a worker forked after the command opened the catalog shares SQLite's per-process lock state
+with it and reads the catalog wrong (it saw none of the photos imported after the fork).
 
 Nothing here imports Prefect: a spawned worker imports this module to find `analyze_batch_here`.
 """
@@ -16,16 +17,15 @@ import contextlib
 import functools
 import multiprocessing
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from alignment.models import face_detector, landmark_predictor
 from alignment.pool import die_with_parent, init_worker
-from curation.analysis.analyze import analyze_images
+from curation.analysis.analyze import analyze_workspace
+from curation.analysis.identities import describe_faces, update_identities
 from curation.catalog.errors import GhostsError
 from curation.catalog.workers import default_workers
 from flows.workspace import open_data
@@ -34,24 +34,30 @@ from flows.workspace import open_data
 def analyze_batch_here(
     data: str, image_ids: list[int], detector: str, target_size: int | None
 ) -> dict[str, Any]:
-    """One analysis batch in this process (a worker's job): the alignment room's batch entry point."""
-    return analyze_images(
-        open_data(data), image_ids, detector=detector, target_size=target_size, progress=False
-    )
+    """One analysis batch in this process (a worker's job), its faces described too. Grouping them into people
+    waits for `identities_here`: batches running at once would each group the same faces, and race to write
+    the grouping."""
+    ws = open_data(data)
+    out = analyze_workspace(
+        ws,
+        workers=1,
+        detector=detector,
+        target_size=target_size,
+        progress=False,
+        image_ids=list(image_ids),
+        identities=False,
+    ).as_dict()
+    describe_faces(ws, image_ids=image_ids)
+    return out
+
+
+def identities_here(data: str) -> dict[str, Any]:
+    """Group the new faces into people (describing any a batch left), once the batches are in."""
+    return update_identities(open_data(data), progress=False).as_dict()
 
 
 def _pid() -> int:
     return os.getpid()
-
-
-def _can_fork() -> bool:
-    """Forking copies only the calling thread: a lock another thread holds (a Prefect client, torch's thread
-    pools) would stay locked in the child for ever, so fork only a process that runs no other thread."""
-    return (
-        "fork" in multiprocessing.get_all_start_methods()
-        and threading.active_count() == 1
-        and "torch" not in sys.modules
-    )
 
 
 class WorkerPool:
@@ -61,21 +67,16 @@ class WorkerPool:
     with a GhostsError (the analysis task's retry runs its batch again) and the next call gets fresh workers.
     """
 
-    def __init__(self, workers: int | None = None, *, fork: bool = False):
+    def __init__(self, workers: int | None = None):
         self.workers = max(int(workers or default_workers()), 1)
         self._lock = threading.Lock()
         self._closed = False
-        if fork and _can_fork():
-            face_detector("hog")  # loaded once here, inherited by every forked worker
-            landmark_predictor()
-            self._executor = self._start("fork")
-        else:
-            self._executor = self._start("spawn")
+        self._executor = self._start()
 
-    def _start(self, method: str) -> ProcessPoolExecutor:
+    def _start(self) -> ProcessPoolExecutor:
         executor = ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=multiprocessing.get_context(method),
+            mp_context=multiprocessing.get_context("spawn"),
             initializer=functools.partial(die_with_parent, os.getpid(), init_worker),
         )
         for _ in range(self.workers):  # start every worker now, not on the first batch
@@ -93,7 +94,7 @@ class WorkerPool:
             with self._lock:
                 if self._executor is executor and not self._closed:
                     executor.shutdown(wait=False, cancel_futures=True)
-                    self._executor = self._start("spawn")  # this process runs threads by now
+                    self._executor = self._start()
             raise GhostsError(
                 "an analysis worker process died (out of memory, or a crash in native code)"
             ) from None
@@ -114,7 +115,7 @@ _shared: WorkerPool | None = None
 def prestarted(workers: int | None) -> Iterator[WorkerPool]:
     """Start the analysis workers now, for the `processes` task runner of any flow this block runs."""
     global _shared
-    pool = WorkerPool(workers, fork=True)
+    pool = WorkerPool(workers)
     previous, _shared = _shared, pool
     try:
         yield pool
