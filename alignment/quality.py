@@ -15,16 +15,17 @@ import numpy as np
 
 from alignment.align import align_face, quad_side
 
+# Where a measure becomes a flag, and the default dataset side (one definition, shared with the review and
+# `ghosts status`, which recompute flags in SQL under the workspace's target size): re-exported.
+from curation.catalog.thresholds import (  # noqa: F401
+    BLUR_FLAG,
+    DEFAULT_TARGET_SIZE,
+    PADDING_FLAG,
+    TARGET_SIZE_SETTING,
+    YAW_FLAG,
+)
+
 PREVIEW_SIZE = 256  # the review page's preview size; the blur measure is taken on it
-# Where a measure becomes a flag; the review page's filters use the same numbers.
-BLUR_FLAG = 30.0  # flag faces blurrier than this (variance of the Laplacian on the preview)
-PADDING_FLAG = 0.1  # flag faces with more than this fraction of the crop made up
-YAW_FLAG = 40.0  # flag faces turned further than this (degrees)
-# The dataset side the size measures refer to when nobody chose one: 512, what most StyleGAN2-ADA datasets
-# of a few thousand faces train at (256 for quick runs, 1024 only with large, sharp sources). A face whose
-# crop square is smaller than this is enlarged when frozen, and flagged `upscaled`.
-DEFAULT_TARGET_SIZE = 512
-TARGET_SIZE_SETTING = "target_size"  # the workspace setting that holds the chosen side
 # The one flag vocabulary: what the analysis writes, the review filters by and the docs explain.
 FLAGS = ("upscaled", "padded", "blurry", "profile")
 

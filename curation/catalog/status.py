@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from curation.catalog.flags import flagged_condition, thresholds_for
 from curation.catalog.schema import (
     DatasetVersion,
     Decision,
@@ -48,7 +49,12 @@ def workspace_status(ws) -> dict[str, Any]:
                 "total": s.scalar(select(func.count()).select_from(Face).where(live_faces)) or 0,
                 "manual": s.scalar(select(func.count()).select_from(Face).where(live_faces, Face.manual))
                 or 0,
-                "flagged": s.scalar(select(func.count()).select_from(Face).where(live_faces, Face.flagged))
+                # under the workspace's target size now, not the one the analysis ran with
+                "flagged": s.scalar(
+                    select(func.count())
+                    .select_from(Face)
+                    .where(live_faces, flagged_condition(thresholds_for(s)))
+                )
                 or 0,
                 "by_decision": {
                     k: v

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
+from curation.catalog.flags import flagged_condition, thresholds_for
 from curation.catalog.people import get_caps
 from curation.catalog.schema import Face, Image
 from curation.review.decisions import MAX_BATCH, decide
-from curation.review.grid import flagged_condition, thresholds_for
 
 REVIEWER = "auto-accept"
 REASON = "auto-accept"

@@ -10,8 +10,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import or_, select
 
 from alignment.quality import FLAGS
+from curation.catalog.flags import thresholds_for
 from curation.catalog.schema import Face, Image, NearDuplicate
-from curation.review.grid import DEFAULT_THRESHOLDS, Thresholds, face_hints, thresholds_for
+from curation.catalog.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from curation.review.grid import face_hints
 
 MEASURES = ("score", "det_score", "eye_dist", "quad_size", "padding", "blur", "roll", "yaw")
 

@@ -19,19 +19,13 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import load_only
 
-from alignment.quality import (
-    BLUR_FLAG,
-    DEFAULT_TARGET_SIZE,
-    FLAGS,
-    PADDING_FLAG,
-    TARGET_SIZE_SETTING,
-    YAW_FLAG,
-    face_flags,
-)
-from curation.catalog.schema import Face, Image, get_setting
+from alignment.quality import FLAGS, face_flags
+from curation.catalog.flags import flagged_condition, thresholds_for, upscaled_condition
+from curation.catalog.schema import Face, Image
+from curation.catalog.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 Sort = Literal[
     "score",
@@ -144,25 +138,6 @@ class Snapshots:
 
 
 @dataclass
-class Thresholds:
-    """Where a quality measure becomes a flag (the analysis's own thresholds, so filters and hints agree)."""
-
-    padding: float = PADDING_FLAG  # fraction of the crop filled by reflection padding
-    blur: float = BLUR_FLAG  # variance of the Laplacian on the preview; lower is softer
-    pose: float = YAW_FLAG  # degrees of |yaw| (roll is undone by alignment, so it is no flaw)
-    target_size: int = DEFAULT_TARGET_SIZE  # the dataset side: smaller crops are `upscaled`
-
-
-DEFAULT_THRESHOLDS = Thresholds()
-
-
-def thresholds_for(session) -> Thresholds:
-    """The thresholds for this workspace: the analysis's, with its chosen target size (workspace setting)."""
-    size = get_setting(session, TARGET_SIZE_SETTING, DEFAULT_TARGET_SIZE)
-    return Thresholds(target_size=int(size)) if isinstance(size, int) and size > 0 else DEFAULT_THRESHOLDS
-
-
-@dataclass
 class Tile:
     id: int
     image_id: int
@@ -259,7 +234,7 @@ def _filters(q: GridQuery, th: Thresholds) -> list:
         case "clean":
             conds.append(~flagged_condition(th))
         case "upscaled":
-            conds.append(_upscaled(th))
+            conds.append(upscaled_condition(th))
         case "padded":
             conds.append(Face.padding > th.padding)
         case "blurry":
@@ -269,26 +244,6 @@ def _filters(q: GridQuery, th: Thresholds) -> list:
         case "manual":
             conds.append(Face.manual.is_(True))
     return conds
-
-
-def _upscaled(th: Thresholds):
-    # Never NULL (a NULL would make `~flagged_condition` drop faces without a measured side).
-    return or_(
-        and_(Face.quad_size.is_not(None), Face.quad_size < th.target_size),
-        and_(Face.quad_size.is_(None), Face.upscaled.is_(True)),
-    )
-
-
-def flagged_condition(th: Thresholds):
-    """Any flag under these thresholds (the stored `flagged` column was computed for the analysis's target,
-    so it only counts for a face without a measured crop side)."""
-    return or_(
-        _upscaled(th),
-        and_(Face.quad_size.is_(None), Face.flagged.is_(True)),
-        func.coalesce(Face.padding, 0.0) > th.padding,
-        func.coalesce(Face.blur, 1e9) < th.blur,
-        func.abs(func.coalesce(Face.yaw, 0.0)) > th.pose,
-    )
 
 
 def _order(sort: Sort) -> list:

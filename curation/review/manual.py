@@ -18,10 +18,10 @@ from alignment.align import align_face, quad_from_points
 from alignment.preview import write_preview
 from alignment.quality import measure_face
 from curation.catalog.errors import GhostsError
+from curation.catalog.flags import thresholds_for
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.schema import Face, utcnow
 from curation.review.decisions import WRITE_LOCK
-from curation.review.grid import thresholds_for
 from curation.review.media import photo_file
 
 PREVIEW_SIZE = 256  # the grid's preview size

@@ -9,11 +9,12 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
+from curation.catalog.flags import thresholds_for
 from curation.catalog.schema import Face, Image
 from curation.review.decisions import REJECT_REASONS
 from curation.review.deps import Ctx, IdPath, OptionalIdQuery, ReviewContext
 from curation.review.detail import photo_detail
-from curation.review.grid import FLAG_LABELS, SORT_LABELS, GridQuery, facet_values, list_faces, thresholds_for
+from curation.review.grid import FLAG_LABELS, SORT_LABELS, GridQuery, facet_values, list_faces
 from curation.review.media import preview_data_uris
 from curation.review.security import csrf_token
 
