@@ -7,6 +7,7 @@ import random
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from curation.catalog.schema import Image
 from curation.catalog.workspace import open_workspace
@@ -106,3 +107,31 @@ def test_counts_are_recounted_when_they_are_old(workspace, monkeypatch):
     cache.max_age = 0.0
     cache.counts()
     assert cache.recounts == before + 1
+
+
+def test_people_page_counter_comes_from_the_cache(workspace):
+    cat = make_catalog(workspace, photos=3, faces_per_photo=2)
+    decide(workspace, cat["faces"][:2], "accepted", reviewer="ann")
+    app = create_app(workspace, ReviewConfig(reviewer="ann", target=9))
+    cache = app.state.ctx.counts
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        c.get("/people")
+        before = cache.recounts
+        statements: list[str] = []
+
+        def seen(conn, cursor, statement, *args):
+            statements.append(" ".join(statement.split()))
+
+        event.listen(workspace.engine, "before_cursor_execute", seen)
+        try:
+            html = c.get("/people").text
+        finally:
+            event.remove(workspace.engine, "before_cursor_execute", seen)
+        assert statements  # the page did read the catalog (people, caps)
+        # A fresh cache answers: no full count over every face's decision per page.
+        assert cache.recounts == before
+        assert not [q for q in statements if "GROUP BY faces.decision" in q], statements
+        truth = _truth(workspace)
+        assert f'<b id="count-accepted">{truth["accepted"]}</b>' in html
+        assert f'<b id="count-target">{truth["target"]}</b>' in html
+        assert f'<span id="count-undecided">{truth["undecided"]}</span>' in html

@@ -35,7 +35,6 @@ from curation.review.decisions import REJECT_REASONS
 from curation.review.deps import MAX_ID, Ctx, IdPath
 from curation.review.models import FaceId
 from curation.review.security import csrf_token
-from curation.review.selection import review_counts
 
 router = APIRouter(tags=["people"])
 
@@ -89,7 +88,7 @@ def people_page(ctx: Ctx, request: Request) -> HTMLResponse:
             **data,
             "request": request,
             "csrf": csrf_token(ctx.guard, request),
-            "counts": review_counts(ctx.ws),
+            "counts": ctx.counts.counts(),
             "reviewer": ctx.config.reviewer,
             "reject_reasons": REJECT_REASONS,
             "view": "people",
