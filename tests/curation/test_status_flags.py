@@ -18,7 +18,9 @@ from tests.curation.test_review_support import add_face, photo_bytes
 def _faces(ws) -> None:
     """Analysed at 512: a 300-px and a 600-px crop (stored flags as the analysis wrote them), one blurry
     600-px crop, and one face without a measured side that the analysis flagged."""
-    image_id = ingest_bytes(ws, photo_bytes(1), name="a.png", source_kind="folder", source_ref="a.png").image_id
+    image_id = ingest_bytes(
+        ws, photo_bytes(1), name="a.png", source_kind="folder", source_ref="a.png"
+    ).image_id
     small = add_face(ws, image_id, index=0, box=[0.0, 0.0, 300.0, 300.0], upscaled=True, flagged=True)
     big = add_face(ws, image_id, index=1, box=[0.0, 0.0, 600.0, 600.0])
     add_face(ws, image_id, index=2, box=[0.0, 0.0, 600.0, 600.0], blur=5.0, flagged=True)
