@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import Image
-from curation.sources.http import FetchRefused, read_limited
+from curation.sources.http import FetchRefused, deadline_watch, read_limited
 from curation.sources.ingest import ImportSummary, Ingestor
 
 log = logging.getLogger("ghosts.urls")
@@ -107,7 +107,7 @@ def fetch_image(
         if time.monotonic() > deadline:
             raise FetchRefused(f"{last or 'too slow'}; gave up after the {deadline_s:.0f} s deadline")
         try:
-            with session.get(url, timeout=timeout, stream=True) as resp:
+            with deadline_watch(deadline), session.get(url, timeout=timeout, stream=True) as resp:
                 if resp.status_code in RETRY_STATUSES and attempt < attempts:
                     last = f"HTTP {resp.status_code} {resp.reason}"
                     sleep(_retry_after(resp, attempt))

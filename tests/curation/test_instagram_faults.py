@@ -100,6 +100,18 @@ def test_a_dripping_image_is_cut_off_at_the_deadline_and_the_tag_goes_on(
     assert took < 2.0 + 10, took  # one deadline, not one per attempt, nor the body's 0.4 s x its bytes
 
 
+def test_an_image_server_dripping_its_headers_is_cut_off_at_the_deadline_and_the_tag_goes_on(
+    logged_in, mocked, dripping, loader_factory
+):
+    fake_with_slow_image(dripping, "driphead.jpg").install(mocked)  # one header byte every 0.5 s
+    started = time.monotonic()
+    t = _scrape(logged_in, loader_factory(), download_deadline_s=2.0)
+    took = time.monotonic() - started
+    _only_the_slow_one_failed(logged_in, t, "too slow:")
+    assert "within its deadline" in t.failed[0]["reason"]
+    assert took < 2.0 + 10, took  # the status line and headers alone would take about 40 s
+
+
 def test_a_stalled_image_is_cut_off_at_the_read_timeout_and_the_tag_goes_on(
     logged_in, mocked, stalling, loader_factory
 ):

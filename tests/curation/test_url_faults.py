@@ -28,10 +28,12 @@ def jpeg(seed: int) -> bytes:
 
 
 class Loopback:
-    """A tiny HTTP server on 127.0.0.1: /ok.jpg answers at once, /drip.jpg sends one byte every `drip_s`."""
+    """A tiny HTTP server on 127.0.0.1: /ok.jpg answers at once, /drip.jpg sends one byte of the body every
+    `drip_s`, /driphead.jpg one byte of the status line and headers every `head_drip_s`."""
 
-    def __init__(self, drip_s: float = 2.0):
+    def __init__(self, drip_s: float = 2.0, head_drip_s: float = 0.5):
         self.drip_s = drip_s
+        self.head_drip_s = head_drip_s
         self.body = jpeg(7)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -62,6 +64,12 @@ class Loopback:
                 "Connection: close\r\n\r\n"
             ).encode()
             try:
+                if path == "/driphead.jpg":
+                    for b in head:
+                        if self.stop.is_set():
+                            return
+                        conn.sendall(bytes([b]))
+                        time.sleep(self.head_drip_s)
                 conn.sendall(head)
                 if path == "/drip.jpg":
                     for b in self.body:
@@ -96,6 +104,29 @@ def test_a_drip_feeding_server_is_cut_off_at_the_deadline(server):
     assert "bytes in" in e.value.reason
     with requests.Session() as session:  # a quick server is unaffected by the same deadline
         assert fetch_image(session, server.url("ok.jpg"), deadline_s=3.0).data == server.body
+
+
+def test_a_server_dripping_its_headers_is_cut_off_at_the_deadline_and_the_batch_goes_on(workspace, server):
+    started = time.monotonic()
+    with requests.Session() as session, pytest.raises(FetchRefused, match="too slow") as e:
+        # One header byte every 0.5 s: each read is well within the 5 s read timeout.
+        fetch_image(session, server.url("driphead.jpg"), timeout=(2.0, 5.0), deadline_s=2.0, attempts=1)
+    took = time.monotonic() - started
+    assert 2.0 <= took < 2.0 + 1, took
+    assert "within its deadline" in e.value.reason
+    started = time.monotonic()
+    summary = import_urls(
+        workspace,
+        [server.url("driphead.jpg"), server.url("ok.jpg")],
+        progress=False,
+        sleep=lambda s: None,
+        timeout=(2.0, 5.0),
+        deadline_s=2.0,
+    )
+    assert time.monotonic() - started < 2.0 + 1 + 1  # one deadline, then the quick one
+    assert summary.added == 1
+    [refused] = summary.rejected
+    assert refused["url"] == server.url("driphead.jpg") and refused["reason"].startswith("too slow"), refused
 
 
 @pytest.mark.parametrize(

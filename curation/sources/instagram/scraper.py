@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import Image, Takedown, utcnow
-from curation.sources.http import FetchRefused, read_limited
+from curation.sources.http import FetchRefused, deadline_watch, read_limited
 from curation.sources.ingest import Ingestor, IngestResult
 from curation.sources.instagram.diagnosis import diagnose, is_network_failure, network_refusal
 from curation.sources.instagram.feeds import FEED_LABELS, FEEDS, freeze, open_feed, thaw_recent
@@ -570,14 +570,14 @@ class TagScraper:
                     f"(attempt {attempt - 1} of {self.download_attempts})"
                 )
             try:
-                resp = self.ctx.get_raw(url)
-                try:
+                with deadline_watch(deadline, "the image download"):  # headers included
+                    resp = self.ctx.get_raw(url)
                     try:
                         return read_limited(resp, self.max_image_bytes, deadline)
-                    except FetchRefused as e:
-                        raise _DownloadFailed(e.reason) from None
-                finally:
-                    resp.close()
+                    finally:
+                        resp.close()
+            except FetchRefused as e:
+                raise _DownloadFailed(e.reason) from None
             except (QueryReturnedForbiddenException, QueryReturnedNotFoundException) as e:
                 # An expired URL signature or a deleted image: a retry now cannot help; the next run
                 # fetches the post again with fresh URLs.
