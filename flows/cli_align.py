@@ -9,25 +9,16 @@ from pathlib import Path
 import click
 
 from curation.catalog.errors import GhostsError
-from flows.cli_options import data_option, echo_json, open_ws
+from flows.cli_options import choice_option, data_option, echo_json, json_option, open_ws, workers_option
 
 SIZES = ("64", "128", "256", "512", "1024")
+WORKERS_HELP = "Worker processes (default: one per available core; 1 runs in this process)."
+DETECTOR_HELP = "dlib's HOG detector (fast) or its CNN detector (slower, finds more faces)."
 
 
 @click.command()
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes (default: one per available core; 1 runs in this process).",
-)
-@click.option(
-    "--detector",
-    type=click.Choice(["hog", "cnn"]),
-    default="hog",
-    show_default=True,
-    help="dlib's HOG detector (fast) or its CNN detector (slower, finds more faces).",
-)
+@workers_option(WORKERS_HELP)
+@choice_option("--detector", choices=("hog", "cnn"), help=DETECTOR_HELP)
 @click.option(
     "--target-size",
     type=click.Choice(SIZES),
@@ -48,7 +39,7 @@ SIZES = ("64", "128", "256", "512", "1024")
     help="Also describe each face (~0.1 s per face per core) and group faces into people; "
     "`ghosts people` does it later for a workspace analysed without.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@json_option()
 @data_option
 def analyze(
     workers: int | None,
@@ -109,19 +100,8 @@ def analyze(
 @click.option(
     "--size", type=click.Choice(SIZES), default="1024", show_default=True, help="Output side in pixels."
 )
-@click.option(
-    "--detector",
-    type=click.Choice(["hog", "cnn"]),
-    default="hog",
-    show_default=True,
-    help="dlib's HOG detector (fast) or its CNN detector (slower, finds more faces).",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes (default: one per available core; 1 runs in this process).",
-)
+@choice_option("--detector", choices=("hog", "cnn"), help=DETECTOR_HELP)
+@workers_option(WORKERS_HELP)
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print, per input, the faces written and what was skipped."

@@ -50,6 +50,13 @@ def count_option(*decls: str, help: str, minimum: int = 1, default: int | None =
     return click.option(*decls, type=click.IntRange(min=minimum), default=default, help=help, **shown)
 
 
+def number_option(*decls: str, help: str, minimum: float, default: float):
+    """A number of at least `minimum` (seconds, megabytes), its default shown in --help."""
+    return click.option(
+        *decls, type=click.FloatRange(min=minimum), default=default, show_default=True, help=help
+    )
+
+
 def workers_option(help: str):
     """--workers N (at least 1); None lets the command pick (one per core)."""
     return count_option("--workers", help=help)

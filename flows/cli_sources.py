@@ -10,7 +10,7 @@ import click
 
 from curation.catalog.errors import GhostsError
 from curation.sources.instagram.session import BROWSERS
-from flows.cli_options import data_option, echo_json, open_ws
+from flows.cli_options import count_option, data_option, echo_json, json_option, number_option, open_ws
 
 
 @click.command()
@@ -89,12 +89,7 @@ def login(
     metavar="TAG",
     help="Hashtag to scrape, without '#'; repeat for several tags.",
 )
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=None,
-    help="New images to add per tag (posts already in the catalog do not count).",
-)
+@count_option("--limit", help="New images to add per tag (posts already in the catalog do not count).")
 @click.option(
     "--session",
     "session_user",
@@ -106,21 +101,18 @@ def login(
 @click.option(
     "--restart", is_flag=True, help="Forget where the last run of each tag stopped; start from the newest."
 )
-@click.option(
+@count_option(
     "--max-requests-per-hour",
-    type=click.IntRange(min=1),
-    default=None,
     help="Cap on requests to Instagram per hour, on top of instaloader's own limits.",
 )
-@click.option(
+@number_option(
     "--deadline",
-    type=click.FloatRange(min=1),
+    minimum=1,
     default=120.0,
-    show_default=True,
     help="Most seconds one image download may take in all (retries included), however steadily it sends; "
     "a slower one is listed as failed and retried next run.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@json_option()
 @data_option
 def scrape(
     tags: tuple[str, ...],
@@ -183,28 +175,25 @@ def scrape(
 
 @click.command(name="import-urls")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
+@number_option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    minimum=1,
     default=30.0,
-    show_default=True,
     help="Seconds to wait for a server's answer (connecting: at most 10).",
 )
-@click.option(
+@number_option(
     "--max-mb",
-    type=click.FloatRange(min=0.001),
+    minimum=0.001,
     default=50.0,
-    show_default=True,
     help="Largest image to download, in megabytes.",
 )
-@click.option(
+@number_option(
     "--deadline",
-    type=click.FloatRange(min=1),
+    minimum=1,
     default=300.0,
-    show_default=True,
     help="Most seconds one URL may take in all (retries included), however steadily it sends.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@json_option()
 @data_option
 def import_urls(
     file: Path, timeout: float, max_mb: float, deadline: float, as_json: bool, data: Path | None
@@ -245,7 +234,7 @@ def import_urls(
 
 @click.command(name="import-scraped")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@json_option()
 @data_option
 def import_scraped(folder: Path, as_json: bool, data: Path | None) -> None:
     """Import another Instagram scraper's download in FOLDER, with each post's provenance.

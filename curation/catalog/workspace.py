@@ -213,18 +213,12 @@ def open_workspace(
             )
     if not writable:
         raise GhostsError(_read_only_message(ws))
-    try:
+
+    def upgrade() -> None:
         if _check_revision(ws) != head_revision():
             upgrade_catalog(ws.engine)
-    except GhostsError:
-        ws.close()
-        raise
-    except Exception as e:
-        ws.close()
-        why = environment_message(e)
-        if why is None:
-            raise
-        raise GhostsError(f"cannot open the catalog of {ws.root}: {why}") from e
+
+    _opened(ws, upgrade)
     # A killed writer can leave temp files behind (the store, previews, datasets, runs); nothing refers to them.
     sweep_temp_files(ws.root)
     return ws

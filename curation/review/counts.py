@@ -24,10 +24,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from curation.catalog.schema import Face, Image
-from curation.review.decisions import DEFAULT_TARGET, REVIEW_DECISIONS, WRITE_LOCK, decision_counts
+from curation.review.decisions import (
+    DEFAULT_TARGET,
+    REVIEW_DECISIONS,
+    WRITE_LOCK,
+    accepted_per,
+    decision_counts,
+)
 from curation.review.selection import current_round, last_round
 
 T = TypeVar("T")
@@ -164,18 +170,7 @@ class CountsCache:
 
 
 def _accepted_per(session, column) -> Counter:
-    rows = session.execute(
-        select(column, func.count())
-        .select_from(Face)
-        .join(Image, Face.image_id == Image.id)
-        .where(
-            Face.deleted.is_(False),
-            Image.status != "excluded",
-            Face.decision == "accepted",
-            column.is_not(None),
-        )
-        .group_by(column)
-    ).all()
+    rows = session.execute(accepted_per(column)).all()
     return Counter({str(k): int(v) for k, v in rows})
 
 

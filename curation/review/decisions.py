@@ -361,9 +361,9 @@ def keep_best(ws, face_id: int, reviewer: str) -> Batch:
         return batch
 
 
-def top_counts(session, column, limit: int = 3) -> list[tuple[str, int]]:
-    """Accepted live faces per value of `column` (Image.owner, Image.query), largest first."""
-    rows = session.execute(
+def accepted_per(column):
+    """The query of accepted live faces (photo not taken down) per value of `column` (Image.owner, Image.query)."""
+    return (
         select(column, func.count())
         .select_from(Face)
         .join(Image, Face.image_id == Image.id)
@@ -374,9 +374,12 @@ def top_counts(session, column, limit: int = 3) -> list[tuple[str, int]]:
             column.is_not(None),
         )
         .group_by(column)
-        .order_by(func.count().desc(), column)
-        .limit(limit)
-    ).all()
+    )
+
+
+def top_counts(session, column, limit: int = 3) -> list[tuple[str, int]]:
+    """Accepted live faces per value of `column` (Image.owner, Image.query), largest first."""
+    rows = session.execute(accepted_per(column).order_by(func.count().desc(), column).limit(limit)).all()
     return [(str(k), int(v)) for k, v in rows]
 
 
