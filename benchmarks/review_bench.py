@@ -48,17 +48,8 @@ from curation.review import ReviewConfig
 from curation.review.app import create_app
 from curation.review.server import serving
 from curation.sources.ingest import Ingestor
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # the browser tests' Chromium, same flags
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 TAGS = ("portrait", "selfie", "streetstyle", "bnw", "film")
 
 

@@ -226,6 +226,22 @@ def _numpy():
     return numpy
 
 
+def _record(
+    probe, digest: str, size, mode: str, conversion: str | None, cropped=False, resized=False
+) -> dict:
+    """A packed local file's record: where it came from, its digest and what was done to its pixels."""
+    return {
+        "source_kind": "local",
+        "original_path": probe.rel,
+        "image_sha256": digest,
+        "original_size": list(size),
+        "original_mode": mode,
+        "conversion": conversion,
+        "cropped": cropped,
+        "resized": resized,
+    }
+
+
 def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, str, int, dict[str, Any], bool, bool]:
     """(PNG to store, its sha256 and CRC-32, provenance record, cropped, resized) for one file; runs on a
     worker thread, so the hashing is done here too (hashlib and zlib release the GIL)."""
@@ -237,16 +253,9 @@ def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, str, int, dict[str, 
         # once its chunks and image data check out; anything else is decoded below.
         stored = storable_png(data, plan.resolution, plan.mode)
         if stored is not None:
-            record = {
-                "source_kind": "local",
-                "original_path": probe.rel,
-                "image_sha256": digest,
-                "original_size": [probe.width, probe.height],
-                "original_mode": probe.mode,
-                "conversion": _STORED_CONVERSION[plan.mode],
-                "cropped": False,
-                "resized": False,
-            }
+            record = _record(
+                probe, digest, (probe.width, probe.height), probe.mode, _STORED_CONVERSION[plan.mode]
+            )
             stored_digest = digest if stored is data else hashlib.sha256(stored).hexdigest()
             return stored, stored_digest, zlib.crc32(stored), record, False, False
     # Imported here, for start-up cost (see _numpy).
@@ -257,16 +266,7 @@ def _pack_one(args: tuple[Probe, PackPlan]) -> tuple[bytes, str, int, dict[str, 
     except ImageRejected as e:
         raise GhostsError(f"{probe.rel}: {e.reason}") from None
     pixels, cropped, resized = prepare_image(dec.rgb, plan)
-    record = {
-        "source_kind": "local",
-        "original_path": probe.rel,
-        "image_sha256": digest,
-        "original_size": [dec.width, dec.height],
-        "original_mode": dec.mode,
-        "conversion": dec.conversion,
-        "cropped": cropped,
-        "resized": resized,
-    }
+    record = _record(probe, digest, (dec.width, dec.height), dec.mode, dec.conversion, cropped, resized)
     png = encode_png(pixels)
     return png, hashlib.sha256(png).hexdigest(), zlib.crc32(png), record, cropped, resized
 

@@ -14,7 +14,7 @@ from curation.analysis.identities import cluster_workspace, load_people, save_pe
 from curation.catalog.people import caps_status, merged_into, people_counts, set_caps
 from curation.catalog.schema import Face, Image
 from tests.curation.test_review_api import client_for, csrf_of, tile_ids
-from tests.curation.test_review_support import add_face, make_catalog
+from tests.curation.test_review_support import add_face, insert_faces, make_catalog
 
 GROUPS = 3  # people in the catalog: faces 0, 3, 6, ... are group 0; 1, 4, ... group 1; 2, 5, ... group 2
 
@@ -192,22 +192,12 @@ def test_ten_thousand_faces_in_five_hundred_people_count_fast(workspace):
     ids = make_catalog(workspace, photos=4, faces_per_photo=1)["images"]
     with workspace.session() as s:
         s.execute(insert(Person), [{"id": p} for p in range(1, 501)])
-        s.execute(
-            insert(Face),
-            [
-                {
-                    "image_id": ids[i % 4],
-                    "index": i + 4,
-                    "detector": "hog",
-                    "score": (i * 7919 % 1000) / 1000,
-                    "decision": "accepted" if i % 5 == 0 else "undecided",
-                    "deleted": False,
-                    "manual": False,
-                    "upscaled": False,
-                    "person_id": 1 + i % 500,
-                }
-                for i in range(10_000)
-            ],
+        insert_faces(
+            s,
+            ids,
+            10_000,
+            decision=lambda i: "accepted" if i % 5 == 0 else "undecided",
+            person_id=lambda i: 1 + i % 500,
         )
         set_caps(s, max_per_person=3)
     with client_for(workspace) as c:

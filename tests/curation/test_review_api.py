@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import Decision, Face, Image, ReviewRound
@@ -19,7 +19,7 @@ from curation.review import make_config
 from curation.review.app import create_app
 from curation.review.config import ReviewConfig
 from curation.review.routers import pages
-from tests.curation.test_review_support import link_duplicates, make_catalog
+from tests.curation.test_review_support import insert_faces, link_duplicates, make_catalog
 
 
 def client_for(ws, **cfg) -> TestClient:
@@ -668,23 +668,14 @@ def test_ten_thousand_faces_open_fast(workspace):
     """The first grid page of 10,000 candidates is one indexed query: well under a second."""
     ids = make_catalog(workspace, photos=2, faces_per_photo=1)["images"]
     with workspace.session() as s:
-        s.execute(
-            insert(Face),
-            [
-                {
-                    "image_id": ids[i % 2],
-                    "index": i + 2,
-                    "detector": "hog",
-                    "score": (i * 7919 % 1000) / 1000,
-                    "flagged": i % 5 == 0,
-                    "quad_size": 200.0 if i % 5 == 0 else 900.0,
-                    "decision": "undecided",
-                    "deleted": False,
-                    "manual": False,
-                    "upscaled": i % 5 == 0,
-                }
-                for i in range(10_000)
-            ],
+        insert_faces(
+            s,
+            ids,
+            10_000,
+            flagged=lambda i: i % 5 == 0,
+            quad_size=lambda i: 200.0 if i % 5 == 0 else 900.0,
+            decision="undecided",
+            upscaled=lambda i: i % 5 == 0,
         )
     with client_for(workspace) as c:
         c.get("/")  # warm the templates

@@ -5,6 +5,7 @@ import dataclasses
 import torch
 
 from tests.training.archives import make_archive
+from tests.training.tiny import QUICK, TINY_NET
 from training.checkpoint import load_snapshot
 from training.config import build_options
 from training.loop import train
@@ -26,13 +27,9 @@ def test_two_processes_match_one_process_first_update(tmp_path):
             mbstd_group=4,
             kimg=0.008,
             tick_kimg=0.008,
-            cbase=128,
-            cmax=16,
-            z_dim=16,
-            w_dim=16,
-            workers=0,
-            metrics="none",
             device="cpu",
+            **TINY_NET,
+            **QUICK,
         )
         # The path-length running mean is updated once per forward pass (as the reference does), so with
         # accumulation it is not the same sum as over two processes: leave that regulariser out here.

@@ -12,13 +12,13 @@ from click.testing import CliRunner
 
 from flows.cli import main as ghosts
 from tests.training.archives import make_archive
+from tests.training.tiny import QUICK, TINY
 from training.checkpoint import load_snapshot, save_snapshot
 from training.config import build_options
 from training.loop import train
 from training.networks import Discriminator, Generator
 from training.report import read_stats
 
-TINY = dict(cbase=128, cmax=16, z_dim=16, w_dim=16, workers=0, metrics="none", snap=0)
 CLI_TINY = ["--cbase", "256", "--cmax", "16", "--workers", "0", "--batch", "8", "--map", "2"]
 
 
@@ -209,17 +209,7 @@ NVLABS_PKL = Path("/work/shared/testdata/nvlabs/network-snapshot-32px.pkl")
 
 @pytest.mark.skipif(not NVLABS_PKL.exists(), reason="NVlabs fixture not present")
 def test_transfer_from_an_nvlabs_pickle_copies_what_matches_and_freezes_d_layers(archive32, tmp_path):
-    opts = dict(
-        cbase=1024,
-        cmax=64,
-        map_layers=8,
-        workers=0,
-        metrics="none",
-        snap=0,
-        batch=4,
-        kimg=0.004,
-        tick_kimg=0.004,
-    )
+    opts = dict(cbase=1024, cmax=64, map_layers=8, snap=0, batch=4, kimg=0.004, tick_kimg=0.004, **QUICK)
     o = build_options(archive32, tmp_path, resume=str(NVLABS_PKL), freezed=5, **opts)
     assert o.ada_kimg == 100 and o.ema_rampup is None  # the reference's transfer settings
     result = train(o)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.training.tiny import TINY as TINY_RUN
 from training.checkpoint import (
     LOCK_NAME,
     RunLock,
@@ -232,21 +233,7 @@ def _loop_setup(tmp_path):
     good = save_snapshot(run / snapshot_name(32), G=Generator(**kw), cur_nimg=32)
     torch.manual_seed(2)
     bad = save_snapshot(run / snapshot_name(64), G=Generator(**kw), cur_nimg=64)
-    opts = build_options(
-        archive,
-        out,
-        batch=4,
-        kimg=0.008,
-        tick_kimg=0.004,
-        resume="latest",
-        cbase=128,
-        cmax=16,
-        z_dim=16,
-        w_dim=16,
-        workers=0,
-        metrics="none",
-        snap=0,
-    )
+    opts = build_options(archive, out, batch=4, kimg=0.008, tick_kimg=0.004, resume="latest", **TINY_RUN)
     return run, good, bad, opts
 
 
@@ -259,9 +246,8 @@ def test_train_resume_latest_refuses_a_damaged_newest_pair_and_a_locked_run(tmp_
     )  # killed rewrite
     with pytest.raises(TrainingError, match="newest snapshot is unusable.*latest-good"):
         train(opts)
-    with RunLock(run):
-        with pytest.raises(TrainingError, match="another training process"):
-            train(dataclasses_replace(opts, resume="latest-good"))
+    with RunLock(run), pytest.raises(TrainingError, match="another training process"):
+        train(dataclasses_replace(opts, resume="latest-good"))
 
 
 def dataclasses_replace(obj, **kw):
