@@ -6,7 +6,6 @@ import base64
 import hashlib
 import json
 import re
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from curation.review import make_config
 from curation.review.app import create_app
 from curation.review.config import ReviewConfig
 from curation.review.routers import pages
-from tests.curation.test_review_support import insert_faces, link_duplicates, make_catalog
+from tests.curation.test_review_support import fast_get, insert_faces, link_duplicates, make_catalog
 
 
 def client_for(ws, **cfg) -> TestClient:
@@ -680,8 +679,4 @@ def test_ten_thousand_faces_open_fast(workspace):
     with client_for(workspace) as c:
         c.get("/")  # warm the templates
         for path in ("/", "/?sort=likes", "/?sort=date&decision=undecided", "/?flag=flagged&page=16"):
-            t0 = time.perf_counter()
-            r = c.get(path)
-            elapsed = time.perf_counter() - t0
-            assert r.status_code == 200 and len(tile_ids(r.text)) == 120, path
-            assert elapsed < 1.0, f"{path} took {elapsed:.2f} s"
+            assert len(tile_ids(fast_get(c, path).text)) == 120, path

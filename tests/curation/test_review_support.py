@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import time
 
 import numpy as np
 from PIL import Image as PILImage
@@ -116,6 +117,17 @@ def insert_faces(session, image_ids: list[int], n: int, **fields) -> None:
             for i in range(n)
         ],
     )
+
+
+def fast_get(client, path: str, limit: float = 1.0):
+    """GET `path` (after a warm-up request): answered 200 within `limit` seconds; the response."""
+    t0 = time.perf_counter()
+    r = client.get(path)
+    elapsed = time.perf_counter() - t0
+    assert r.status_code == 200, path
+    assert elapsed < limit, f"{path} took {elapsed:.2f} s"
+    print(f"{path}: {1000 * elapsed:.0f} ms")
+    return r
 
 
 def make_catalog(ws, photos: int = 6, faces_per_photo: int = 2) -> dict[str, list[int]]:
