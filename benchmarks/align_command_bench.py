@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.commands import GHOSTS, PYTHON, Command, print_table, run_once, table
+from benchmarks.commands import GHOSTS, Command, baseline, print_table, run_once, table
 
 FACES = REPO.parent / "shared" / "testdata" / "faces"
 
@@ -60,13 +60,7 @@ def main() -> None:
         out_a, out_g = tmp / "recipe", tmp / "ghosts"
         recipe = Command(
             "plain FFHQ recipe, whole command",
-            [
-                PYTHON,
-                str(REPO / "benchmarks" / "baselines" / "ffhq_recipe_folder.py"),
-                str(src),
-                str(out_a),
-                str(args.size),
-            ],
+            baseline("ffhq_recipe_folder.py", src, out_a, args.size),
         )
         argv = [GHOSTS, "align", str(src), "--out", str(out_g), "--size", str(args.size)]
         if args.workers:

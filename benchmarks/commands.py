@@ -19,6 +19,11 @@ PYTHON = sys.executable
 GHOSTS = str(Path(sys.executable).with_name("ghosts"))
 
 
+def baseline(script: str, *args) -> list[str]:
+    """The command line of an anchor script in benchmarks/baselines, run by this Python."""
+    return [PYTHON, str(REPO / "benchmarks" / "baselines" / script), *map(str, args)]
+
+
 @dataclass
 class Command:
     label: str

@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.commands import GHOSTS, PYTHON, Command, alternate, print_table, run_once, table
+from benchmarks.commands import GHOSTS, Command, alternate, baseline, print_table, run_once, table
 
 FACES = REPO.parent / "shared" / "testdata" / "faces"
 
@@ -82,12 +82,7 @@ def main() -> None:
         anchor_zip, ghosts_zip = tmp / "anchor.zip", tmp / "ghosts.zip"
         anchor = Command(
             "dataset_tool-like packer (anchor)",
-            [
-                PYTHON,
-                str(REPO / "benchmarks" / "baselines" / "dataset_tool_like.py"),
-                str(src),
-                str(anchor_zip),
-            ],
+            baseline("dataset_tool_like.py", src, anchor_zip),
         )
         ghosts = Command("ghosts pack", [GHOSTS, "pack", str(src), "--out", str(ghosts_zip), "--overwrite"])
         run_once(ghosts.argv)  # warm the file cache for both
