@@ -9,7 +9,15 @@ from pathlib import Path
 import click
 
 from curation.catalog.errors import GhostsError
-from flows.cli_options import choice_option, data_option, echo_json, json_option, open_ws, workers_option
+from flows.cli_options import (
+    choice_option,
+    data_option,
+    echo_json,
+    folder_option,
+    json_option,
+    open_ws,
+    workers_option,
+)
 
 SIZES = ("64", "128", "256", "512", "1024")
 WORKERS_HELP = "Worker processes (default: one per available core; 1 runs in this process)."
@@ -90,13 +98,7 @@ def analyze(
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the aligned faces (<stem>_01.png, <stem>_02.png, ...).",
-)
+@folder_option("--out", "out_dir", help="Folder for the aligned faces (<stem>_01.png, <stem>_02.png, ...).")
 @click.option(
     "--size", type=click.Choice(SIZES), default="1024", show_default=True, help="Output side in pixels."
 )
