@@ -166,31 +166,47 @@ def test_detail_view(page, server, review_ws):
     page.keyboard.press("Escape")
 
 
-def test_manual_crop_adds_a_face_to_the_grid(page, server, review_ws):
-    from alignment.align import quad_from_points  # the FFHQ quad, from the alignment room
-
-    with review_ws.session() as s:
+def best_landmarked_face(ws) -> tuple[int, int, dict, set[int]]:
+    """The best-scored live face with landmarks: its id, its photo's id, its eye and mouth points, and the ids
+    of every face now (to find the one a manual crop adds)."""
+    with ws.session() as s:
         face = s.scalars(
             select(Face)
             .where(Face.landmarks.is_not(None), Face.deleted.is_(False))
             .order_by(Face.score.desc())
         ).first()
-        face_id, image_id, points = face.id, face.image_id, _eye_mouth(face.landmarks)
-        before = set(s.scalars(select(Face.id)))
+        return face.id, face.image_id, _eye_mouth(face.landmarks), set(s.scalars(select(Face.id)))
+
+
+def start_manual_crop(page, server: str, face_id: int):
+    """Open the face's photo in the detail view and press m: the marks layer, the photo's width and height,
+    and the layer's box on screen."""
     page.goto(server + "/")
     page.click(f'.tile[data-face-id="{face_id}"]')
     page.keyboard.press("Enter")
     panel = page.locator("#overlay .panel")
     panel.wait_for()
     wait_until(page, "document.querySelector('#overlay img.photo').naturalWidth > 0")
-    # The manual crop: m, then the two eye centres and the two mouth corners of the same face.
     page.keyboard.press("m")
     svg = page.locator("#overlay svg.marks")
     w, h = float(panel.get_attribute("data-width")), float(panel.get_attribute("data-height"))
-    box = svg.bounding_box()
+    return svg, w, h, svg.bounding_box()
+
+
+def click_photo(page, box, w: float, h: float, xy) -> None:
+    """Click the photo point `xy` (photo pixels) on its on-screen `box`."""
+    x, y = xy
+    page.mouse.click(box["x"] + x / w * box["width"], box["y"] + y / h * box["height"])
+
+
+def test_manual_crop_adds_a_face_to_the_grid(page, server, review_ws):
+    from alignment.align import quad_from_points  # the FFHQ quad, from the alignment room
+
+    face_id, image_id, points, before = best_landmarked_face(review_ws)
+    # The manual crop: m, then the two eye centres and the two mouth corners of the same face.
+    svg, w, h, box = start_manual_crop(page, server, face_id)
     for key in ("eye_left", "eye_right", "mouth_left", "mouth_right"):
-        x, y = points[key]
-        page.mouse.click(box["x"] + x / w * box["width"], box["y"] + y / h * box["height"])
+        click_photo(page, box, w, h, points[key])
         assert svg.bounding_box() == box, "the photo moved while clicking"
     page.wait_for_selector('#overlay [data-action="manual-save"]:not([hidden])')
     wait_until(page, "document.querySelector('#overlay .manual-preview').naturalWidth > 0")

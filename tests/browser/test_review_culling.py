@@ -4,8 +4,6 @@ and concurrent decisions from several clients."""
 
 from __future__ import annotations
 
-import threading
-
 import httpx
 import numpy as np
 import pytest
@@ -15,8 +13,15 @@ from curation.catalog.schema import Decision, Face, ReviewRound
 from curation.review import ReviewConfig
 from curation.review.app import create_app
 from curation.review.server import serving
-from tests.browser.test_review_browser import _eye_mouth, reset_decisions, wait_saved, wait_until
-from tests.curation.test_review_support import make_catalog
+from tests.browser.test_review_browser import (
+    best_landmarked_face,
+    click_photo,
+    reset_decisions,
+    start_manual_crop,
+    wait_saved,
+    wait_until,
+)
+from tests.curation.test_review_support import make_catalog, race
 
 pytestmark = pytest.mark.browser
 PER_PAGE = 12
@@ -46,6 +51,13 @@ def fresh(ws) -> None:
 
 def tile_ids(page) -> list[int]:
     return [int(x) for x in page.eval_on_selector_all(".tile", "els => els.map(e => e.dataset.faceId)")]
+
+
+def open_grid(page, url: str, path: str = "/") -> list[int]:
+    """The grid at `path`, once its cursor is placed: the face ids of its tiles, in order."""
+    page.goto(url + path)
+    page.wait_for_selector(".tile.cursor")
+    return tile_ids(page)
 
 
 def decisions(ws, ids) -> list[str]:
@@ -84,9 +96,7 @@ def test_deciding_whole_pages_of_undecided_reaches_every_face_once(page, many):
 def test_ctrl_click_shift_click_and_select_all_are_one_undo_step_each(page, many):
     ws, faces, url = many
     fresh(ws)
-    page.goto(url + "/")
-    page.wait_for_selector(".tile.cursor")
-    ids = tile_ids(page)
+    ids = open_grid(page, url)
     page.click(f'.tile[data-face-id="{ids[2]}"]')  # A: a plain click puts the cursor on it
     page.click(f'.tile[data-face-id="{ids[5]}"]', modifiers=["Control"])  # then ctrl-click B
     page.keyboard.press("r")
@@ -124,9 +134,7 @@ def test_ctrl_click_shift_click_and_select_all_are_one_undo_step_each(page, many
 def test_deciding_the_last_tile_of_a_page_moves_on(page, many):
     ws, _faces, url = many
     fresh(ws)
-    page.goto(url + "/")
-    page.wait_for_selector(".tile.cursor")
-    last = tile_ids(page)[-1]
+    last = open_grid(page, url)[-1]
     page.click(f'.tile[data-face-id="{last}"]')
     page.keyboard.press("a")
     page.wait_for_url("**page=2**")
@@ -139,9 +147,7 @@ def test_rounds_are_on_record_and_a_closed_round_is_immutable(browser, many):
     fresh(ws)
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
     page = ctx.new_page()  # its own page: the refused undo's 409 is logged by Chromium, and rightly so
-    page.goto(url + "/")
-    page.wait_for_selector(".tile.cursor")
-    ids = tile_ids(page)
+    ids = open_grid(page, url)
     for _ in range(3):
         page.keyboard.press("a")
     wait_saved(page, ids[2], "accepted")
@@ -169,9 +175,7 @@ def test_rounds_are_on_record_and_a_closed_round_is_immutable(browser, many):
 def test_ratings_by_key_are_kept_sorted_and_filtered(page, many):
     ws, _faces, url = many
     fresh(ws)
-    page.goto(url + "/")
-    page.wait_for_selector(".tile.cursor")
-    ids = tile_ids(page)
+    ids = open_grid(page, url)
     page.keyboard.press("4")
     page.wait_for_selector(f'.tile[data-face-id="{ids[0]}"][data-rating="4"]')
     assert page.inner_text(f'.tile[data-face-id="{ids[0]}"] .stars') == "★★★★"
@@ -187,9 +191,7 @@ def test_ratings_by_key_are_kept_sorted_and_filtered(page, many):
 def test_restore_a_deleted_face_from_the_detail_view(page, many):
     ws, _faces, url = many
     fresh(ws)
-    page.goto(url + "/")
-    page.wait_for_selector(".tile.cursor")
-    fid = tile_ids(page)[0]
+    fid = open_grid(page, url)[0]
     page.keyboard.press("Enter")
     btn = page.locator(f'#overlay .face-card [data-action="delete"][data-face-id="{fid}"]')
     btn.click()
@@ -227,9 +229,7 @@ def test_touch_swipes_decide_on_the_grid_and_in_the_detail_view(browser, many):
     fresh(ws)
     ctx = browser.new_context(viewport={"width": 1024, "height": 768}, has_touch=True, is_mobile=True)
     page = ctx.new_page()
-    page.goto(url + "/")
-    page.wait_for_selector(".tile.cursor")
-    ids = tile_ids(page)
+    ids = open_grid(page, url)
     swipe(page, f'.tile[data-face-id="{ids[1]}"]', 120)
     wait_saved(page, ids[1], "accepted")
     swipe(page, f'.tile[data-face-id="{ids[2]}"]', -120)
@@ -244,27 +244,10 @@ def test_touch_swipes_decide_on_the_grid_and_in_the_detail_view(browser, many):
 
 
 def test_manual_points_in_any_click_order_give_the_same_face(page, server, review_ws):
-    with review_ws.session() as s:
-        face = s.scalars(
-            select(Face)
-            .where(Face.landmarks.is_not(None), Face.deleted.is_(False))
-            .order_by(Face.score.desc())
-        ).first()
-        face_id, points = face.id, _eye_mouth(face.landmarks)
-        before = set(s.scalars(select(Face.id)))
-    page.goto(server + "/")
-    page.click(f'.tile[data-face-id="{face_id}"]')
-    page.keyboard.press("Enter")
-    panel = page.locator("#overlay .panel")
-    panel.wait_for()
-    wait_until(page, "document.querySelector('#overlay img.photo').naturalWidth > 0")
-    page.keyboard.press("m")
-    svg = page.locator("#overlay svg.marks")
-    w, h = float(panel.get_attribute("data-width")), float(panel.get_attribute("data-height"))
-    box = svg.bounding_box()
+    face_id, _image_id, points, before = best_landmarked_face(review_ws)
+    _svg, w, h, box = start_manual_crop(page, server, face_id)
     for key in ("mouth_right", "eye_right", "mouth_left", "eye_left"):  # an unexpected order
-        x, y = points[key]
-        page.mouse.click(box["x"] + x / w * box["width"], box["y"] + y / h * box["height"])
+        click_photo(page, box, w, h, points[key])
     page.wait_for_selector("#overlay .manual-hint:has-text('named by where they lie')")
     page.click('#overlay [data-action="manual-save"]')
     page.wait_for_selector(".toast:has-text('cropped by hand')")
@@ -296,13 +279,7 @@ def test_concurrent_decisions_from_many_clients_keep_history_right(many, page):
                 if r.status_code != 200:
                     errors.append(r.text)
 
-    threads = [
-        threading.Thread(target=client, args=(d,)) for d in ("accepted", "rejected", "skipped", "rejected")
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    race(client, ("accepted", "rejected", "skipped", "rejected"))
     assert not errors
     with ws.session() as s:
         for fid in faces[:2]:
@@ -333,9 +310,7 @@ def test_duplicates_together_keep_best_loupe_compare_and_owner_counts(page, many
         ]
     link_duplicates(ws, photos[0], photos[1])
     link_duplicates(ws, photos[1], photos[2])  # one group of three photos, six faces
-    page.goto(url + "/?sort=group")
-    page.wait_for_selector(".tile.cursor")
-    ids = tile_ids(page)
+    ids = open_grid(page, url, "/?sort=group")
     pos = sorted(ids.index(f) for f in group)
     assert pos == list(range(6))  # shown together, the best group first
     page.click(f'.tile[data-face-id="{group[3]}"]')

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import select
 
@@ -12,7 +10,7 @@ from curation.review import complete_selection, decide, open_round, undo_last
 from curation.review.decisions import RoundClosed
 from curation.review.selection import review_counts, round_history
 from tests.curation.test_review_api import client_for, csrf_of
-from tests.curation.test_review_support import make_catalog
+from tests.curation.test_review_support import make_catalog, race
 
 
 @pytest.fixture
@@ -74,13 +72,7 @@ def test_concurrent_posts_keep_history_and_undo_right(workspace, faces):
                 if r.status_code != 200:
                     errors.append(r.text)
 
-        threads = [
-            threading.Thread(target=tab, args=(d,)) for d in ("accepted", "rejected", "skipped", "accepted")
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        race(tab, ("accepted", "rejected", "skipped", "accepted"))
         assert not errors
         with workspace.session() as s:
             for fid in faces[:3]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import threading
 import time
 
 import numpy as np
@@ -128,6 +129,15 @@ def fast_get(client, path: str, limit: float = 1.0):
     assert elapsed < limit, f"{path} took {elapsed:.2f} s"
     print(f"{path}: {1000 * elapsed:.0f} ms")
     return r
+
+
+def race(fn, args) -> None:
+    """fn(arg) for each of `args`, each in a thread of its own, all at once; back when every one is done."""
+    threads = [threading.Thread(target=fn, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def make_catalog(ws, photos: int = 6, faces_per_photo: int = 2) -> dict[str, list[int]]:
