@@ -83,7 +83,7 @@ class StyleGAN2Loss:
         r1_gamma: float = 10.0,  # R1 weight gamma; the penalty is scaled by gamma / 2
         style_mixing_prob: float = 0.9,  # share of fakes made from two latents
         pl_weight: float = 2.0,  # path-length regulariser weight
-        pl_batch_shrink: int = 2,  # path-length runs on every 2nd sample (half batch)
+        pl_batch_shrink: int = 2,  # path length runs on the first n // pl_batch_shrink samples of a batch
         pl_decay: float = 0.01,  # decay of the running mean path length
         world_size: int = 1,
         compile: bool = False,  # torch.compile G's mapping and synthesis and D for the main phases
@@ -151,8 +151,10 @@ class StyleGAN2Loss:
 
     def accumulate_G_reg(self, z, c, gain: float = 1.0) -> dict[str, torch.Tensor]:
         """Path-length regularisation: keep |J_w^T y| constant for random image-space directions y."""
-        z = z[:: self.pl_batch_shrink]
-        c = None if c is None else c[:: self.pl_batch_shrink]
+        # As the reference: the first n // pl_batch_shrink latents of the phase's batch (at least one).
+        keep = max(1, z.shape[0] // self.pl_batch_shrink)
+        z = z[:keep]
+        c = None if c is None else c[:keep]
         img, ws = self.run_G(z, c)
         h, w = img.shape[2:]
         pl_noise = self.random.randn(img.shape[0], *img.shape[1:]) / math.sqrt(h * w)

@@ -621,13 +621,15 @@ class DiscriminatorBlock(nn.Module):
             conv_clamp=conv_clamp,
             arch_version=arch_version,
         )
+        # The reference passes no conv_clamp to the 1x1 skip: it is never clamped. Format version 1 clamped it
+        # (in reduced precision), and keeps doing so, so those snapshots render as before.
         self.skip = Conv2dLayer(
             tmp_channels,
             out_channels,
             1,
             bias=False,
             down=2,
-            conv_clamp=conv_clamp,
+            conv_clamp=conv_clamp if arch_version == 1 else None,
             arch_version=arch_version,
         )
 
