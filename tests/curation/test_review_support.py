@@ -140,6 +140,27 @@ def race(fn, args) -> None:
         t.join()
 
 
+def hammer(open_client, faces: list[int], decisions, headers: dict, times: int = 30) -> list[str]:
+    """Every one of `decisions` posted `times` times, each from a thread of its own and all at once, over
+    `faces` in turn; `open_client()` gives each thread its client (a context manager). The bodies of the
+    answers that were not 200."""
+    errors = []
+
+    def one(decision: str) -> None:
+        with open_client() as c:
+            for k in range(times):
+                r = c.post(
+                    "/api/decisions",
+                    json={"face_ids": [faces[k % len(faces)]], "decision": decision},
+                    headers=headers,
+                )
+                if r.status_code != 200:
+                    errors.append(r.text)
+
+    race(one, decisions)
+    return errors
+
+
 def make_catalog(ws, photos: int = 6, faces_per_photo: int = 2) -> dict[str, list[int]]:
     """Photos from three hashtags with likes, owners and captions; faces with graded scores."""
     image_ids, face_ids = [], []
