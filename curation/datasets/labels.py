@@ -1,5 +1,5 @@
-"""The shape of one entry of dataset.json's "labels" list, for every room that reads it (the verifier; the
-archive reader can take it up too)."""
+"""The shape of one entry of dataset.json's "labels" list, for every room that reads it (the verifier and the
+archive reader)."""
 
 from __future__ import annotations
 

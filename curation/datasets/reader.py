@@ -27,6 +27,7 @@ from curation.datasets.format import (
     png_header,
     unsafe_member_reason,
 )
+from curation.datasets.labels import is_label_pair
 
 
 def find_manifest(zip_path: str | os.PathLike) -> Path | None:
@@ -104,13 +105,7 @@ class Archive:
             return None
         table: dict[str, int] = {}
         for entry in labels if isinstance(labels, list) else [labels]:
-            if not (
-                isinstance(entry, list)
-                and len(entry) == 2
-                and isinstance(entry[0], str)
-                and isinstance(entry[1], int)
-                and not isinstance(entry[1], bool)
-            ):
+            if not is_label_pair(entry):
                 raise ArchiveError(
                     f'{self.path}: dataset.json labels must be ["name", class], found {entry!r}'
                 )
