@@ -25,19 +25,28 @@ class FetchRefused(Exception):
         self.reason = reason
 
 
-_watching = threading.local()  # .sockets: the list this thread's connections go to inside deadline_watch
+_watching = threading.local()  # .watch: the _Watch of this thread's innermost deadline_watch, if any
 _hook_lock = threading.Lock()
 _hook_installed = False
+
+
+class _Watch:
+    def __init__(self) -> None:
+        self.sockets: list[socket.socket] = []  # dups of the sockets connected inside the block
+        self.fired = threading.Event()  # the deadline passed
+        self.finished = threading.Event()  # the block ended
 
 
 def _on_audit(event: str, args: tuple) -> None:
     # "socket.connect" (socket, address) is raised by every connection attempt, whatever library makes it
     # (requests here, instaloader's own sessions for Instagram images); only this thread's watch records it.
     if event == "socket.connect":
-        sockets = getattr(_watching, "sockets", None)
-        if sockets is not None:
+        watch = getattr(_watching, "watch", None)
+        if watch is not None:
+            if watch.fired.is_set():  # past the deadline: no new connection (a retry, a redirect)
+                raise OSError("the download deadline has passed")
             with contextlib.suppress(OSError):
-                sockets.append(args[0].dup())  # a dup stays valid after TLS wraps (detaches) the original
+                watch.sockets.append(args[0].dup())  # a dup stays valid after TLS wraps (detaches) it
 
 
 def _install_hook() -> None:
@@ -46,6 +55,20 @@ def _install_hook() -> None:
         if not _hook_installed:
             sys.addaudithook(_on_audit)  # one hook for the process (hooks cannot be removed): cheap filter
             _hook_installed = True
+
+
+def _cut_off(watch: _Watch, deadline: float) -> None:
+    """At the deadline, shut down the block's connections, and keep doing so until the block ends (a socket
+    still connecting when the deadline came cannot be shut down yet)."""
+    if watch.finished.wait(max(0.0, deadline - time.monotonic())):
+        return
+    watch.fired.set()
+    while True:
+        for sock in list(watch.sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if watch.finished.wait(0.1):
+            return
 
 
 @contextlib.contextmanager
@@ -57,39 +80,31 @@ def deadline_watch(deadline: float | None, what: str = "the download") -> Iterat
         yield
         return
     _install_hook()
-    sockets: list[socket.socket] = []
-    fired = threading.Event()
+    watch = _Watch()
     started = time.monotonic()
-
-    def fire() -> None:
-        fired.set()
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    outer = getattr(_watching, "sockets", None)
-    _watching.sockets = sockets
-    timer = threading.Timer(max(0.0, deadline - started), fire)
-    timer.daemon = True
-    timer.start()
+    outer = getattr(_watching, "watch", None)
+    _watching.watch = watch
+    guard = threading.Thread(target=_cut_off, args=(watch, deadline), name="download-deadline", daemon=True)
+    guard.start()
     try:
         try:
             yield
         except FetchRefused:
             raise
         except Exception:
-            if not fired.is_set():
+            if not watch.fired.is_set():
                 raise
         # Cut off (an error, or a body that ended early as if complete): never taken for a whole download.
-        if fired.is_set():
+        if watch.fired.is_set():
             raise FetchRefused(
                 f"too slow: {what} did not finish within its deadline ({time.monotonic() - started:.1f} s, "
                 "--deadline); the server stopped sending or drips its answer"
             ) from None
     finally:
-        timer.cancel()
-        _watching.sockets = outer
-        for sock in sockets:
+        watch.finished.set()
+        guard.join()
+        _watching.watch = outer
+        for sock in watch.sockets:
             sock.close()
 
 

@@ -14,7 +14,7 @@ import requests
 from click.testing import CliRunner
 from PIL import Image as PILImage
 
-from curation.sources.http import FetchRefused
+from curation.sources.http import FetchRefused, deadline_watch
 from curation.sources.urls import fetch_image, import_urls
 from flows.cli import main
 
@@ -127,6 +127,15 @@ def test_a_server_dripping_its_headers_is_cut_off_at_the_deadline_and_the_batch_
     assert summary.added == 1
     [refused] = summary.rejected
     assert refused["url"] == server.url("driphead.jpg") and refused["reason"].startswith("too slow"), refused
+
+
+def test_no_connection_is_opened_once_the_deadline_has_passed(server):
+    started = time.monotonic()
+    watch = deadline_watch(time.monotonic())
+    with requests.Session() as session, pytest.raises(FetchRefused, match="too slow"), watch:
+        time.sleep(0.3)  # the deadline passes before the request starts (a retry after a backoff)
+        session.get(server.url("driphead.jpg"), timeout=(2.0, 5.0))
+    assert time.monotonic() - started < 1.5
 
 
 @pytest.mark.parametrize(
