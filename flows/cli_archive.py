@@ -94,7 +94,7 @@ def _announce_frozen(result, ws, quiet: bool) -> None:
 
     try:
         emit_dataset_frozen(result, str(ws.root))
-    except Exception as e:  # the archive is frozen either way; say why training will not start by itself
+    except Exception as e:  # noqa: BLE001 - the archive is frozen either way; say why training will not start by itself
         click.echo(
             f"warning: could not emit ghosts.dataset.frozen to {PREFECT_API_URL.value()}: {e}", err=True
         )

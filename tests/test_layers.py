@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 def lint_imports(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("lint-imports")
     return subprocess.run(
-        [str(exe), "--no-cache", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [str(exe), "--no-cache", *args], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
     )
 
 

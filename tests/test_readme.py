@@ -16,13 +16,13 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def _examples() -> list[str]:
     text = README.read_text()
-    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.S)
+    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.DOTALL)
     lines = []
     for block in blocks:
         # Join continuation lines, drop comments and prompts.
         for line in block.replace("\\\n", " ").splitlines():
             line = line.strip().removeprefix("$ ")
-            if line.startswith("ghosts ") or line.startswith(".venv/bin/ghosts "):
+            if line.startswith(("ghosts ", ".venv/bin/ghosts ")):
                 lines.append(line.split(" #", 1)[0].removeprefix(".venv/bin/"))
     return lines
 

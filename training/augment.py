@@ -56,9 +56,9 @@ class AugmentSpec:
     saturation: float = 0
 
 
-_BLIT = dict(xflip=1, rotate90=1, xint=1)
-_GEOM = dict(scale=1, rotate=1, aniso=1, xfrac=1)
-_COLOR = dict(brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)
+_BLIT = {"xflip": 1, "rotate90": 1, "xint": 1}
+_GEOM = {"scale": 1, "rotate": 1, "aniso": 1, "xfrac": 1}
+_COLOR = {"brightness": 1, "contrast": 1, "lumaflip": 1, "hue": 1, "saturation": 1}
 AUGPIPES = {
     "blit": AugmentSpec(**_BLIT),
     "geom": AugmentSpec(**_GEOM),

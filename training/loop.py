@@ -299,14 +299,14 @@ def _training_loop(
         D = resume_snap.build_discriminator(device)
         G_ema = resume_snap.build_generator("G_ema", device)
     else:
-        common = dict(
-            img_resolution=opts.resolution,
-            img_channels=opts.channels,
-            channel_base=opts.cbase,
-            channel_max=opts.cmax,
-            num_reduced_res=opts.num_reduced_res,
-            conv_clamp=opts.conv_clamp,
-        )
+        common = {
+            "img_resolution": opts.resolution,
+            "img_channels": opts.channels,
+            "channel_base": opts.cbase,
+            "channel_max": opts.cmax,
+            "num_reduced_res": opts.num_reduced_res,
+            "conv_clamp": opts.conv_clamp,
+        }
         G = Generator(
             z_dim=opts.z_dim, c_dim=opts.c_dim, w_dim=opts.w_dim, mapping_layers=opts.map_layers, **common
         ).to(device)

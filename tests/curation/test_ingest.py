@@ -5,10 +5,10 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from curation.catalog.schema import Image, NearDuplicate
 from curation.catalog.imaging import ImageRejected, decode_image, load_rgb
-from curation.sources.ingest import ingest_bytes, ingest_paths
+from curation.catalog.schema import Image, NearDuplicate
 from curation.catalog.store import sha256_bytes
+from curation.sources.ingest import ingest_bytes, ingest_paths
 
 
 def test_import_testdata_twice(workspace, faces_dir):

@@ -7,8 +7,8 @@ import shutil
 from sqlalchemy import select
 
 from curation.catalog.schema import Face, Image
-from curation.sources.ingest import ingest_paths
 from curation.catalog.workspace import open_workspace
+from curation.sources.ingest import ingest_paths
 
 
 def _faces(ws) -> list[tuple]:

@@ -10,7 +10,7 @@ from training.checkpoint import latest_snapshot, load_generator, load_snapshot, 
 from training.errors import TrainingError
 from training.networks import Discriminator, Generator
 
-TINY = dict(img_resolution=16, channel_base=256, channel_max=16)
+TINY = {"img_resolution": 16, "channel_base": 256, "channel_max": 16}
 
 
 def test_generator_round_trip_from_any_of_the_three_names(tmp_path):

@@ -178,7 +178,7 @@ def test_cli_errors_are_clear(archive32, archive16, tmp_path):
         "--archive", archive32, "--outdir", tmp_path / "empty", "--resume", "latest", "--kimg", "0.01"
     )
     assert r.exit_code == 1 and "no complete snapshot" in r.output
-    tiny16 = dict(img_resolution=16, channel_base=128, channel_max=16)
+    tiny16 = {"img_resolution": 16, "channel_base": 128, "channel_max": 16}
     src = save_snapshot(
         tmp_path / "r16" / "network-snapshot-000000",
         D=Discriminator(**tiny16),

@@ -14,7 +14,7 @@ from training.networks import (
     modulated_conv2d,
 )
 
-TINY = dict(channel_base=256, channel_max=16)
+TINY = {"channel_base": 256, "channel_max": 16}
 
 
 def tiny_G(res=16, **kw):

@@ -26,7 +26,7 @@ from training.checkpoint import (
 from training.errors import TrainingError
 from training.networks import Generator
 
-TINY = dict(img_resolution=16, channel_base=256, channel_max=16)
+TINY = {"img_resolution": 16, "channel_base": 256, "channel_max": 16}
 
 
 def _G(seed=0):
@@ -171,9 +171,9 @@ def test_one_writer_per_run_folder(tmp_path):
     finally:
         release.set()
         holder.join(30)
-    with RunLock(tmp_path):  # free again once the holder is done
-        with pytest.raises(TrainingError, match="another training process"):
-            RunLock(tmp_path).acquire()  # and exclusive within one process too
+    # free again once the holder is done, and exclusive within one process too
+    with RunLock(tmp_path), pytest.raises(TrainingError, match="another training process"):
+        RunLock(tmp_path).acquire()
     RunLock(tmp_path).acquire().release()
 
 
@@ -228,7 +228,14 @@ def _loop_setup(tmp_path):
     run = out / "00000-blobs-auto"
     import torch
 
-    kw = dict(z_dim=16, w_dim=16, mapping_layers=2, img_resolution=16, channel_base=128, channel_max=16)
+    kw = {
+        "z_dim": 16,
+        "w_dim": 16,
+        "mapping_layers": 2,
+        "img_resolution": 16,
+        "channel_base": 128,
+        "channel_max": 16,
+    }
     torch.manual_seed(1)
     good = save_snapshot(run / snapshot_name(32), G=Generator(**kw), cur_nimg=32)
     torch.manual_seed(2)
