@@ -314,26 +314,16 @@ class SynthesisLayer(nn.Module):
     ) -> torch.Tensor:
         styles = self.affine(w)
         fused = _fused_modconv(self, x)
-        if self.arch_version == 1:
-            x = _legacy_modulated_conv2d(
-                x,
-                self.weight,
-                styles,
-                padding=self.padding,
-                resample_filter=self.resample_filter,
-                up=self.up,
-                fused=fused,
-            )
-        else:
-            x = modulated_conv2d(
-                x,
-                self.weight,
-                styles,
-                padding=self.padding,
-                up=self.up,
-                resample_filter=self.resample_filter,
-                fused=fused,
-            )
+        conv = _legacy_modulated_conv2d if self.arch_version == 1 else modulated_conv2d
+        x = conv(
+            x,
+            self.weight,
+            styles,
+            padding=self.padding,
+            up=self.up,
+            resample_filter=self.resample_filter,
+            fused=fused,
+        )
         if self.use_noise:
             if noise is None and noise_mode == "random":
                 noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device)

@@ -33,6 +33,12 @@ def _parse_padding(padding) -> tuple[int, int, int, int]:
     return px0, px1, py0, py1
 
 
+def _padding_around_filter(padding, before: int, after: int) -> tuple[int, int, int, int]:
+    """`padding` (as `_parse_padding` reads it) plus the filter's own `before` and `after` pixels on each axis."""
+    px0, px1, py0, py1 = _parse_padding(padding)
+    return px0 + before, px1 + after, py0 + before, py1 + after
+
+
 def upfirdn2d(
     x: torch.Tensor,
     f: torch.Tensor,
@@ -90,13 +96,11 @@ def upsample2d(
 ) -> torch.Tensor:
     """Upsample by `up` (output H*up x W*up plus `padding`), keeping the mean brightness."""
     k = f.numel()
-    px0, px1, py0, py1 = _parse_padding(padding)
-    p0, p1 = (k + up - 1) // 2, (k - up) // 2
     return upfirdn2d(
         x,
         f,
         up=up,
-        padding=(px0 + p0, px1 + p1, py0 + p0, py1 + p1),
+        padding=_padding_around_filter(padding, (k + up - 1) // 2, (k - up) // 2),
         flip_filter=flip_filter,
         gain=gain * up * up,
         separable=separable,
@@ -114,11 +118,8 @@ def downsample2d(
 ) -> torch.Tensor:
     """Low-pass filter and decimate by `down` (output H/down x W/down plus `padding`)."""
     k = f.numel()
-    px0, px1, py0, py1 = _parse_padding(padding)
-    p0, p1 = (k - down + 1) // 2, (k - down) // 2
-    return upfirdn2d(
-        x, f, down=down, padding=(px0 + p0, px1 + p1, py0 + p0, py1 + p1), flip_filter=flip_filter, gain=gain
-    )
+    padding = _padding_around_filter(padding, (k - down + 1) // 2, (k - down) // 2)
+    return upfirdn2d(x, f, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 
 
 def grid_sample_bilinear(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
