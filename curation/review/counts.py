@@ -28,13 +28,12 @@ from sqlalchemy import select
 
 from curation.catalog.schema import Face, Image
 from curation.review.decisions import (
-    DEFAULT_TARGET,
     REVIEW_DECISIONS,
     WRITE_LOCK,
     accepted_per,
     decision_counts,
 )
-from curation.review.selection import current_round, last_round
+from curation.review.selection import round_figures
 
 T = TypeVar("T")
 TOP = 3  # owners and hashtags shown beside the counter
@@ -151,13 +150,7 @@ class CountsCache:
         out = {k: self._decisions.get(k, 0) for k in REVIEW_DECISIONS}
         out["total"] = sum(out.values())
         with self.ws.session() as s:
-            rnd = current_round(s) or last_round(s)
-            out["target"] = rnd.target if rnd and rnd.target else DEFAULT_TARGET
-            out["round_id"] = rnd.id if rnd else None
-            out["round_open"] = bool(rnd and rnd.done_at is None)
-            out["round_closed_by"] = rnd.closed_by if rnd else None
-            out["round_closed_at"] = rnd.done_at.isoformat() if rnd and rnd.done_at else None
-            out["round_accepted"] = rnd.accepted if rnd else None
+            out.update(round_figures(s))
         out["top_owners"] = _top(self._owners)
         out["top_tags"] = _top(self._tags)
         return out

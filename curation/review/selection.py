@@ -218,17 +218,25 @@ def round_history(session, limit: int = 20) -> list[dict]:
     ]
 
 
+def round_figures(session) -> dict:
+    """The open round, or else the last one, as the counter shows it: its target (the default without one), id,
+    whether it is open, who closed it, when, and how many it accepted; None for each without any round."""
+    rnd = current_round(session) or last_round(session)
+    return {
+        "target": rnd.target if rnd and rnd.target else DEFAULT_TARGET,
+        "round_id": rnd.id if rnd else None,
+        "round_open": bool(rnd and rnd.done_at is None),
+        "round_closed_by": rnd.closed_by if rnd else None,
+        "round_closed_at": rnd.done_at.isoformat() if rnd and rnd.done_at else None,
+        "round_accepted": rnd.accepted if rnd else None,
+    }
+
+
 def review_counts(ws) -> dict:
     """Faces per decision plus the round's target: what the counter "accepted N / target T" shows."""
     with ws.session() as s:
         counts = decision_counts(s)
-        rnd = current_round(s) or last_round(s)
-        counts["target"] = rnd.target if rnd and rnd.target else DEFAULT_TARGET
-        counts["round_id"] = rnd.id if rnd else None
-        counts["round_open"] = bool(rnd and rnd.done_at is None)
-        counts["round_closed_by"] = rnd.closed_by if rnd else None
-        counts["round_closed_at"] = rnd.done_at.isoformat() if rnd and rnd.done_at else None
-        counts["round_accepted"] = rnd.accepted if rnd else None
+        counts.update(round_figures(s))
         # Beside the target: who and which hashtag fill the selection (so one account can't fill the dataset).
         counts["top_owners"] = top_counts(s, Image.owner)
         counts["top_tags"] = top_counts(s, Image.query)
