@@ -11,10 +11,13 @@ import atexit
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from curation.catalog.schema import ReviewRound
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="ghosts-prefect-home-")
 atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
@@ -85,6 +88,32 @@ def flow_run_state(run_id):
 
     with get_client(sync_client=True) as client:
         return client.read_flow_run(run_id).state
+
+
+def start_gate(ws, **kw):
+    """The review gate of `ws` run in a thread, returned once its flow run is paused: (thread, box, run id).
+    The box gets the gate's "result", or the "error" it raised."""
+    # Prefect (which flows.review_gate imports) only once PREFECT_HOME above is set, as everywhere in this file.
+    from flows.review_gate import review_gate
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = review_gate(data=str(ws.root), poll_interval=1, **kw)
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread, whose assertion reports it
+            box["error"] = e
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+
+    def paused_run():
+        with ws.session() as s:
+            rnd = s.query(ReviewRound).filter(ReviewRound.done_at.is_(None)).one_or_none()
+            run_id = rnd.flow_run_id if rnd else None
+        return run_id if run_id and flow_run_state(run_id).is_paused() else None
+
+    return th, box, wait_for(paused_run, timeout=90, what="the review gate to pause")
 
 
 @pytest.fixture(scope="session")

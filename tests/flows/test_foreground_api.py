@@ -23,7 +23,7 @@ from curation.catalog.errors import GhostsError
 from curation.catalog.schema import ReviewRound
 from curation.review.selection import open_round
 from flows.review_gate import complete_selection, make_resume, record_run_api, recorded_run_api
-from tests.flows.conftest import flow_run_state, wait_for
+from tests.flows.conftest import flow_run_state, start_gate
 from tests.flows.test_schedules_fire import REPO, Processes, _env, _free_port, _healthy, _until
 
 pytestmark = pytest.mark.slow
@@ -69,6 +69,13 @@ def _init(ws: Path, env: dict) -> None:
     subprocess.run(GHOSTS + ["init", "--data", str(ws)], env=env, cwd=REPO, check=True, capture_output=True)
 
 
+def _run(argv: list[str], env: dict, *, timeout: float) -> subprocess.CompletedProcess:
+    """`argv` run from the repository, its output captured as text; the test reads the return code."""
+    return subprocess.run(
+        argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def test_a_run_whose_api_disappears_exits_with_one_message(procs, tmp_path):
     api = _server(procs, tmp_path / "server-home")
     env = _env(tmp_path / "client-home", PREFECT_API_URL=api, GHOSTS_API_GRACE="4")
@@ -111,7 +118,7 @@ def test_foreground_without_an_api_starts_one_server_for_all_its_processes(tmp_p
     env = _env(tmp_path / "home")  # no PREFECT_API_URL, no profile: the "foreground" mode
     ws = tmp_path / "ws"
     _init(ws, env)
-    done = subprocess.run(
+    done = _run(
         GHOSTS
         + [
             "run",
@@ -128,12 +135,8 @@ def test_foreground_without_an_api_starts_one_server_for_all_its_processes(tmp_p
             "2",
             "--json",
         ],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+        env,
         timeout=400,
-        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
@@ -147,33 +150,10 @@ def test_foreground_without_an_api_starts_one_server_for_all_its_processes(tmp_p
     assert not _healthy(f"http://127.0.0.1:{port}/api")  # the command's server stopped with it
 
 
-def _gate_in_thread(ws, **kw):
-    from flows.review_gate import review_gate
-
-    box: dict = {}
-
-    def target():
-        try:
-            box["result"] = review_gate(data=str(ws.root), poll_interval=1, **kw)
-        except BaseException as e:  # noqa: BLE001 - reported by the test
-            box["error"] = e
-
-    th = threading.Thread(target=target, daemon=True)
-    th.start()
-
-    def paused():
-        with ws.session() as s:
-            rnd = s.query(ReviewRound).filter(ReviewRound.done_at.is_(None)).one_or_none()
-            rid = rnd.flow_run_id if rnd else None
-        return rid if rid and flow_run_state(rid).is_paused() else None
-
-    return th, box, wait_for(paused, timeout=90, what="the gate to pause")
-
-
 def test_ghosts_run_resume_resumes_the_gate_on_its_recorded_api(prefect_api, workspace):
     from flows.cli import main
 
-    th, box, run_id = _gate_in_thread(workspace, target=5)
+    th, box, run_id = start_gate(workspace, target=5)
     assert recorded_run_api(workspace, run_id) == prefect_api
     res = CliRunner().invoke(
         main, ["run", "resume", "--data", str(workspace.root), "--reviewer", "carol", "--json"]
@@ -292,15 +272,7 @@ FORKED = textwrap.dedent("""
 
 
 def test_the_temporary_server_is_forked_from_a_command_without_threads(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", FORKED],
-        env=_env(tmp_path / "home"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = _run([sys.executable, "-c", FORKED], _env(tmp_path / "home"), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     during, after = done.stdout.strip().splitlines()
     assert during.endswith("True True ['ghosts-prefect-server']"), during  # the forked child, answering

@@ -3,7 +3,6 @@ otherwise says exactly why it could not resume the run and how to (real Prefect 
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import pytest
@@ -14,7 +13,7 @@ from curation.catalog.schema import Face, Image, ReviewRound
 from curation.review.decisions import decide
 from curation.review.selection import open_round
 from flows.review_gate import complete_selection
-from tests.flows.conftest import flow_run_state, read_artifact, wait_for
+from tests.flows.conftest import flow_run_state, read_artifact, start_gate
 
 
 def _faces(ws, n: int) -> list[int]:
@@ -33,33 +32,9 @@ def _faces(ws, n: int) -> list[int]:
     return ids
 
 
-def _start_gate(ws, **kw):
-    from flows.review_gate import review_gate
-
-    box: dict = {}
-
-    def target():
-        try:
-            box["result"] = review_gate(data=str(ws.root), poll_interval=1, **kw)
-        except BaseException as e:  # noqa: BLE001 - handed to the test thread, whose assertion reports it
-            box["error"] = e
-
-    th = threading.Thread(target=target, daemon=True)
-    th.start()
-
-    def paused_run():
-        with ws.session() as s:
-            rnd = s.query(ReviewRound).filter(ReviewRound.done_at.is_(None)).one_or_none()
-            run_id = rnd.flow_run_id if rnd else None
-        return run_id if run_id and flow_run_state(run_id).is_paused() else None
-
-    run_id = wait_for(paused_run, timeout=90, what="the review gate to pause")
-    return th, box, run_id
-
-
 def test_gate_pauses_until_selection_done(prefect_api, workspace):
     ids = _faces(workspace, 5)
-    th, box, run_id = _start_gate(workspace, target=3)
+    th, box, run_id = start_gate(workspace, target=3)
     assert th.is_alive()  # paused, waiting for a person
 
     art = read_artifact("review-gate")
@@ -86,7 +61,7 @@ def test_gate_resumed_from_the_prefect_ui_closes_the_round(prefect_api, workspac
 
     ids = _faces(workspace, 2)
     decide(workspace, ids[:1], "accepted", "bob")
-    th, box, run_id = _start_gate(workspace, target=10)
+    th, box, run_id = start_gate(workspace, target=10)
     resume_flow_run(run_id, run_input={"reviewer": "bob"})  # the UI form: only the reviewer filled in
     th.join(timeout=180)
     assert "error" not in box, box.get("error")
