@@ -289,25 +289,16 @@ def compare_with_reference(
     res: int, cbase: int, cmax: int, *, batch: int, reps: int, compile: bool, tmp: Path
 ) -> dict:
     """Median step times of ghosts and of the reference anchor, run by run alternating, same weights."""
-    from training.loop import _lazy_adam
+    from training.loop import _lazy_adam, new_networks
     from training.loss import SharedRandom, StyleGAN2Loss
-    from training.networks import Discriminator, Generator
 
     archive = make_archive(tmp, n=max(64, batch), res=res, name=f"cmp{res}")
     opts = build_options(
         archive, tmp / "runs", batch=batch, cbase=cbase, cmax=cmax, aug="noaug", metrics="none", device="cpu"
     )
+    assert opts.resolution == res and opts.c_dim == 0  # the archive made above: res px, no labels
     torch.manual_seed(0)
-    common = {
-        "img_resolution": res,
-        "img_channels": opts.channels,
-        "channel_base": opts.cbase,
-        "channel_max": opts.cmax,
-        "num_reduced_res": opts.num_reduced_res,
-        "conv_clamp": opts.conv_clamp,
-    }
-    G = Generator(z_dim=opts.z_dim, w_dim=opts.w_dim, mapping_layers=opts.map_layers, **common)
-    D = Discriminator(mbstd_group_size=opts.mbstd_group, mapping_layers=8, **common)
+    G, D = new_networks(opts)
     with torch.no_grad():  # "trained-like": biases and noise strengths off zero so the check sees them
         for p in [*G.parameters(), *D.parameters()]:
             if not p.any():

@@ -175,6 +175,28 @@ def _set_trainable(module: torch.nn.Module, on: bool, frozen: list[torch.nn.Modu
         m.requires_grad_(False)
 
 
+def new_networks(opts: TrainingOptions) -> tuple[Generator, Discriminator]:
+    """A new G and D of the shape `opts` gives, on the CPU, initialised from torch's global generator (G first)."""
+    common = {
+        "img_resolution": opts.resolution,
+        "img_channels": opts.channels,
+        "channel_base": opts.cbase,
+        "channel_max": opts.cmax,
+        "num_reduced_res": opts.num_reduced_res,
+        "conv_clamp": opts.conv_clamp,
+    }
+    G = Generator(
+        z_dim=opts.z_dim, c_dim=opts.c_dim, w_dim=opts.w_dim, mapping_layers=opts.map_layers, **common
+    )
+    D = Discriminator(
+        c_dim=opts.c_dim,
+        mbstd_group_size=opts.mbstd_group,
+        mapping_layers=8,  # the reference's D label mapping is 8 layers whatever --map says
+        **common,
+    )
+    return G, D
+
+
 def _lazy_adam(params, lr: float, betas: tuple[float, float], eps: float, reg_interval: int):
     # Lazy regularisation: the reg phase runs every k minibatches with its gradient scaled by k, so the
     # optimiser sees k+1 steps per k minibatches; lr and betas are adjusted to keep the effective rates.
@@ -299,23 +321,7 @@ def _training_loop(
         D = resume_snap.build_discriminator(device)
         G_ema = resume_snap.build_generator("G_ema", device)
     else:
-        common = {
-            "img_resolution": opts.resolution,
-            "img_channels": opts.channels,
-            "channel_base": opts.cbase,
-            "channel_max": opts.cmax,
-            "num_reduced_res": opts.num_reduced_res,
-            "conv_clamp": opts.conv_clamp,
-        }
-        G = Generator(
-            z_dim=opts.z_dim, c_dim=opts.c_dim, w_dim=opts.w_dim, mapping_layers=opts.map_layers, **common
-        ).to(device)
-        D = Discriminator(
-            c_dim=opts.c_dim,
-            mbstd_group_size=opts.mbstd_group,
-            mapping_layers=8,  # the reference's D label mapping is 8 layers whatever --map says
-            **common,
-        ).to(device)
+        G, D = (net.to(device) for net in new_networks(opts))
         G_ema = copy.deepcopy(G).eval()
         if resume_snap is not None:  # transfer learning: every tensor whose name and shape match
             counts = {
