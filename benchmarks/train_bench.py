@@ -151,24 +151,15 @@ def _anchor_like(G, D, opts):
     """The reference-step anchor with ghosts' weights loaded under the reference's names."""
     from benchmarks.baselines import stylegan2_ada_fp32 as ref
 
-    aG = ref.Generator(
-        z_dim=opts.z_dim,
-        w_dim=opts.w_dim,
-        img_resolution=opts.resolution,
-        img_channels=opts.channels,
-        mapping_layers=opts.map_layers,
-        channel_base=opts.cbase,
-        channel_max=opts.cmax,
-        conv_clamp=opts.conv_clamp,
-    )
-    aD = ref.Discriminator(
-        img_resolution=opts.resolution,
-        img_channels=opts.channels,
-        channel_base=opts.cbase,
-        channel_max=opts.cmax,
-        conv_clamp=opts.conv_clamp,
-        mbstd_group_size=opts.mbstd_group,
-    )
+    common = {  # the shape both networks take from the options, as in training.loop.new_networks
+        "img_resolution": opts.resolution,
+        "img_channels": opts.channels,
+        "channel_base": opts.cbase,
+        "channel_max": opts.cmax,
+        "conv_clamp": opts.conv_clamp,
+    }
+    aG = ref.Generator(z_dim=opts.z_dim, w_dim=opts.w_dim, mapping_layers=opts.map_layers, **common)
+    aD = ref.Discriminator(mbstd_group_size=opts.mbstd_group, **common)
     ref.load_reference_state(aG, ref.reference_names(G.state_dict(), opts.resolution, "G"))
     ref.load_reference_state(aD, ref.reference_names(D.state_dict(), opts.resolution, "D"))
     step = ref.ReferenceStep(
