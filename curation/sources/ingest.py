@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import imagehash
 import numpy as np
@@ -40,10 +40,33 @@ class IngestResult:
 
 
 @dataclass
-class ImportSummary:
+class BringInCounts:
+    """The counts each way of bringing images in keeps of its ingest results. A subclass holds `image_ids` and
+    `rejected` as fields of its own, after its other counts (so that its field order, and its `as_dict`, stay)."""
+
     added: int = 0
     duplicates: int = 0
     near_duplicates: int = 0
+    if TYPE_CHECKING:
+        image_ids: list[int]
+        rejected: list[dict[str, str]]
+
+    def tally(self, result: IngestResult, label: str) -> str:
+        """Count one result: an added image (its id, whether it has near duplicates), an exact duplicate, or a
+        refusal (with `label` as its path); returns its status."""
+        if result.status == "added":
+            self.added += 1
+            self.image_ids.append(result.image_id)
+            self.near_duplicates += bool(result.near_duplicates)
+        elif result.status == "duplicate":
+            self.duplicates += 1
+        else:
+            self.rejected.append({"path": label, "reason": result.reason or "rejected"})
+        return result.status
+
+
+@dataclass
+class ImportSummary(BringInCounts):
     converted: int = 0
     skipped: int = 0  # files in folders without an image extension (READMEs, XML, ...)
     rejected: list[dict[str, str]] = field(default_factory=list)
@@ -54,17 +77,11 @@ class ImportSummary:
     failed: list[dict[str, str]] = field(default_factory=list)
 
     def count(self, result: IngestResult, label: str) -> None:
-        if result.status == "added":
-            self.added += 1
-            self.image_ids.append(result.image_id)
-            self.near_duplicates += bool(result.near_duplicates)
+        status = self.tally(result, label)
+        if status == "added":
             self.converted += bool(result.conversion)
-        elif result.status == "duplicate":
-            self.duplicates += 1
-            if result.reason and "--retry-errors" in result.reason:
-                self.failed_before.append({"path": label, "state": result.reason})
-        else:
-            self.rejected.append({"path": label, "reason": result.reason or "rejected"})
+        elif status == "duplicate" and result.reason and "--retry-errors" in result.reason:
+            self.failed_before.append({"path": label, "state": result.reason})
 
     def as_dict(self) -> dict[str, Any]:
         return {

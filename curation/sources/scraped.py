@@ -33,7 +33,7 @@ from tqdm import tqdm
 from curation.catalog.errors import GhostsError
 from curation.catalog.files import folder_images
 from curation.catalog.schema import utcnow
-from curation.sources.ingest import Ingestor
+from curation.sources.ingest import BringInCounts, Ingestor
 
 log = logging.getLogger("ghosts.scraped")
 POST_URL = "https://www.instagram.com/p/{}/"
@@ -81,10 +81,7 @@ class ScrapedItem:
 
 
 @dataclass
-class ScrapedSummary:
-    added: int = 0
-    duplicates: int = 0
-    near_duplicates: int = 0
+class ScrapedSummary(BringInCounts):
     posts: int = 0
     by_tool: dict[str, int] = field(default_factory=dict)  # image files found per tool
     taken_down: int = 0  # images of accounts that asked for a takedown: not imported
@@ -390,15 +387,6 @@ def import_scraped(ws, folder: str | Path, *, progress: bool = True) -> ScrapedS
             taken_at=it.taken_at,
             likes=it.likes,
         )
-        if result.status == "added":
-            summary.added += 1
-            summary.image_ids.append(result.image_id)
-            summary.near_duplicates += bool(result.near_duplicates)
+        if summary.tally(result, str(it.path.relative_to(root))) == "added":
             summary.without_owner += it.owner is None
-        elif result.status == "duplicate":
-            summary.duplicates += 1
-        else:
-            summary.rejected.append(
-                {"path": str(it.path.relative_to(root)), "reason": result.reason or "rejected"}
-            )
     return summary
