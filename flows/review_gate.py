@@ -207,6 +207,10 @@ def gate_markdown(
     )
 
 
+def _resumed_already(run_id: str, run_input: dict) -> None:
+    """The `Resume` of a gate closing its own round: the run is this one, going on already."""
+
+
 def _waits_as_deployment() -> bool:
     """Suspend (exit, freeing the worker; rescheduled on resume) only a run of a review-gate deployment: a
     foreground run, or the gate inside a pipeline run, pauses in its process."""
@@ -278,8 +282,9 @@ def review_gate(
         ) from None
     after = review_counts(ws)
     if after.get("round_open") and after.get("round_id") == rnd.id:
-        # Resumed from the Prefect UI: close the round as the review page would have.
-        complete_selection(ws, reviewer=done.reviewer or "prefect-ui")
+        # Resumed from the Prefect UI: close the round as the review page would have. The run waiting on it
+        # is this one, resumed already: nothing to resume (and this thread may know no API to ask).
+        selection.complete_selection(ws, done.reviewer or "prefect-ui", resume=_resumed_already)
         after = review_counts(ws)
     logger.info("review done by %s: %d faces accepted", done.reviewer, after["accepted"])
     return {"round_id": rnd.id, "accepted": after["accepted"], "reviewer": done.reviewer, "target": target}
