@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from alignment.pool import die_with_parent, init_worker
-from curation.analysis.analyze import analyze_workspace
+from curation.analysis.analyze import analyze_images
 from curation.analysis.identities import describe_faces, update_identities
 from curation.catalog.errors import GhostsError
 from curation.catalog.workers import default_workers
@@ -38,15 +38,7 @@ def analyze_batch_here(
     waits for `identities_here`: batches running at once would each group the same faces, and race to write
     the grouping."""
     ws = open_data(data)
-    out = analyze_workspace(
-        ws,
-        workers=1,
-        detector=detector,
-        target_size=target_size,
-        progress=False,
-        image_ids=list(image_ids),
-        identities=False,
-    ).as_dict()
+    out = analyze_images(ws, image_ids, detector, target_size=target_size, identities=False)
     describe_faces(ws, image_ids=image_ids)
     return out
 

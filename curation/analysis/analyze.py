@@ -329,6 +329,7 @@ def analyze_images(
     *,
     target_size: int | None = None,  # None: the workspace setting
     progress: bool = False,
+    identities: bool = True,  # False: the faces are grouped into people later, once for all the batches
 ) -> dict[str, Any]:
     """Analyse a batch of images in this process (the flows' task unit; they fan batches out themselves)."""
     return analyze_workspace(
@@ -338,4 +339,5 @@ def analyze_images(
         target_size=target_size,
         progress=progress,
         image_ids=list(image_ids),
+        identities=identities,
     ).as_dict()
