@@ -105,7 +105,14 @@ def run_jobs(
             while (pending or in_flight) and not broken:
                 while pending and len(in_flight) < per_worker * workers:
                     job = pending.popleft()
-                    in_flight[pool.submit(fn, job)] = job
+                    try:
+                        in_flight[pool.submit(fn, job)] = job
+                    except BrokenProcessPool:  # a worker died since the last wait: this job never ran
+                        pending.appendleft(job)
+                        broken = True
+                        break
+                if broken:
+                    break
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for fut in done:
                     job = in_flight.pop(fut)
