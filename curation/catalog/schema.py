@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -185,11 +186,25 @@ def get_setting(session: Session, key: str, default: Any = None) -> Any:
 
 
 def set_setting(session: Session, key: str, value: Any) -> None:
-    row = session.get(WorkspaceSetting, key)
-    if row is None:
-        session.add(WorkspaceSetting(key=key, value=value, updated_at=utcnow()))
-    else:
-        row.value, row.updated_at = value, utcnow()
+    """Insert or update `key`. On SQLite one upsert statement, so processes setting the same new key at once
+    (parallel analysis batches) never collide on its primary key."""
+    if session.get_bind().dialect.name != "sqlite":
+        row = session.get(WorkspaceSetting, key)
+        if row is None:
+            session.add(WorkspaceSetting(key=key, value=value, updated_at=utcnow()))
+        else:
+            row.value, row.updated_at = value, utcnow()
+        return
+    stmt = sqlite_insert(WorkspaceSetting).values(key=key, value=value, updated_at=utcnow())
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[WorkspaceSetting.key],
+        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+    )
+    session.flush()  # pending ORM changes of this key first, then the statement
+    session.execute(stmt)
+    loaded = session.identity_map.get(session.identity_key(WorkspaceSetting, key))
+    if loaded is not None:
+        session.expire(loaded)  # read back what was written, not the object loaded before
 
 
 class DatasetVersion(Base):
