@@ -1,7 +1,7 @@
 """Workspace settings: one upsert statement (parallel analysis batches inserting one new key collided on
 workspace_settings.key, then retried), read back right in the session that wrote it."""
 
-from curation.catalog.schema import WorkspaceSetting, get_setting, set_setting
+from curation.catalog.schema import get_setting, set_setting
 from curation.catalog.workspace import init_workspace
 
 
