@@ -1,5 +1,7 @@
 """The `ghosts` command line: one click group; each room's commands live in flows/cli_<room>.py."""
 
+# init, import and status import their rooms inside their bodies, for start-up cost (SQLAlchemy, Pillow):
+# `ghosts --help` and the other rooms' commands do not load them.
 from __future__ import annotations
 
 import importlib
