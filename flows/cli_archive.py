@@ -4,6 +4,7 @@
 # command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -86,6 +87,8 @@ def _announce_frozen(result, ws, quiet: bool) -> None:
     """Emit `ghosts.dataset.frozen` to the Prefect server the user is connected to, so a `train` deployment
     triggered by it starts training. Without a configured server there is nobody to hear it: skip quietly
     rather than start an ephemeral one."""
+    if not _prefect_api_may_be_set():
+        return  # about 1 s of CPU saved: importing Prefect to read an unset setting
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
@@ -101,6 +104,29 @@ def _announce_frozen(result, ws, quiet: bool) -> None:
         return
     if not quiet:
         click.echo(f"emitted ghosts.dataset.frozen to {PREFECT_API_URL.value()}")
+
+
+def _prefect_api_may_be_set() -> bool:
+    """False only when no place Prefect 3 reads settings from can hold an API URL: no PREFECT_* environment
+    variable, and no profiles file, .env, prefect.toml or pyproject.toml naming one. Anything that might, and
+    Prefect itself decides."""
+    if any(k.startswith("PREFECT_") for k in os.environ):
+        return True
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    places = {
+        home / "profiles.toml": ("PREFECT_API_URL",),
+        Path(".env"): ("PREFECT_API_URL",),
+        Path("prefect.toml"): ("api",),
+        Path("pyproject.toml"): ("tool.prefect",),
+    }
+    for path, words in places.items():
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if any(w in text for w in words):
+            return True
+    return False
 
 
 @click.command()
