@@ -125,8 +125,15 @@ def align(
     from alignment.files import align_files, collect_inputs
 
     files = collect_inputs(list(inputs), recursive=recursive)
+    # The quality score and flags are shown only in the --json report: not measured otherwise.
     reports = align_files(
-        files, out_dir, size=int(size), detector=detector, workers=workers, progress=not as_json
+        files,
+        out_dir,
+        size=int(size),
+        detector=detector,
+        workers=workers,
+        progress=not as_json,
+        measure=as_json,
     )
     if as_json:
         echo_json(reports)

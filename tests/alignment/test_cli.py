@@ -119,3 +119,18 @@ def test_align_in_worker_processes_writes_the_same_files(faces_dir, tmp_path):
         assert [os.path.basename(x["input"]) for x in json.loads(r.output)] == names
         outs[workers] = {p.name: p.read_bytes() for p in out.iterdir()}
     assert len(outs["1"]) == 4 and outs["1"] == outs["2"]
+
+
+def test_align_without_json_writes_the_same_faces(faces_dir, tmp_path):
+    """Without --json the quality measures are not taken (nothing shows them): the same files, the same
+    summary line."""
+    names = ["2008_001322.jpg", "dogs.jpg"]
+    outs = {}
+    for mode in ("--json", None):
+        out = tmp_path / f"out{bool(mode)}"
+        args = ["align", *(faces_dir / n for n in names), "--out", out, "--size", "64", "--workers", "1"]
+        r = _run(*args, *([mode] if mode else []))
+        assert r.exit_code == 0, r.output
+        outs[mode] = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "3 faces from 2 photos written to" in r.output
+    assert len(outs["--json"]) == 3 and outs["--json"] == outs[None]
