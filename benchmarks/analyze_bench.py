@@ -133,6 +133,9 @@ def main() -> None:
         "--no-identities", action="store_true", help="time `ghosts analyze --no-identities` (no descriptors)"
     )
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--build-only", action="store_true", help="build (and import) the --keep workspace, no timing"
+    )
     args = ap.parse_args()
     tmp = None
     if args.reuse:
@@ -142,6 +145,8 @@ def main() -> None:
     else:
         root = args.keep or Path(tmp := tempfile.mkdtemp(prefix="analyze-bench-"))
         built = build(root, args.photos)
+        if args.build_only:
+            return
     argv = [GHOSTS, "analyze", "--target-size", "256", "--json", "--data", str(root / "data")]
     if args.workers:
         argv += ["--workers", str(args.workers)]
