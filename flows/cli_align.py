@@ -44,8 +44,10 @@ DETECTOR_HELP = "dlib's HOG detector (fast) or its CNN detector (slower, finds m
     "--identities/--no-identities",
     default=True,
     show_default=True,
-    help="Also describe each face (~0.1 s per face per core) and group faces into people; "
-    "`ghosts people` does it later for a workspace analysed without.",
+    help="Then describe each new face (~0.1 s per face per core) and group faces into people: a second "
+    "phase with its own progress bar, after every face is recorded (the faces never wait for it; an "
+    "interrupted phase is finished by the next `ghosts analyze` or `ghosts people`). Without it, "
+    "`ghosts people` does it later.",
 )
 @json_option()
 @data_option

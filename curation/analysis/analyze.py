@@ -3,7 +3,9 @@ processes, resumable, one bad image never stopping the batch.
 
 `analyze_workspace` runs `alignment.faces.analyze_rgb` over every image still `new` (worker processes, a
 progress bar with the rate and the time left) and records, per image, its faces and its new status:
-`analyzed`, `no_face`, or `error` with the reason. Workers write previews with temp + rename and no fsync; the
+`analyzed`, `no_face`, or `error` with the reason. Then, unless turned off, a second phase with its own
+progress bar describes the new faces (dlib's ResNet, as costly per face as finding them) and groups them into
+people (`update_identities`); the faces never wait for their descriptors. Workers write previews with temp + rename and no fsync; the
 parent makes each batch of them durable with one sync of the file system, then records the batch in one
 transaction, so the catalog never names a preview a crash could lose (and an image a crash caught before its
 batch was recorded is still `new`: the rerun does it again). A rerun picks up exactly what is left, and retries the images in
@@ -56,7 +58,9 @@ class Job:
     max_pixels: int | None
     detector: str
     target_size: int
-    describe: bool = True  # also the faces' descriptors (from the landmarks just found, the photo in memory)
+    describe: bool = (
+        False  # also the faces' descriptors here (analyze_workspace leaves them to its second phase)
+    )
 
 
 def _run_job(job: Job) -> dict[str, Any]:
@@ -111,6 +115,7 @@ class AnalyzeSummary:
     retried: int = 0  # images in `error` tried again
     errors: list[dict[str, Any]] = field(default_factory=list)  # image id and reason, the first 100
     seconds: float = 0.0
+    faces_seconds: float = 0.0  # the first phase (faces found and recorded); then the descriptors, if asked
     identities: dict[str, Any] | None = None  # the identity step's IdentitySummary; None when turned off
 
     def as_dict(self) -> dict[str, Any]:
@@ -205,7 +210,7 @@ def requeue_errors(ws, image_ids: Iterable[int] | None = None, *, every: bool = 
 
 
 def _jobs(
-    ws, image_ids: Iterable[int] | None, detector: str, target_size: int, describe: bool = True
+    ws, image_ids: Iterable[int] | None, detector: str, target_size: int, describe: bool = False
 ) -> list[Job]:
     q = select(Image.id, Image.path, Image.sha256).where(Image.status == "new", Image.path.is_not(None))
     ids = None if image_ids is None else sorted({int(i) for i in image_ids})
@@ -277,7 +282,8 @@ def analyze_workspace(
     progress: bool = True,
     image_ids: Iterable[int] | None = None,  # only these (those still `new`); None: every `new` image
     retry_errors: bool = False,  # retry every image in `error` (by default only those whose cause may pass)
-    identities: bool = True,  # then describe the new faces and group them into people (curation.analysis.identities)
+    identities: bool = True,  # then (a second phase) describe the new faces and group them into people
+    # (curation.analysis.identities.update_identities)
     batch_size: int = 64,  # outcomes recorded per transaction (after one sync of their previews) ...
     batch_seconds: float = 2.0,  # ... or fewer, when this long has passed since the last batch
 ) -> AnalyzeSummary:
@@ -289,7 +295,9 @@ def analyze_workspace(
     started = time.monotonic()
     image_ids = None if image_ids is None else list(image_ids)
     retried = requeue_errors(ws, image_ids, every=retry_errors)
-    jobs = _jobs(ws, image_ids, detector, target_size, identities)
+    # The faces first, without descriptors: they are recorded (and on the review page) at the rate of
+    # detection; the descriptors are a second phase below.
+    jobs = _jobs(ws, image_ids, detector, target_size, describe=False)
     workers = default_workers() if workers is None else max(int(workers), 1)
     workers = min(workers, max(len(jobs), 1))
     summary = AnalyzeSummary(retried=retried)
@@ -316,8 +324,9 @@ def analyze_workspace(
         if batch:
             flush()
         bar.set_postfix(faces=summary.faces, errors=summary.error, refresh=False)
+    summary.faces_seconds = round(time.monotonic() - started, 2)
     if identities:
-        summary.identities = update_identities(ws, progress=progress).as_dict()
+        summary.identities = update_identities(ws, progress=progress, workers=workers).as_dict()
     summary.seconds = round(time.monotonic() - started, 2)
     return summary
 

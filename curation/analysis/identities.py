@@ -1,11 +1,12 @@
 """Who is who in the workspace: a descriptor for every face, and the faces grouped into people.
 
-- Analysis's workers describe the faces they find while the photo is in memory (curation.analysis.analyze).
 - `describe_faces` computes the 128-D descriptor (alignment.identity) of every live face that has none yet,
   detected or cropped by hand: from the stored photo and the landmarks analysis found, or, for a face cropped
-  by hand (points, no landmarks), from its aligned crop. One photo at a time, each photo's descriptors in one
-  transaction: an interrupted run loses at most one photo's work, and a rerun picks up what is left. It
-  catches what the workers did not describe: faces cropped by hand, workspaces analysed before identities.
+  by hand (points, no landmarks), from its aligned crop. It is the second phase of `ghosts analyze`, after
+  every face is recorded (dlib's ResNet costs ~90 ms per face, as much as finding the faces: the faces do not
+  wait for it), in worker processes with its own progress bar; a batch of photos' descriptors per
+  transaction, so an interrupted run loses at most one batch, and a rerun (or `ghosts people`) picks up
+  what is left.
 - `cluster_workspace` groups the described faces into people incrementally (`cluster_people`): faces that
   already have a person keep it, new faces join the people they are close to or become new people. Person
   ids live in the `people` table, whose rows are never deleted, so an id is never given to someone else.
@@ -21,10 +22,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -41,6 +44,8 @@ from alignment.identity import (
     face_descriptors,
     faces_like,
 )
+from alignment.models import face_recognizer
+from alignment.pool import run_jobs
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.people import merged_into, resolve_person
@@ -71,6 +76,7 @@ class IdentitySummary:
     new_people: int = 0
     people: int = 0  # people with at least one live face, after this run
     largest_share: float = 0.0
+    describe_seconds: float = 0.0  # the descriptor phase's wall time
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -79,57 +85,113 @@ class IdentitySummary:
 # --- descriptors ---------------------------------------------------------------------------------------------
 
 
-def _describe_photo(rgb: np.ndarray, faces: list[Face]) -> dict[int, bytes]:
-    """Descriptors of these faces of one photo: detected faces in one batch from their landmarks, faces
-    cropped by hand from their aligned crop."""
-    out: dict[int, bytes] = {}
-    marked = [f for f in faces if f.landmarks]
-    if marked:
-        vectors = face_descriptors(rgb, [(np.asarray(f.landmarks, float), f.box) for f in marked])
-        out |= {f.id: to_bytes(v) for f, v in zip(marked, vectors)}
-    for f in faces:
-        if not f.landmarks and f.quad:
-            out[f.id] = to_bytes(crop_descriptor(align_face(rgb, f.quad, CROP_SIZE)))
+@dataclass(frozen=True)
+class DescribeJob:
+    image_id: int
+    path: str  # absolute path of the stored photo
+    max_pixels: int | None
+    faces: tuple  # (face id, landmarks or None, box, quad or None) of each face to describe
+
+
+def _init_describer() -> None:
+    """Worker set-up for the descriptor phase: single-threaded OpenCV, dlib's ResNet loaded once."""
+    cv2.setNumThreads(1)
+    face_recognizer()
+
+
+def _describe_job(job: DescribeJob) -> dict[str, Any]:
+    """The descriptors of one photo's faces (face id -> bytes); never raises (a failure is reported)."""
+    out: dict[str, Any] = {"image_id": job.image_id, "blobs": {}, "error": None, "faces": len(job.faces)}
+    try:
+        rgb = load_rgb(job.path, job.max_pixels)
+        marked = [(fid, lm, box) for fid, lm, box, _ in job.faces if lm]
+        if marked:
+            vectors = face_descriptors(rgb, [(np.asarray(lm, float), box) for _, lm, box in marked])
+            out["blobs"] |= {fid: to_bytes(v) for (fid, _, _), v in zip(marked, vectors)}
+        for fid, lm, _, quad in job.faces:
+            if not lm and quad:
+                out["blobs"][fid] = to_bytes(crop_descriptor(align_face(rgb, quad, CROP_SIZE)))
+    except (OSError, ImageRejected, ValueError) as e:  # a photo gone or unreadable: a rerun retries
+        out["error"] = str(e)
+    except Exception as e:
+        log.exception("describing the faces of image %s failed", job.image_id)
+        out["error"] = f"{type(e).__name__}: {e}"
     return out
 
 
-def describe_faces(ws, *, image_ids: Iterable[int] | None = None, progress: bool = False) -> tuple[int, int]:
-    """Give every live face without a descriptor one; returns (described, left without one)."""
+def _describe_jobs(ws, image_ids: Iterable[int] | None) -> list[DescribeJob]:
     q = (
-        select(Face.image_id)
+        select(Face.image_id, Image.path, Face.id, Face.landmarks, Face.box, Face.quad)
         .join(Image, Image.id == Face.image_id)
         .where(Face.descriptor.is_(None), Face.deleted.is_(False), Image.path.is_not(None))
-        .distinct()
+        .order_by(Face.image_id, Face.id)
     )
     with ws.session() as s:
-        todo = sorted(s.scalars(q))
-    if image_ids is not None:
-        wanted = {int(i) for i in image_ids}
-        todo = [i for i in todo if i in wanted]
+        rows = s.execute(q).all()
+    wanted = None if image_ids is None else {int(i) for i in image_ids}
+    by_image: dict[int, tuple[str, list]] = {}
+    for image_id, path, fid, landmarks, box, quad in rows:
+        if wanted is None or image_id in wanted:
+            by_image.setdefault(image_id, (path, []))[1].append((fid, landmarks, box, quad))
+    return [
+        DescribeJob(image_id, str(ws.abspath(path)), ws.settings.max_pixels, tuple(faces))
+        for image_id, (path, faces) in by_image.items()
+    ]
+
+
+def describe_faces(
+    ws,
+    *,
+    image_ids: Iterable[int] | None = None,
+    progress: bool = False,
+    workers: int = 1,  # worker processes (1: in this process)
+    batch_size: int = 64,  # photos whose descriptors are stored per transaction ...
+    batch_seconds: float = 2.0,  # ... or fewer, when this long has passed since the last one
+) -> tuple[int, int]:
+    """Give every live face without a descriptor one; returns (described, left without one).
+
+    The photos are read again (the descriptor phase runs after the faces are recorded), in `workers`
+    processes, with a progress bar of its own (photos, rate, time left); their descriptors are stored a batch
+    of photos per transaction, so an interrupted run loses at most one batch and a rerun does what is left."""
+    jobs = _describe_jobs(ws, image_ids)
+    workers = min(max(int(workers), 1), max(len(jobs), 1))
     described = left = 0
-    for image_id in tqdm(todo, unit="img", desc="describe", disable=not progress or not todo):
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        nonlocal described, left
         with ws.session() as s:
-            path = s.scalar(select(Image.path).where(Image.id == image_id))
-            faces = list(
-                s.scalars(
-                    select(Face).where(
-                        Face.image_id == image_id, Face.descriptor.is_(None), Face.deleted.is_(False)
+            for outcome in batch:
+                if outcome["error"]:
+                    log.warning(
+                        "cannot describe the faces of image %s: %s", outcome["image_id"], outcome["error"]
                     )
-                )
-            )
-            try:
-                rgb = load_rgb(ws.abspath(path), ws.settings.max_pixels)
-                blobs = _describe_photo(rgb, faces)
-            except (OSError, ImageRejected, ValueError) as e:  # a photo gone or unreadable: a rerun retries
-                log.warning("cannot describe the faces of image %s: %s", image_id, e)
-                left += len(faces)
-                continue
-            for f in faces:
-                if f.id in blobs:
-                    f.descriptor = blobs[f.id]
-                    described += 1
-                else:
-                    left += 1  # neither landmarks nor a quad: nothing to describe it from
+                for fid, blob in outcome["blobs"].items():
+                    # A face deleted or described meanwhile (a takedown, another run) is left as it is.
+                    done = s.execute(
+                        update(Face)
+                        .where(Face.id == fid, Face.descriptor.is_(None), Face.deleted.is_(False))
+                        .values(descriptor=blob)
+                    ).rowcount
+                    described += done
+                left += outcome["faces"] - len(outcome["blobs"])
+        batch.clear()
+
+    def crashed(job: DescribeJob) -> dict[str, Any]:
+        return {"image_id": job.image_id, "blobs": {}, "error": "crashed its worker", "faces": len(job.faces)}
+
+    outcomes = run_jobs(_describe_job, jobs, workers, crashed, initializer=_init_describer)
+    with tqdm(total=len(jobs), unit="img", desc="describe", disable=not progress or not jobs) as bar:
+        flushed = time.monotonic()
+        for outcome in outcomes:
+            batch.append(outcome)
+            bar.update(1)
+            if len(batch) >= batch_size or time.monotonic() - flushed >= batch_seconds:
+                flush()
+                flushed = time.monotonic()
+                bar.set_postfix(faces=described, refresh=False)
+        if batch:
+            flush()
     return described, left
 
 
@@ -224,9 +286,14 @@ def identity_counts(session, face_ids: Iterable[int] | None = None) -> dict[str,
     }
 
 
-def update_identities(ws, *, threshold: float = SAME_PERSON, progress: bool = False) -> IdentitySummary:
-    """Describe what is new, then cluster it: the identity step of analysis (resumable, incremental)."""
-    described, left = describe_faces(ws, progress=progress)
+def update_identities(
+    ws, *, threshold: float = SAME_PERSON, progress: bool = False, workers: int = 1
+) -> IdentitySummary:
+    """Describe what is new (in `workers` processes), then cluster it: the identity step of analysis
+    (resumable, incremental)."""
+    started = time.monotonic()
+    described, left = describe_faces(ws, progress=progress, workers=workers)
+    describe_seconds = time.monotonic() - started
     clustered, new_people = cluster_workspace(ws, threshold=threshold)
     with ws.session() as s:
         counts = identity_counts(s)
@@ -237,6 +304,7 @@ def update_identities(ws, *, threshold: float = SAME_PERSON, progress: bool = Fa
         new_people=new_people,
         people=counts["people"],
         largest_share=round(counts["largest_person_share"], 4),
+        describe_seconds=round(describe_seconds, 2),
     )
 
 

@@ -41,9 +41,10 @@ def _faces(ws):
 def test_analysis_groups_the_collage_into_its_four_people(analysed):
     ws, summary, _ = analysed
     rows = _faces(ws)
-    # The workers describe the faces they find (the photo is in memory then); the step after them groups them.
+    # The faces are recorded first; the second phase describes every one of them, then groups them.
     assert summary.identities["clustered"] == len(rows) == 25 and summary.identities["undescribed"] == 0
-    assert summary.identities["described"] == 0
+    assert summary.identities["described"] == 25
+    assert 0 < summary.faces_seconds < summary.seconds
     assert all(from_bytes(r.descriptor).shape == (128,) for r in rows)
     collage = [r for r in rows if r.source_ref.endswith(BALD)]
     cruise = [r for r in rows if r.source_ref.endswith(CRUISE)]
@@ -103,6 +104,34 @@ def test_analysis_can_leave_identities_out(workspace, faces_dir):
     assert summary.identities is None
     with workspace.session() as s:
         assert s.scalars(select(Face.descriptor)).all() == [None]
+
+
+def test_descriptor_phase_in_worker_processes_matches_one_photo_at_a_time(workspace, faces_dir):
+    """The faces recorded without descriptors get, from `describe_faces` in two worker processes, the
+    descriptors computed straight from each photo and its landmarks; a face deleted meanwhile is left out."""
+    import numpy as np
+
+    from alignment.identity import face_descriptors
+    from curation.analysis.identities import describe_faces
+    from curation.catalog.imaging import load_rgb
+
+    ingest_paths(workspace, [faces_dir / CRUISE, faces_dir / "2008_001322.jpg"], progress=False)
+    analyze_workspace(workspace, workers=1, progress=False, identities=False)
+    with workspace.session() as s:
+        rows = s.execute(
+            select(Face.id, Face.landmarks, Face.box, Image.path).join(Image).order_by(Face.id)
+        ).all()
+        s.execute(update(Face).where(Face.id == rows[-1].id).values(deleted=True))
+    assert len(rows) >= 3
+    described, left = describe_faces(workspace, workers=2)
+    assert (described, left) == (len(rows) - 1, 0)
+    with workspace.session() as s:
+        stored = dict(s.execute(select(Face.id, Face.descriptor)).all())
+    assert stored[rows[-1].id] is None
+    for r in rows[:-1]:
+        rgb = load_rgb(workspace.abspath(r.path))
+        want = face_descriptors(rgb, [(np.asarray(r.landmarks, float), r.box)])[0]
+        assert np.abs(from_bytes(stored[r.id]) - want).max() < 1e-5
 
 
 def test_status_shows_the_people_and_the_largest_share(analysed):
