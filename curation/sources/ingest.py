@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,10 @@ class BringInCounts:
             self.rejected.append({"path": label, "reason": result.reason or "rejected"})
         return result.status
 
+    def as_dict(self) -> dict[str, Any]:
+        """Every count, in field order; not `image_ids` (the ids the next step works on, not a figure)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "image_ids"}
+
 
 @dataclass
 class ImportSummary(BringInCounts):
@@ -82,18 +86,6 @@ class ImportSummary(BringInCounts):
             self.converted += bool(result.conversion)
         elif status == "duplicate" and result.reason and "--retry-errors" in result.reason:
             self.failed_before.append({"path": label, "state": result.reason})
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "added": self.added,
-            "duplicates": self.duplicates,
-            "near_duplicates": self.near_duplicates,
-            "converted": self.converted,
-            "skipped": self.skipped,
-            "rejected": self.rejected,
-            "failed_before": self.failed_before,
-            "failed": self.failed,
-        }
 
 
 class Ingestor:

@@ -93,11 +93,6 @@ class ScrapedSummary(BringInCounts):
     untracked_images: int = 0  # image files no metadata describes (plain photos: `ghosts import`)
     image_ids: list[int] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d.pop("image_ids")
-        return d
-
     def lines(self) -> list[str]:
         """What `ghosts import-scraped` prints."""
         tools = ", ".join(f"{n} from {t}" for t, n in sorted(self.by_tool.items()))

@@ -26,6 +26,10 @@ def test_import_testdata_twice(workspace, faces_dir):
         assert row.path == f"images/{row.sha256[:2]}/{row.sha256}.jpg"
         assert row.status == "new" and row.phash and row.width and row.height
         assert row.source_kind == "local" and row.source_ref.endswith(row.provenance["name"])
+    # what `ghosts import --json` prints: every count in this order, and not the ids
+    fields = "added duplicates near_duplicates converted skipped rejected failed_before failed"
+    assert " ".join(again.as_dict()) == fields
+    assert again.as_dict()["duplicates"] == 12
 
 
 def test_degenerate_inputs(workspace, degenerate_dir):
