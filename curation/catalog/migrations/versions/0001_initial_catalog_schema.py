@@ -1,7 +1,5 @@
 """initial catalog schema
 
-Revision ID: 0001
-Revises:
 Create Date: 2026-11-23 14:05:54.077818
 """
 
@@ -12,8 +10,6 @@ from curation.catalog.migration_ops import create_indexes, create_keyed_table, d
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 # The tables in the order they are created (each refers only to those before it) and dropped (reversed).
 TABLES = (

@@ -1,7 +1,5 @@
 """review: ratings on faces and history, decisions tied to their round, who closed a round, workspace settings
 
-Revision ID: 0002
-Revises: 0001
 Create Date: 2026-12-02 00:10:00
 """
 
@@ -12,8 +10,6 @@ from curation.catalog.migration_ops import add_reference, drop_reference
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

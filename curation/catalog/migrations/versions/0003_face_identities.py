@@ -1,7 +1,5 @@
 """identities: a 128-D descriptor and a person per face, and the people table whose ids are never reused
 
-Revision ID: 0003
-Revises: 0002
 Create Date: 2026-12-02 00:35:00
 """
 
@@ -12,8 +10,6 @@ from curation.catalog.migration_ops import add_reference, create_keyed_table, dr
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
