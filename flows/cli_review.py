@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import socket
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -59,31 +60,15 @@ def _check_port(host: str, port: int) -> None:
 )
 @click.option("--log-requests", is_flag=True, help="Log every request (method, path, status, ms, client).")
 @data_option
-def review(
-    host: str,
-    port: int,
-    target: int | None,
-    reviewer: str | None,
-    token: str | None,
-    target_size: int | None,
-    log_requests: bool,
-    data: Path | None,
-) -> None:
+def review(data: Path | None, **options: Any) -> None:
     """Open the review page: pick the faces for the dataset, by keyboard, every decision saved at once.
 
     Prints the URL to open. Keys: arrows/hjkl move, a accept, r reject, s skip, u undo, space details, ? help.
     """
     from curation.review.config import make_config
 
-    config = make_config(
-        host=host,
-        port=port,
-        target=target,
-        reviewer=reviewer,
-        token=token,
-        target_size=target_size,
-        log_requests=log_requests or None,
-    )
+    config = make_config(**options)  # every option but --data is the ReviewConfig field of its name
+    host, port = config.host, config.port
     ws = open_ws(data)
     _check_port(host, port)
 
@@ -100,7 +85,7 @@ def review(
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     review_log = logging.getLogger("ghosts.review")
     review_log.addHandler(handler)
-    review_log.setLevel(logging.INFO if log_requests else logging.WARNING)
+    review_log.setLevel(logging.INFO if config.log_requests else logging.WARNING)
     app = create_app(ws, config, resume=make_resume(ws))  # resumes on the run's own API; starts no server
     counts = review_counts(ws)
     shown_host = f"[{host}]" if ":" in host else host
