@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import importlib.metadata
+import io
 import json
 import logging
 import os
@@ -37,13 +38,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from alignment.align import align_face, ffhq_quad, quad_from_points
+from alignment.align import ffhq_quad, quad_from_points
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import load_rgb
 from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image, utcnow
 from curation.catalog.store import atomic_write_text, fsync_dir
 from curation.datasets.card import CardFacts, render_card
-from curation.datasets.format import FORMAT, MANIFEST, archive_name, encode_png, json_line
+from curation.datasets.crops import crop_key, crop_path, read_cached, render_crop
+from curation.datasets.format import FORMAT, MANIFEST, archive_name, json_line
 from curation.datasets.pack import check_resolution, ordered_map
 from curation.datasets.writer import ArchiveInfo, ArchiveWriter
 
@@ -480,23 +482,50 @@ def share_warnings(
 # --- alignment workers and the mirror check ----------------------------------------------------------------
 
 
-def _align_photo(
-    job: tuple[Path, list[np.ndarray], int, int | None, bool],
-) -> list[tuple[bytes, str, int, np.ndarray | None]]:
+@dataclass(frozen=True)
+class PhotoJob:
+    """The faces freeze takes from one photo, with where their rendered crops may already be cached."""
+
+    path: Path
+    image_sha256: str
+    quads: list[np.ndarray]
+    size: int
+    max_pixels: int | None
+    hashes: bool  # compute the mirror check's pHashes
+    cache: Path | None  # the workspace root whose crop cache to read (None: render everything)
+
+
+def _align_photo(job: PhotoJob) -> list[tuple[bytes, str, int, np.ndarray | None]]:
     """Cut every selected face out of one photo: PNG bytes, their sha256 and CRC-32 (hashed here, on the
-    worker thread: hashlib and zlib release the GIL) and, for the mirror check, its two pHashes."""
-    path, quads, size, max_pixels, hashes = job
-    if not path.is_file():
-        raise GhostsError(f"{path} is missing from the image store; re-import the image or reject its faces")
-    rgb = load_rgb(path, max_pixels)
-    out = []
-    for quad in quads:
-        face = np.asarray(align_face(rgb, quad, size=size), dtype=np.uint8)
-        png = encode_png(face)
-        out.append(
-            (png, hashlib.sha256(png).hexdigest(), zlib.crc32(png), face_hashes(face) if hashes else None)
+    worker thread: hashlib and zlib release the GIL) and, for the mirror check, its two pHashes. A crop the
+    cache holds under its key, passing pack's checks, is taken from there; the photo is decoded (once) only
+    when a crop is missing."""
+    if not job.path.is_file():
+        raise GhostsError(
+            f"{job.path} is missing from the image store; re-import the image or reject its faces"
         )
+    cached: list[tuple[bytes, str, int] | None] = [None] * len(job.quads)
+    if job.cache is not None:
+        for i, quad in enumerate(job.quads):
+            key = crop_key(job.image_sha256, quad, job.size, job.max_pixels)
+            cached[i] = read_cached(crop_path(job.cache, key), job.size)
+    rgb = None if all(cached) else load_rgb(job.path, job.max_pixels, writable=False)
+    out = []
+    for quad, hit in zip(job.quads, cached):
+        if hit is not None:
+            png, digest, crc = hit
+            face = decode_png_rgb(png) if job.hashes else None
+        else:
+            face, png = render_crop(rgb, quad, job.size)
+            digest, crc = hashlib.sha256(png).hexdigest(), zlib.crc32(png)
+        out.append((png, digest, crc, face_hashes(face) if job.hashes else None))
     return out
+
+
+def decode_png_rgb(png: bytes) -> np.ndarray:
+    """The pixels of a cached crop (for the mirror check's hashes)."""
+    with PILImage.open(io.BytesIO(png)) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def face_hashes(face: np.ndarray, hash_size: int = MIRROR_HASH_SIZE) -> np.ndarray:
@@ -546,7 +575,7 @@ class FreezePlan:
     mirror_distance: int
     records: list[dict[str, Any]]
     ids: list[tuple[int, int]]  # (face id, image id) per record
-    jobs: list[tuple[Path, list[np.ndarray], int, int | None, bool]]
+    jobs: list[PhotoJob]
     decided: list[dt.datetime]
     parent: DatasetVersion | None
     digest: str
@@ -558,7 +587,13 @@ class FreezePlan:
 
 
 def plan_freeze(
-    ws, name: str, resolution: int, labels: str, mirror_check: bool, mirror_distance: int
+    ws,
+    name: str,
+    resolution: int,
+    labels: str,
+    mirror_check: bool,
+    mirror_distance: int,
+    use_cache: bool = True,
 ) -> FreezePlan:
     """Read the accepted faces and the latest version of `name` (hold `dataset_lock` around plan -> commit)."""
     with ws.session() as s:
@@ -572,13 +607,17 @@ def plan_freeze(
         records = [face_record(f, im, q) for (f, im), q in zip(rows, quads)]
         ids = [(f.id, im.id) for f, im in rows]
         decided = [f.decided_at for f, _ in rows if f.decided_at] or [im.ingested_at for _, im in rows]
-        jobs: list[tuple[Path, list[np.ndarray], int, int | None, bool]] = []
+        jobs: list[PhotoJob] = []
         last_image = None
+        cache = ws.root if use_cache else None
         for (f, im), q in zip(rows, quads):
             if im.id != last_image:
-                jobs.append((ws.abspath(im.path), [], resolution, ws.settings.max_pixels, mirror_check))
+                path = ws.abspath(im.path)
+                jobs.append(
+                    PhotoJob(path, im.sha256, [], resolution, ws.settings.max_pixels, mirror_check, cache)
+                )
                 last_image = im.id
-            jobs[-1][1].append(q)
+            jobs[-1].quads.append(q)
         parent = latest_version(s, name)
     return FreezePlan(
         name,
@@ -678,6 +717,7 @@ def freeze_dataset(
     progress: bool = True,
     max_person_share: float | None = None,  # warn when one person holds more of the selection than this
     max_owner_share: float | None = None,  # ... or one account
+    use_cache: bool = True,  # take crops rendered ahead (curation.datasets.crops) when they pass the checks
 ) -> FreezeResult:
     """Freeze the accepted faces into version N+1 of `name` (or return the latest version when it already
     holds exactly this selection with these settings): plan -> write -> commit, under the dataset's lock."""
@@ -687,7 +727,7 @@ def freeze_dataset(
         raise GhostsError(f"--labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
 
     with dataset_lock(ws, name):
-        plan = plan_freeze(ws, name, resolution, labels, mirror_check, mirror_distance)
+        plan = plan_freeze(ws, name, resolution, labels, mirror_check, mirror_distance, use_cache)
         warnings = share_warnings(plan.records, max_person_share, max_owner_share)
         for w in warnings:
             log.warning("freeze %s: %s", name, w)

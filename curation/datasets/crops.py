@@ -1,0 +1,127 @@
+"""Aligned face crops rendered ahead of `ghosts freeze`: a content-addressed cache in the workspace.
+
+Decoding a 1080 x 1350 JPEG costs more than packing a face, so a freeze that starts from the original photos
+cannot be as cheap as a pack. The crop of an accepted face is therefore rendered when it is accepted (in the
+background, see CropRenderer) and stored under `cache/crops/` with a key that names everything its bytes depend
+on: the photo's content hash, the crop quad, the output side, the pixel limit and a digest of the code that
+makes the pixels (decode, alignment, PNG encoder, and the numpy, OpenCV and Pillow versions). Freeze uses a
+cached crop only when its key matches and the file passes the checks pack applies to a stored PNG (every chunk
+CRC, the inflated size, the header's side and mode), hashing it in the same read; anything else is rendered
+from the photo. A cached crop is the very bytes a render gives, so the archive is the same either way.
+
+The cache is only an accelerator: deleting `cache/crops/` loses nothing, and a stale entry is never read
+(a re-review that moves the quad, a new code version or a re-imported photo changes the key).
+
+Filled by curation.datasets.prerender (in the background when faces are accepted); read by freeze.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.metadata
+import json
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import alignment.align
+import alignment.png
+import curation.catalog.imaging
+from alignment.align import align_face
+from curation.catalog.imaging import load_rgb
+from curation.catalog.store import atomic_write_bytes
+from curation.datasets.format import encode_png
+from curation.datasets.png import storable_png
+
+log = logging.getLogger(__name__)
+
+CROPS_DIR = Path("cache") / "crops"  # under the workspace root
+_PIXEL_CODE = (alignment.align, alignment.png, curation.catalog.imaging)  # modules whose code makes the bytes
+_PIXEL_LIBS = ("numpy", "opencv-python-headless", "opencv-python", "opencv-contrib-python", "pillow")
+
+
+@functools.cache
+def pixel_code_digest() -> str:
+    """sha256 of the source of the code that turns a photo and a quad into PNG bytes, and of the library
+    versions it runs on: any change there gives every crop a new key (no stale crop is ever read)."""
+    h = hashlib.sha256()
+    for module in _PIXEL_CODE:
+        h.update(Path(module.__file__).read_bytes())
+    for dist in _PIXEL_LIBS:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            h.update(f"{dist}={importlib.metadata.version(dist)};".encode())
+    return h.hexdigest()
+
+
+def crop_key(image_sha256: str, quad: np.ndarray, size: int, max_pixels: int | None) -> str:
+    """The cache key of one crop: everything its bytes depend on (the quad's floats exactly, as hex)."""
+    body = json.dumps(
+        {
+            "image": image_sha256,
+            "quad": [float(v).hex() for v in np.asarray(quad, dtype=np.float64).ravel()],
+            "size": int(size),
+            "max_pixels": max_pixels,
+            "code": pixel_code_digest(),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(body.encode("ascii")).hexdigest()
+
+
+def crop_path(root: Path, key: str) -> Path:
+    return root / CROPS_DIR / key[:2] / f"{key}.png"
+
+
+def read_cached(path: Path, size: int) -> tuple[bytes, str, int] | None:
+    """(PNG bytes, sha256, CRC-32) of a cached crop that passes pack's checks for a stored PNG: every chunk
+    CRC, image data inflating to exactly size x size RGB rows, no chunk beyond the critical ones (the file
+    must be what a render gives, byte for byte). None for a missing, unreadable or failing file."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if storable_png(data, size, "RGB") is not data:  # data itself: valid, and nothing to drop
+        return None
+    return data, hashlib.sha256(data).hexdigest(), zlib.crc32(data)
+
+
+def render_crop(rgb: np.ndarray, quad: np.ndarray, size: int) -> tuple[np.ndarray, bytes]:
+    """The aligned face (pixels) and its PNG: what freeze stores and what the cache holds."""
+    face = np.asarray(align_face(rgb, quad, size=size), dtype=np.uint8)
+    return face, encode_png(face)
+
+
+@dataclass
+class PhotoCrops:
+    """The crops wanted from one photo: its path, its content hash and each face's quad."""
+
+    path: Path
+    image_sha256: str
+    quads: list[np.ndarray]
+
+
+def render_missing(root: Path, photos: list[PhotoCrops], size: int, max_pixels: int | None) -> dict[str, int]:
+    """Render into the cache every crop of `photos` not there yet (a photo is decoded only when one of its
+    crops is missing). A photo that cannot be read is logged and skipped: freeze will say what is wrong with
+    it. Returns counts: rendered, present, failed photos."""
+    counts = {"rendered": 0, "present": 0, "failed": 0}
+    for photo in photos:
+        keys = [crop_key(photo.image_sha256, q, size, max_pixels) for q in photo.quads]
+        missing = [(k, q) for k, q in zip(keys, photo.quads) if read_cached(crop_path(root, k), size) is None]
+        counts["present"] += len(keys) - len(missing)
+        if not missing:
+            continue
+        try:
+            rgb = load_rgb(photo.path, max_pixels, writable=False)
+            for key, quad in missing:
+                atomic_write_bytes(crop_path(root, key), render_crop(rgb, quad, size)[1])
+                counts["rendered"] += 1
+        except Exception as e:  # noqa: BLE001 - any bad photo (decode, quad, OpenCV): skip it, freeze says why
+            log.warning("crop cache: skipped %s (%s)", photo.path, e)
+            counts["failed"] += 1
+    return counts

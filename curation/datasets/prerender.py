@@ -1,0 +1,111 @@
+"""Filling the crop cache (curation.datasets.crops) ahead of freeze, when faces are accepted.
+
+`CropRenderer.poke()` is what the review server calls after a decision that accepted faces: it returns at
+once, and a daemon thread runs `python -m curation.datasets.prerender WORKSPACE` a moment later, in its own
+interpreter at nice 19 (neither the server's GIL nor the CPU a request wants), again when poked meanwhile.
+The child renders every crop the current selection lacks, at the workspace's target size and at the sizes
+of the datasets frozen so far; a photo it cannot read is logged and skipped (freeze will say why).
+
+    python -m curation.datasets.prerender WORKSPACE [--size N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from sqlalchemy import select
+
+from curation.catalog.errors import GhostsError
+from curation.catalog.schema import DatasetVersion, get_setting
+from curation.catalog.thresholds import DEFAULT_TARGET_SIZE, TARGET_SIZE_SETTING
+from curation.catalog.workspace import open_workspace
+from curation.datasets.crops import PhotoCrops, render_missing
+from curation.datasets.freeze import face_quad, selected_faces
+
+log = logging.getLogger(__name__)
+
+
+def pending_photos(ws) -> list[PhotoCrops]:
+    """The accepted faces a freeze would select now, grouped by photo (in freeze's order)."""
+    photos: list[PhotoCrops] = []
+    with ws.session() as s:
+        for face, image in selected_faces(s):
+            if not photos or photos[-1].image_sha256 != image.sha256:
+                photos.append(PhotoCrops(ws.abspath(image.path), image.sha256, []))
+            with contextlib.suppress(
+                GhostsError
+            ):  # a face without a usable quad: freeze refuses it, saying why
+                photos[-1].quads.append(face_quad(face))
+    return photos
+
+
+def render_sizes(ws) -> list[int]:
+    """The sides to render at: the workspace's target size and those of the datasets frozen so far."""
+    with ws.session() as s:
+        sizes = {int(get_setting(s, TARGET_SIZE_SETTING, DEFAULT_TARGET_SIZE))}
+        sizes.update(int(r) for r in s.scalars(select(DatasetVersion.resolution).distinct()))
+    return sorted(sizes)
+
+
+def prerender(ws, sizes: list[int] | None = None) -> list[dict[str, int]]:
+    """Render every missing crop of the current selection; one line of counts per size."""
+    photos = pending_photos(ws)
+    return [
+        {"size": size, **render_missing(ws.root, photos, size, ws.settings.max_pixels)}
+        for size in sizes or render_sizes(ws)
+    ]
+
+
+class CropRenderer:
+    """Runs the prerender in a separate lowest-priority process whenever poked (see the module doc)."""
+
+    def __init__(self, root: Path, delay: float = 2.0):
+        self.root, self.delay = Path(root), delay
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.runs = 0  # renders finished (for tests and logs)
+
+    def poke(self, *_args) -> None:
+        """Ask for a render soon; never blocks and never raises."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="ghosts-crops", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while self._wake.wait(timeout=300):  # idle for 5 minutes: the thread ends; the next poke starts one
+            self._wake.clear()
+            threading.Event().wait(self.delay)  # gather a burst of key presses into one render
+            cmd = [sys.executable, "-m", "curation.datasets.prerender", str(self.root)]
+            try:
+                subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            except OSError as e:  # the cache is an accelerator: freeze renders what is missing
+                log.warning("crop cache: could not start the renderer (%s)", e)
+            self.runs += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Render accepted faces' crops into the workspace's crop cache.")
+    ap.add_argument("workspace", type=Path)
+    ap.add_argument("--size", type=int, action="append", help="side in px (default: target and frozen sizes)")
+    args = ap.parse_args(argv)
+    with contextlib.suppress(OSError):
+        os.nice(19)  # lowest priority: the user's review and commands come first
+
+    for line in prerender(open_workspace(args.workspace), args.size):
+        print(json.dumps(line), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
