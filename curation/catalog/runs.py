@@ -19,17 +19,15 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from curation.catalog.queries import first_row
 from curation.catalog.schema import DatasetVersion, TrainingRun, utcnow
 
 
 def _version_of(session, sha256: str) -> DatasetVersion | None:
     """The newest dataset version whose archive has this sha256 (None for an archive from elsewhere)."""
-    return session.scalars(
-        select(DatasetVersion)
-        .where(DatasetVersion.sha256 == sha256)
-        .order_by(DatasetVersion.id.desc())
-        .limit(1)
-    ).first()
+    return first_row(
+        session, select(DatasetVersion).where(DatasetVersion.sha256 == sha256), DatasetVersion.id.desc()
+    )
 
 
 def _add_running(

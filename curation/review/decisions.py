@@ -24,15 +24,19 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
+from curation.catalog.queries import first_row
 from curation.catalog.schema import DECISIONS, Decision, Face, Image, ReviewRound, utcnow
 
 REVIEW_DECISIONS = DECISIONS  # the catalog's vocabulary
+# Called with (ws, face ids) after a batch that accepted faces is saved; `ghosts review` registers the crop
+# prerenderer here (curation.datasets.prerender.CropRenderer.poke). A hook returns at once and never raises.
+ON_ACCEPTED: list[Callable[[object, list[int]], None]] = []
 REASON_RE = re.compile(r"^[a-z0-9][a-z0-9 _.-]{0,63}$")  # short tags ("blurry", "duplicate"), never "#"
 UNDO_PREFIX = "undo #"
 # The reject reasons the page offers (any short tag is accepted through the API).
@@ -119,11 +123,9 @@ class RoundClosed(DecisionError):
 
 def open_round_in(session, reviewer: str | None) -> ReviewRound:
     """The open review round, created (with the last round's target) when none is open."""
-    rnd = session.scalars(
-        select(ReviewRound).where(ReviewRound.done_at.is_(None)).order_by(ReviewRound.id.desc()).limit(1)
-    ).first()
+    rnd = first_row(session, select(ReviewRound).where(ReviewRound.done_at.is_(None)), ReviewRound.id.desc())
     if rnd is None:
-        prev = session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(1)).first()
+        prev = first_row(session, select(ReviewRound), ReviewRound.id.desc())
         rnd = ReviewRound(
             target=prev.target if prev and prev.target else DEFAULT_TARGET,
             reviewer=reviewer,
@@ -152,11 +154,8 @@ def _batch_time(session, reviewer: str) -> dt.datetime:
     now = utcnow()
     # Newest row first along the primary key: quick for an active reviewer, whatever the history's length.
     last = _aware(
-        session.scalar(
-            select(Decision.decided_at)
-            .where(Decision.reviewer == reviewer)
-            .order_by(Decision.id.desc())
-            .limit(1)
+        first_row(
+            session, select(Decision.decided_at).where(Decision.reviewer == reviewer), Decision.id.desc()
         )
     )
     if last is not None and now <= last:
@@ -218,6 +217,9 @@ def decide(
                 face.reason = reason
             face.rating = new_rating
             batch.changes.append(Change(fid, new, previous, new_rating))
+    if decision == "accepted" and batch.changes:
+        for hook in ON_ACCEPTED:
+            hook(ws, [c.face_id for c in batch.changes])
     return batch
 
 
@@ -250,12 +252,10 @@ def _round_of(session, row: Decision) -> ReviewRound | None:
     if row.round_id is not None:
         return session.get(ReviewRound, row.round_id)
     # History written before rounds were recorded on it: the first round closed after the row, if any.
-    return session.scalars(
-        select(ReviewRound)
-        .where(ReviewRound.done_at.is_not(None), ReviewRound.done_at >= row.decided_at)
-        .order_by(ReviewRound.id)
-        .limit(1)
-    ).first()
+    closed_after = select(ReviewRound).where(
+        ReviewRound.done_at.is_not(None), ReviewRound.done_at >= row.decided_at
+    )
+    return first_row(session, closed_after, ReviewRound.id)
 
 
 def undo_last(ws, reviewer: str) -> Batch | None:
@@ -295,12 +295,8 @@ def undo_last(ws, reviewer: str) -> Batch | None:
                 batch.kept.append(face.id)
                 continue
             restored = row.previous or "undecided"
-            before = s.scalars(
-                select(Decision)
-                .where(Decision.face_id == face.id, Decision.id < row.id)
-                .order_by(Decision.id.desc())
-                .limit(1)
-            ).first()
+            earlier = select(Decision).where(Decision.face_id == face.id, Decision.id < row.id)
+            before = first_row(s, earlier, Decision.id.desc())
             batch.record(s, face, restored, row.previous_rating, marker)
             face.rating = row.previous_rating
             face.decision = restored

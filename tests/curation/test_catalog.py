@@ -2,9 +2,18 @@ import sqlite3
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
-from curation.catalog.schema import Base, catalog_revision, head_revision, make_engine, upgrade_catalog
+from curation.catalog.runs import claim_training_run
+from curation.catalog.schema import (
+    Base,
+    DatasetVersion,
+    TrainingRun,
+    catalog_revision,
+    head_revision,
+    make_engine,
+    upgrade_catalog,
+)
 from curation.catalog.workspace import init_workspace, open_workspace
 
 
@@ -57,3 +66,27 @@ def test_db_url_setting_points_the_catalog_elsewhere(tmp_path, monkeypatch):
     ws = init_workspace(tmp_path / "ws", Settings())
     assert ws.db_url == url and (tmp_path / "elsewhere.sqlite").exists()
     assert not (tmp_path / "ws" / "catalog.sqlite").exists()
+
+
+def test_training_run_is_tied_to_the_newest_version_of_its_archive(workspace):
+    # The same archive frozen twice (a version superseded, then frozen again): the run names the newest row.
+    with workspace.session() as s:
+        for version in (1, 2):
+            s.add(
+                DatasetVersion(
+                    name="d", version=version, resolution=64, path=f"v{version}", sha256="a" * 64, count=1
+                )
+            )
+        s.add(DatasetVersion(name="other", version=1, resolution=64, path="o", sha256="b" * 64, count=1))
+        s.commit()
+    unowned = {"cfg": "auto", "kimg": 1, "options": {}, "owner": None, "owner_alive": lambda _: False}
+    claims = {  # c: an archive frozen elsewhere
+        sha: claim_training_run(workspace, sha256=sha, outdir=workspace.runs_dir / sha[:1], **unowned)
+        for sha in ("a" * 64, "c" * 64)
+    }
+    with workspace.session() as s:
+        tied = {sha[:1]: s.get(TrainingRun, c.run_id).dataset_id for sha, c in claims.items()}
+        newest = s.scalars(
+            select(DatasetVersion.id).where(DatasetVersion.name == "d", DatasetVersion.version == 2)
+        ).one()
+    assert tied == {"a": newest, "c": None}
