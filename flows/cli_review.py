@@ -76,7 +76,9 @@ def review(data: Path | None, **options: Any) -> None:
 
     import uvicorn
 
+    from curation.datasets.prerender import CropRenderer
     from curation.review.app import create_app
+    from curation.review.decisions import ON_ACCEPTED
     from curation.review.selection import review_counts
     from flows.review_gate import make_resume
 
@@ -87,6 +89,7 @@ def review(data: Path | None, **options: Any) -> None:
     review_log.addHandler(handler)
     review_log.setLevel(logging.INFO if config.log_requests else logging.WARNING)
     app = create_app(ws, config, resume=make_resume(ws))  # resumes on the run's own API; starts no server
+    ON_ACCEPTED.append(CropRenderer(ws.root).poke)  # crops of accepted faces rendered ahead, off-request
     counts = review_counts(ws)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}/" + (f"?token={config.token}" if config.token else "")

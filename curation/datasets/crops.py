@@ -23,6 +23,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,3 +126,9 @@ def render_missing(root: Path, photos: list[PhotoCrops], size: int, max_pixels: 
             log.warning("crop cache: skipped %s (%s)", photo.path, e)
             counts["failed"] += 1
     return counts
+
+
+def clear_cache(root: Path) -> None:
+    """Delete every cached crop. A takedown does: a crop is an image of a face, and its key names no photo
+    (so the crops of one photo cannot be found); the prerender fills the cache again from what is left."""
+    shutil.rmtree(root / CROPS_DIR, ignore_errors=True)

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image, Takedown, TrainingRun
 from curation.datasets.card import render_card
+from curation.datasets.crops import clear_cache
 from curation.datasets.freeze import (
     card_facts,
     commit_version,
@@ -265,6 +266,7 @@ def _remove_person(ws, ids: list[int], result: TakedownResult, reason: str) -> N
                 _unlink(ws, ws.relpath(stray), result.removed_files)
         for f in faces:
             _unlink(ws, f.preview_path, result.removed_files)
+        clear_cache(ws.root)  # rendered crops of the faces (curation.datasets.crops)
         tomb = f"taken down (takedown #{result.takedown_id}): {reason}"
         for im in images:
             im.path = None
