@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
-from curation.catalog.queries import first_row
 from curation.catalog.schema import DECISIONS, Decision, Face, Image, ReviewRound, utcnow
 
 REVIEW_DECISIONS = DECISIONS  # the catalog's vocabulary
@@ -123,9 +122,11 @@ class RoundClosed(DecisionError):
 
 def open_round_in(session, reviewer: str | None) -> ReviewRound:
     """The open review round, created (with the last round's target) when none is open."""
-    rnd = first_row(session, select(ReviewRound).where(ReviewRound.done_at.is_(None)), ReviewRound.id.desc())
+    rnd = session.scalars(
+        select(ReviewRound).where(ReviewRound.done_at.is_(None)).order_by(ReviewRound.id.desc()).limit(1)
+    ).first()
     if rnd is None:
-        prev = first_row(session, select(ReviewRound), ReviewRound.id.desc())
+        prev = session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(1)).first()
         rnd = ReviewRound(
             target=prev.target if prev and prev.target else DEFAULT_TARGET,
             reviewer=reviewer,
@@ -154,8 +155,11 @@ def _batch_time(session, reviewer: str) -> dt.datetime:
     now = utcnow()
     # Newest row first along the primary key: quick for an active reviewer, whatever the history's length.
     last = _aware(
-        first_row(
-            session, select(Decision.decided_at).where(Decision.reviewer == reviewer), Decision.id.desc()
+        session.scalar(
+            select(Decision.decided_at)
+            .where(Decision.reviewer == reviewer)
+            .order_by(Decision.id.desc())
+            .limit(1)
         )
     )
     if last is not None and now <= last:
@@ -252,10 +256,12 @@ def _round_of(session, row: Decision) -> ReviewRound | None:
     if row.round_id is not None:
         return session.get(ReviewRound, row.round_id)
     # History written before rounds were recorded on it: the first round closed after the row, if any.
-    closed_after = select(ReviewRound).where(
-        ReviewRound.done_at.is_not(None), ReviewRound.done_at >= row.decided_at
-    )
-    return first_row(session, closed_after, ReviewRound.id)
+    return session.scalars(
+        select(ReviewRound)
+        .where(ReviewRound.done_at.is_not(None), ReviewRound.done_at >= row.decided_at)
+        .order_by(ReviewRound.id)
+        .limit(1)
+    ).first()
 
 
 def undo_last(ws, reviewer: str) -> Batch | None:
@@ -295,8 +301,12 @@ def undo_last(ws, reviewer: str) -> Batch | None:
                 batch.kept.append(face.id)
                 continue
             restored = row.previous or "undecided"
-            earlier = select(Decision).where(Decision.face_id == face.id, Decision.id < row.id)
-            before = first_row(s, earlier, Decision.id.desc())
+            before = s.scalars(
+                select(Decision)
+                .where(Decision.face_id == face.id, Decision.id < row.id)
+                .order_by(Decision.id.desc())
+                .limit(1)
+            ).first()
             batch.record(s, face, restored, row.previous_rating, marker)
             face.rating = row.previous_rating
             face.decision = restored
