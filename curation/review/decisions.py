@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
+from curation.catalog.queries import first_row
 from curation.catalog.schema import DECISIONS, Decision, Face, Image, ReviewRound, utcnow
 
 REVIEW_DECISIONS = DECISIONS  # the catalog's vocabulary
@@ -122,11 +123,9 @@ class RoundClosed(DecisionError):
 
 def open_round_in(session, reviewer: str | None) -> ReviewRound:
     """The open review round, created (with the last round's target) when none is open."""
-    rnd = session.scalars(
-        select(ReviewRound).where(ReviewRound.done_at.is_(None)).order_by(ReviewRound.id.desc()).limit(1)
-    ).first()
+    rnd = first_row(session, select(ReviewRound).where(ReviewRound.done_at.is_(None)), ReviewRound.id.desc())
     if rnd is None:
-        prev = session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(1)).first()
+        prev = first_row(session, select(ReviewRound), ReviewRound.id.desc())
         rnd = ReviewRound(
             target=prev.target if prev and prev.target else DEFAULT_TARGET,
             reviewer=reviewer,
@@ -155,11 +154,8 @@ def _batch_time(session, reviewer: str) -> dt.datetime:
     now = utcnow()
     # Newest row first along the primary key: quick for an active reviewer, whatever the history's length.
     last = _aware(
-        session.scalar(
-            select(Decision.decided_at)
-            .where(Decision.reviewer == reviewer)
-            .order_by(Decision.id.desc())
-            .limit(1)
+        first_row(
+            session, select(Decision.decided_at).where(Decision.reviewer == reviewer), Decision.id.desc()
         )
     )
     if last is not None and now <= last:
@@ -256,12 +252,10 @@ def _round_of(session, row: Decision) -> ReviewRound | None:
     if row.round_id is not None:
         return session.get(ReviewRound, row.round_id)
     # History written before rounds were recorded on it: the first round closed after the row, if any.
-    return session.scalars(
-        select(ReviewRound)
-        .where(ReviewRound.done_at.is_not(None), ReviewRound.done_at >= row.decided_at)
-        .order_by(ReviewRound.id)
-        .limit(1)
-    ).first()
+    closed_after = select(ReviewRound).where(
+        ReviewRound.done_at.is_not(None), ReviewRound.done_at >= row.decided_at
+    )
+    return first_row(session, closed_after, ReviewRound.id)
 
 
 def undo_last(ws, reviewer: str) -> Batch | None:
@@ -301,12 +295,8 @@ def undo_last(ws, reviewer: str) -> Batch | None:
                 batch.kept.append(face.id)
                 continue
             restored = row.previous or "undecided"
-            before = s.scalars(
-                select(Decision)
-                .where(Decision.face_id == face.id, Decision.id < row.id)
-                .order_by(Decision.id.desc())
-                .limit(1)
-            ).first()
+            earlier = select(Decision).where(Decision.face_id == face.id, Decision.id < row.id)
+            before = first_row(s, earlier, Decision.id.desc())
             batch.record(s, face, restored, row.previous_rating, marker)
             face.rating = row.previous_rating
             face.decision = restored
