@@ -102,22 +102,16 @@ def test_near_duplicates_are_linked_not_dropped(workspace, faces_dir):
 
 def test_provenance_fields_are_stored(workspace, faces_dir):
     data = (faces_dir / "bald_guys.jpg").read_bytes()
+    source = {"source_kind": "instagram", "source_ref": "https://www.instagram.com/p/ABC/"}
+    post = {"query": "halloween", "owner": "someone", "shortcode": "ABC", "likes": 7}
     r = ingest_bytes(
-        workspace,
-        data,
-        name="x.jpg",
-        source_kind="instagram",
-        source_ref="https://www.instagram.com/p/ABC/",
-        query="halloween",
-        owner="someone",
-        shortcode="ABC",
-        likes=7,
-        provenance={"caption": "boo #halloween"},
+        workspace, data, name="x.jpg", provenance={"caption": "boo #halloween"}, **source, **post
     )
     with workspace.session() as s:
         row = s.get(Image, r.image_id)
     assert row.sha256 == sha256_bytes(data)
-    assert (row.query, row.owner, row.shortcode, row.likes) == ("halloween", "someone", "ABC", 7)
+    given = source | post
+    assert {column: getattr(row, column) for column in given} == given
     assert row.provenance["caption"] == "boo #halloween"
 
 
