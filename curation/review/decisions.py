@@ -121,11 +121,20 @@ class RoundClosed(DecisionError):
     """Undo reached a batch of a round that "Selection done" closed: that round's record stays as it is."""
 
 
+def current_round(session) -> ReviewRound | None:
+    """The open round (the newest, if several were left open)."""
+    return first_row(session, select(ReviewRound).where(ReviewRound.done_at.is_(None)), ReviewRound.id.desc())
+
+
+def last_round(session) -> ReviewRound | None:
+    return first_row(session, select(ReviewRound), ReviewRound.id.desc())
+
+
 def open_round_in(session, reviewer: str | None) -> ReviewRound:
     """The open review round, created (with the last round's target) when none is open."""
-    rnd = first_row(session, select(ReviewRound).where(ReviewRound.done_at.is_(None)), ReviewRound.id.desc())
+    rnd = current_round(session)
     if rnd is None:
-        prev = first_row(session, select(ReviewRound), ReviewRound.id.desc())
+        prev = last_round(session)
         rnd = ReviewRound(
             target=prev.target if prev and prev.target else DEFAULT_TARGET,
             reviewer=reviewer,

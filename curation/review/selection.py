@@ -17,7 +17,14 @@ from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import Decision, Image, ReviewRound, utcnow
-from curation.review.decisions import DEFAULT_TARGET, WRITE_LOCK, decision_counts, top_counts
+from curation.review.decisions import (  # current_round, last_round: importable from here too
+    DEFAULT_TARGET,
+    WRITE_LOCK,
+    current_round,
+    decision_counts,
+    last_round,
+    top_counts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +41,6 @@ __all__ = [
     "review_counts",
     "round_history",
 ]
-
-
-def current_round(session) -> ReviewRound | None:
-    """The open round (the newest, if several were left open)."""
-    return session.scalars(
-        select(ReviewRound).where(ReviewRound.done_at.is_(None)).order_by(ReviewRound.id.desc()).limit(1)
-    ).first()
-
-
-def last_round(session) -> ReviewRound | None:
-    return session.scalars(select(ReviewRound).order_by(ReviewRound.id.desc()).limit(1)).first()
 
 
 def open_round(
