@@ -21,6 +21,7 @@ import contextlib
 import functools
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import shutil
@@ -30,10 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-import alignment.align
-import alignment.png
-import curation.catalog.imaging
-from alignment.align import align_face
 from curation.catalog.imaging import load_rgb
 from curation.catalog.store import atomic_write_bytes
 from curation.datasets.format import encode_png
@@ -42,7 +39,9 @@ from curation.datasets.png import storable_png
 log = logging.getLogger(__name__)
 
 CROPS_DIR = Path("cache") / "crops"  # under the workspace root
-_PIXEL_CODE = (alignment.align, alignment.png, curation.catalog.imaging)  # modules whose code makes the bytes
+# The modules whose code makes a crop's bytes (named, not imported: a freeze served from the cache never
+# loads OpenCV).
+_PIXEL_CODE = ("alignment.align", "alignment.png", "curation.catalog.imaging")
 _PIXEL_LIBS = ("numpy", "opencv-python-headless", "opencv-python", "opencv-contrib-python", "pillow")
 
 
@@ -52,7 +51,7 @@ def pixel_code_digest() -> str:
     versions it runs on: any change there gives every crop a new key (no stale crop is ever read)."""
     h = hashlib.sha256()
     for module in _PIXEL_CODE:
-        h.update(Path(module.__file__).read_bytes())
+        h.update(Path(importlib.util.find_spec(module).origin).read_bytes())
     for dist in _PIXEL_LIBS:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             h.update(f"{dist}={importlib.metadata.version(dist)};".encode())
@@ -93,6 +92,8 @@ def read_cached(path: Path, size: int) -> tuple[bytes, str, int] | None:
 
 def render_crop(rgb: np.ndarray, quad: np.ndarray, size: int) -> tuple[np.ndarray, bytes]:
     """The aligned face (pixels) and its PNG: what freeze stores and what the cache holds."""
+    from alignment.align import align_face  # here, for start-up cost: OpenCV only when a crop is rendered
+
     face = np.asarray(align_face(rgb, quad, size=size), dtype=np.uint8)
     return face, encode_png(face)
 
