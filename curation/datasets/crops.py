@@ -24,7 +24,9 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+import os
 import shutil
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from curation.catalog.imaging import load_rgb
-from curation.catalog.store import atomic_write_bytes
+from curation.catalog.store import TMP_PREFIX
 from curation.datasets.format import encode_png
 from curation.datasets.png import storable_png
 
@@ -90,6 +92,20 @@ def read_cached(path: Path, size: int) -> tuple[bytes, str, int] | None:
     return data, hashlib.sha256(data).hexdigest(), zlib.crc32(data)
 
 
+def store_crop(path: Path, png: bytes) -> None:
+    """Put one crop in the cache: written under a temp name and renamed, so a reader sees all of it or
+    nothing. Not fsynced: a crop lost in a crash is a miss, and a damaged one fails read_cached's checks
+    (and a sync per crop would contend with the review server's catalog commits)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        tmp.write_bytes(png)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def render_crop(rgb: np.ndarray, quad: np.ndarray, size: int) -> tuple[np.ndarray, bytes]:
     """The aligned face (pixels) and its PNG: what freeze stores and what the cache holds."""
     from alignment.align import align_face  # here, for start-up cost: OpenCV only when a crop is rendered
@@ -121,7 +137,7 @@ def render_missing(root: Path, photos: list[PhotoCrops], size: int, max_pixels: 
         try:
             rgb = load_rgb(photo.path, max_pixels, writable=False)
             for key, quad in missing:
-                atomic_write_bytes(crop_path(root, key), render_crop(rgb, quad, size)[1])
+                store_crop(crop_path(root, key), render_crop(rgb, quad, size)[1])
                 counts["rendered"] += 1
         except Exception as e:  # noqa: BLE001 - any bad photo (decode, quad, OpenCV): skip it, freeze says why
             log.warning("crop cache: skipped %s (%s)", photo.path, e)
