@@ -40,7 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.training.archives import make_archive
 from training.config import build_options
-from training.loop import train
+from training.loop import (
+    _set_trainable,
+    ema_beta,
+    network_kwargs,
+    new_loss_and_optimizers,
+    new_networks,
+    train,
+    update_ema,
+)
 from training.report import read_stats
 
 
@@ -151,15 +159,11 @@ def _anchor_like(G, D, opts):
     """The reference-step anchor with ghosts' weights loaded under the reference's names."""
     from benchmarks.baselines import stylegan2_ada_fp32 as ref
 
-    common = {  # the shape both networks take from the options, as in training.loop.new_networks
-        "img_resolution": opts.resolution,
-        "img_channels": opts.channels,
-        "channel_base": opts.cbase,
-        "channel_max": opts.cmax,
-        "conv_clamp": opts.conv_clamp,
-    }
-    aG = ref.Generator(z_dim=opts.z_dim, w_dim=opts.w_dim, mapping_layers=opts.map_layers, **common)
-    aD = ref.Discriminator(mbstd_group_size=opts.mbstd_group, **common)
+    g, d = network_kwargs(opts)
+    # The same shape; the anchor has no labels (c_dim 0 here), so no label mapping, and no reduced precision.
+    ghosts_only = ("c_dim", "num_reduced_res")
+    aG = ref.Generator(**{k: v for k, v in g.items() if k not in ghosts_only})
+    aD = ref.Discriminator(**{k: v for k, v in d.items() if k not in (*ghosts_only, "mapping_layers")})
     ref.load_reference_state(aG, ref.reference_names(G.state_dict(), opts.resolution, "G"))
     ref.load_reference_state(aD, ref.reference_names(D.state_dict(), opts.resolution, "D"))
     step = ref.ReferenceStep(
@@ -208,7 +212,6 @@ def _check_same_networks(G, D, step, z) -> dict:
 
 def _ghosts_step(G, D, G_ema, loss, opt_G, opt_D, opts, real, n, times: dict) -> None:
     """One minibatch with all four phases, as training.loop runs them (batch_idx 0), each phase timed."""
-    from training.loop import _set_trainable
 
     def g_main():
         _set_trainable(G, True)
@@ -236,12 +239,7 @@ def _ghosts_step(G, D, G_ema, loss, opt_G, opt_D, opts, real, n, times: dict) ->
         _set_trainable(D, False)
 
     def ema():
-        with torch.no_grad():
-            beta = 0.5 ** (opts.batch / (opts.ema_kimg * 1000))
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                b_ema.copy_(b)
+        update_ema(G_ema, G, ema_beta(opts, cur_nimg=10**9))  # past the ramp-up, as the anchor's step
 
     for name, fn in zip((*PHASES, "ema"), (g_main, g_reg, d_main, d_reg, ema)):
         _timed(times, name, fn)
@@ -280,8 +278,7 @@ def compare_with_reference(
     res: int, cbase: int, cmax: int, *, batch: int, reps: int, compile: bool, tmp: Path
 ) -> dict:
     """Median step times of ghosts and of the reference anchor, run by run alternating, same weights."""
-    from training.loop import _lazy_adam, new_networks
-    from training.loss import SharedRandom, StyleGAN2Loss
+    from training.loss import SharedRandom
 
     archive = make_archive(tmp, n=max(64, batch), res=res, name=f"cmp{res}")
     opts = build_options(
@@ -299,18 +296,7 @@ def compare_with_reference(
     z = torch.randn(batch, opts.z_dim)
     check = _check_same_networks(G, D, step, z)
 
-    loss = StyleGAN2Loss(
-        G,
-        D,
-        None,
-        SharedRandom(opts.seed),
-        r1_gamma=opts.gamma,
-        style_mixing_prob=opts.style_mixing_prob,
-        pl_weight=opts.pl_weight,
-        compile=compile,
-    )
-    opt_G = _lazy_adam(G.parameters(), opts.glr, opts.betas, opts.eps, opts.g_reg_interval)
-    opt_D = _lazy_adam(D.parameters(), opts.dlr, opts.betas, opts.eps, opts.d_reg_interval)
+    loss, opt_G, opt_D = new_loss_and_optimizers(G, D, None, SharedRandom(opts.seed), opts, compile=compile)
     real = torch.rand(batch, opts.channels, res, res) * 2 - 1
     n = batch
     runs = {
@@ -393,19 +379,11 @@ def main() -> None:
     devices = (
         args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     )
+    sizes = {"batch": args.batch, "steps": args.steps, "cbase": args.cbase, "cmax": args.cmax}  # for each run
     with tempfile.TemporaryDirectory() as tmp:
         for device in devices:
             for res in (int(r) for r in args.res.split(",")):
-                row = measure(
-                    res,
-                    device,
-                    batch=args.batch,
-                    steps=args.steps,
-                    cbase=args.cbase,
-                    cmax=args.cmax,
-                    tmp=Path(tmp),
-                )
-                print(json.dumps(row), flush=True)
+                print(json.dumps(measure(res, device, tmp=Path(tmp), **sizes)), flush=True)
 
 
 if __name__ == "__main__":

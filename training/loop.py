@@ -175,8 +175,8 @@ def _set_trainable(module: torch.nn.Module, on: bool, frozen: list[torch.nn.Modu
         m.requires_grad_(False)
 
 
-def new_networks(opts: TrainingOptions) -> tuple[Generator, Discriminator]:
-    """A new G and D of the shape `opts` gives, on the CPU, initialised from torch's global generator (G first)."""
+def network_kwargs(opts: TrainingOptions) -> tuple[dict, dict]:
+    """The constructor arguments of G and of D that `opts` gives."""
     common = {
         "img_resolution": opts.resolution,
         "img_channels": opts.channels,
@@ -184,17 +184,18 @@ def new_networks(opts: TrainingOptions) -> tuple[Generator, Discriminator]:
         "channel_max": opts.cmax,
         "num_reduced_res": opts.num_reduced_res,
         "conv_clamp": opts.conv_clamp,
+        "c_dim": opts.c_dim,
     }
-    G = Generator(
-        z_dim=opts.z_dim, c_dim=opts.c_dim, w_dim=opts.w_dim, mapping_layers=opts.map_layers, **common
-    )
-    D = Discriminator(
-        c_dim=opts.c_dim,
-        mbstd_group_size=opts.mbstd_group,
-        mapping_layers=8,  # the reference's D label mapping is 8 layers whatever --map says
-        **common,
-    )
-    return G, D
+    g = {"z_dim": opts.z_dim, "w_dim": opts.w_dim, "mapping_layers": opts.map_layers, **common}
+    # the reference's D label mapping is 8 layers whatever --map says
+    d = {"mbstd_group_size": opts.mbstd_group, "mapping_layers": 8, **common}
+    return g, d
+
+
+def new_networks(opts: TrainingOptions) -> tuple[Generator, Discriminator]:
+    """A new G and D of the shape `opts` gives, on the CPU, initialised from torch's global generator (G first)."""
+    g, d = network_kwargs(opts)
+    return Generator(**g), Discriminator(**d)
 
 
 def _lazy_adam(params, lr: float, betas: tuple[float, float], eps: float, reg_interval: int):
@@ -202,6 +203,51 @@ def _lazy_adam(params, lr: float, betas: tuple[float, float], eps: float, reg_in
     # optimiser sees k+1 steps per k minibatches; lr and betas are adjusted to keep the effective rates.
     ratio = reg_interval / (reg_interval + 1)
     return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=eps)
+
+
+def new_loss_and_optimizers(
+    G: Generator,
+    D: Discriminator,
+    augment_pipe: AugmentPipe | None,
+    shared: SharedRandom,
+    opts: TrainingOptions,
+    *,
+    world_size: int = 1,
+    compile: bool | None = None,
+) -> tuple[StyleGAN2Loss, torch.optim.Adam, torch.optim.Adam]:
+    """The loss and the two lazily regularised Adam optimisers, as every training run (and the training
+    benchmark) sets them up from the options; `compile` overrides `opts.compile`."""
+    loss = StyleGAN2Loss(
+        G,
+        D,
+        augment_pipe,
+        shared,
+        r1_gamma=opts.gamma,
+        style_mixing_prob=opts.style_mixing_prob,
+        pl_weight=opts.pl_weight,
+        world_size=world_size,
+        compile=opts.compile if compile is None else compile,  # G's mapping and synthesis and D, wrapped
+    )
+    opt_G = _lazy_adam(G.parameters(), opts.glr, opts.betas, opts.eps, opts.g_reg_interval)
+    opt_D = _lazy_adam(D.parameters(), opts.dlr, opts.betas, opts.eps, opts.d_reg_interval)
+    return loss, opt_G, opt_D
+
+
+def ema_beta(opts: TrainingOptions, cur_nimg: int) -> float:
+    """How much of G_ema stays at this step: the half-life ramps up with training at the start (ramp 0.05)."""
+    ema_nimg = opts.ema_kimg * 1000
+    if opts.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, (cur_nimg + opts.batch) * opts.ema_rampup)
+    return 0.5 ** (opts.batch / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(G_ema: Generator, G: Generator, beta: float) -> None:
+    """G_ema's weights move a (1 - beta) step towards G's; its buffers are copied."""
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
 
 
 def _resources(device: torch.device) -> dict[str, float]:
@@ -351,19 +397,7 @@ def _training_loop(
         augment_pipe = AugmentPipe.from_name(opts.augpipe).to(device).train()
         augment_pipe.p.fill_(opts.p)
     shared = SharedRandom(opts.seed, rank=rank, world_size=world_size, device=device)
-    loss = StyleGAN2Loss(
-        G,
-        D,
-        augment_pipe,
-        shared,
-        r1_gamma=opts.gamma,
-        style_mixing_prob=opts.style_mixing_prob,
-        pl_weight=opts.pl_weight,
-        world_size=world_size,
-        compile=opts.compile,  # G's mapping and synthesis and D, wrapped for the main phases
-    )
-    opt_G = _lazy_adam(G.parameters(), opts.glr, opts.betas, opts.eps, opts.g_reg_interval)
-    opt_D = _lazy_adam(D.parameters(), opts.dlr, opts.betas, opts.eps, opts.d_reg_interval)
+    loss, opt_G, opt_D = new_loss_and_optimizers(G, D, augment_pipe, shared, opts, world_size=world_size)
 
     cur_nimg, batch_idx, cur_tick = 0, 0, 0
     ada_acc = torch.zeros(2, device=device)  # running [sum of sign(D(real)), count] between p updates
@@ -525,16 +559,7 @@ def _training_loop(
             opt_D.step()
         _set_trainable(D, False)
 
-        # EMA of the generator weights; the half-life ramps up with training at the start (ramp 0.05).
-        with torch.no_grad():
-            ema_nimg = opts.ema_kimg * 1000
-            if opts.ema_rampup is not None:
-                ema_nimg = min(ema_nimg, (cur_nimg + opts.batch) * opts.ema_rampup)
-            beta = 0.5 ** (opts.batch / max(ema_nimg, 1e-8))
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                b_ema.copy_(b)
+        update_ema(G_ema, G, ema_beta(opts, cur_nimg))  # EMA of the generator weights
 
         cur_nimg += opts.batch
         batch_idx += 1
