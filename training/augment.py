@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from training.errors import TrainingError
-from training.ops import affine_grid, downsample2d, grid_sample_bilinear, setup_filter, upsample2d
+from training.ops import affine_grid, grid_sample_bilinear, setup_filter, upfirdn2d
 
 # Daubechies' symlet-6 low-pass decomposition filter: an orthogonal wavelet, so its 2x upsample followed by
 # the matching 2x downsample is the identity and the resampling adds no blur of its own.
@@ -232,7 +232,7 @@ class AugmentPipe(nn.Module):
 
         # Work at 2x resolution: the sym6 upsampling is (nearly) band-limited, so bilinear sampling of it
         # approximates ideal interpolation well.
-        images = upsample2d(images, f, up=2)
+        images = upfirdn2d(images, f, up=2, centered=True)
         g_inv = scale2d(2.0, 2.0, images) @ g_inv @ scale2d(0.5, 0.5, images)
         g_inv = translate2d(-0.5, -0.5, images) @ g_inv @ translate2d(0.5, 0.5, images)
 
@@ -245,7 +245,7 @@ class AugmentPipe(nn.Module):
         )
         grid = affine_grid(g_inv[:, :2, :].to(images.dtype), (n, ch, out_h, out_w))
         images = grid_sample_bilinear(images, grid)
-        return downsample2d(images, f, down=2, padding=-pad_f * 2, flip_filter=True)
+        return upfirdn2d(images, f, down=2, padding=-pad_f * 2, flip_filter=True, centered=True)
 
     # --------------------------------------------------------------------------------------- colour
     def color_matrix(self, images: torch.Tensor) -> torch.Tensor | None:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.errors import TrainingError
-from training.ops import setup_filter, upfirdn2d, upsample2d
+from training.ops import setup_filter, upfirdn2d
 
 SQRT2 = math.sqrt(2.0)
 LRELU_SLOPE = 0.2  # leaky ReLU slope; its output is scaled by sqrt(2) to keep unit variance
@@ -207,7 +207,7 @@ def _legacy_modulated_conv2d(x, weight, styles, *, padding, resample_filter, up,
     """Format-version-1 up-sampling convolution: FIR up-sampling (zero padding after the filter), then a 3x3
     correlation at twice the resolution."""
     if up > 1:
-        x = upsample2d(x, resample_filter, up=up, separable=True)
+        x = upfirdn2d(x, resample_filter, up=up, separable=True, centered=True)
     return modulated_conv2d(x, weight, styles, padding=padding, fused=fused)
 
 
@@ -273,7 +273,25 @@ class MappingNetwork(nn.Module):
 # -------------------------------------------------------------------------------------------- synthesis
 
 
-class SynthesisLayer(nn.Module):
+class _ModulatedLayer(nn.Module):
+    """What the synthesis layers and ToRGB share: the style affine, the kernel, the bias and the clamp."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int, conv_clamp, arch_version
+    ):
+        super().__init__()
+        self.conv_clamp, self.arch_version = conv_clamp, arch_version
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+
+    def _bias_act_clamp(self, x: torch.Tensor, act: str, clamp: bool) -> torch.Tensor:
+        return activate(
+            x + self.bias.to(x.dtype).reshape(1, -1, 1, 1), act, self.conv_clamp if clamp else None
+        )
+
+
+class SynthesisLayer(_ModulatedLayer):
     """Modulated 3x3 conv (+ optional 2x upsampling), per-pixel noise with learned strength, bias, lrelu."""
 
     def __init__(
@@ -290,14 +308,10 @@ class SynthesisLayer(nn.Module):
         conv_clamp: float | None = 256,
         arch_version: int = 2,
     ):
-        super().__init__()
-        self.resolution, self.up, self.use_noise, self.conv_clamp = resolution, up, use_noise, conv_clamp
-        self.arch_version = arch_version
+        super().__init__(in_channels, out_channels, w_dim, kernel_size, conv_clamp, arch_version)
+        self.resolution, self.up, self.use_noise = resolution, up, use_noise
         self.padding = kernel_size // 2
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channels))
         if use_noise:
             # A fixed noise image per layer, named in the state dict, so "const" noise is reproducible
             # and a projector can optimise it.
@@ -333,13 +347,10 @@ class SynthesisLayer(nn.Module):
                 raise ValueError(f"noise_mode must be 'const', 'random' or 'none', not {noise_mode!r}")
             if noise is not None:
                 x = x + (noise * self.noise_strength).to(x.dtype)
-        x = activate(x + self.bias.to(x.dtype).reshape(1, -1, 1, 1), "lrelu")
-        if clamp and self.conv_clamp is not None:
-            x = x.clamp(-self.conv_clamp, self.conv_clamp)
-        return x
+        return self._bias_act_clamp(x, "lrelu", clamp)
 
 
-class ToRGBLayer(nn.Module):
+class ToRGBLayer(_ModulatedLayer):
     """1x1 modulated conv to image channels, without demodulation."""
 
     def __init__(
@@ -350,20 +361,13 @@ class ToRGBLayer(nn.Module):
         conv_clamp: float | None = 256,
         arch_version: int = 2,
     ):
-        super().__init__()
-        self.conv_clamp, self.arch_version = conv_clamp, arch_version
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
-        self.bias = nn.Parameter(torch.zeros(out_channels))
+        super().__init__(in_channels, out_channels, w_dim, 1, conv_clamp, arch_version)
         self.weight_gain = 1 / math.sqrt(in_channels)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, clamp: bool = False) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=_fused_modconv(self, x))
-        x = x + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
-        if clamp and self.conv_clamp is not None:
-            x = x.clamp(-self.conv_clamp, self.conv_clamp)
-        return x
+        return self._bias_act_clamp(x, "linear", clamp)
 
 
 class SynthesisBlock(nn.Module):
@@ -426,7 +430,9 @@ class SynthesisBlock(nn.Module):
                 x = self.conv1(x, ws[:, 1], noise_mode, noise_inputs[1], clamp=clamp)
             y = self.torgb(x, ws[:, self.num_conv], clamp=clamp).float()
         if img is not None:
-            img = upsample2d(img, self.resample_filter, separable=self.arch_version == 1 or None)
+            img = upfirdn2d(
+                img, self.resample_filter, up=2, centered=True, separable=self.arch_version == 1 or None
+            )
         img = y if img is None else img + y
         return x, img
 

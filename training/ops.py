@@ -49,15 +49,24 @@ def upfirdn2d(
     flip_filter: bool = False,
     gain: float = 1.0,
     separable: bool | None = None,
+    centered: bool = False,
 ) -> torch.Tensor:
     """Upsample by zero insertion, pad, convolve with a separable FIR filter, then keep every `down`-th pixel.
 
     `padding` is (x0, x1, y0, y1) in the upsampled space; negative values crop. `separable`: None filters
     short filters (under 8 taps) in one 2-D pass, longer ones in two 1-D passes; True is format version 1's
     arithmetic (two 1-D passes, the gain spread over them, decimation after), kept bit for bit so its
-    snapshots render exactly as they did.
+    snapshots render exactly as they did. `centered`: up- or down-sampling (not both) as an image op: the
+    filter centred in padding of its own, so that the output is H*up/down x W*up/down plus `padding`, and
+    the gain times up*up, so that the mean brightness is kept.
     """
     n, c, h, w = x.shape
+    k = f.numel()
+    if centered:
+        if up > 1 and down > 1:
+            raise ValueError("a centred resampling goes one way: up or down, not both")
+        padding = _padding_around_filter(padding, (k + up - down) // 2, (k - up - down + 1) // 2)
+        gain = gain * up * up
     px0, px1, py0, py1 = _parse_padding(padding)
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
@@ -67,7 +76,6 @@ def upfirdn2d(
     x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     if not flip_filter:  # conv2d correlates; flipping makes it a true convolution
         f = f.flip(0)
-    k = f.numel()
     if separable:
         f = f.to(x.dtype) * (gain**0.5)
         x = F.conv2d(x, f.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
@@ -82,44 +90,6 @@ def upfirdn2d(
     f = f.to(x.dtype) * (gain**0.5)  # half of the gain per 1-D pass
     x = F.conv2d(x, f.view(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, down), groups=c)
     return F.conv2d(x, f.view(1, 1, k, 1).expand(c, 1, k, 1), stride=(down, 1), groups=c)
-
-
-def upsample2d(
-    x: torch.Tensor,
-    f: torch.Tensor,
-    *,
-    up: int = 2,
-    padding=0,
-    flip_filter: bool = False,
-    gain: float = 1.0,
-    separable: bool | None = None,
-) -> torch.Tensor:
-    """Upsample by `up` (output H*up x W*up plus `padding`), keeping the mean brightness."""
-    k = f.numel()
-    return upfirdn2d(
-        x,
-        f,
-        up=up,
-        padding=_padding_around_filter(padding, (k + up - 1) // 2, (k - up) // 2),
-        flip_filter=flip_filter,
-        gain=gain * up * up,
-        separable=separable,
-    )
-
-
-def downsample2d(
-    x: torch.Tensor,
-    f: torch.Tensor,
-    *,
-    down: int = 2,
-    padding=0,
-    flip_filter: bool = False,
-    gain: float = 1.0,
-) -> torch.Tensor:
-    """Low-pass filter and decimate by `down` (output H/down x W/down plus `padding`)."""
-    k = f.numel()
-    padding = _padding_around_filter(padding, (k - down + 1) // 2, (k - down) // 2)
-    return upfirdn2d(x, f, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 
 
 def grid_sample_bilinear(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

@@ -1,21 +1,24 @@
 """FIR resampling and the twice-differentiable grid sampler that R1-through-augmentation relies on."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from training.ops import affine_grid, downsample2d, grid_sample_bilinear, setup_filter, upfirdn2d, upsample2d
+from training.ops import affine_grid, grid_sample_bilinear, setup_filter, upfirdn2d
 
 FIR = setup_filter([1, 3, 3, 1])
 
 
 def test_up_and_down_sampling_shapes_and_dc_gain():
     x = torch.full((2, 3, 8, 8), 0.7)
-    up = upsample2d(x, FIR)
-    down = downsample2d(x, FIR)
+    up = upfirdn2d(x, FIR, up=2, centered=True)
+    down = upfirdn2d(x, FIR, down=2, centered=True)
     assert up.shape == (2, 3, 16, 16) and down.shape == (2, 3, 4, 4)
     # A constant image stays constant away from the zero-padded border.
     assert torch.allclose(up[:, :, 2:-2, 2:-2], torch.full_like(up[:, :, 2:-2, 2:-2], 0.7), atol=1e-6)
     assert torch.allclose(down[:, :, 1:-1, 1:-1], torch.full_like(down[:, :, 1:-1, 1:-1], 0.7), atol=1e-6)
+    with pytest.raises(ValueError, match="up or down, not both"):
+        upfirdn2d(x, FIR, up=2, down=2, centered=True)
 
 
 def test_upfirdn2d_is_a_true_convolution():
@@ -51,4 +54,6 @@ def test_gradgradcheck_grid_sampler():
 def test_gradgradcheck_fir_resampling():
     x = torch.randn(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
     f = FIR.double()
-    assert torch.autograd.gradgradcheck(lambda a: downsample2d(upsample2d(a, f), f), (x,))
+    assert torch.autograd.gradgradcheck(
+        lambda a: upfirdn2d(upfirdn2d(a, f, up=2, centered=True), f, down=2, centered=True), (x,)
+    )
