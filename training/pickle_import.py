@@ -489,6 +489,19 @@ def _feature_maps(kw: dict) -> dict:
     }
 
 
+def _network_kwargs(kw: dict, maps: dict, own: dict) -> dict:
+    """ghosts' constructor arguments: those G and D share (labels and image from `kw`, feature maps from
+    `maps`), then the network's `own`, built as format version 2."""
+    return {
+        "c_dim": int(kw["c_dim"]),
+        "img_resolution": int(kw["img_resolution"]),
+        "img_channels": int(kw["img_channels"]),
+        **_feature_maps(maps),
+        **own,
+        "arch_version": 2,
+    }
+
+
 def generator_kwargs(G: ModuleRecord) -> dict:
     kw = G.init_kwargs
     # stylegan2-ada-pytorch nests the synthesis options in synthesis_kwargs; the stylegan3 repository passes
@@ -503,35 +516,27 @@ def generator_kwargs(G: ModuleRecord) -> dict:
         _expect(m, key, (None, kw.get("w_dim", 512)), "G mapping")
     _expect(m, "activation", ("lrelu",), "G mapping")
     _expect(s, "channels_last", (False, True), "G")
-    return {
+    own = {
         "z_dim": int(kw["z_dim"]),
-        "c_dim": int(kw["c_dim"]),
         "w_dim": int(kw["w_dim"]),
-        "img_resolution": int(kw["img_resolution"]),
-        "img_channels": int(kw["img_channels"]),
         "mapping_layers": int(m.get("num_layers", 8)),
-        **_feature_maps(s),
         "mapping_lr_multiplier": float(m.get("lr_multiplier", 0.01)),
         "w_avg_beta": float(m.get("w_avg_beta", 0.995)),
-        "arch_version": 2,
     }
+    return _network_kwargs(kw, s, own)
 
 
 def discriminator_kwargs(D: ModuleRecord) -> dict:
     kw = D.init_kwargs
     m, e = dict(kw.get("mapping_kwargs") or {}), dict(kw.get("epilogue_kwargs") or {})
     _expect(kw, "architecture", ("resnet",), "D")
-    return {
-        "c_dim": int(kw["c_dim"]),
-        "img_resolution": int(kw["img_resolution"]),
-        "img_channels": int(kw["img_channels"]),
-        **_feature_maps(kw),
+    own = {
         "mbstd_group_size": int(e.get("mbstd_group_size", 4)),
         "mbstd_num_channels": int(e.get("mbstd_num_channels", 1)),
         "mapping_layers": int(m.get("num_layers", 8)),
         "cmap_dim": kw.get("cmap_dim"),
-        "arch_version": 2,
     }
+    return _network_kwargs(kw, kw, own)
 
 
 def convert_network_pickle(path: Path | str) -> tuple[dict, dict[str, torch.Tensor]]:

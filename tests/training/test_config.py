@@ -27,41 +27,13 @@ def test_auto_config_formulas(archive32, tmp_path):
 def test_named_presets_and_overrides(archive32, tmp_path):
     snapshot = tmp_path / "x.pkl"  # --resume is checked to exist when options are built; read by the loop
     snapshot.write_bytes(b"")
+    paper256 = {"batch": 64, "mbstd_group": 8, "cbase": 16384, "glr": 0.0025, "gamma": 1, "ema_kimg": 20}
     o = build_options(archive32, tmp_path, cfg="paper256")
-    assert (o.batch, o.mbstd_group, o.cbase, o.glr, o.gamma, o.ema_kimg, o.ema_rampup, o.map_layers) == (
-        64,
-        8,
-        16384,
-        0.0025,
-        1,
-        20,
-        None,
-        8,
-    )
-    o = build_options(
-        archive32,
-        tmp_path,
-        cfg="stylegan2",
-        batch=8,
-        gamma=3,
-        glr=0.001,
-        dlr=0.002,
-        cbase=512,
-        cmax=32,
-        map_layers=3,
-        kimg=0.2,
-        resume=str(snapshot),
-    )
-    assert (o.batch, o.gamma, o.glr, o.dlr, o.cbase, o.cmax, o.map_layers, o.kimg) == (
-        8,
-        3,
-        0.001,
-        0.002,
-        512,
-        32,
-        3,
-        0.2,
-    )
+    assert {k: getattr(o, k) for k in paper256} == paper256
+    assert o.ema_rampup is None and o.map_layers == 8
+    given = {"batch": 8, "gamma": 3, "glr": 0.001, "dlr": 0.002, "cbase": 512, "cmax": 32, "map_layers": 3}
+    o = build_options(archive32, tmp_path, cfg="stylegan2", kimg=0.2, resume=str(snapshot), **given)
+    assert {k: getattr(o, k) for k in given} == given and o.kimg == 0.2
     assert o.ada_kimg == 100  # faster p adaptation when starting from trained weights
 
 

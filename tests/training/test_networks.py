@@ -195,21 +195,18 @@ def test_upsampling_conv_is_a_true_convolution_padded_before_the_filter():
 
 def test_conv_clamp_applies_in_float32():
     torch.manual_seed(5)
-    G = Generator(
-        z_dim=8, w_dim=8, mapping_layers=1, img_resolution=8, channel_base=64, channel_max=8, conv_clamp=0.05
-    )
+    shape = {
+        "z_dim": 8,
+        "w_dim": 8,
+        "mapping_layers": 1,
+        "img_resolution": 8,
+        "channel_base": 64,
+        "channel_max": 8,
+    }
+    G = Generator(**shape, conv_clamp=0.05)
     with torch.no_grad():
         assert G(torch.randn(2, 8)).abs().max() <= 0.1 + 1e-6  # two ToRGB outputs, each within +-0.05
-    old = Generator(
-        z_dim=8,
-        w_dim=8,
-        mapping_layers=1,
-        img_resolution=8,
-        channel_base=64,
-        channel_max=8,
-        conv_clamp=0.05,
-        arch_version=1,
-    )
+    old = Generator(**shape, conv_clamp=0.05, arch_version=1)
     old.load_state_dict(G.state_dict())
     with torch.no_grad():
         assert old(torch.randn(2, 8)).abs().max() > 0.1  # version 1 clamped only in reduced precision
