@@ -22,6 +22,7 @@ from flows.cli_options import (
     network_option,
     open_ws,
     same_person_option,
+    workers_option,
 )
 
 
@@ -38,10 +39,16 @@ def _cap_option(name: str, who: str):
 @same_person_option("Descriptor distance below which new faces are linked to each other or to a person.")
 @_cap_option("--max-per-person", "person")
 @_cap_option("--max-per-owner", "account")
+@workers_option("Worker processes for the descriptors (default: one per available core; 1: this process).")
 @json_option()
 @data_option
 def people(
-    threshold: float, max_per_person: int | None, max_per_owner: int | None, as_json: bool, data: Path | None
+    threshold: float,
+    max_per_person: int | None,
+    max_per_owner: int | None,
+    workers: int | None,
+    as_json: bool,
+    data: Path | None,
 ) -> None:
     """Describe the faces that have no descriptor yet and group the new ones into people (`ghosts analyze`
     does this at its end; run it on its own for a workspace analysed before, or after an interruption).
@@ -54,7 +61,7 @@ def people(
     given = {"max_per_person": max_per_person, "max_per_owner": max_per_owner}
     with ws.session() as s:
         caps = set_caps(s, **{k: v or None for k, v in given.items() if v is not None})
-    summary = update_identities(ws, threshold=threshold, progress=not as_json)
+    summary = update_identities(ws, threshold=threshold, progress=not as_json, workers=workers)
     if as_json:
         echo_json({**summary.as_dict(), "caps": caps})
         return

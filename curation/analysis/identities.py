@@ -45,7 +45,7 @@ from alignment.identity import (
     faces_like,
 )
 from alignment.models import face_recognizer
-from alignment.pool import run_jobs
+from alignment.pool import default_workers, run_jobs
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.people import merged_into, resolve_person
@@ -287,10 +287,11 @@ def identity_counts(session, face_ids: Iterable[int] | None = None) -> dict[str,
 
 
 def update_identities(
-    ws, *, threshold: float = SAME_PERSON, progress: bool = False, workers: int = 1
+    ws, *, threshold: float = SAME_PERSON, progress: bool = False, workers: int | None = 1
 ) -> IdentitySummary:
-    """Describe what is new (in `workers` processes), then cluster it: the identity step of analysis
-    (resumable, incremental)."""
+    """Describe what is new (in `workers` processes; None: one per available core), then cluster it: the
+    identity step of analysis (resumable, incremental)."""
+    workers = default_workers() if workers is None else workers
     started = time.monotonic()
     described, left = describe_faces(ws, progress=progress, workers=workers)
     describe_seconds = time.monotonic() - started
