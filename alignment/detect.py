@@ -266,7 +266,9 @@ def detect_faces(
     turned_photo = bool(faces) and min(abs(face_roll(f.landmarks)) for f in faces) >= retry_roll
     if turned_photo or (
         not faces
-        and (not gated or _worth_retrying(scanned, small, retry_angles, retry_pixels, retry_gate_size))
+        and (
+            not gated or _worth_retrying(scanned, small, retry_angles, retry_pixels, retry_gate_size, window)
+        )
     ):
         retried = []
         for angle in retry_angles:
@@ -297,14 +299,15 @@ def _worth_retrying(
     angles: tuple[float, ...],
     retry_pixels: float,
     size: float,
+    window: float,
 ) -> bool:
     """Whether the upright pass saw a candidate (any score it was given) at least `size` times the smallest
-    face a rotated pass over `small` can find: its 80 px window on a canvas shrunk to `retry_pixels`."""
+    face a rotated pass over `small` can find: the detector's window on a canvas shrunk to `retry_pixels`."""
     shrink = 1.0
     for angle in angles:
         _, (cw, ch) = _rotation(small.shape[1], small.shape[0], angle)
         shrink = min(shrink, math.sqrt(retry_pixels / (cw * ch)))
-    smallest = 80.0 / shrink  # in `small` pixels
+    smallest = window / shrink  # in `small` pixels
     return any(box[2] - box[0] >= size * smallest for box, _, _ in candidates)
 
 

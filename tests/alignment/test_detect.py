@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from alignment import detect
 from alignment.align import align_face, ffhq_quad, quad_side
 from alignment.detect import detect_faces, detection_scale, face_roll
 from alignment.faces import analyze_rgb
@@ -147,3 +148,21 @@ def test_cnn_detector_finds_the_face(photo):
     (face,) = detect_faces(photo(CRUISE), "cnn", pixels=0.25e6)  # a small scan: the CNN is slow on a CPU
     assert face.detector == "cnn" and face.score > 0.5
     assert abs(face_roll(face.landmarks)) < 15
+
+
+def test_rotated_passes_run_only_where_they_can_find_a_face(photo, monkeypatch):
+    """A photo without a face is scanned once, unless the upright scan saw a candidate as large as the faces
+    the rotated passes can see; a face rolled 60 degrees gives one, and is found by them."""
+    scans = []
+    real = detect._scan
+    monkeypatch.setattr(detect, "_scan", lambda *a: scans.append(a[2].shape) or real(*a))
+    y, x = np.mgrid[0:1350, 0:1080]
+    plain = np.dstack([(x * 255 // 1080), (y * 255 // 1350), np.full_like(x, 128)]).astype(np.uint8)
+    assert detect_faces(plain) == [] and len(scans) == 1
+    scans.clear()
+    assert detect_faces(plain, retry_gate=None) == [] and len(scans) == 3  # always: upright and +-30 degrees
+    rgb = photo(CRUISE)
+    canvas, _ = _canvas(rgb, 60, 1.0, (300, 200))
+    scans.clear()
+    (face,) = detect_faces(canvas)
+    assert len(scans) == 3 and face.rotation != 0
