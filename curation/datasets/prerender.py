@@ -2,7 +2,8 @@
 
 `CropRenderer.poke()` is what the review server calls after a decision that accepted faces: it returns at
 once, and a daemon thread runs `python -m curation.datasets.prerender WORKSPACE` a moment later, in its own
-interpreter at nice 19 (neither the server's GIL nor the CPU a request wants), again when poked meanwhile.
+interpreter at nice 19 (neither the server's GIL nor the CPU a request wants), again when poked meanwhile;
+it ends with the server.
 The child renders every crop the current selection lacks, at the workspace's target size and at the sizes
 of the datasets frozen so far; a photo it cannot read is logged and skipped (freeze will say why).
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from alignment.pool import die_with_parent
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import DatasetVersion, get_setting
 from curation.catalog.thresholds import DEFAULT_TARGET_SIZE, TARGET_SIZE_SETTING
@@ -86,7 +88,14 @@ class CropRenderer:
         while self._wake.wait(timeout=300):  # idle for 5 minutes: the thread ends; the next poke starts one
             self._wake.clear()
             threading.Event().wait(self.delay)  # gather a burst of key presses into one render
-            cmd = [sys.executable, "-m", "curation.datasets.prerender", str(self.root)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "curation.datasets.prerender",
+                str(self.root),
+                "--parent",
+                str(os.getpid()),
+            ]
             try:
                 subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             except OSError as e:  # the cache is an accelerator: freeze renders what is missing
@@ -98,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Render accepted faces' crops into the workspace's crop cache.")
     ap.add_argument("workspace", type=Path)
     ap.add_argument("--size", type=int, action="append", help="side in px (default: target and frozen sizes)")
+    ap.add_argument("--parent", type=int, default=None, help="end when this process (the review server) ends")
     args = ap.parse_args(argv)
+    if args.parent is not None:
+        die_with_parent(args.parent)
     with contextlib.suppress(OSError):
         os.nice(19)  # lowest priority: the user's review and commands come first
 
