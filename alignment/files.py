@@ -7,20 +7,23 @@ The report says, per input, which faces were written and what was skipped and wh
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import multiprocessing
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
-from tqdm import tqdm
 
 from alignment import png
 from alignment.align import align_face, ffhq_quad
 from alignment.detect import detect_faces
-from alignment.models import face_detector, landmark_predictor
-from alignment.pool import default_workers, run_jobs
+from alignment.models import face_detector, landmark_predictor, logged_hog_scans
+from alignment.pool import default_workers, die_with_parent, fork_is_safe, opencv_threads_stopped, run_jobs
 from alignment.quality import measure_face
 from curation.catalog.errors import GhostsError
 from curation.catalog.files import folder_images
@@ -86,6 +89,7 @@ class FileJob:
     size: int
     detector: str
     measure: bool = True  # quality score and flags in the report (`ghosts align` shows them only with --json)
+    scans: dict | None = None  # HOG scans of this photo already run by the prescan (see Prescan)
 
 
 def encode_png(rgb: np.ndarray) -> bytes:
@@ -119,7 +123,11 @@ def align_file(job: FileJob) -> dict[str, Any]:
         report["skipped"].append({"face": None, "reason": f"cannot read the image: {e}"})
         return report
     try:
-        faces = detect_faces(rgb, job.detector)
+        if job.scans:
+            with logged_hog_scans(job.scans):
+                faces = detect_faces(rgb, job.detector)
+        else:
+            faces = detect_faces(rgb, job.detector)
     except GhostsError as e:
         report["skipped"].append({"face": None, "reason": str(e)})
         return report
@@ -153,6 +161,57 @@ def align_file(job: FileJob) -> dict[str, Any]:
     return report
 
 
+def _prescan(jobs: list[FileJob], conn, parent_pid: int) -> None:
+    """The prescan child: each photo's HOG scans up to the first face (the landmark model is not here), sent
+    to the parent photo by photo."""
+    die_with_parent(parent_pid)
+    cv2.setNumThreads(1)
+    with logged_hog_scans(landmarks=False) as scans:
+        for job in jobs:
+            scans.log = {}
+            # ModelNotLoaded at the first face; any other failure is the worker's to report
+            with contextlib.suppress(Exception):
+                detect_faces(load_rgb(job.path), job.detector)
+            if scans.log:
+                conn.send((job.path, scans.log))
+    conn.close()
+
+
+class Prescan:
+    """Detection while the landmark model loads. Loading it takes about 0.4 s of one core and holds the GIL,
+    and the workers are forked only after it (so that they share it); meanwhile a child forked before the load
+    runs the HOG scans of `jobs` (the last photos of the schedule first), which need no landmarks until a face
+    is found. `collect` ends the child and returns, per photo, the scans it finished; the worker aligning such
+    a photo takes those scans' answers from the log instead of running them (same image bytes and arguments:
+    the same answer, so the same faces and pixels)."""
+
+    def __init__(self, jobs: list[FileJob]) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child_end = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(
+            target=_prescan, args=(jobs, child_end, os.getpid()), daemon=True, name="align-prescan"
+        )
+        with opencv_threads_stopped():
+            self._proc.start()
+        child_end.close()
+
+    def collect(self, *, finish: bool = False) -> dict[str, dict]:
+        """{photo path: its logged scans}. The child is killed (what it had not sent is lost), or with
+        finish=True left to scan every photo first."""
+        if not finish:
+            self._proc.kill()
+        found: dict[str, dict] = {}
+        with self._conn:
+            try:
+                while True:
+                    path, log = self._conn.recv()
+                    found[path] = log
+            except (EOFError, OSError, pickle.UnpicklingError):
+                pass  # the end, or a message cut short by the kill
+        self._proc.join()
+        return found
+
+
 def _file_size(path: str) -> int:
     try:
         return Path(path).stat().st_size
@@ -182,7 +241,6 @@ def align_files(
     size = check_size(size)
     workers = min(default_workers() if workers is None else max(int(workers), 1), max(len(inputs), 1))
     face_detector(detector)  # a missing model fails here, once, with its message
-    landmark_predictor()  # loaded once here: forked workers share it
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [
@@ -194,11 +252,21 @@ def align_files(
         # Largest files first, so that a big photo (a collage of 24 faces) does not start last and keep one
         # worker busy while the others wait; the report comes back in input order whatever the schedule.
         jobs.sort(key=lambda j: -_file_size(j.path))
+    prescan = Prescan(jobs[::-1]) if workers > 1 and detector == "hog" and fork_is_safe() else None
+    try:
+        landmark_predictor()  # loaded once here: forked workers share it
+    finally:
+        found = prescan.collect() if prescan is not None else {}
+    jobs = [dataclasses.replace(j, scans=found[j.path]) if j.path in found else j for j in jobs]
     # The workers are forked from this process, with the models already loaded (spawned workers would import
     # everything and load the 100 MB landmark model again: about 0.8 s before the first photo). The first
     # result is awaited before the progress bar exists, so that no thread of its runs when they fork.
     results = run_jobs(align_file, jobs, workers, _crashed, start="fork")
     reports: list[dict[str, Any]] = [next(results)]
+    # Imported only now, for start-up cost: tqdm reads its version through importlib.metadata (about 20 ms),
+    # which here runs while the workers align the first photos instead of before they start.
+    from tqdm import tqdm
+
     with tqdm(total=len(jobs), initial=1, unit="img", desc="align", disable=not progress) as bar:
         for r in results:
             reports.append(r)

@@ -9,10 +9,16 @@ set, whose terms exclude commercial use (see docs/alignment.md).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from curation.catalog.errors import GhostsError
 
@@ -114,3 +120,72 @@ def landmark_predictor():
 def face_recognizer():
     """dlib's face recognition ResNet (128-D descriptors; the same person below about 0.6), cached per thread."""
     return _load("recognition")
+
+
+class ModelNotLoaded(RuntimeError):
+    """Raised by the stand-in for a model this process goes without (see `logged_hog_scans`)."""
+
+
+class _Absent:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __call__(self, *args, **kwargs):
+        raise ModelNotLoaded(f"the {self.kind} model is not loaded in this process")
+
+
+def scan_key(img: np.ndarray, upsample: int, threshold: float) -> tuple:
+    """What a HOG scan's answer depends on: the image's bytes (a 128-bit BLAKE2 digest), size and type, and
+    the scan's arguments. dlib's scan is deterministic, so equal keys get equal answers."""
+    a = np.ascontiguousarray(img)
+    digest = hashlib.blake2b(a.data, digest_size=16).digest()
+    return (digest, a.shape, a.dtype.str, int(upsample), float(threshold))
+
+
+class LoggedScans:
+    """dlib's HOG detector whose scans are logged (`log`: key -> boxes, scores, sub-detectors) and answered
+    from `known` for an image already scanned there. Everything else is the detector's own."""
+
+    def __init__(self, detector, known: dict[tuple, Any] | None = None) -> None:
+        self._detector = detector
+        self.known = dict(known or {})
+        self.log: dict[tuple, Any] = {}
+        self.answered = 0  # scans answered from `known`
+
+    def __getattr__(self, name: str):
+        return getattr(self._detector, name)
+
+    def run(self, img, upsample: int = 0, threshold: float = 0.0):
+        key = scan_key(img, upsample, threshold)
+        if key in self.known:
+            dlib = _dlib()
+            boxes, scores, idx = self.known[key]
+            self.answered += 1
+            return dlib.rectangles([dlib.rectangle(*b) for b in boxes]), list(scores), list(idx)
+        rects, scores, idx = self._detector.run(img, upsample, threshold)
+        self.log[key] = (
+            [(r.left(), r.top(), r.right(), r.bottom()) for r in rects],
+            [float(x) for x in scores],
+            [int(i) for i in idx],
+        )
+        return rects, scores, idx
+
+
+@contextlib.contextmanager
+def logged_hog_scans(
+    known: dict[tuple, Any] | None = None, *, landmarks: bool = True
+) -> Iterator[LoggedScans]:
+    """Within the block this thread's HOG detector is a `LoggedScans` (answering `known` scans from it);
+    with landmarks=False the landmark predictor is a stand-in that raises ModelNotLoaded when called, so
+    detection runs up to the first face without the model loaded."""
+    models = _local.__dict__.setdefault("models", {})
+    saved = dict(models)
+    scans = LoggedScans(face_detector("hog"), known)
+    models["hog"] = scans
+    if not landmarks:
+        models["landmarks"] = _Absent("landmarks")
+    try:
+        yield scans
+    finally:
+        models.clear()
+        models.update(saved)

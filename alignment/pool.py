@@ -5,6 +5,7 @@ parent is gone."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -49,6 +50,31 @@ def _watch_parent(parent_pid: int, every_s: float = 1.0) -> None:
     os._exit(1)  # orphaned: nobody will read our results
 
 
+def fork_is_safe() -> bool:
+    """Whether this process may fork workers that go on running Python: the platform forks, and no other
+    thread runs here. Forking a process that runs other threads (a Prefect client, a test harness, torch's
+    thread pools) can copy a lock held by one of them into the child, which then waits on it for ever."""
+    return (
+        "fork" in multiprocessing.get_all_start_methods()
+        and threading.active_count() == 1
+        and "torch" not in sys.modules
+    )
+
+
+@contextlib.contextmanager
+def opencv_threads_stopped() -> Iterator[None]:
+    """OpenCV's worker threads stopped (joined) for the block, restored after it. A process forked while they
+    run inherits a thread pool without its threads, and hangs in its first OpenCV call that reconfigures it
+    (cv2.setNumThreads in init_worker); they exist only once this process ran a parallel OpenCV call, and
+    threading does not count them."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def init_worker() -> None:
     """Worker set-up: single-threaded OpenCV (one process per core already) and dlib's models loaded once."""
     cv2.setNumThreads(1)
@@ -80,47 +106,44 @@ def run_jobs(
         return
     pending = deque(jobs)
     suspects: deque = deque()
-    if start == "fork" and "fork" not in multiprocessing.get_all_start_methods():
-        start = "spawn"  # not on this platform
-    if start == "fork" and (threading.active_count() > 1 or "torch" in sys.modules):
-        # Forking a process that runs other threads (a Prefect client, a test harness, torch's thread pools)
-        # can copy a lock held by one of them into the child, which then waits on it for ever.
+    if start == "fork" and not fork_is_safe():
         start = "spawn"
     ctx = multiprocessing.get_context(start)
     guarded = functools.partial(die_with_parent, os.getpid(), initializer)
-    while pending or suspects:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=guarded) as pool:
-            # Never fork again: by now this process holds the pool's manager thread (and a progress bar's).
-            ctx = multiprocessing.get_context("spawn")
-            broken = False
-            while suspects and not broken:
-                job = suspects.popleft()
-                try:
-                    result = pool.submit(fn, job).result()
-                except BrokenProcessPool:
-                    broken = True
-                    result = crashed(job)
-                yield result
-            in_flight: dict[Future, Any] = {}
-            while (pending or in_flight) and not broken:
-                while pending and len(in_flight) < per_worker * workers:
-                    job = pending.popleft()
+    with opencv_threads_stopped() if start == "fork" else contextlib.nullcontext():
+        while pending or suspects:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=guarded) as pool:
+                # Never fork again: by now this process holds the pool's manager thread (and a progress bar's).
+                ctx = multiprocessing.get_context("spawn")
+                broken = False
+                while suspects and not broken:
+                    job = suspects.popleft()
                     try:
-                        in_flight[pool.submit(fn, job)] = job
-                    except BrokenProcessPool:  # a worker died since the last wait: this job never ran
-                        pending.appendleft(job)
-                        broken = True
-                        break
-                if broken:
-                    break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    job = in_flight.pop(fut)
-                    try:
-                        result = fut.result()
+                        result = pool.submit(fn, job).result()
                     except BrokenProcessPool:
                         broken = True
-                        suspects.append(job)
-                        continue
+                        result = crashed(job)
                     yield result
-            suspects.extend(in_flight.values())
+                in_flight: dict[Future, Any] = {}
+                while (pending or in_flight) and not broken:
+                    while pending and len(in_flight) < per_worker * workers:
+                        job = pending.popleft()
+                        try:
+                            in_flight[pool.submit(fn, job)] = job
+                        except BrokenProcessPool:  # a worker died since the last wait: this job never ran
+                            pending.appendleft(job)
+                            broken = True
+                            break
+                    if broken:
+                        break
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        job = in_flight.pop(fut)
+                        try:
+                            result = fut.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            suspects.append(job)
+                            continue
+                        yield result
+                suspects.extend(in_flight.values())

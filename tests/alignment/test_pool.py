@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +32,25 @@ def test_one_worker_runs_in_this_process():
     from alignment.pool import run_jobs
 
     assert list(run_jobs(lambda j: j + 1, [1, 2, 3], 1, lambda j: None)) == [2, 3, 4]
+
+
+def test_workers_forked_after_a_parallel_opencv_call_start(tmp_path):
+    """A process whose OpenCV thread pool is running forks workers that can use OpenCV (they used to hang in
+    init_worker's cv2.setNumThreads); run in a child process so that a hang fails the test."""
+    code = (
+        "import cv2, numpy as np\n"
+        "from alignment.pool import run_jobs\n"
+        "def job(n):\n"
+        "    cv2.setNumThreads(1)\n"
+        "    return int(cv2.resize(np.full((400, 400), n, np.uint8), (100, 100))[0, 0])\n"
+        "img = np.zeros((3000, 3000), np.uint8)\n"
+        "for _ in range(3): cv2.resize(img, (1500, 1500), interpolation=cv2.INTER_AREA)\n"
+        "import time; time.sleep(0.5)\n"  # its threads now wait on their condition variable
+        "print(sorted(run_jobs(job, [1, 2, 3, 4], 2, lambda j: None, initializer=None, start='fork')))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    r = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[1, 2, 3, 4]"
