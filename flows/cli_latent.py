@@ -44,15 +44,12 @@ def _check_out(out: Path, suffixes, why: str) -> None:
         raise TrainingError(f"--out {out.name}: {why}")
 
 
-def _drawing(truncation_psi: float, noise_mode: str, class_idx: int | None) -> dict:
+def _drawing(truncation_psi: float, noise_mode: str, class_idx: int | None):
     """How the commands that draw faces draw them (--trunc, --noise-mode, --class), with a progress bar: the
-    keyword arguments training.latent's generate_images, interpolate, style_mix and apply_direction share."""
-    return {
-        "truncation_psi": truncation_psi,
-        "noise_mode": noise_mode,
-        "class_idx": class_idx,
-        "progress": True,
-    }
+    training.latent.Drawing that generate_images, interpolate, style_mix and apply_direction take."""
+    from training.latent import Drawing  # imported here for start-up cost (torch)
+
+    return Drawing(truncation_psi, noise_mode=noise_mode, class_idx=class_idx, progress=True)
 
 
 def _load(network: Path, device: str | None, truncation_psi: float | None = None):
@@ -93,7 +90,7 @@ def generate(network, seeds, truncation_psi, noise_mode, grid, outdir, class_idx
 
     seed_list = parse_seeds(seeds)
     G = _load(network, device, truncation_psi)
-    images = generate_images(G, seed_list, **_drawing(truncation_psi, noise_mode, class_idx))
+    images = generate_images(G, seed_list, _drawing(truncation_psi, noise_mode, class_idx))
     paths = write_images(images, seed_list, outdir, grid=grid)
     click.echo(f"wrote {len(seed_list)} pictures to {outdir}" + (f" and {paths[-1].name}" if grid else ""))
 
@@ -131,7 +128,7 @@ def interpolate(
         frames,
         space,
         loop,
-        **_drawing(truncation_psi, noise_mode, class_idx),
+        drawing=_drawing(truncation_psi, noise_mode, class_idx),
     )
     write_animation(pics, out, fps=fps)
     click.echo(f"wrote {out} ({len(pics)} frames, {len(pics) / fps:.1f} s)")
@@ -236,7 +233,7 @@ def style_mix(network, rows, cols, styles, truncation_psi, noise_mode, out, clas
         row_seeds,
         col_seeds,
         style_list,
-        **_drawing(truncation_psi, noise_mode, class_idx),
+        drawing=_drawing(truncation_psi, noise_mode, class_idx),
     )
     save_png(grid, out)
     click.echo(f"wrote {out} ({len(row_seeds) + 1} x {len(col_seeds) + 1} cells)")
@@ -328,7 +325,7 @@ def direction_apply(
         vec,
         strength_list,
         layers=layer_list,
-        **_drawing(truncation_psi, noise_mode, class_idx),
+        drawing=_drawing(truncation_psi, noise_mode, class_idx),
     )
     save_png(direction_grid(rows), out)
     click.echo(f"wrote {out} ({len(seed_list)} seeds x {len(strength_list)} strengths)")

@@ -29,12 +29,13 @@ def _generator(network: str, device: str | None):
 @task(name="sample-grid", cache_policy=NO_CACHE)
 def sample_grid(network: str, seeds: list[int], truncation_psi: float, out: str, device: str | None) -> str:
     from training.latent import (
+        Drawing,
         generate_images,
         make_grid,
         save_png,
     )  # imported here for start-up cost (torch)
 
-    grid = make_grid(generate_images(_generator(network, device), seeds, truncation_psi))
+    grid = make_grid(generate_images(_generator(network, device), seeds, Drawing(truncation_psi)))
     path = save_png(grid, out)
     create_image_artifact(
         image_url=data_uri(grid),
@@ -48,11 +49,15 @@ def sample_grid(network: str, seeds: list[int], truncation_psi: float, out: str,
 def morph(
     network: str, seeds: list[int], frames: int, truncation_psi: float, out: str, device: str | None
 ) -> str:
-    from training.latent import interpolate, write_animation  # imported here for start-up cost (torch)
+    from training.latent import (
+        Drawing,
+        interpolate,
+        write_animation,
+    )  # imported here for start-up cost (torch)
 
     path = write_animation(
         interpolate(
-            _generator(network, device), seeds, frames=frames, loop=True, truncation_psi=truncation_psi
+            _generator(network, device), seeds, frames=frames, loop=True, drawing=Drawing(truncation_psi)
         ),
         out,
         fps=min(30.0, frames / 2),

@@ -14,6 +14,7 @@ from PIL import Image
 
 from training.errors import TrainingError
 from training.latent import (
+    Drawing,
     generate_images,
     interpolate,
     lerp,
@@ -114,16 +115,16 @@ def test_same_seed_same_picture_whatever_else_is_generated(G):
 
 
 def test_noise_modes_and_truncation(G):
-    const = generate_images(G, [1], noise_mode="const")[0]
-    assert np.array_equal(const, generate_images(G, [1], noise_mode="const")[0])
-    r1, r2 = generate_images(G, [1, 1], noise_mode="random")
+    const = generate_images(G, [1], Drawing(noise_mode="const"))[0]
+    assert np.array_equal(const, generate_images(G, [1], Drawing(noise_mode="const"))[0])
+    r1, r2 = generate_images(G, [1, 1], Drawing(noise_mode="random"))
     assert not np.array_equal(r1, r2)
-    assert not np.array_equal(generate_images(G, [1], noise_mode="none")[0], const)
+    assert not np.array_equal(generate_images(G, [1], Drawing(noise_mode="none"))[0], const)
     # psi 0 puts every seed on the mean w: one face
-    a, b = generate_images(G, [1, 2], truncation_psi=0.0)
+    a, b = generate_images(G, [1, 2], Drawing(truncation_psi=0.0))
     assert np.array_equal(a, b)
     with pytest.raises(TrainingError, match="noise mode"):
-        generate_images(G, [1], noise_mode="fresh")
+        generate_images(G, [1], Drawing(noise_mode="fresh"))
 
 
 def test_write_images_and_grid(G, tmp_path):
@@ -197,14 +198,28 @@ def test_w_morph_is_a_straight_line_and_z_morph_is_not(G):
         interpolate_ws(G, [1], frames=4)
 
 
+@pytest.mark.parametrize("space", ["w", "z"])
+def test_morph_draws_as_the_drawing_says(G, space):
+    # psi 0 maps every seed, and every point between them, to the mean w: each frame is generate's psi-0 face
+    drawing = Drawing(truncation_psi=0.0)
+    flat = generate_images(G, [3], drawing)[0]
+    frames = interpolate(G, [3, 17], frames=2, space=space, drawing=drawing)
+    assert all(np.array_equal(f, flat) for f in frames)
+    assert not np.array_equal(interpolate(G, [3, 17], frames=2, space=space)[1], flat)
+
+
 # ------------------------------------------------------------------------------------------- mixing
+
+
+def cell_of(grid, r, c):
+    return grid[r * RES : (r + 1) * RES, c * RES : (c + 1) * RES]
 
 
 def test_style_mix_grid(G):
     rows, cols = [1, 2], [3, 4, 5]
     grid = style_mix(G, rows, cols, styles=[0, 1])
     assert grid.shape == (3 * RES, 4 * RES, 3)
-    cell = lambda r, c: grid[r * RES : (r + 1) * RES, c * RES : (c + 1) * RES]
+    cell = lambda r, c: cell_of(grid, r, c)
     assert (cell(0, 0) == 0).all()
     col_pics, row_pics = generate_images(G, cols), generate_images(G, rows)
     assert all(np.array_equal(cell(0, c + 1), col_pics[c]) for c in range(3))
@@ -216,6 +231,10 @@ def test_style_mix_grid(G):
     assert np.array_equal(every[RES : 2 * RES, RES : 2 * RES], col_pics[0])
     with pytest.raises(TrainingError, match="layers 0-5"):
         style_mix(G, rows, cols, styles=[0, 6])
+    # the drawing reaches every cell: psi 0 gives the one mean face everywhere but the blank corner
+    flat = style_mix(G, rows, cols, styles=[0, 1], drawing=Drawing(truncation_psi=0.0))
+    mean_face = generate_images(G, [1], Drawing(truncation_psi=0.0))[0]
+    assert all(np.array_equal(cell_of(flat, r, c), mean_face) for r in range(3) for c in range(4) if r or c)
 
 
 def test_default_styles_are_the_coarse_layers(G):

@@ -10,7 +10,7 @@ from PIL import Image
 from flows.cli import main
 from tests.training.test_latent import RES, one_thread, tiny_generator  # noqa: F401 - one_thread is autouse
 from training.checkpoint import load_generator, save_snapshot
-from training.latent import generate_images
+from training.latent import Drawing, generate_images
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_generate_writes_one_png_per_seed_and_a_grid(snapshot, tmp_path):
         "seed0003.png",
         "seed0009.png",
     ]
-    want = generate_images(load_generator(snapshot), [9], 0.7)[0]
+    want = generate_images(load_generator(snapshot), [9], Drawing(0.7))[0]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "seed0009.png")), want)
     assert Image.open(tmp_path / "out" / "grid.png").size == (3 * RES, 2 * RES)
 

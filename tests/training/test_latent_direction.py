@@ -11,6 +11,7 @@ import torch
 from tests.training.test_latent import one_thread, tiny_generator  # noqa: F401 - one_thread is autouse
 from training.errors import TrainingError
 from training.latent import (
+    Drawing,
     apply_direction,
     direction_grid,
     edit_ws,
@@ -130,8 +131,8 @@ def test_strength_zero_gives_exactly_the_original_pictures(G):
     seeds = [4, 8, 15]
     d = torch.from_numpy(fit_direction(G, seed_ws(G, [0, 1, 2]), seed_ws(G, [3, 5, 6])))
     for trunc in (1.0, 0.7):
-        rows = apply_direction(G, seeds, d, [-3, 0, 2], truncation_psi=trunc)
-        originals = generate_images(G, seeds, trunc)
+        rows = apply_direction(G, seeds, d, [-3, 0, 2], drawing=Drawing(trunc))
+        originals = generate_images(G, seeds, Drawing(trunc))
         assert all(np.array_equal(row[1], orig) for row, orig in zip(rows, originals))
         assert all(
             not np.array_equal(row[0], orig) and not np.array_equal(row[2], orig)

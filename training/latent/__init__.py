@@ -3,9 +3,9 @@
 One module per tool; everything a flow or a notebook needs is importable from here:
 
     from training.checkpoint import load_generator
-    from training.latent import generate_images, save_grid
+    from training.latent import Drawing, generate_images, save_grid
     G = load_generator("runs/.../network-snapshot-005000")
-    save_grid(generate_images(G, range(16), 0.7), "grid.png")
+    save_grid(generate_images(G, range(16), Drawing(truncation_psi=0.7)), "grid.png")
 """
 
 from training.latent.animation import write_animation
@@ -19,7 +19,7 @@ from training.latent.direction import (
     save_direction,
 )
 from training.latent.distance import PixelStructuralDistance, VGGDistance, load_vgg
-from training.latent.generate import generate_images, synthesize, write_images
+from training.latent.generate import Drawing, generate_images, synthesize, write_images
 from training.latent.interpolate import interpolate, interpolate_ws, lerp, slerp
 from training.latent.mix import style_mix
 from training.latent.picture import make_grid, save_grid, save_png, to_uint8
@@ -28,6 +28,7 @@ from training.latent.seeds import parse_floats, parse_seeds, seed_ws, z_from_see
 from training.latent.target import load_target
 
 __all__ = [
+    "Drawing",
     "PixelStructuralDistance",
     "ProjectionResult",
     "VGGDistance",

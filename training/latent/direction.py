@@ -24,7 +24,7 @@ import torch
 
 from curation.catalog.store import atomic_write_bytes, atomic_write_text
 from training.errors import TrainingError
-from training.latent.generate import check_noise_mode, synthesize
+from training.latent.generate import DRAWING, Drawing
 from training.latent.picture import make_grid
 from training.latent.seeds import read_seed_file, sample_ws, seed_ws
 
@@ -216,25 +216,18 @@ def apply_direction(
     strengths: list[float],
     *,
     layers: list[int] | None = None,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-    noise_mode: str = "const",
-    class_idx: int | None = None,
-    progress: bool = False,
+    drawing: Drawing = DRAWING,
 ) -> list[list[np.ndarray]]:
     """Pictures of each seed (rows) edited at each strength (columns), HxWx3 uint8."""
-    check_noise_mode(noise_mode)
     if layers is not None:
         bad = [i for i in layers if not 0 <= i < G.num_ws]
         if bad:
             raise TrainingError(f"layer {bad[0]} does not exist: this network has layers 0-{G.num_ws - 1}")
-    ws = seed_ws(
-        G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx
-    )
+    ws = drawing.ws(G, seeds)
     edited = torch.stack(
         [edit_ws(ws, direction, s, layers) for s in strengths], dim=1
     )  # [seeds, strengths, ...]
-    pics = synthesize(G, edited.flatten(0, 1), noise_mode=noise_mode, progress=progress, desc="editing")
+    pics = drawing.synthesize(G, edited.flatten(0, 1), "editing")
     n = len(strengths)
     return [pics[i * n : (i + 1) * n] for i in range(len(seeds))]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,22 +39,41 @@ def synthesize(
     return out
 
 
-def generate_images(
-    G,
-    seeds: list[int],
-    truncation_psi: float = 1.0,  # 0.5-0.7 trades variety for quality
-    noise_mode: str = "const",
-    *,
-    truncation_cutoff: int | None = None,
-    class_idx: int | None = None,
-    progress: bool = False,
-) -> list[np.ndarray]:
+@dataclass(frozen=True)
+class Drawing:
+    """How faces are drawn from seeds: the options generate_images, interpolate, style_mix and apply_direction
+    share (the CLI's --trunc, --noise-mode and --class, and its progress bar)."""
+
+    truncation_psi: float = 1.0  # 1 = no truncation; 0.5-0.7 trades variety for quality
+    truncation_cutoff: int | None = None  # truncate only the first N layers; None = all
+    noise_mode: str = "const"  # const: reproducible; random: fresh grain; none: no grain
+    class_idx: int | None = None  # the class, for a conditional network
+    progress: bool = False  # a progress bar while synthesising
+
+    def __post_init__(self) -> None:
+        check_noise_mode(self.noise_mode)
+
+    def ws(self, G, seeds: list[int]) -> torch.Tensor:
+        """The seeds' W+ latents [N, num_ws, w_dim], truncated as asked."""
+        return seed_ws(
+            G,
+            seeds,
+            truncation_psi=self.truncation_psi,
+            truncation_cutoff=self.truncation_cutoff,
+            class_idx=self.class_idx,
+        )
+
+    def synthesize(self, G, ws: torch.Tensor, desc: str) -> list[np.ndarray]:
+        """`synthesize` with this noise mode and progress bar (`desc` names the bar)."""
+        return synthesize(G, ws, noise_mode=self.noise_mode, progress=self.progress, desc=desc)
+
+
+DRAWING = Drawing()  # the defaults: no truncation, constant noise, no class, no progress bar
+
+
+def generate_images(G, seeds: list[int], drawing: Drawing = DRAWING) -> list[np.ndarray]:
     """One HxWx3 uint8 picture per seed; the same seed always gives the same picture with noise 'const'."""
-    check_noise_mode(noise_mode)
-    ws = seed_ws(
-        G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx
-    )
-    return synthesize(G, ws, noise_mode=noise_mode, progress=progress, desc="generating")
+    return drawing.synthesize(G, drawing.ws(G, seeds), "generating")
 
 
 def seed_filename(seed: int) -> str:

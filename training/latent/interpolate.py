@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from training.errors import TrainingError
-from training.latent.generate import check_noise_mode, synthesize
-from training.latent.seeds import class_label, device_of, seed_ws, z_from_seed
+from training.latent.generate import DRAWING, Drawing
+from training.latent.seeds import class_label, device_of, z_from_seed
 
 SPACES = ("w", "z")
 
@@ -58,9 +58,7 @@ def interpolate_ws(
     frames: int = 60,  # frames per transition between two seeds
     space: str = "w",
     loop: bool = False,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-    class_idx: int | None = None,
+    drawing: Drawing = DRAWING,  # its truncation and class; the noise is the synthesis's
 ) -> torch.Tensor:
     """The W+ latents of every frame of the morph, [F, num_ws, w_dim]."""
     if space not in SPACES:
@@ -70,9 +68,7 @@ def interpolate_ws(
     times = path_times(len(seeds), frames, loop)
     n = len(seeds)
     if space == "w":
-        keys = seed_ws(
-            G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx
-        )
+        keys = drawing.ws(G, seeds)
         # Keys are returned untouched at t=0 (and t=1 at the end), so the first and last frames are the seeds'.
         return torch.stack(
             [
@@ -82,7 +78,7 @@ def interpolate_ws(
         )
     device = device_of(G)
     zs = torch.from_numpy(np.concatenate([z_from_seed(s, G.z_dim) for s in seeds])).to(device, torch.float64)
-    c = class_label(G, class_idx)
+    c = class_label(G, drawing.class_idx)
     ws = []
     for s, t in times:
         z = zs[s] if t == 0 else zs[(s + 1) % n] if t == 1 else slerp(zs[s], zs[(s + 1) % n], t)
@@ -90,8 +86,8 @@ def interpolate_ws(
             G.mapping(
                 z.to(torch.float32).unsqueeze(0),
                 c,
-                truncation_psi=truncation_psi,
-                truncation_cutoff=truncation_cutoff,
+                truncation_psi=drawing.truncation_psi,
+                truncation_cutoff=drawing.truncation_cutoff,
             )
         )
     return torch.cat(ws)
@@ -104,22 +100,8 @@ def interpolate(
     space: str = "w",
     loop: bool = False,
     *,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-    noise_mode: str = "const",
-    class_idx: int | None = None,
-    progress: bool = False,
+    drawing: Drawing = DRAWING,
 ) -> list:
     """The frames (HxWx3 uint8) of a morph through the seeds; see `path_times` for the frame count."""
-    check_noise_mode(noise_mode)
-    ws = interpolate_ws(
-        G,
-        seeds,
-        frames=frames,
-        space=space,
-        loop=loop,
-        truncation_psi=truncation_psi,
-        truncation_cutoff=truncation_cutoff,
-        class_idx=class_idx,
-    )
-    return synthesize(G, ws, noise_mode=noise_mode, progress=progress, desc="morphing")
+    ws = interpolate_ws(G, seeds, frames=frames, space=space, loop=loop, drawing=drawing)
+    return drawing.synthesize(G, ws, "morphing")

@@ -32,7 +32,7 @@ from alignment.identity import SAME_PERSON, crop_descriptor, crop_face_score, di
 from training.checkpoint import load_generator
 from training.dataset import ImageArchive
 from training.errors import TrainingError
-from training.latent.generate import generate_images
+from training.latent.generate import Drawing, generate_images
 from training.latent.picture import make_grid, save_png
 
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
@@ -239,6 +239,7 @@ def measure_memorization(
         raise TrainingError("no samples to generate: give at least one seed")
     if not threshold > 0:
         raise TrainingError(f"the same-person threshold must be positive, got {threshold}")
+    drawing = Drawing(truncation_psi, noise_mode=noise_mode, class_idx=class_idx)  # a bad mode fails here
     members, pool, found = scan_archive(
         archive, pixel_size=pixel_size, descriptors=training_descriptors is None, progress=progress
     )
@@ -256,7 +257,7 @@ def measure_memorization(
     seeds = [int(s) for s in seeds]
     gen_desc, scores, gen_small = [], [], []
     for s in tqdm(seeds, desc="generating and describing", unit="face", disable=not progress, leave=False):
-        img = generate_images(G, [s], truncation_psi, noise_mode, class_idx=class_idx)[0]
+        img = generate_images(G, [s], drawing)[0]
         gen_desc.append(crop_descriptor(img))
         scores.append(crop_face_score(img))
         gen_small.append(_small(img, pixel_size))
@@ -303,7 +304,7 @@ def measure_memorization(
             by_pix = read_training_face(archive, int(p_idx[i]))
             rows.append(
                 (
-                    generate_images(G, [seeds[i]], truncation_psi, noise_mode, class_idx=class_idx)[0],
+                    generate_images(G, [seeds[i]], drawing)[0],
                     read_training_face(archive, int(d_idx[i])),
                     by_pix[:, ::-1] if mirrored[i] else by_pix,
                     pairs[i],

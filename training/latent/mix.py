@@ -13,9 +13,8 @@ import numpy as np
 import torch
 
 from training.errors import TrainingError
-from training.latent.generate import check_noise_mode, synthesize
+from training.latent.generate import DRAWING, Drawing
 from training.latent.picture import make_grid
-from training.latent.seeds import seed_ws
 
 COARSE_MAX_RES = 32  # the reference examples copy the 4-32 px layers (0-6 on a large network): pose and shape
 
@@ -46,22 +45,13 @@ def style_mix(
     row_seeds: list[int],
     col_seeds: list[int],
     styles: list[int] | None = None,
-    *,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-    noise_mode: str = "const",
-    class_idx: int | None = None,
-    progress: bool = False,
+    drawing: Drawing = DRAWING,
 ) -> np.ndarray:
     """The style-mixing grid as one HxWx3 uint8 picture ((R+1) x (C+1) cells, blank top-left corner)."""
-    check_noise_mode(noise_mode)
     styles = coarse_styles(G) if styles is None else check_styles(G, styles)
-    kw = {"truncation_psi": truncation_psi, "truncation_cutoff": truncation_cutoff, "class_idx": class_idx}
-    row_ws, col_ws = seed_ws(G, row_seeds, **kw), seed_ws(G, col_seeds, **kw)
+    row_ws, col_ws = drawing.ws(G, row_seeds), drawing.ws(G, col_seeds)
     mixed = mix_ws(row_ws, col_ws, styles).flatten(0, 1)
-    pics = synthesize(
-        G, torch.cat([row_ws, col_ws, mixed]), noise_mode=noise_mode, progress=progress, desc="mixing"
-    )
+    pics = drawing.synthesize(G, torch.cat([row_ws, col_ws, mixed]), "mixing")
     rows, cols = pics[: len(row_seeds)], pics[len(row_seeds) : len(row_seeds) + len(col_seeds)]
     cells = pics[len(row_seeds) + len(col_seeds) :]
     grid: list = [None, *cols]
