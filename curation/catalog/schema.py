@@ -127,6 +127,16 @@ class Face(Base):
     image: Mapped[Image] = relationship(back_populates="faces")
 
 
+# The Face columns that copy a face's measured quality (alignment.quality.Quality.as_dict(); the whole dict
+# is kept in Face.quality too), so the grid can sort and filter on them.
+QUALITY_COLUMNS = ("eye_dist", "quad_size", "padding", "blur", "roll", "yaw", "upscaled", "flagged", "score")
+
+
+def quality_columns(quality: dict[str, Any]) -> dict[str, Any]:
+    """The QUALITY_COLUMNS of a quality dict, as Face(...) keywords."""
+    return {k: quality[k] for k in QUALITY_COLUMNS}
+
+
 class Person(Base):
     """One person the faces were grouped into (curation.analysis.identities). Rows are never deleted: a person
     merged away or taken down keeps its row, so its id is never given to anyone else (People.next_id)."""

@@ -20,7 +20,7 @@ from alignment.quality import measure_face
 from curation.catalog.errors import GhostsError
 from curation.catalog.flags import thresholds_for
 from curation.catalog.imaging import ImageRejected, load_rgb
-from curation.catalog.schema import Face, utcnow
+from curation.catalog.schema import Face, quality_columns, utcnow
 from curation.review.decisions import WRITE_LOCK
 from curation.review.media import photo_file
 
@@ -144,7 +144,7 @@ def add_manual_face(ws, image_id: int, points: dict[str, Any], reviewer: str) ->
     pts = {k: [float(v) for v in p] for k, p in order_points(points)[0].items()}
     with ws.session() as s:
         target_size = thresholds_for(s).target_size  # the workspace's dataset side, as for detected faces
-    q = measure_face(rgb, quad, points=pts, preview=aligned, target_size=target_size)
+    quality = measure_face(rgb, quad, points=pts, preview=aligned, target_size=target_size).as_dict()
     xs, ys = quad[:, 0], quad[:, 1]
     with WRITE_LOCK, ws.session() as s:  # two saves at once never get the same index
         index = (s.scalar(select(func.max(Face.index)).where(Face.image_id == image_id)) or 0) + 1
@@ -161,18 +161,10 @@ def add_manual_face(ws, image_id: int, points: dict[str, Any], reviewer: str) ->
                 float(min(xs.max(), rgb.shape[1])),
                 float(min(ys.max(), rgb.shape[0])),
             ],
-            eye_dist=q.eye_dist,
-            quad_size=q.quad_size,
-            padding=q.padding,
-            blur=q.blur,
-            roll=q.roll,
-            yaw=q.yaw,
-            upscaled=q.upscaled,
-            flagged=q.flagged,
-            score=q.score,
+            **quality_columns(quality),
             reviewer=reviewer,
             created_at=utcnow(),
-            quality=q.as_dict() | {"source": "manual crop", "points_by": reviewer},
+            quality=quality | {"source": "manual crop", "points_by": reviewer},
         )
         s.add(face)
         s.flush()

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from curation.catalog.errors import GhostsError
-from curation.catalog.schema import Decision, Face, Image, ReviewRound
+from curation.catalog.schema import QUALITY_COLUMNS, Decision, Face, Image, ReviewRound
 from curation.review import make_config
 from curation.review.app import create_app
 from curation.review.config import ReviewConfig
@@ -402,6 +402,7 @@ def test_manual_crop_preview_then_save(client, workspace, cat):
         # Measured like a detected face, so it sorts and filters with the rest.
         assert 0 < face.score <= 1 and face.blur > 0 and face.padding is not None and face.eye_dist > 0
         assert face.quality["source"] == "manual crop" and "factors" in face.quality
+        assert {k: getattr(face, k) for k in QUALITY_COLUMNS} == {k: face.quality[k] for k in QUALITY_COLUMNS}
     assert out["face_id"] in tile_ids(client.get("/?flag=manual").text)
     assert client.get(f"/faces/{out['face_id']}/preview").status_code == 200
     panel = client.get(f"/images/{image}/panel?face={out['face_id']}").text
