@@ -25,7 +25,7 @@ import datetime as dt
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import func, select
 
@@ -93,24 +93,36 @@ class Batch:
             "round_id": self.round_id,
         }
 
-    def record(self, session, face: Face, decision: str, rating: int | None, reason: str | None) -> str:
-        """Add the history row of this batch that moves `face` to `decision` and `rating`; what it replaces
-        is read from the face, so call this before changing the face. Returns the replaced decision."""
-        previous = face.decision or "undecided"
+    @classmethod
+    def start(cls, session, reviewer: str, *, undone: int | None = None) -> Batch:
+        """A new batch of `reviewer`'s, at a time that names it (`_batch_time`) and in the open round (opened
+        when none is)."""
+        when = _batch_time(session, reviewer)
+        return cls(reviewer, when, undone=undone, round_id=open_round_in(session, reviewer).id)
+
+    def record(self, session, face: Face, decision: str, rating: int | None, reason: str | None) -> None:
+        """Add the history row of this batch that moves `face` to `decision` and `rating`, and list the change.
+        What it replaces is read from the face, so call this before changing the face."""
+        self.changes.append(self._row(session, face, decision, rating, reason))
+
+    def keep(self, session, face: Face, reason: str | None) -> None:
+        """Add the history row that leaves `face` as it is (its decision and rating), and list it as kept."""
+        self._row(session, face, face.decision or "undecided", face.rating, reason)
+        self.kept.append(face.id)
+
+    def _row(self, session, face: Face, decision: str, rating: int | None, reason: str | None) -> Change:
+        change = Change(face.id, decision, face.decision or "undecided", rating)
         session.add(
             Decision(
-                face_id=face.id,
-                decision=decision,
-                previous=previous,
+                **asdict(change),
                 reason=reason,
+                previous_rating=face.rating,
                 reviewer=self.reviewer,
                 decided_at=self.decided_at,
-                rating=rating,
-                previous_rating=face.rating,
                 round_id=self.round_id,
             )
         )
-        return previous
+        return change
 
 
 class DecisionError(GhostsError):
@@ -207,9 +219,7 @@ def decide(
     if len(ids) > MAX_BATCH:
         raise DecisionError(f"at most {MAX_BATCH} faces per decision (got {len(ids)})")
     with WRITE_LOCK, ws.session() as s:
-        when = _batch_time(s, reviewer)
-        rnd = open_round_in(s, reviewer)
-        batch = Batch(reviewer, when, round_id=rnd.id)
+        batch = Batch.start(s, reviewer)
         faces = {f.id: f for f in s.scalars(select(Face).where(Face.id.in_(ids)))}
         for fid in ids:
             face = faces.get(fid)
@@ -218,14 +228,13 @@ def decide(
                 continue
             new = (face.decision or "undecided") if decision is None else decision
             new_rating = face.rating if rating is KEEP else rating
-            previous = batch.record(s, face, new, new_rating, reason if decision else face.reason)
+            batch.record(s, face, new, new_rating, reason if decision else face.reason)
             if decision is not None:
                 face.decision = decision
-                face.decided_at = when if decision != "undecided" else None
+                face.decided_at = batch.decided_at if decision != "undecided" else None
                 face.reviewer = reviewer
                 face.reason = reason
             face.rating = new_rating
-            batch.changes.append(Change(fid, new, previous, new_rating))
     if decision == "accepted" and batch.changes:
         for hook in ON_ACCEPTED:
             hook(ws, [c.face_id for c in batch.changes])
@@ -289,9 +298,7 @@ def undo_last(ws, reviewer: str) -> Batch | None:
                 f"your last decision belongs to review round {rnd.id}, closed by "
                 f"{rnd.closed_by or rnd.reviewer or 'someone'}: a closed round is kept as it was"
             )
-        current_round = open_round_in(s, reviewer)
-        when = _batch_time(s, reviewer)
-        batch = Batch(reviewer, when, undone=key, round_id=current_round.id)
+        batch = Batch.start(s, reviewer, undone=key)
         marker = f"{UNDO_PREFIX}{key}"
         for row in sorted(rows, key=lambda r: r.id):
             face = s.get(Face, row.face_id)
@@ -300,8 +307,7 @@ def undo_last(ws, reviewer: str) -> Batch | None:
             current = face.decision or "undecided"
             if face.deleted or current != row.decision or face.rating != row.rating:
                 # Somebody decided (or deleted, or rated) this face after us: their write stands.
-                batch.record(s, face, current, face.rating, marker)
-                batch.kept.append(face.id)
+                batch.keep(s, face, marker)
                 continue
             restored = row.previous or "undecided"
             earlier = select(Decision).where(Decision.face_id == face.id, Decision.id < row.id)
@@ -316,7 +322,6 @@ def undo_last(ws, reviewer: str) -> Batch | None:
                 face.decided_at = before.decided_at
                 face.reviewer = before.reviewer
                 face.reason = None if (before.reason or "").startswith(UNDO_PREFIX) else before.reason
-            batch.changes.append(Change(face.id, restored, current, face.rating))
         return batch
 
 
@@ -355,14 +360,11 @@ def keep_best(ws, face_id: int, reviewer: str) -> Batch:
         ).all()
         if len(photos) < 2:
             raise DecisionError(f"photo {face.image_id} has no near duplicates")
-        when = _batch_time(s, reviewer)
-        rnd = open_round_in(s, reviewer)
-        batch = Batch(reviewer, when, round_id=rnd.id)
+        batch = Batch.start(s, reviewer)
         for k, f in enumerate(faces):
             decision, reason = ("accepted", None) if k == 0 else ("rejected", "duplicate")
-            previous = batch.record(s, f, decision, f.rating, reason)
-            f.decision, f.decided_at, f.reviewer, f.reason = decision, when, reviewer, reason
-            batch.changes.append(Change(f.id, decision, previous, f.rating))
+            batch.record(s, f, decision, f.rating, reason)
+            f.decision, f.decided_at, f.reviewer, f.reason = decision, batch.decided_at, reviewer, reason
         return batch
 
 
