@@ -28,6 +28,7 @@ import os
 import shutil
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +124,14 @@ class PhotoCrops:
     quads: list[np.ndarray]
 
 
-def render_missing(root: Path, photos: list[PhotoCrops], size: int, max_pixels: int | None) -> dict[str, int]:
+def render_missing(
+    root: Path,
+    photos: list[PhotoCrops],
+    size: int,
+    max_pixels: int | None,
+    between: Callable[[], None]
+    | None = None,  # called before each photo (the prerender yields to a reviewer)
+) -> dict[str, int]:
     """Render into the cache every crop of `photos` not there yet (a photo is decoded only when one of its
     crops is missing). A photo that cannot be read is logged and skipped: freeze will say what is wrong with
     it. Returns counts: rendered, present, failed photos."""
@@ -134,6 +142,8 @@ def render_missing(root: Path, photos: list[PhotoCrops], size: int, max_pixels: 
         counts["present"] += len(keys) - len(missing)
         if not missing:
             continue
+        if between is not None:
+            between()
         try:
             rgb = load_rgb(photo.path, max_pixels, writable=False)
             for key, quad in missing:

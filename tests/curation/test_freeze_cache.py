@@ -149,3 +149,15 @@ def test_prefect_is_imported_only_where_an_api_may_be_configured(monkeypatch, tm
     (tmp_path / "prefect.toml").unlink()
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     assert _prefect_api_may_be_set() is True
+
+
+def test_the_prerender_waits_for_a_pause_in_catalog_writes(workspace):
+    from curation.datasets.prerender import wait_for_quiet
+
+    os.utime(workspace.catalog_file)  # a decision just committed
+    started = time.monotonic()
+    wait_for_quiet(workspace, 0.6, poll_s=0.05)
+    assert time.monotonic() - started >= 0.5
+    started = time.monotonic()
+    wait_for_quiet(workspace, 0.05, poll_s=0.05)  # quiet long enough already: no wait
+    assert time.monotonic() - started < 0.3
