@@ -24,9 +24,17 @@ from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
 from curation.catalog.files import collect_files, special_kind
-from curation.catalog.imaging import ImageRejected, decode_image
+from curation.catalog.imaging import Decoded, ImageRejected, decode_image
 from curation.catalog.schema import Image, NearDuplicate, utcnow
 from curation.catalog.store import put_bytes, sha256_bytes
+
+# The Image columns a photo's decode fills in: the curation.catalog.imaging.Decoded attributes of those names.
+DECODED_COLUMNS = ("width", "height", "format", "mode", "conversion")
+
+
+def decoded_columns(dec: Decoded) -> dict[str, Any]:
+    """The DECODED_COLUMNS of a decoded photo, as Image(...) keywords."""
+    return {k: getattr(dec, k) for k in DECODED_COLUMNS}
 
 
 @dataclass
@@ -165,18 +173,7 @@ class Ingestor:
             )
         phash = str(imagehash.phash(PILImage.fromarray(dec.rgb)))
         _, rel = put_bytes(self.ws, data, dec.ext)
-        row = Image(
-            sha256=digest,
-            phash=phash,
-            path=rel,
-            width=dec.width,
-            height=dec.height,
-            format=dec.format,
-            mode=dec.mode,
-            conversion=dec.conversion,
-            status="new",
-            **meta,
-        )
+        row = Image(sha256=digest, phash=phash, path=rel, status="new", **decoded_columns(dec), **meta)
         return self._insert(row, IngestResult("added", digest, conversion=dec.conversion), phash)
 
     def _insert(self, row: Image, result: IngestResult, phash: str | None = None) -> IngestResult:

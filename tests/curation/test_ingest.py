@@ -60,7 +60,8 @@ def test_degenerate_inputs(workspace, degenerate_dir):
     assert "EXIF orientation 6" in rows["rotated.jpg"].conversion
     assert (rows["rotated.jpg"].width, rows["rotated.jpg"].height) == (120, 160)
     assert rows["gray.png"].conversion == "L->RGB"
-    assert rows["cmyk.jpg"].mode == "CMYK"
+    assert rows["cmyk.jpg"].mode == "CMYK" and rows["cmyk.jpg"].format == "JPEG"
+    assert rows["palette.png"].mode == "P" and rows["palette.png"].format == "PNG"
 
 
 def test_16bit_and_alpha_pixels(degenerate_dir):
