@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +56,20 @@ def test_workers_forked_after_a_parallel_opencv_call_start(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[1, 2, 3, 4]"
+
+
+def death_signal(_job) -> int:
+    sig = ctypes.c_int(0)
+    ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
+    return sig.value
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("start", ["spawn", "fork"])
+def test_workers_are_killed_with_their_parent(start):
+    from alignment.pool import run_jobs
+
+    assert (
+        list(run_jobs(death_signal, [0, 1], 2, lambda j: None, initializer=None, start=start))
+        == [signal.SIGKILL] * 2
+    )
