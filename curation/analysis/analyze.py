@@ -5,8 +5,8 @@ processes, resumable, one bad image never stopping the batch.
 progress bar with the rate and the time left) and records, per image, its faces and its new status:
 `analyzed`, `no_face`, or `error` with the reason. Then, unless turned off, a second phase with its own
 progress bar describes the new faces (dlib's ResNet, as costly per face as finding them) and groups them into
-people (`update_identities`); the faces never wait for their descriptors. Workers write previews with temp + rename and no fsync; the
-parent makes each batch of them durable with one sync of the file system, then records the batch in one
+people (`update_identities`); the faces never wait for their descriptors. Workers write previews with
+temp + rename and no fsync; the parent makes each batch of them durable with one sync of the file system, then records the batch in one
 transaction, so the catalog never names a preview a crash could lose (and an image a crash caught before its
 batch was recorded is still `new`: the rerun does it again). A rerun picks up exactly what is left, and retries the images in
 `error` whose cause may have passed (a store file missing for a moment, a preview that could not be written,
@@ -26,12 +26,11 @@ from sqlalchemy import func, or_, select, update
 from tqdm import tqdm
 
 from alignment.faces import analyze_rgb
-from alignment.identity import face_descriptors
 from alignment.models import DETECTORS, face_detector, landmark_predictor
 from alignment.pool import default_workers, run_jobs
 from alignment.preview import save_preview, sync_previews
 from alignment.quality import DEFAULT_TARGET_SIZE, TARGET_SIZE_SETTING
-from curation.analysis.identities import to_bytes, update_identities
+from curation.analysis.identities import update_identities
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.schema import Face, Image, get_setting, set_setting, utcnow
@@ -58,9 +57,6 @@ class Job:
     max_pixels: int | None
     detector: str
     target_size: int
-    describe: bool = (
-        False  # also the faces' descriptors here (analyze_workspace leaves them to its second phase)
-    )
 
 
 def _run_job(job: Job) -> dict[str, Any]:
@@ -74,17 +70,11 @@ def _run_job(job: Job) -> dict[str, Any]:
         except ImageRejected as e:
             return out | {"status": "error", "reason": f"cannot decode: {e.reason}"}
         faces = analyze_rgb(rgb, job.detector, target_size=job.target_size)
-        vectors = (
-            face_descriptors(rgb, [(f.landmarks, f.box) for f in faces]) if job.describe and faces else []
-        )
         rows = []
-        for k, f in enumerate(faces):
+        for f in faces:
             key = f"faces/{job.sha256[:2]}/{job.sha256}_{f.index:02d}"
             rel = save_preview(Path(job.root), Path(job.tmp_dir), key, f.preview, durable=False)
-            rows.append(
-                f.as_dict()
-                | {"preview_path": rel, "descriptor": to_bytes(vectors[k]) if len(vectors) else None}
-            )
+            rows.append(f.as_dict() | {"preview_path": rel})
         return out | {"status": "analyzed" if rows else "no_face", "faces": rows}
     except GhostsError as e:
         return out | {"status": "error", "reason": str(e)}
@@ -182,7 +172,6 @@ def _record(s, outcome: dict[str, Any]) -> bool:
                 quality=q | {"rotation": f["rotation"]},
                 preview_path=f["preview_path"],
                 created_at=now,
-                descriptor=f.get("descriptor"),
             )
         )
     return True
@@ -209,9 +198,7 @@ def requeue_errors(ws, image_ids: Iterable[int] | None = None, *, every: bool = 
     return n
 
 
-def _jobs(
-    ws, image_ids: Iterable[int] | None, detector: str, target_size: int, describe: bool = False
-) -> list[Job]:
+def _jobs(ws, image_ids: Iterable[int] | None, detector: str, target_size: int) -> list[Job]:
     q = select(Image.id, Image.path, Image.sha256).where(Image.status == "new", Image.path.is_not(None))
     ids = None if image_ids is None else sorted({int(i) for i in image_ids})
     rows = []
@@ -232,7 +219,6 @@ def _jobs(
             max_pixels=ws.settings.max_pixels,
             detector=detector,
             target_size=target_size,
-            describe=describe,
         )
         for i, p, h in rows
     ]
@@ -297,7 +283,7 @@ def analyze_workspace(
     retried = requeue_errors(ws, image_ids, every=retry_errors)
     # The faces first, without descriptors: they are recorded (and on the review page) at the rate of
     # detection; the descriptors are a second phase below.
-    jobs = _jobs(ws, image_ids, detector, target_size, describe=False)
+    jobs = _jobs(ws, image_ids, detector, target_size)
     workers = default_workers() if workers is None else max(int(workers), 1)
     workers = min(workers, max(len(jobs), 1))
     summary = AnalyzeSummary(retried=retried)
