@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
-from tqdm import tqdm
 
 from alignment.faces import analyze_rgb
 from alignment.models import DETECTORS, face_detector, landmark_predictor
 from alignment.pool import default_workers, run_jobs
 from alignment.preview import save_preview, sync_previews
 from alignment.quality import DEFAULT_TARGET_SIZE, TARGET_SIZE_SETTING
+from curation.analysis.batches import store_in_batches
 from curation.analysis.identities import update_identities
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
@@ -287,29 +287,23 @@ def analyze_workspace(
     workers = default_workers() if workers is None else max(int(workers), 1)
     workers = min(workers, max(len(jobs), 1))
     summary = AnalyzeSummary(retried=retried)
-    outcomes = run_jobs(_run_job, jobs, workers, _crashed)
-    batch: list[dict[str, Any]] = []
 
-    def flush() -> None:
+    def store(batch: list[dict[str, Any]]) -> None:
         # Previews first (one sync for the batch), then the catalog rows naming them.
         sync_previews(ws.root, [f["preview_path"] for o in batch for f in o["faces"]])
         for outcome, recorded in zip(batch, record_outcomes(ws, batch)):
             summary.add(outcome, recorded)
-        batch.clear()
 
-    # tqdm's bar shows the count, the rate (img/s) and the time left.
-    with tqdm(total=len(jobs), unit="img", desc="analyze", disable=not progress or not jobs) as bar:
-        flushed = time.monotonic()
-        for outcome in outcomes:
-            batch.append(outcome)
-            bar.update(1)
-            if len(batch) >= batch_size or time.monotonic() - flushed >= batch_seconds:
-                flush()
-                flushed = time.monotonic()
-                bar.set_postfix(faces=summary.faces, errors=summary.error, refresh=False)
-        if batch:
-            flush()
-        bar.set_postfix(faces=summary.faces, errors=summary.error, refresh=False)
+    store_in_batches(
+        run_jobs(_run_job, jobs, workers, _crashed),
+        store,
+        total=len(jobs),
+        desc="analyze",
+        progress=progress,
+        postfix=lambda: {"faces": summary.faces, "errors": summary.error},
+        batch_size=batch_size,
+        batch_seconds=batch_seconds,
+    )
     summary.faces_seconds = round(time.monotonic() - started, 2)
     if identities:
         summary.identities = update_identities(ws, progress=progress, workers=workers).as_dict()

@@ -31,7 +31,6 @@ import cv2
 import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from tqdm import tqdm
 
 from alignment.align import align_face
 from alignment.detect import detect_faces
@@ -46,6 +45,7 @@ from alignment.identity import (
 )
 from alignment.models import face_recognizer
 from alignment.pool import default_workers, run_jobs
+from curation.analysis.batches import store_in_batches
 from curation.catalog.errors import GhostsError
 from curation.catalog.imaging import ImageRejected, load_rgb
 from curation.catalog.people import merged_into, resolve_person
@@ -156,9 +156,8 @@ def describe_faces(
     jobs = _describe_jobs(ws, image_ids)
     workers = min(max(int(workers), 1), max(len(jobs), 1))
     described = left = 0
-    batch: list[dict[str, Any]] = []
 
-    def flush() -> None:
+    def store(batch: list[dict[str, Any]]) -> None:
         nonlocal described, left
         with ws.session() as s:
             for outcome in batch:
@@ -168,30 +167,26 @@ def describe_faces(
                     )
                 for fid, blob in outcome["blobs"].items():
                     # A face deleted or described meanwhile (a takedown, another run) is left as it is.
-                    done = s.execute(
+                    described += s.execute(
                         update(Face)
                         .where(Face.id == fid, Face.descriptor.is_(None), Face.deleted.is_(False))
                         .values(descriptor=blob)
                     ).rowcount
-                    described += done
                 left += outcome["faces"] - len(outcome["blobs"])
-        batch.clear()
 
     def crashed(job: DescribeJob) -> dict[str, Any]:
         return {"image_id": job.image_id, "blobs": {}, "error": "crashed its worker", "faces": len(job.faces)}
 
-    outcomes = run_jobs(_describe_job, jobs, workers, crashed, initializer=_init_describer)
-    with tqdm(total=len(jobs), unit="img", desc="describe", disable=not progress or not jobs) as bar:
-        flushed = time.monotonic()
-        for outcome in outcomes:
-            batch.append(outcome)
-            bar.update(1)
-            if len(batch) >= batch_size or time.monotonic() - flushed >= batch_seconds:
-                flush()
-                flushed = time.monotonic()
-                bar.set_postfix(faces=described, refresh=False)
-        if batch:
-            flush()
+    store_in_batches(
+        run_jobs(_describe_job, jobs, workers, crashed, initializer=_init_describer),
+        store,
+        total=len(jobs),
+        desc="describe",
+        progress=progress,
+        postfix=lambda: {"faces": described},
+        batch_size=batch_size,
+        batch_seconds=batch_seconds,
+    )
     return described, left
 
 
