@@ -204,8 +204,8 @@ def import_urls(
     `X-Robots-Tag: noai` or `noimageai` are respected: those images are refused. Failures are listed with
     their reasons and never stop the batch; URLs imported before are not fetched again.
     """
+    from curation.sources.urls import FetchLimits, read_url_list
     from curation.sources.urls import import_urls as fetch_all
-    from curation.sources.urls import read_url_list
 
     ws = open_ws(data)
     urls = read_url_list(file)
@@ -213,14 +213,10 @@ def import_urls(
         raise GhostsError(
             f"no URLs in {file}: expected one http(s) URL per line or a CSV with a `url` column"
         )
-    summary = fetch_all(
-        ws,
-        urls,
-        timeout=(min(10.0, timeout), timeout),
-        max_bytes=int(max_mb * 1_000_000),
-        progress=not as_json,
-        deadline_s=deadline,
+    limits = FetchLimits(
+        timeout=(min(10.0, timeout), timeout), max_bytes=int(max_mb * 1_000_000), deadline_s=deadline
     )
+    summary = fetch_all(ws, urls, limits, progress=not as_json)
     if as_json:
         echo_json(summary.as_dict())
         return

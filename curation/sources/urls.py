@@ -82,15 +82,22 @@ def robots_refusal(header_values: Iterable[str]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class FetchLimits:
+    """How long and how much one image download may take; `ghosts import-urls` builds it from its options."""
+
+    timeout: tuple[float, float] = (10.0, 30.0)  # (connect, read) seconds
+    max_bytes: int = 50_000_000  # larger bodies are dropped while streaming
+    attempts: int = 3  # tries for connection errors and 429/5xx answers
+    deadline_s: float = 300.0  # the whole fetch, retries included; each read is bounded by timeout[1]
+
+
 def fetch_image(
     session: requests.Session,
     url: str,
+    limits: FetchLimits = FetchLimits(),
     *,
-    timeout: tuple[float, float] = (10.0, 30.0),  # (connect, read) seconds
-    max_bytes: int = 50_000_000,  # larger bodies are dropped while streaming
-    attempts: int = 3,  # tries for connection errors and 429/5xx answers
     sleep: Callable[[float], None] = time.sleep,
-    deadline_s: float = 300.0,  # the whole fetch, retries included; each read is bounded by timeout[1]
 ) -> Fetched:
     try:
         parts = urlsplit(url)
@@ -101,11 +108,12 @@ def fetch_image(
         raise FetchRefused("not an http(s) URL")
     if not parts.hostname:
         raise FetchRefused("invalid URL: no host name")
-    deadline = time.monotonic() + deadline_s
+    timeout, max_bytes, attempts = limits.timeout, limits.max_bytes, limits.attempts
+    deadline = time.monotonic() + limits.deadline_s
     last = ""
     for attempt in range(1, attempts + 1):
         if time.monotonic() > deadline:
-            raise FetchRefused(f"{last or 'too slow'}; gave up after the {deadline_s:.0f} s deadline")
+            raise FetchRefused(f"{last or 'too slow'}; gave up after the {limits.deadline_s:.0f} s deadline")
         try:
             with deadline_watch(deadline), session.get(url, timeout=timeout, stream=True) as resp:
                 if resp.status_code in RETRY_STATUSES and attempt < attempts:
@@ -159,14 +167,11 @@ def _file_name(url: str) -> str:
 def import_urls(
     ws,
     urls: Iterable[str],
+    limits: FetchLimits = FetchLimits(),  # per URL
     *,
-    timeout: tuple[float, float] = (10.0, 30.0),
-    max_bytes: int = 50_000_000,
-    attempts: int = 3,
     progress: bool = True,
     session: requests.Session | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    deadline_s: float = 300.0,  # per URL, retries included
 ) -> ImportSummary:
     """Fetch and ingest each URL; the summary's `rejected` entries carry the URL and the reason."""
     urls = list(dict.fromkeys(urls))
@@ -191,15 +196,7 @@ def import_urls(
                     summary.duplicates += 1
                 continue
             try:
-                got = fetch_image(
-                    session,
-                    url,
-                    timeout=timeout,
-                    max_bytes=max_bytes,
-                    attempts=attempts,
-                    sleep=sleep,
-                    deadline_s=deadline_s,
-                )
+                got = fetch_image(session, url, limits, sleep=sleep)
             except FetchRefused as e:
                 log.info("refused %s: %s", url, e.reason)
                 summary.rejected.append({"url": url, "reason": e.reason})

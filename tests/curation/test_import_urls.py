@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from curation.catalog.schema import Image
-from curation.sources.urls import import_urls, read_url_list, robots_refusal
+from curation.sources.urls import FetchLimits, import_urls, read_url_list, robots_refusal
 from flows.cli import main
 
 SITE = "https://photos.example.org/"
@@ -46,8 +46,8 @@ def serve(rsps, name, body, content_type="image/jpeg", status=200, **headers):
     return SITE + name
 
 
-def fetch(ws, urls, **kw):
-    return import_urls(ws, urls, progress=False, sleep=lambda s: None, **kw)
+def fetch(ws, urls, **limits):
+    return import_urls(ws, urls, FetchLimits(**limits), progress=False, sleep=lambda s: None)
 
 
 def test_images_are_fetched_checked_and_refused_with_reasons(workspace, site):

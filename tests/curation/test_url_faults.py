@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 
 from curation.sources.http import FetchRefused, deadline_watch
-from curation.sources.urls import fetch_image, import_urls
+from curation.sources.urls import FetchLimits, fetch_image, import_urls
 from flows.cli import main
 
 
@@ -98,19 +98,23 @@ def test_a_drip_feeding_server_is_cut_off_at_the_deadline(server):
     started = time.monotonic()
     with requests.Session() as session, pytest.raises(FetchRefused, match="too slow") as e:
         # Each read gets its byte well within the 5 s read timeout: only the total deadline can stop it.
-        fetch_image(session, server.url("drip.jpg"), timeout=(2.0, 5.0), deadline_s=3.0, attempts=1)
+        fetch_image(
+            session, server.url("drip.jpg"), FetchLimits(timeout=(2.0, 5.0), deadline_s=3.0, attempts=1)
+        )
     took = time.monotonic() - started
     assert 3.0 <= took < 3.0 + 2 * server.drip_s + 1, took
     assert "bytes in" in e.value.reason
     with requests.Session() as session:  # a quick server is unaffected by the same deadline
-        assert fetch_image(session, server.url("ok.jpg"), deadline_s=3.0).data == server.body
+        assert fetch_image(session, server.url("ok.jpg"), FetchLimits(deadline_s=3.0)).data == server.body
 
 
 def test_a_server_dripping_its_headers_is_cut_off_at_the_deadline_and_the_batch_goes_on(workspace, server):
     started = time.monotonic()
     with requests.Session() as session, pytest.raises(FetchRefused, match="too slow") as e:
         # One header byte every 0.5 s: each read is well within the 5 s read timeout.
-        fetch_image(session, server.url("driphead.jpg"), timeout=(2.0, 5.0), deadline_s=2.0, attempts=1)
+        fetch_image(
+            session, server.url("driphead.jpg"), FetchLimits(timeout=(2.0, 5.0), deadline_s=2.0, attempts=1)
+        )
     took = time.monotonic() - started
     assert 2.0 <= took < 2.0 + 1, took
     assert "within its deadline" in e.value.reason
@@ -118,10 +122,9 @@ def test_a_server_dripping_its_headers_is_cut_off_at_the_deadline_and_the_batch_
     summary = import_urls(
         workspace,
         [server.url("driphead.jpg"), server.url("ok.jpg")],
+        FetchLimits(timeout=(2.0, 5.0), deadline_s=2.0),
         progress=False,
         sleep=lambda s: None,
-        timeout=(2.0, 5.0),
-        deadline_s=2.0,
     )
     assert time.monotonic() - started < 2.0 + 1 + 1  # one deadline, then the quick one
     assert summary.added == 1
@@ -152,10 +155,9 @@ def test_malformed_urls_are_refused_one_by_one(workspace, server, bad):
     summary = import_urls(
         workspace,
         [bad, server.url("ok.jpg")],
+        FetchLimits(attempts=1, timeout=(2.0, 2.0)),
         progress=False,
         sleep=lambda s: None,
-        attempts=1,
-        timeout=(2.0, 2.0),
     )
     assert summary.added == 1
     [refused] = summary.rejected
