@@ -44,8 +44,10 @@ sys.path.insert(0, str(REPO))
 
 from curation.catalog.schema import Face, Image
 from curation.catalog.workspace import init_workspace
+from curation.datasets.prerender import CropRenderer
 from curation.review import ReviewConfig
 from curation.review.app import create_app
+from curation.review.decisions import ON_ACCEPTED
 from curation.review.server import serving
 from curation.sources.ingest import Ingestor
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # the browser tests' Chromium, same flags
@@ -244,6 +246,11 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=30, help="decisions typed as fast as possible")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--catalog", type=Path, default=None, help="build the catalog once here, run on copies")
+    ap.add_argument(
+        "--prerender",
+        action="store_true",
+        help="render accepted faces' crops in the background, as `ghosts review` does",
+    )
     args = ap.parse_args()
     if args.keys + args.burst > ReviewConfig().per_page:
         sys.exit(f"--keys + --burst must fit on one grid page ({ReviewConfig().per_page})")
@@ -255,6 +262,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="review-bench-") as tmp:
         ws, build = _catalog(Path(tmp) / "ws", args)
         app = create_app(ws, ReviewConfig(reviewer="bench", target=1000))
+        if args.prerender:
+            ON_ACCEPTED.append(CropRenderer(ws.root).poke)
         with serving(app) as url, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             loads = {
@@ -270,6 +279,7 @@ def main() -> None:
             saved = s.scalar(select(func.count(Face.id)).where(Face.decision != "undecided"))
         ws.close()
     result = {
+        "prerender": args.prerender,
         "machine": {
             "cpus": os.cpu_count(),
             "load_avg_1m_before": load_before,
