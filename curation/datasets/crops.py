@@ -127,32 +127,46 @@ class PhotoCrops:
 def render_missing(
     root: Path,
     photos: list[PhotoCrops],
-    size: int,
+    sizes: list[int],
     max_pixels: int | None,
-    between: Callable[[], None]
-    | None = None,  # called before each photo (the prerender yields to a reviewer)
-) -> dict[str, int]:
-    """Render into the cache every crop of `photos` not there yet (a photo is decoded only when one of its
-    crops is missing). A photo that cannot be read is logged and skipped: freeze will say what is wrong with
-    it. Returns counts: rendered, present, failed photos."""
-    counts = {"rendered": 0, "present": 0, "failed": 0}
+    between: Callable[[], None] | None = None,  # called before each photo decoded (the prerender yields)
+) -> list[dict[str, int]]:
+    """Render into the cache every crop of `photos`, at each of `sizes`, not there yet. A photo is decoded
+    once, and only when one of its crops is missing at some size. A photo that cannot be read is logged and
+    skipped: freeze will say what is wrong with it. Returns one line of counts per size: rendered, present,
+    failed photos."""
+    counts = {size: {"size": size, "rendered": 0, "present": 0, "failed": 0} for size in sizes}
     for photo in photos:
-        keys = [crop_key(photo.image_sha256, q, size, max_pixels) for q in photo.quads]
-        missing = [(k, q) for k, q in zip(keys, photo.quads) if read_cached(crop_path(root, k), size) is None]
-        counts["present"] += len(keys) - len(missing)
+        missing = []  # (size, key, quad)
+        for size in sizes:
+            for quad in photo.quads:
+                key = crop_key(photo.image_sha256, quad, size, max_pixels)
+                if read_cached(crop_path(root, key), size) is None:
+                    missing.append((size, key, quad))
+                else:
+                    counts[size]["present"] += 1
         if not missing:
             continue
         if between is not None:
             between()
         try:
             rgb = load_rgb(photo.path, max_pixels, writable=False)
-            for key, quad in missing:
-                store_crop(crop_path(root, key), render_crop(rgb, quad, size)[1])
-                counts["rendered"] += 1
-        except Exception as e:  # noqa: BLE001 - any bad photo (decode, quad, OpenCV): skip it, freeze says why
+        except Exception as e:  # noqa: BLE001 - any bad photo: skip it, freeze says why
             log.warning("crop cache: skipped %s (%s)", photo.path, e)
-            counts["failed"] += 1
-    return counts
+            for size in {size for size, _, _ in missing}:
+                counts[size]["failed"] += 1
+            continue
+        failed = set()  # the sizes at which this photo failed (counted once per photo and size)
+        for size, key, quad in missing:
+            try:
+                store_crop(crop_path(root, key), render_crop(rgb, quad, size)[1])
+                counts[size]["rendered"] += 1
+            except Exception as e:  # noqa: BLE001 - a bad quad, OpenCV, a full disk: the next crop still goes
+                log.warning("crop cache: skipped a crop of %s at %d px (%s)", photo.path, size, e)
+                failed.add(size)
+        for size in failed:
+            counts[size]["failed"] += 1
+    return list(counts.values())
 
 
 def clear_cache(root: Path) -> None:

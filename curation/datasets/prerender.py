@@ -45,9 +45,8 @@ def pending_photos(ws) -> list[PhotoCrops]:
         for face, image in selected_faces(s):
             if not photos or photos[-1].image_sha256 != image.sha256:
                 photos.append(PhotoCrops(ws.abspath(image.path), image.sha256, []))
-            with contextlib.suppress(
-                GhostsError
-            ):  # a face without a usable quad: freeze refuses it, saying why
+            # A face without a usable quad is left out here: freeze refuses it, saying why.
+            with contextlib.suppress(GhostsError):
                 photos[-1].quads.append(face_quad(face))
     return photos
 
@@ -63,12 +62,10 @@ def render_sizes(ws) -> list[int]:
 def prerender(ws, sizes: list[int] | None = None, yield_to_writes: float = 0.0) -> list[dict[str, int]]:
     """Render every missing crop of the current selection; one line of counts per size. With
     `yield_to_writes`, wait before each photo until the catalog has not been written for that many seconds."""
-    photos = pending_photos(ws)
     between = (lambda: wait_for_quiet(ws, yield_to_writes)) if yield_to_writes > 0 else None
-    return [
-        {"size": size, **render_missing(ws.root, photos, size, ws.settings.max_pixels, between)}
-        for size in sizes or render_sizes(ws)
-    ]
+    return render_missing(
+        ws.root, pending_photos(ws), sizes or render_sizes(ws), ws.settings.max_pixels, between
+    )
 
 
 def wait_for_quiet(ws, quiet_s: float, poll_s: float = 0.25) -> None:
@@ -106,9 +103,8 @@ class CropRenderer:
     def _loop(self) -> None:
         while self._wake.wait(timeout=300):  # idle for 5 minutes: the thread ends; the next poke starts one
             self._wake.clear()
-            while self._wake.wait(
-                timeout=self.delay
-            ):  # a pause in the key presses first: one render for them
+            # Wait for a pause in the key presses first: one render for all of them.
+            while self._wake.wait(timeout=self.delay):
                 self._wake.clear()
             cmd = [sys.executable, "-m", "curation.datasets.prerender", str(self.root)]
             cmd += ["--parent", str(os.getpid()), "--quiet", str(self.delay)]

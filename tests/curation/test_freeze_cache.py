@@ -10,6 +10,7 @@ import time
 import pytest
 from sqlalchemy import select
 
+import curation.datasets.crops as crops_mod
 import curation.datasets.freeze as freeze_mod
 from curation.catalog.schema import Face, Image
 from curation.catalog.workspace import open_workspace
@@ -70,6 +71,26 @@ def test_cached_crops_give_the_archive_a_render_gives(twins, decodes):
     a = freeze_dataset(warm, "mirror", resolution=SIZE, progress=False, mirror_check=True)
     b = freeze_dataset(cold, "mirror", resolution=SIZE, progress=False, mirror_check=True, use_cache=False)
     assert a.path.read_bytes() == b.path.read_bytes()
+
+
+def test_prerender_at_two_sizes_decodes_each_photo_once(twins, monkeypatch):
+    warm, cold = twins
+    seen: list[str] = []
+    real = crops_mod.load_rgb
+
+    def counting(path, *a, **k):
+        seen.append(str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(crops_mod, "load_rgb", counting)
+    lines = prerender(warm, [SIZE, 2 * SIZE])
+    assert [line["size"] for line in lines] == [SIZE, 2 * SIZE]
+    assert lines[0]["rendered"] == lines[1]["rendered"] == len(cached_files(warm)) // 2 > 0
+    assert sorted(seen) == sorted(set(seen)) and len(seen) == len(PASCAL)  # one decode per photo
+    for size in (SIZE, 2 * SIZE):  # each size's crops are the ones a freeze at that size takes
+        hit = freeze_dataset(warm, f"at{size}", resolution=size, progress=False)
+        miss = freeze_dataset(cold, f"at{size}", resolution=size, progress=False, use_cache=False)
+        assert hit.path.read_bytes() == miss.path.read_bytes()
 
 
 def test_damaged_or_stale_crops_are_rendered_again(twins, decodes):
