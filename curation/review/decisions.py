@@ -34,8 +34,9 @@ from curation.catalog.queries import first_row
 from curation.catalog.schema import DECISIONS, Decision, Face, Image, ReviewRound, utcnow
 
 REVIEW_DECISIONS = DECISIONS  # the catalog's vocabulary
-# Called with (ws, face ids) after a batch that accepted faces is saved; `ghosts review` registers the crop
-# prerenderer here (curation.datasets.prerender.CropRenderer.poke). A hook returns at once and never raises.
+# Called with (ws, face ids) after a batch that accepted faces is saved (`_announce`); `ghosts review`
+# registers the crop prerenderer here (curation.datasets.prerender.CropRenderer.poke). A hook returns at once
+# and never raises.
 ON_ACCEPTED: list[Callable[[object, list[int]], None]] = []
 REASON_RE = re.compile(r"^[a-z0-9][a-z0-9 _.-]{0,63}$")  # short tags ("blurry", "duplicate"), never "#"
 UNDO_PREFIX = "undo #"
@@ -235,9 +236,17 @@ def decide(
                 face.reviewer = reviewer
                 face.reason = reason
             face.rating = new_rating
-    if decision == "accepted" and batch.changes:
+    return _announce(ws, batch)
+
+
+def _announce(ws, batch: Batch | None) -> Batch | None:
+    """After a batch is saved: call the ON_ACCEPTED hooks with the faces it accepted (a decision, a keep-best,
+    or an undo that restored an accepted face), if any."""
+    changes = batch.changes if batch else []
+    accepted = [c.face_id for c in changes if c.decision == "accepted" and c.previous != "accepted"]
+    if accepted:
         for hook in ON_ACCEPTED:
-            hook(ws, [c.face_id for c in batch.changes])
+            hook(ws, accepted)
     return batch
 
 
@@ -280,6 +289,10 @@ def undo_last(ws, reviewer: str) -> Batch | None:
     """Revert `reviewer`'s most recent batch that is not undone yet; None when there is nothing to undo.
 
     Raises RoundClosed when that batch belongs to a closed round (undo never rewrites a closed round)."""
+    return _announce(ws, _undo_last(ws, reviewer))
+
+
+def _undo_last(ws, reviewer: str) -> Batch | None:
     with WRITE_LOCK, ws.session() as s:
         undone: set[int] = set()
         target: tuple[int, list[Decision]] | None = None
@@ -347,6 +360,10 @@ def duplicate_group(session, image_id: int) -> set[int]:
 def keep_best(ws, face_id: int, reviewer: str) -> Batch:
     """In the near-duplicate group of `face_id`'s photo, accept the best-scoring live face and reject the
     others as `duplicate`: one batch, so one undo step."""
+    return _announce(ws, _keep_best(ws, face_id, reviewer))
+
+
+def _keep_best(ws, face_id: int, reviewer: str) -> Batch:
     with WRITE_LOCK, ws.session() as s:
         face = s.get(Face, face_id)
         if face is None or face.deleted:

@@ -10,8 +10,9 @@ from sqlalchemy import select
 from curation.catalog.errors import GhostsError
 from curation.catalog.schema import Decision, Face, ReviewRound
 from curation.review import complete_selection, decide, delete_face, open_round, undo_last
+from curation.review.decisions import ON_ACCEPTED, keep_best
 from curation.review.selection import DEFAULT_TARGET, review_counts
-from tests.curation.test_review_support import make_catalog
+from tests.curation.test_review_support import link_duplicates, make_catalog
 
 
 @pytest.fixture
@@ -148,3 +149,29 @@ def test_a_round_closes_even_when_nothing_can_resume_its_run(workspace, faces):
     )
     assert f"`ghosts run resume {rnd.flow_run_id}`" in done.note  # and how to resume it
     assert (done.round.id, done.round.accepted) == (rnd.id, 1) and done.round.done_at is not None
+
+
+def test_on_accepted_hooks_hear_of_every_face_a_batch_accepts(workspace, faces):
+    heard: list[list[int]] = []
+    ON_ACCEPTED.append(lambda ws, ids: heard.append(sorted(ids)))
+    try:
+        decide(workspace, faces[:2], "rejected", "ann")
+        decide(workspace, faces[:1], None, "ann", rating=4)  # a rating step accepts nothing
+        assert heard == []
+        decide(workspace, faces[2:4], "accepted", "ann")
+        decide(workspace, faces[2:4], None, "ann", rating=5)  # rating accepted faces accepts nothing new
+        assert heard == [sorted(faces[2:4])]
+        decide(workspace, faces[:1], "accepted", "ann")
+        undo_last(workspace, "ann")  # back to rejected: nothing accepted
+        assert heard == [sorted(faces[2:4]), [faces[0]]]
+        decide(workspace, faces[2:3], "rejected", "ann")
+        undo_last(workspace, "ann")  # back to accepted: the face is accepted again
+        assert heard[-1] == [faces[2]]
+        with workspace.session() as s:  # keep-best accepts the best face of a near-duplicate group
+            a, b = (s.get(Face, f).image_id for f in (faces[0], faces[4]))
+        link_duplicates(workspace, a, b)
+        batch = keep_best(workspace, faces[0], "ann")
+        assert heard[-1] == [c.face_id for c in batch.changes if c.decision == "accepted"]
+        assert len(heard[-1]) == 1
+    finally:
+        ON_ACCEPTED.pop()
