@@ -112,9 +112,8 @@ def _prefect_api_may_be_set() -> bool:
     Prefect itself decides."""
     if any(k.startswith("PREFECT_") for k in os.environ):
         return True
-    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
-    places = {
-        home / "profiles.toml": ("PREFECT_API_URL",),
+    places = {  # (PREFECT_HOME, which would move the profiles file, is a PREFECT_* variable: answered above)
+        Path.home() / ".prefect" / "profiles.toml": ("PREFECT_API_URL",),
         Path(".env"): ("PREFECT_API_URL",),
         Path("prefect.toml"): ("api",),
         Path("pyproject.toml"): ("tool.prefect",),
