@@ -37,18 +37,23 @@ def twins(workspace, faces_dir, tmp_path):
     cold.close()
 
 
-@pytest.fixture
-def decodes(monkeypatch):
-    """The photos freeze decodes, by path."""
+def count_decodes(monkeypatch, module) -> list[str]:
+    """The photos `module` decodes from now on (its load_rgb's calls), by path."""
     seen: list[str] = []
-    real = freeze_mod.load_rgb
+    real = module.load_rgb
 
     def counting(path, *a, **k):
         seen.append(str(path))
         return real(path, *a, **k)
 
-    monkeypatch.setattr(freeze_mod, "load_rgb", counting)
+    monkeypatch.setattr(module, "load_rgb", counting)
     return seen
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """The photos freeze decodes, by path."""
+    return count_decodes(monkeypatch, freeze_mod)
 
 
 def cached_files(ws) -> list:
@@ -75,14 +80,7 @@ def test_cached_crops_give_the_archive_a_render_gives(twins, decodes):
 
 def test_prerender_at_two_sizes_decodes_each_photo_once(twins, monkeypatch):
     warm, cold = twins
-    seen: list[str] = []
-    real = crops_mod.load_rgb
-
-    def counting(path, *a, **k):
-        seen.append(str(path))
-        return real(path, *a, **k)
-
-    monkeypatch.setattr(crops_mod, "load_rgb", counting)
+    seen = count_decodes(monkeypatch, crops_mod)
     lines = prerender(warm, [SIZE, 2 * SIZE])
     assert [line["size"] for line in lines] == [SIZE, 2 * SIZE]
     assert lines[0]["rendered"] == lines[1]["rendered"] == len(cached_files(warm)) // 2 > 0
