@@ -115,7 +115,7 @@ def align_file(job: FileJob) -> dict[str, Any]:
     """Detect and align every face of one photo into the output folder; never raises."""
     report: dict[str, Any] = {"input": job.path, "faces": [], "skipped": []}
     try:
-        rgb = load_rgb(job.path)
+        rgb = load_rgb(job.path, writable=False)  # only read: one copy fewer
     except ImageRejected as e:
         report["skipped"].append({"face": None, "reason": f"cannot read the image: {e.reason}"})
         return report
@@ -171,7 +171,7 @@ def _prescan(jobs: list[FileJob], conn, parent_pid: int) -> None:
             scans.log = {}
             # ModelNotLoaded at the first face; any other failure is the worker's to report
             with contextlib.suppress(Exception):
-                detect_faces(load_rgb(job.path), job.detector)
+                detect_faces(load_rgb(job.path, writable=False), job.detector)
             if scans.log:
                 conn.send((job.path, scans.log))
     conn.close()

@@ -66,7 +66,7 @@ def _run_job(job: Job) -> dict[str, Any]:
         if not Path(job.path).is_file():
             return out | {"status": "error", "reason": f"{MISSING} ({job.path}); a rerun tries it again"}
         try:
-            rgb = load_rgb(job.path, job.max_pixels)
+            rgb = load_rgb(job.path, job.max_pixels, writable=False)  # only read: one copy fewer
         except ImageRejected as e:
             return out | {"status": "error", "reason": f"cannot decode: {e.reason}"}
         faces = analyze_rgb(rgb, job.detector, target_size=job.target_size)

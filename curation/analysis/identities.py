@@ -103,7 +103,7 @@ def _describe_job(job: DescribeJob) -> dict[str, Any]:
     """The descriptors of one photo's faces (face id -> bytes); never raises (a failure is reported)."""
     out: dict[str, Any] = {"image_id": job.image_id, "blobs": {}, "error": None, "faces": len(job.faces)}
     try:
-        rgb = load_rgb(job.path, job.max_pixels)
+        rgb = load_rgb(job.path, job.max_pixels, writable=False)  # only read: one copy fewer
         marked = [(fid, lm, box) for fid, lm, box, _ in job.faces if lm]
         if marked:
             vectors = face_descriptors(rgb, [(np.asarray(lm, float), box) for _, lm, box in marked])
