@@ -18,7 +18,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import importlib.metadata
-import io
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from curation.catalog.errors import GhostsError
-from curation.catalog.imaging import load_rgb
+from curation.catalog.imaging import decode_image, load_rgb
 from curation.catalog.schema import DatasetItem, DatasetVersion, Face, Image, utcnow
 from curation.catalog.store import atomic_write_text, fsync_dir
 from curation.datasets.card import CardFacts, render_card
@@ -521,18 +520,12 @@ def _align_photo(job: PhotoJob) -> list[tuple[bytes, str, int, np.ndarray | None
     for quad, hit in zip(job.quads, cached):
         if hit is not None:
             png, digest, crc = hit
-            face = decode_png_rgb(png) if job.hashes else None
+            face = decode_image(png, writable=False).rgb if job.hashes else None
         else:
             face, png = render_crop(rgb, quad, job.size)
             digest, crc = hashlib.sha256(png).hexdigest(), zlib.crc32(png)
         out.append((png, digest, crc, face_hashes(face) if job.hashes else None))
     return out
-
-
-def decode_png_rgb(png: bytes) -> np.ndarray:
-    """The pixels of a cached crop (for the mirror check's hashes)."""
-    with PILImage.open(io.BytesIO(png)) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def face_hashes(face: np.ndarray, hash_size: int = MIRROR_HASH_SIZE) -> np.ndarray:
