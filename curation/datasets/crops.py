@@ -45,7 +45,14 @@ CROPS_DIR = Path("cache") / "crops"  # under the workspace root
 # The modules whose code makes a crop's bytes (named, not imported: a freeze served from the cache never
 # loads OpenCV).
 _PIXEL_CODE = ("alignment.align", "alignment.png", "curation.catalog.imaging")
-_PIXEL_LIBS = ("numpy", "opencv-python-headless", "opencv-python", "opencv-contrib-python", "pillow")
+_PIXEL_LIBS = (
+    "numpy",
+    "opencv-python-headless",
+    "opencv-python",
+    "opencv-contrib-python",
+    "pillow",
+    "deflate",
+)
 
 
 @functools.cache
