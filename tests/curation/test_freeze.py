@@ -313,3 +313,27 @@ def test_mirror_pairs_tells_mirrored_from_duplicate(faces_dir):
     hashes = [face_hashes(x) for x in (a, b, np.ascontiguousarray(a[:, ::-1]), c, a.copy())]
     assert mirror_pairs(hashes) == [(0, 2, "mirrored"), (0, 4, "duplicate"), (2, 4, "mirrored")]
     assert mirror_pairs(hashes[:2]) == [] and mirror_pairs(hashes[:1]) == []
+
+
+@pytest.mark.parametrize("size", [8, 64, 128, 256, 1024])
+def test_face_hashes_are_imagehash_phash_of_the_face_and_its_mirror(faces_dir, size):
+    """The mirror check's hashes, computed with one shrink for both, are bit for bit imagehash's pHash of the
+    face and of its mirror image (the mirror's from a mirrored RGB face, as before), at every archive side."""
+    import imagehash
+    from PIL import Image, ImageOps
+
+    from curation.datasets.freeze import MIRROR_HASH_SIZE, face_hashes
+    from tests.curation.test_archive import photo_crops
+
+    rng = np.random.default_rng(size)
+    faces = [
+        *photo_crops(faces_dir, 3, size=size, seed=size),
+        rng.integers(0, 256, (size, size, 3), np.uint8),
+    ]
+    for face in faces:
+        im = Image.fromarray(face)
+        want = [
+            imagehash.phash(x, hash_size=MIRROR_HASH_SIZE).hash.ravel() for x in (im, ImageOps.mirror(im))
+        ]
+        got = np.unpackbits(face_hashes(face).astype(">u8").view(np.uint8), axis=1).astype(bool)
+        np.testing.assert_array_equal(got, np.stack(want))
