@@ -3,8 +3,8 @@ metadata or time chunks, every row Average-filtered (each byte minus the mean of
 neighbours) and deflated by libdeflate at level 1 (the `deflate` package, which bundles it).
 
 Against Pillow's or OpenCV's encoders (adaptive filtering per row, zlib 3-4) this takes about a fifth of the
-CPU time for files about the same size (aligned 256-px faces: 1.2 ms and 94 KB against 5-6 ms and 97 KB;
-zlib at level 1 gave 96 KB in 2.6 ms). The bytes depend on the bundled libdeflate alone (pinned in the lock),
+CPU time for files about the same size (aligned 256-px faces: 1.3 ms and 94 KB against 5-6 ms and 97 KB;
+zlib at level 1 gave 96 KB in 2.7 ms). The bytes depend on the bundled libdeflate alone (pinned in the lock),
 not on the system's zlib or an image library's version.
 """
 
