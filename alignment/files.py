@@ -23,7 +23,14 @@ from alignment import png
 from alignment.align import align_face, ffhq_quad
 from alignment.detect import detect_faces
 from alignment.models import face_detector, landmark_predictor, logged_hog_scans
-from alignment.pool import default_workers, die_with_parent, fork_is_safe, opencv_threads_stopped, run_jobs
+from alignment.pool import (
+    default_workers,
+    die_with_parent,
+    fork_is_safe,
+    heap_frozen,
+    opencv_threads_stopped,
+    run_jobs,
+)
 from alignment.quality import measure_face
 from curation.catalog.errors import GhostsError
 from curation.catalog.files import folder_images
@@ -191,7 +198,7 @@ class Prescan:
         self._proc = ctx.Process(
             target=_prescan, args=(jobs, child_end, os.getpid()), daemon=True, name="align-prescan"
         )
-        with opencv_threads_stopped():
+        with opencv_threads_stopped(), heap_frozen():
             self._proc.start()
         child_end.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import gc
 import multiprocessing
 import os
 import signal
@@ -76,6 +77,19 @@ def opencv_threads_stopped() -> Iterator[None]:
         cv2.setNumThreads(threads)
 
 
+@contextlib.contextmanager
+def heap_frozen() -> Iterator[None]:
+    """The objects that exist now moved out of the garbage collector's reach for the block (gc.freeze), as
+    Python's documentation advises before a fork without exec: a child's collections then never walk, and
+    never write to, the objects it inherited, so their pages stay shared instead of being copied one by one.
+    This process gets them back at the end of the block; its children keep them frozen."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def init_worker() -> None:
     """Worker set-up: single-threaded OpenCV (one process per core already) and dlib's models loaded once."""
     cv2.setNumThreads(1)
@@ -111,7 +125,8 @@ def run_jobs(
         start = "spawn"
     ctx = multiprocessing.get_context(start)
     guarded = functools.partial(die_with_parent, os.getpid(), initializer)
-    with opencv_threads_stopped() if start == "fork" else contextlib.nullcontext():
+    forking = opencv_threads_stopped() if start == "fork" else contextlib.nullcontext()
+    with forking, heap_frozen() if start == "fork" else contextlib.nullcontext():
         while pending or suspects:
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=guarded) as pool:
                 # Never fork again: by now this process holds the pool's manager thread (and a progress bar's).

@@ -58,6 +58,25 @@ def test_workers_forked_after_a_parallel_opencv_call_start(tmp_path):
     assert r.stdout.strip() == "[1, 2, 3, 4]"
 
 
+def test_forked_workers_inherit_a_frozen_heap_and_the_parent_gets_its_own_back():
+    """Forked workers' collections leave the objects they inherited alone (gc.freeze: the pages stay shared
+    instead of being copied); the parent's collector covers all its objects again once the jobs are done."""
+    code = (
+        "import gc\n"
+        "from alignment.pool import run_jobs\n"
+        "def job(n):\n"
+        "    return gc.get_freeze_count() > 1000\n"
+        "print(set(run_jobs(job, [1, 2, 3, 4], 2, lambda j: None, initializer=None, start='fork')))\n"
+        "print(gc.get_freeze_count())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    r = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["{True}", "0"]
+
+
 def death_signal(_job) -> int:
     sig = ctypes.c_int(0)
     ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
