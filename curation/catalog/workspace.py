@@ -270,24 +270,27 @@ def _refuse_missing_catalog(ws: Workspace) -> None:
 
 def _check_revision(ws: Workspace) -> str | None:
     """The catalog's schema revision; a clear error for a damaged catalog or one from a newer ghosts."""
-    # Imported here for start-up cost: Alembic is needed only when a workspace is opened.
-    from alembic.script import ScriptDirectory
-    from alembic.script.revision import RevisionError
-    from alembic.util import CommandError
-
     try:
         rev = catalog_revision(ws.engine)
+    except ValueError as e:
+        raise GhostsError(f"the catalog {ws.catalog_file or ws.db_url} is damaged: {e}") from None
     except Exception as e:
         why = environment_message(e)
         if why is None:
             raise
         raise GhostsError(f"cannot open the catalog {ws.catalog_file or ws.db_url}: {why}") from e
-    if rev is not None:
-        try:
-            ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(rev)
-        except (RevisionError, CommandError):
-            raise GhostsError(
-                f"the catalog {ws.catalog_file or ws.db_url} was written by a newer ghosts (schema revision "
-                f"{rev}; this one knows up to {head_revision()}): upgrade ghosts to open it"
-            ) from None
+    if rev is None or rev == head_revision():
+        return rev
+    # Imported here for start-up cost: Alembic is needed only for a catalog at another revision than ours.
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
+    try:
+        ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(rev)
+    except (RevisionError, CommandError):
+        raise GhostsError(
+            f"the catalog {ws.catalog_file or ws.db_url} was written by a newer ghosts (schema revision "
+            f"{rev}; this one knows up to {head_revision()}): upgrade ghosts to open it"
+        ) from None
     return rev

@@ -1,5 +1,10 @@
+import os
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
@@ -90,3 +95,68 @@ def test_training_run_is_tied_to_the_newest_version_of_its_archive(workspace):
             select(DatasetVersion.id).where(DatasetVersion.name == "d", DatasetVersion.version == 2)
         ).one()
     assert tied == {"a": newest, "c": None}
+
+
+def test_head_revision_is_the_migrations_head():
+    # HEAD_REVISION lets a current catalog open without Alembic; a new migration must move it.
+    from alembic.script import ScriptDirectory
+
+    from curation.catalog.schema import HEAD_REVISION, MIGRATIONS_DIR
+
+    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == HEAD_REVISION == head_revision()
+
+
+def test_a_catalog_one_migration_behind_is_upgraded_on_open(tmp_path):
+    ws = init_workspace(tmp_path / "ws")
+    ws.close()
+    engine = make_engine(f"sqlite:///{tmp_path / 'ws' / 'catalog.sqlite'}")
+    from alembic import command
+
+    from curation.catalog.schema import _alembic_config
+
+    cfg = _alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "-1")
+    assert catalog_revision(engine) not in (None, head_revision())
+    engine.dispose()
+    ws2 = open_workspace(tmp_path / "ws")
+    assert catalog_revision(ws2.engine) == head_revision()
+
+
+def _record_revisions(db, *revs):
+    con = sqlite3.connect(db)
+    con.execute("DELETE FROM alembic_version")
+    con.executemany("INSERT INTO alembic_version (version_num) VALUES (?)", [(r,) for r in revs])
+    con.commit()
+    con.close()
+
+
+def test_a_catalog_from_a_newer_ghosts_or_with_two_revisions_is_refused_clearly(tmp_path):
+    from curation.catalog.errors import GhostsError
+
+    ws = init_workspace(tmp_path / "ws")
+    ws.close()
+    _record_revisions(tmp_path / "ws" / "catalog.sqlite", "9999")
+    with pytest.raises(GhostsError, match=r"written by a newer ghosts \(schema revision 9999"):
+        open_workspace(tmp_path / "ws")
+    _record_revisions(tmp_path / "ws" / "catalog.sqlite", "0002", "0003")
+    with pytest.raises(
+        GhostsError, match="is damaged: the catalog records several schema revisions: 0002, 0003"
+    ):
+        open_workspace(tmp_path / "ws")
+
+
+def test_a_current_catalog_opens_without_loading_alembic(tmp_path):
+    ws = init_workspace(tmp_path / "ws")
+    ws.close()
+    code = (
+        "import sys\n"
+        "from curation.catalog.workspace import open_workspace\n"
+        f"open_workspace({str(tmp_path / 'ws')!r}).close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
