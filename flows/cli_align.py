@@ -4,6 +4,8 @@
 # command load torch, dlib, FastAPI or SQLAlchemy only when they need them.
 from __future__ import annotations
 
+import atexit
+import functools
 import gc
 from pathlib import Path
 
@@ -155,10 +157,17 @@ def align(
     ]
     if len(unreadable) == len(reports):
         raise GhostsError("none of the inputs could be read as an image")
-    # The interpreter's collections at exit would walk every object of this process once more (about 30 ms
+    # At exit, the interpreter's collections would walk every object of this process once more (about 30 ms
     # of one core, 1.5% of aligning 36 photos), only to free memory the process is about to hand back: every
-    # face is written, closed and renamed by now, so they have nothing left to finalise.
-    gc.freeze()
+    # face is written, closed and renamed by now, so they have nothing left to finalise. Frozen at exit, not
+    # here: a caller that runs this command in its own long-lived process (a test, a script) keeps its
+    # collector until then.
+    _freeze_heap_at_exit()
+
+
+@functools.cache
+def _freeze_heap_at_exit() -> None:
+    atexit.register(gc.freeze)
 
 
 COMMANDS = [align, analyze]
